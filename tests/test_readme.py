@@ -1,0 +1,42 @@
+"""The README's code blocks run as written and its printed figures are current."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(language: str) -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(len(_blocks("python"))))
+def test_python_block_runs(index: int) -> None:
+    code = _blocks("python")[index]
+    exec(compile(code, f"README.md python block {index}", "exec"), {})
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    quickstart = _blocks("bash")[0].strip().splitlines()
+    assert quickstart == [
+        "pip install . && python -m lightly_er",
+        'pip install ".[dev]" && python -m pytest',
+    ]
+
+
+def test_demo_output_matches_readme() -> None:
+    shown = _blocks("text")[0].strip()
+    result = subprocess.run(
+        [sys.executable, "-m", "lightly_er"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == shown
