@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, List, Literal, Sequence, Tuple, Union
+from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -244,6 +244,7 @@ def sphere_entropy(
     kappa: Kappa,
     estimator: SphereEstimator = "joe",
     leave_one_out: bool = False,
+    extra_support: Optional[Tensor] = None,
 ) -> Tensor:
     """vMF kernel-density estimate of the entropy of embeddings on the unit sphere.
 
@@ -264,6 +265,11 @@ def sphere_entropy(
     O(N^2 d) time with one N x N matrix, in log-sum-exp form, and in at least float32:
     half-precision inputs are upcast and autocast is switched off inside.
 
+    ``extra_support`` adds M more kernel centres to the density estimate, for example
+    the embeddings of a memory bank (MoCo): the sums then run over the N + M centres
+    and N + M replaces N (N + M - 1 with leave_one_out, which still drops only the
+    self-term). The caller decides whether these centres carry gradient.
+
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
     Args:
@@ -276,6 +282,8 @@ def sphere_entropy(
             ``"joe"`` (default) or ``"plugin"``.
         leave_one_out:
             Exclude each sample from its own density estimate.
+        extra_support:
+            Optional further kernel centres, L2-normalised, shape (M, d).
 
     Returns:
         The entropy estimate in nats, a scalar tensor.
@@ -293,17 +301,28 @@ def sphere_entropy(
     """
     _check_estimator(estimator)
     _check_sphere(z, "z", min_samples=2)
+    if extra_support is not None:
+        _check_sphere(extra_support, "extra_support", min_samples=0)
+        if extra_support.shape[1] != z.shape[1]:
+            raise ValueError(
+                f"extra_support must have the same dim as z, got shape "
+                f"{tuple(extra_support.shape)} for z of shape {tuple(z.shape)}"
+            )
     kappa_tensor = _as_scalar_kappa(kappa)
     n, dim = z.shape
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = _at_least_float32(z)
+        support = z
+        if extra_support is not None:
+            support = torch.cat([z, extra_support.to(z.dtype)], dim=0)
         kappa_z = kappa_tensor.to(device=z.device, dtype=z.dtype)
-        logits = kappa_z * (z @ z.T)
-        count = n
+        logits = kappa_z * (z @ support.T)
+        count = support.shape[0]
         if leave_one_out:
-            eye = torch.eye(n, dtype=torch.bool, device=z.device)
-            logits = logits.masked_fill(eye, float("-inf"))
-            count = n - 1
+            logits = logits.diagonal_scatter(
+                torch.full((n,), float("-inf"), dtype=z.dtype, device=z.device)
+            )
+            count -= 1
         log_norm = log_vmf_normalizer(dim, kappa_z)
         log_density = log_norm + torch.logsumexp(logits, dim=1) - math.log(count)
         if estimator == "joe":
@@ -533,6 +552,8 @@ def _check_sphere(z: Tensor, name: str, min_samples: int) -> None:
     _check_matrix(z, name, min_samples)
     if z.shape[1] < 2:
         raise ValueError(f"{name} must have dim >= 2, got shape {tuple(z.shape)}")
+    if z.shape[0] == 0:
+        return
     tolerance = _unit_norm_tolerance(z.dtype)
     norms = torch.linalg.vector_norm(_at_least_float32(z.detach()), dim=1)
     deviation = (norms - 1).abs().max().item()

@@ -1,0 +1,97 @@
+"""Runs a loss in 2 CPU processes (gloo) and in 1 process, to compare them.
+
+Every tensor argument (or tensor inside a list argument) is split along dim 0 into
+one chunk per process. The distributed loss is built with ``gather_distributed=True``,
+the single-process one with ``False``. With DDP, the parameter gradient is the mean
+over processes of each process's gradient, so the gradient a process sees for its own
+chunk, divided by the world size, must equal the single-process gradient of that chunk;
+the mean of the per-process losses must equal the single-process loss.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, List, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torch import distributed as torch_dist
+from torch import multiprocessing as mp
+
+LossFactory = Callable[..., nn.Module]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _map(fn: Callable[[Tensor], Any], args: Sequence[Any]) -> List[Any]:
+    return [[fn(t) for t in a] if isinstance(a, (list, tuple)) else fn(a) for a in args]
+
+
+def _flatten(args: Sequence[Any]) -> List[Tensor]:
+    out: List[Tensor] = []
+    for a in args:
+        out.extend(a if isinstance(a, (list, tuple)) else [a])
+    return out
+
+
+def _leaf(t: Tensor) -> Tensor:
+    return t.detach().clone().requires_grad_(True)
+
+
+def _worker(
+    rank: int,
+    world_size: int,
+    port: int,
+    factory: LossFactory,
+    args: Sequence[Any],
+    out_dir: str,
+) -> None:
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        local = _map(lambda t: _leaf(t.chunk(world_size)[rank]), args)
+        loss = factory(gather_distributed=True)(*local)
+        loss.backward()
+        grads = [t.grad for t in _flatten(local)]
+        torch.save(
+            {"loss": loss.detach(), "grads": grads}, Path(out_dir) / f"{rank}.pt"
+        )
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def run_distributed_and_single(
+    factory: LossFactory, args: Sequence[Any], world_size: int = 2
+) -> Tuple[Tensor, Tensor, List[Tensor], List[Tensor]]:
+    """Returns (mean distributed loss, single loss, distributed grads, single grads).
+
+    The distributed grads are the per-process chunk gradients divided by world_size and
+    concatenated back in rank order, so they compare one to one with the single grads.
+    """
+    with tempfile.TemporaryDirectory() as out_dir:
+        mp.spawn(
+            _worker,
+            args=(world_size, _free_port(), factory, args, out_dir),
+            nprocs=world_size,
+            join=True,
+        )
+        results = [torch.load(Path(out_dir) / f"{r}.pt") for r in range(world_size)]
+    dist_loss = torch.stack([r["loss"].reshape(()) for r in results]).mean()
+    dist_grads = [
+        torch.cat([r["grads"][i] for r in results]) / world_size
+        for i in range(len(results[0]["grads"]))
+    ]
+
+    single = _map(_leaf, args)
+    single_loss = factory(gather_distributed=False)(*single)
+    single_loss.backward()
+    single_grads = [t.grad for t in _flatten(single)]
+    return dist_loss, single_loss.detach().reshape(()), dist_grads, single_grads
