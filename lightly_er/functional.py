@@ -35,6 +35,9 @@ __all__ = [
     "discrete_entropy",
     "vmf_reconstruction",
     "discrete_reconstruction",
+    "effective_rank",
+    "alignment",
+    "uniformity",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -149,6 +152,35 @@ class _LogBesselIV(torch.autograd.Function):
         return (grad_output * derivative).to(x.dtype), None
 
 
+class _LogVMFNormalizer(torch.autograd.Function):
+    """log C_d(kappa) with the derivative -I_{order+1}(kappa) / I_order(kappa).
+
+    Differentiating order log kappa - log I_order(kappa) term by term would give
+    order / kappa - (I_{order+1} / I_order + order / kappa), which cancels
+    catastrophically where order / kappa is much larger than the ratio (small kappa,
+    large d): at d = 131072, kappa = 1e-3 it loses two digits. The backward computes
+    the ratio directly instead.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, kappa: Tensor, order: float) -> Tensor:
+        kappa64 = kappa.detach()
+        log_iv = _log_iv(order, kappa64)
+        ctx.order = order
+        ctx.save_for_backward(kappa64, log_iv)
+        dim = 2.0 * (order + 1.0)
+        return (
+            order * torch.log(kappa64) - (dim / 2.0) * math.log(2.0 * math.pi) - log_iv
+        )
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Tensor, None]:
+        kappa64, log_iv = ctx.saved_tensors
+        ratio = torch.exp(_log_iv(ctx.order + 1.0, kappa64) - log_iv)
+        return -grad_output * ratio, None
+
+
 def log_bessel_iv(order: float, x: Kappa) -> Tensor:
     """Logarithm of the modified Bessel function of the first kind, log I_order(x).
 
@@ -233,9 +265,7 @@ def log_vmf_normalizer(dim: int, kappa: Kappa) -> Tensor:
     order = dim / 2.0 - 1.0
     # Computed in float64 throughout: at large d, order * log(kappa) and log I nearly
     # cancel, which float32 would not resolve.
-    kappa64 = kappa_tensor.to(torch.float64)
-    log_iv: Tensor = _LogBesselIV.apply(kappa64, order)
-    result = order * torch.log(kappa64) - (dim / 2.0) * math.log(2.0 * math.pi) - log_iv
+    result: Tensor = _LogVMFNormalizer.apply(kappa_tensor.to(torch.float64), order)
     return result.to(kappa_tensor.dtype)
 
 
@@ -415,7 +445,7 @@ def vmf_reconstruction(z_target: Tensor, z_pred: Tensor, kappa: Kappa) -> Tensor
 
 
 def discrete_reconstruction(
-    p_target: Tensor, p_pred: Tensor, log_input: bool = False
+    p_target: Tensor, p_pred: Tensor, log_input: bool = False, validate: bool = True
 ) -> Tensor:
     """Expected log-likelihood of target distributions under predicted ones.
 
@@ -433,6 +463,12 @@ def discrete_reconstruction(
             log_softmax output, more accurate than the log of a softmax) if log_input.
         log_input:
             Whether p_pred holds log-probabilities.
+        validate:
+            Whether to check that the rows are finite probability distributions.
+            The check reads every input several times (with a log-sum-exp over
+            p_pred when log_input) and costs more than the estimate; a caller that
+            builds the rows with softmax / log_softmax may pass False. Types and
+            shapes are always checked.
 
     Returns:
         The expected log-likelihood in nats, a scalar tensor (<= 0).
@@ -450,8 +486,12 @@ def discrete_reconstruction(
         >>> student = torch.log_softmax(torch.randn(256, 1000) / 0.1, dim=1)
         >>> reconstruction = discrete_reconstruction(teacher, student, log_input=True)
     """
-    _check_probabilities(p_target, "p_target", log_input=False)
-    _check_probabilities(p_pred, "p_pred", log_input=log_input)
+    if validate:
+        _check_probabilities(p_target, "p_target", log_input=False)
+        _check_probabilities(p_pred, "p_pred", log_input=log_input)
+    else:
+        _check_probability_shape(p_target, "p_target")
+        _check_probability_shape(p_pred, "p_pred")
     _check_same_shape(p_target, "p_target", p_pred, "p_pred")
     with torch.autocast(device_type=p_target.device.type, enabled=False):
         p_target = _at_least_float32(p_target)
@@ -460,11 +500,198 @@ def discrete_reconstruction(
             log_pred = p_pred
         else:
             log_pred = torch.log(p_pred.clamp_min(torch.finfo(p_pred.dtype).tiny))
-        # xlogy-style: a target of exactly 0 contributes 0 even where log_pred is -inf.
-        terms = torch.where(
-            p_target > 0, p_target * log_pred, torch.zeros_like(log_pred)
-        )
-        return terms.sum(dim=1).mean()
+        # One fused multiply-and-sum per row. A log-probability of -inf is clamped to
+        # the most negative finite value, so that a target of exactly 0 there
+        # contributes 0 (xlogy-style) instead of 0 * -inf = NaN, with no host sync.
+        log_pred = log_pred.clamp_min(torch.finfo(log_pred.dtype).min)
+        per_row: Tensor = torch.linalg.vecdot(p_target, log_pred)
+        return per_row.mean()
+
+
+# ---------------------------------------------------------------------------------------
+# Label-free monitors of the representation: effective rank, alignment, uniformity.
+#
+# Unlike the ER terms above, these are diagnostics, not terms of the bound. They are
+# differentiable all the same. Alignment and uniformity keep the sign of their paper:
+# they are loss-like, lower is better.
+# ---------------------------------------------------------------------------------------
+_RANKME_EPS = 1e-7
+
+
+def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
+    """Effective rank of a batch of embeddings, RankMe [0].
+
+    With sigma_1 .. sigma_m the singular values of z, m = min(N, d), and
+    p_k = sigma_k / sum_l sigma_l + eps, the effective rank is exp(-sum_k p_k log p_k),
+    the exponential of the Shannon entropy of the normalised singular values [0, 1].
+    It is k for a matrix with k equal non-zero singular values and the rest zero, 1
+    for a collapsed batch (all rows parallel, or all zero), and close to m only if
+    the embeddings spread evenly over m directions; a dimensional collapse shows as
+    an effective rank well below the embedding size. The rows are used as given, not
+    centred, as in [0]. The eps of [0] (1e-7) keeps log p_k finite for zero singular
+    values; it moves the result by less than m * eps * log(1 / eps), and the result
+    is clamped to [1, m].
+
+    - [0] Garrido et al., RankMe: Assessing the Downstream Performance of Pretrained
+      Self-Supervised Representations by Their Rank, ICML 2023,
+      https://arxiv.org/abs/2210.02885
+    - [1] Roy & Vetterli, The effective rank: a measure of effective dimensionality,
+      EUSIPCO 2007.
+
+    Args:
+        z:
+            Embeddings, shape (N, d), N >= 1, d >= 1; any scale.
+        eps:
+            The small constant added to the normalised singular values, >= 0.
+
+    Returns:
+        The effective rank, a scalar tensor in [1, min(N, d)]; float32 for half
+        precision inputs, the dtype of z otherwise.
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or eps not a real number.
+        ValueError: If z is not (N, d) with N >= 1 and d >= 1, is not finite, or eps
+            is negative or not finite.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import effective_rank
+        >>> z = torch.randn(512, 16) @ torch.diag(torch.tensor([1.0] * 4 + [0.0] * 12))
+        >>> round(effective_rank(z).item())  # 4 directions used out of 16
+        4
+        >>> round(effective_rank(torch.ones(512, 16)).item(), 3)  # collapsed
+        1.0
+    """
+    _check_matrix(z, "z", min_samples=1)
+    if z.shape[1] < 1:
+        raise ValueError(f"z must have dim >= 1, got shape {tuple(z.shape)}")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
+    if not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = _at_least_float32(z)
+        singular_values = torch.linalg.svdvals(z)
+        total = singular_values.sum().clamp_min(torch.finfo(z.dtype).tiny)
+        p = singular_values / total + eps
+        entropy = -(p * torch.log(p)).sum()
+        return torch.exp(entropy).clamp(1.0, float(min(z.shape)))
+
+
+def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
+    """Alignment of two views on the unit sphere, mean_i ||z1_i - z2_i||^alpha [0].
+
+    How close the embeddings of two views of the same input are, on L2-normalised
+    embeddings. Like its paper [0], and unlike the entropies of this module, it is a
+    loss-like quantity: lower is better. 0 means the views embed identically (which a
+    collapsed representation also achieves, so read it together with
+    :func:`uniformity` or an entropy); with alpha = 2 it equals 2 - 2 mean_i cos(z1_i,
+    z2_i) and lies in [0, 4].
+
+    - [0] Wang & Isola, Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere, ICML 2020,
+      https://arxiv.org/abs/2005.10242
+
+    Args:
+        z1:
+            L2-normalised embeddings of the first views, shape (N, d), N >= 1, d >= 2.
+        z2:
+            L2-normalised embeddings of the second views, same shape; row i is the
+            other view of the input of row i of z1.
+        alpha:
+            The exponent alpha > 0 of the distance (2 in [0]).
+
+    Returns:
+        The alignment, a scalar tensor in [0, 2^alpha].
+
+    Raises:
+        TypeError: If an input is not a floating point tensor, or alpha is not a real
+            number.
+        ValueError: If the shapes differ or are not (N, d) with N >= 1 and d >= 2, if
+            an input is not finite or not unit-norm, or alpha is not positive.
+
+    Examples:
+        >>> import torch
+        >>> from torch.nn.functional import normalize
+        >>> from lightly_er.functional import alignment
+        >>> z1 = normalize(torch.randn(256, 32), dim=1)
+        >>> alignment(z1, z1).item()
+        0.0
+        >>> alignment(z1, -z1).item()  # antipodal views: ||z1 - (-z1)||^2 = 4
+        4.0
+    """
+    _check_sphere(z1, "z1", min_samples=1)
+    _check_sphere(z2, "z2", min_samples=1)
+    _check_same_shape(z1, "z1", z2, "z2")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be positive and finite, got {alpha}")
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        z1 = _at_least_float32(z1)
+        z2 = _at_least_float32(z2).to(z1.dtype)
+        # The squared distance, not the norm: exactly 0 for identical views, with a
+        # finite gradient there (the norm has none at 0).
+        squared = (z1 - z2).pow(2).sum(dim=1)
+        if alpha == 2:
+            return squared.mean()
+        return squared.pow(alpha / 2.0).mean()
+
+
+def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
+    """Uniformity of embeddings on the unit sphere, log mean exp(-t ||z_i - z_j||^2) [0].
+
+    The logarithm of the mean Gaussian potential over the N (N - 1) / 2 distinct
+    pairs i < j. Like its paper [0] it is loss-like: lower is better (more uniform).
+    It is 0 for a collapsed batch (all rows equal) and lies in [-4 t, 0]; for points
+    spread uniformly over a high-dimensional sphere it approaches -2 t. Computed in
+    log-sum-exp form from the Gram matrix, so identical rows have a finite gradient.
+
+    - [0] Wang & Isola, Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere, ICML 2020,
+      https://arxiv.org/abs/2005.10242
+
+    Args:
+        z:
+            L2-normalised embeddings, shape (N, d), N >= 2, d >= 2.
+        t:
+            The scale t > 0 of the Gaussian potential (2 in [0]).
+
+    Returns:
+        The uniformity, a scalar tensor in [-4 t, 0].
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or t is not a real number.
+        ValueError: If z is not (N, d) with N >= 2 and d >= 2, is not finite or not
+            unit-norm, or t is not positive.
+
+    Examples:
+        >>> import torch
+        >>> from torch.nn.functional import normalize
+        >>> from lightly_er.functional import uniformity
+        >>> uniformity(normalize(torch.ones(64, 8), dim=1)).item()  # collapsed
+        0.0
+        >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # one antipodal pair
+        >>> uniformity(z, t=2.0).item()  # log exp(-2 * 4)
+        -8.0
+    """
+    _check_sphere(z, "z", min_samples=2)
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise TypeError(f"t must be a real number, got {type(t).__name__}")
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"t must be positive and finite, got {t}")
+    n = z.shape[0]
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = _at_least_float32(z)
+        rows, cols = torch.triu_indices(n, n, offset=1, device=z.device)
+        # ||z_i||^2 + ||z_j||^2 - 2 z_i^T z_j with the actual norms, not 2 - 2 cos,
+        # so rows that are unit-norm only to rounding still give 0 for equal rows.
+        squared_norms = z.pow(2).sum(dim=1)
+        gram = z @ z.T
+        squared = (
+            squared_norms[rows] + squared_norms[cols] - 2.0 * gram[rows, cols]
+        ).clamp_min(0.0)
+        return torch.logsumexp(-t * squared, dim=0) - math.log(rows.numel())
 
 
 # ---------------------------------------------------------------------------------------
@@ -565,7 +792,7 @@ def _check_sphere(z: Tensor, name: str, min_samples: int) -> None:
         )
 
 
-def _check_probabilities(p: Tensor, name: str, log_input: bool) -> None:
+def _check_probability_shape(p: Tensor, name: str) -> None:
     if not isinstance(p, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
     if not p.is_floating_point():
@@ -577,6 +804,10 @@ def _check_probabilities(p: Tensor, name: str, log_input: bool) -> None:
         )
     if p.shape[0] < 1 or p.shape[1] < 1:
         raise ValueError(f"{name} must not be empty, got shape {tuple(p.shape)}")
+
+
+def _check_probabilities(p: Tensor, name: str, log_input: bool) -> None:
+    _check_probability_shape(p, name)
     values = _at_least_float32(p.detach())
     tolerance = 1e-6 * p.shape[1] if p.dtype == torch.float64 else 1e-3
     if log_input:
