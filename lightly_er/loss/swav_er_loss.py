@@ -1,0 +1,272 @@
+"""SwAV-ER: the ER objective on the discrete support of SwAV's prototypes."""
+
+from __future__ import annotations
+
+import numbers
+from typing import List, Optional, Sequence, Union
+
+import torch
+from lightly.loss import SwaVLoss
+from lightly.loss.swav_loss import sinkhorn
+from torch import Tensor
+
+from lightly_er.loss._base import (
+    ERComponents,
+    ERLossMixin,
+    check_er_arguments,
+    check_positive,
+    cross_view_reconstruction,
+    log_softmax_float32,
+    marginal_entropy,
+)
+
+
+class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
+    """SwAV loss with an explicit entropy term instead of Sinkhorn: SwAV-ER [0].
+
+    SwAV [1] predicts the prototype codes of one crop from every other crop and
+    avoids collapse by computing the codes with the Sinkhorn-Knopp algorithm, which
+    spreads the batch equally over the prototypes. The ER bound [0]
+    I(Z1; Z2) >= H(Z2) + E[log q(Z2 | Z1)] makes the anti-collapse term explicit
+    instead. This loss returns, in nats,
+
+        loss = -(entropy_weight * entropy + reconstruction)
+
+    with
+
+    - reconstruction = the mean over the crop pairs (high-resolution crop i, crop v)
+      with v != i, the same pairs and weights as :class:`lightly.loss.SwaVLoss`,
+      low-resolution crops included, of E_b[sum_k c_i[b, k] log q_v[b, k]]
+      (:func:`lightly_er.functional.discrete_reconstruction`), where
+      log q_v = log_softmax(out_v / temperature) and c_i is the code of crop i,
+      computed without gradient:
+
+      - ``use_sinkhorn=False`` (default): c_i = softmax(out_i / sinkhorn_epsilon),
+        the sharpened prediction. It is what Sinkhorn computes when only its
+        per-sample normalisation of exp(out / epsilon) is kept and the per-prototype
+        normalisation, which imposes equipartition, is dropped: the entropy term
+        takes over that role. The queue does not change these codes.
+      - ``use_sinkhorn=True``: c_i are the codes of lightly's ``sinkhorn`` with the
+        queue outputs appended, exactly as in SwaVLoss. With ``entropy_weight=0`` the
+        loss then equals :class:`lightly.loss.SwaVLoss`.
+
+    - entropy = H(mean q) (:func:`lightly_er.functional.discrete_entropy`), the entropy
+      of the mean prediction softmax(out / temperature) over the high-resolution
+      crops, the crops that also give the codes. The queue outputs, when given, are
+      included without gradient: they enlarge the sample from which the marginal
+      over K prototypes is estimated (SwAV adds the queue when the batch is small
+      compared to K) while the gradient stays with the current batch.
+
+    With ``gather_distributed=True`` every process averages its predictions (and
+    queue) into one row of K numbers and the rows of all processes are gathered with
+    gradient; with equal batch and queue sizes their mean is the global mean. It is
+    independent of ``sinkhorn_gather_distributed``, which applies to Sinkhorn only.
+
+    The softmaxes, codes (Sinkhorn included) and terms are computed in at least
+    float32, also under autocast, so bfloat16 logits with 65536 prototypes stay
+    finite.
+
+    SwaVPrototypes with several prototype sets returns one tensor per set; like
+    SwaVLoss, this loss takes the outputs of one set, so call it once per set and
+    average the losses.
+
+    - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in
+      Multi-View Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
+    - [1] SwAV, 2020, https://arxiv.org/abs/2006.09882
+
+    Attributes:
+        temperature:
+            Temperature of the prediction softmax.
+        sinkhorn_iterations:
+            Number of Sinkhorn iterations (``use_sinkhorn=True``).
+        sinkhorn_epsilon:
+            Temperature of the codes, with or without Sinkhorn.
+        sinkhorn_gather_distributed:
+            If True, Sinkhorn uses the outputs of all processes.
+        entropy_weight:
+            Weight of the entropy term in the loss.
+        use_sinkhorn:
+            Whether the codes come from Sinkhorn, as in SwAV.
+        gather_distributed:
+            If True, the entropy is estimated over the batches of all processes.
+        last_components:
+            The detached :class:`lightly_er.loss._base.ERComponents` of the last call.
+
+    Raises:
+        ValueError: If temperature or sinkhorn_epsilon is not positive,
+            sinkhorn_iterations is negative, entropy_weight is negative, or a gather
+            option is set without torch.distributed.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.loss.swav_er_loss import ERSwaVLoss
+        >>> loss_fn = ERSwaVLoss()
+        >>>
+        >>> # prototype scores of 2 high- and 4 low-resolution crops, 64 prototypes
+        >>> high = [torch.randn(8, 64, requires_grad=True) for _ in range(2)]
+        >>> low = [torch.randn(8, 64, requires_grad=True) for _ in range(4)]
+        >>> loss = loss_fn(high, low)
+        >>> loss.backward()
+        >>> entropy = loss_fn.last_components.entropy  # in nats, at most log(64)
+        >>>
+        >>> # with Sinkhorn codes and a queue of earlier high-resolution outputs
+        >>> loss_fn = ERSwaVLoss(use_sinkhorn=True)
+        >>> queue = [torch.randn(32, 64) for _ in range(2)]
+        >>> loss = loss_fn(high, low, queue_outputs=queue)
+    """
+
+    entropy_weight: float
+    use_sinkhorn: bool
+    gather_distributed: bool
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        sinkhorn_iterations: int = 3,
+        sinkhorn_epsilon: float = 0.05,
+        sinkhorn_gather_distributed: bool = False,
+        *,
+        entropy_weight: float = 1.0,
+        use_sinkhorn: bool = False,
+        gather_distributed: bool = False,
+    ) -> None:
+        """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
+        check_positive(temperature, "temperature")
+        if isinstance(sinkhorn_iterations, bool) or not isinstance(
+            sinkhorn_iterations, numbers.Integral
+        ):
+            raise TypeError(
+                "sinkhorn_iterations must be an int, got "
+                f"{type(sinkhorn_iterations).__name__}"
+            )
+        if sinkhorn_iterations < 0:
+            raise ValueError(
+                f"sinkhorn_iterations must be >= 0, got {sinkhorn_iterations}"
+            )
+        check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
+        for value, name in (
+            (sinkhorn_gather_distributed, "sinkhorn_gather_distributed"),
+            (use_sinkhorn, "use_sinkhorn"),
+        ):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+        check_er_arguments(None, entropy_weight, "joe", gather_distributed)
+        super().__init__(
+            temperature=temperature,
+            sinkhorn_iterations=sinkhorn_iterations,
+            sinkhorn_epsilon=sinkhorn_epsilon,
+            sinkhorn_gather_distributed=sinkhorn_gather_distributed,
+        )
+        self.entropy_weight = float(entropy_weight)
+        self.use_sinkhorn = use_sinkhorn
+        self.gather_distributed = gather_distributed
+
+    def forward(
+        self,
+        high_resolution_outputs: List[Tensor],
+        low_resolution_outputs: List[Tensor],
+        queue_outputs: Union[List[Tensor], None] = None,
+    ) -> Tensor:
+        """Returns the SwAV-ER loss -(entropy_weight * entropy + reconstruction).
+
+        Args:
+            high_resolution_outputs:
+                Prototype scores of the high-resolution crops, one tensor of shape
+                (batch_size, n_prototypes) per crop.
+            low_resolution_outputs:
+                Prototype scores of the low-resolution crops, same shapes.
+            queue_outputs:
+                Prototype scores of the queued high-resolution features of earlier
+                batches, one tensor of shape (queue_length, n_prototypes) per
+                high-resolution crop, or None.
+
+        Returns:
+            The loss, a scalar tensor.
+        """
+        return self.forward_components(
+            high_resolution_outputs, low_resolution_outputs, queue_outputs
+        ).loss
+
+    def forward_components(
+        self,
+        high_resolution_outputs: List[Tensor],
+        low_resolution_outputs: List[Tensor],
+        queue_outputs: Union[List[Tensor], None] = None,
+    ) -> ERComponents:
+        """Returns the loss, entropy and reconstruction; arguments as in forward."""
+        _check_crops(high_resolution_outputs, low_resolution_outputs, queue_outputs)
+        codes = [
+            self._codes(out, None if queue_outputs is None else queue_outputs[i])
+            for i, out in enumerate(high_resolution_outputs)
+        ]
+        crops = list(high_resolution_outputs) + list(low_resolution_outputs)
+        log_q = [log_softmax_float32(out, self.temperature) for out in crops]
+
+        reconstruction = cross_view_reconstruction(codes, log_q)
+        queue_p: Optional[Tensor] = None
+        if queue_outputs is not None:
+            with torch.no_grad():
+                queue_p = log_softmax_float32(
+                    torch.cat([q.detach() for q in queue_outputs]), self.temperature
+                ).exp_()
+        entropy = marginal_entropy(
+            log_q[: len(high_resolution_outputs)], self.gather_distributed, queue_p
+        )
+        return self._record(entropy, reconstruction, self.entropy_weight)
+
+    @torch.no_grad()
+    def _codes(self, out: Tensor, queue: Optional[Tensor]) -> Tensor:
+        """The target code of one high-resolution crop, in float32 or float64."""
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            out = out.detach()
+            batch_size = out.shape[0]
+            if out.dtype in (torch.float16, torch.bfloat16):
+                out = out.float()
+            if not self.use_sinkhorn:
+                return log_softmax_float32(out, self.sinkhorn_epsilon).exp_()
+            if queue is not None:
+                out = torch.cat([out, queue.detach().to(out.dtype)])
+            codes: Tensor = sinkhorn(
+                out,
+                iterations=self.sinkhorn_iterations,
+                epsilon=self.sinkhorn_epsilon,
+                gather_distributed=self.sinkhorn_gather_distributed,
+            )
+            return codes[:batch_size]
+
+
+def _check_crops(
+    high: Sequence[Tensor],
+    low: Sequence[Tensor],
+    queue: Optional[Sequence[Tensor]],
+) -> None:
+    if not isinstance(high, (list, tuple)) or len(high) == 0:
+        raise ValueError("high_resolution_outputs must be a non-empty list of tensors")
+    if not isinstance(low, (list, tuple)):
+        raise ValueError("low_resolution_outputs must be a list of tensors")
+    for crops, name in ((high, "high"), (low, "low")):
+        if not all(isinstance(out, Tensor) for out in crops):
+            raise TypeError(
+                f"{name}_resolution_outputs must be a list of tensors; with several "
+                "prototype sets (SwaVPrototypes with a list of n_prototypes), call "
+                "the loss once per set"
+            )
+    shape = high[0].shape
+    if any(out.ndim != 2 or out.shape != shape for out in list(high) + list(low)):
+        raise ValueError(
+            "high_resolution_outputs and low_resolution_outputs must hold tensors of "
+            "one shape (batch_size, n_prototypes), got shapes "
+            f"{[tuple(o.shape) for o in high]} and {[tuple(o.shape) for o in low]}"
+        )
+    if queue is None:
+        return
+    if not isinstance(queue, (list, tuple)) or len(queue) != len(high):
+        raise ValueError(
+            "queue_outputs must be a list with one tensor per high-resolution crop "
+            f"({len(high)})"
+        )
+    if any(q.ndim != 2 or q.shape[1] != shape[1] for q in queue):
+        raise ValueError(
+            f"queue_outputs must hold tensors of shape (queue_length, {shape[1]}), "
+            f"got shapes {[tuple(q.shape) for q in queue]}"
+        )
