@@ -1,0 +1,1 @@
+"""Reusable pieces of the lightly-er benchmarks: methods, datasets, results, plots."""

@@ -1,0 +1,298 @@
+"""Image datasets and augmentations for the benchmarks: CIFAR-10, Fashion-MNIST, digits.
+
+Every dataset is loaded into memory as uint8 arrays of shape (N, H, W, 3) and served by
+:class:`ImageArrayDataset` as ``(image, target, index)`` triples, the batch layout of
+lightly's ``BenchmarkModule``. Sources:
+
+- ``cifar10``: torchvision's CIFAR-10 in ``data_dir`` (downloaded there when missing
+  and the machine has a network).
+- ``fashion-mnist``: the IDX files of Debian's ``dataset-fashion-mnist`` package
+  (``/usr/share/datasets/fashion-mnist``), of ``data_dir``, or of torchvision's layout
+  ``data_dir/FashionMNIST/raw``; downloaded by torchvision as a last resort.
+- ``digits``: scikit-learn's bundled 8x8 digits (1797 images), always offline; a fixed
+  stratified 80/20 split.
+"""
+
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torchvision
+from lightly.transforms.dino_transform import DINOTransform
+from lightly.transforms.simclr_transform import SimCLRTransform
+from lightly.transforms.swav_transform import SwaVTransform
+from lightly.transforms.utils import IMAGENET_NORMALIZE
+from PIL import Image
+from torch.utils.data import Dataset
+
+DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+CIFAR10_FILES: Tuple[str, ...] = tuple(
+    f"cifar-10-batches-py/{name}"
+    for name in (
+        "batches.meta",
+        *(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+    )
+)
+FASHION_MNIST_FILES: Dict[str, str] = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+@dataclass
+class ImageArrays:
+    """A labelled image dataset held in memory.
+
+    Attributes:
+        name: The dataset's name.
+        train_images: uint8 array (N, H, W, 3).
+        train_labels: int64 array (N,).
+        test_images: uint8 array (M, H, W, 3).
+        test_labels: int64 array (M,).
+        num_classes: Number of classes.
+        image_size: Side of the square crops the augmentations produce.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+    image_size: int
+
+
+class ImageArrayDataset(Dataset[Tuple[Any, int, int]]):
+    """Serves (transform(image), target, index) from uint8 arrays (N, H, W, 3).
+
+    Args:
+        images: uint8 array (N, H, W, 3).
+        labels: Integer array (N,).
+        transform: Applied to the PIL image; None returns the PIL image.
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        transform: Optional[Callable[[Image.Image], Any]] = None,
+    ) -> None:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(
+                f"images must be a uint8 array of shape (N, H, W, 3), got "
+                f"{images.dtype} {images.shape}"
+            )
+        if len(images) != len(labels):
+            raise ValueError(
+                f"images and labels must have the same length, got {len(images)} "
+                f"and {len(labels)}"
+            )
+        self.images = images
+        self.labels = labels
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Tuple[Any, int, int]:
+        image = Image.fromarray(self.images[index])
+        out = self.transform(image) if self.transform is not None else image
+        return out, int(self.labels[index]), index
+
+
+def _to_rgb(gray: np.ndarray) -> np.ndarray:
+    return np.repeat(gray[..., None], 3, axis=-1)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Reads an IDX file (MNIST format), gzip-compressed or not, as a uint8 array.
+
+    Raises:
+        ValueError: If the file is not a uint8 IDX file or its size does not match its
+            header.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not a uint8 IDX file")
+    ndim = data[3]
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
+    offset = 4 + 4 * ndim
+    if len(data) - offset != int(np.prod(shape)):
+        raise ValueError(
+            f"{path}: header says shape {shape} but holds {len(data) - offset} bytes"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _find_idx(directory: Path, stem: str) -> Optional[Path]:
+    for candidate in (directory / stem, directory / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _fashion_mnist_dirs(data_dir: Optional[Path]) -> List[Path]:
+    dirs = []
+    if data_dir is not None:
+        dirs += [data_dir, data_dir / "FashionMNIST" / "raw"]
+    dirs.append(DEBIAN_FASHION_MNIST)
+    return dirs
+
+
+def load_fashion_mnist(data_dir: Optional[Path] = None) -> ImageArrays:
+    """Fashion-MNIST from IDX files, looked up in data_dir then Debian's folder.
+
+    Raises:
+        FileNotFoundError: If no folder holds the four IDX files and torchvision cannot
+            download them; the message names the files and the folders searched.
+    """
+    for directory in _fashion_mnist_dirs(data_dir):
+        paths = {k: _find_idx(directory, v) for k, v in FASHION_MNIST_FILES.items()}
+        if all(p is not None for p in paths.values()):
+            arrays = {k: read_idx(p) for k, p in paths.items() if p is not None}
+            return ImageArrays(
+                name="fashion-mnist",
+                train_images=_to_rgb(arrays["train_images"]),
+                train_labels=arrays["train_labels"].astype(np.int64),
+                test_images=_to_rgb(arrays["test_images"]),
+                test_labels=arrays["test_labels"].astype(np.int64),
+                num_classes=10,
+                image_size=28,
+            )
+    searched = ", ".join(str(d) for d in _fashion_mnist_dirs(data_dir))
+    if data_dir is not None:
+        try:
+            torchvision.datasets.FashionMNIST(str(data_dir), download=True)
+            return load_fashion_mnist(data_dir)
+        except Exception as error:  # no network, or a broken download
+            reason = f" (download failed: {error})"
+    else:
+        reason = " (give --data-dir to download there)"
+    raise FileNotFoundError(
+        "Fashion-MNIST not found: expected "
+        + ", ".join(f"{v}[.gz]" for v in FASHION_MNIST_FILES.values())
+        + f" in one of {searched}; install Debian's dataset-fashion-mnist package "
+        f"or put the files in --data-dir{reason}"
+    )
+
+
+def load_cifar10(data_dir: Path, download: bool = True) -> ImageArrays:
+    """CIFAR-10 through torchvision, downloaded to data_dir when it is missing.
+
+    Raises:
+        FileNotFoundError: If the files are missing and cannot be downloaded; the
+            message names the expected files.
+    """
+    present = all((data_dir / name).is_file() for name in CIFAR10_FILES)
+    try:
+        train = torchvision.datasets.CIFAR10(
+            str(data_dir), train=True, download=download and not present
+        )
+        test = torchvision.datasets.CIFAR10(str(data_dir), train=False)
+    except Exception as error:
+        raise FileNotFoundError(
+            f"CIFAR-10 not found in {data_dir}: expected "
+            + ", ".join(CIFAR10_FILES)
+            + " (torchvision's 'python version' archive cifar-10-python.tar.gz "
+            f"extracted there){'' if download else '; download is off'}: {error}"
+        ) from error
+    return ImageArrays(
+        name="cifar10",
+        train_images=np.asarray(train.data, dtype=np.uint8),
+        train_labels=np.asarray(train.targets, dtype=np.int64),
+        test_images=np.asarray(test.data, dtype=np.uint8),
+        test_labels=np.asarray(test.targets, dtype=np.int64),
+        num_classes=10,
+        image_size=32,
+    )
+
+
+def load_digits(test_fraction: float = 0.2, seed: int = 0) -> ImageArrays:
+    """scikit-learn's bundled 8x8 digits as uint8 RGB, split per class 80/20."""
+    from sklearn.datasets import load_digits as sklearn_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = sklearn_digits()
+    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
+    labels = digits.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed, stratify=labels
+    )
+    return ImageArrays(
+        name="digits",
+        train_images=_to_rgb(train_x),
+        train_labels=train_y,
+        test_images=_to_rgb(test_x),
+        test_labels=test_y,
+        num_classes=10,
+        image_size=16,
+    )
+
+
+def load_dataset(name: str, data_dir: Optional[Path] = None) -> ImageArrays:
+    """Loads one of DATASETS.
+
+    Raises:
+        ValueError: For an unknown name, or cifar10 without a data_dir.
+        FileNotFoundError: If the files are missing (see the loaders).
+    """
+    if name == "digits":
+        return load_digits()
+    if name == "fashion-mnist":
+        return load_fashion_mnist(data_dir)
+    if name == "cifar10":
+        if data_dir is None:
+            raise ValueError("cifar10 needs a data_dir (--data-dir) to read or fill")
+        return load_cifar10(data_dir)
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+
+
+def train_transform(method: str, image_size: int) -> Callable[[Image.Image], Any]:
+    """lightly's CIFAR-10 augmentations for a method, without Gaussian blur.
+
+    Two SimCLR views for SimCLR, MoCo, BYOL and SimSiam; two crops (min scale 0.14) for
+    SwAV; two global crops and no local crops for DINO, as in lightly's benchmark.
+    """
+    base = method.removesuffix("_er")
+    if base == "swav":
+        return SwaVTransform(
+            crop_sizes=(image_size,),  # type: ignore[arg-type]
+            crop_counts=(2,),  # type: ignore[arg-type]
+            crop_min_scales=(0.14,),  # type: ignore[arg-type]
+            crop_max_scales=(1.0,),  # type: ignore[arg-type]
+            gaussian_blur=0.0,
+        )
+    if base == "dino":
+        return DINOTransform(
+            global_crop_size=image_size,
+            n_local_views=0,
+            gaussian_blur=(0.0, 0.0, 0.0),
+            solarization_prob=0.0,
+        )
+    return SimCLRTransform(input_size=image_size, gaussian_blur=0.0)
+
+
+def eval_transform(image_size: int) -> Callable[[Image.Image], Any]:
+    """Resize, to tensor and ImageNet normalisation: the kNN train and test images."""
+    transform: Callable[[Image.Image], Any] = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.Resize(image_size),
+            torchvision.transforms.ToTensor(),
+            torchvision.transforms.Normalize(
+                mean=IMAGENET_NORMALIZE["mean"], std=IMAGENET_NORMALIZE["std"]
+            ),
+        ]
+    )
+    return transform

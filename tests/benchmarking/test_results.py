@@ -1,0 +1,127 @@
+"""Run records, aggregated tables and atomic writes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from lightly_er.benchmarking import results
+from lightly_er.benchmarking.plots import plot_curves, plot_sweep
+from lightly_er.benchmarking.results import (
+    RunResult,
+    aggregate,
+    load_results,
+    markdown_table,
+    run_id,
+    write_atomic,
+    write_tables,
+)
+
+
+def _result(
+    method: str, batch_size: int, seed: int, top1: float, **kw: object
+) -> RunResult:
+    objective = "er" if method.endswith("_er") else "original"
+    return RunResult(
+        method=method,
+        model="BYOL",
+        objective=objective,
+        dataset="digits",
+        batch_size=batch_size,
+        ema=kw.get("ema", 0.99),  # type: ignore[arg-type]
+        epochs=2,
+        seed=seed,
+        knn_top1=top1,
+        knn_top1_per_epoch=[top1 - 0.1, top1],
+        entropy_per_epoch=[0.5, 0.25 + seed / 10],
+        runtime_s=120.0,
+    )
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    r = _result("byol_er", 32, 1, 0.8)
+    r.save(tmp_path / "runs" / "a.json")
+    assert load_results(tmp_path) == [r]
+
+
+def test_load_rejects_partial_json(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"method": "byol"')
+    with pytest.raises(ValueError, match="not a run record"):
+        RunResult.load(tmp_path / "x.json")
+
+
+def test_run_id() -> None:
+    assert run_id("byol_er", 32, 0.9, 200, 1) == "byol_er-bs32-ema0.9-ep200-seed1"
+    assert run_id("simclr", 128, None, 5, 0) == "simclr-bs128-ep5-seed0"
+
+
+def test_aggregate_mean_std_over_seeds() -> None:
+    rows = aggregate(
+        [
+            _result("byol", 32, 0, 0.70),
+            _result("byol", 32, 1, 0.80),
+            _result("byol_er", 32, 0, 0.75),
+        ]
+    )
+    assert [(r["Objective"], r["Runs"]) for r in rows] == [("ER", 1), ("original", 2)]
+    original = rows[1]
+    assert original["top1_mean"] == pytest.approx(0.75)
+    assert original["top1_std"] == pytest.approx(0.0707107, rel=1e-5)  # sample std
+    assert original["kNN Top-1"] == "0.750 ± 0.071"
+    assert original["Final Entropy"] == "0.300"  # mean of 0.25 and 0.35
+    assert original["Runtime"] == "2.0 Min"
+    assert original["Peak GPU Memory"] == "- (CPU)"
+
+
+def test_tables_written_and_parse(tmp_path: Path) -> None:
+    rs = [_result("byol", 32, 0, 0.7), _result("byol_er", 128, 0, 0.9, ema=0.9)]
+    table = write_tables(tmp_path, rs)
+    assert (tmp_path / "results.md").read_text() == table
+    header = table.splitlines()[0]
+    for column in ("Model", "Batch Size", "EMA", "kNN Top-1", "Final Entropy"):
+        assert column in header
+    assert len(table.splitlines()) == 2 + len(rs)
+    parsed = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert [float(p["knn_top1_mean"]) for p in parsed] == [0.9, 0.7]
+    assert parsed[0]["ema"] == "0.9"
+
+
+def test_markdown_table_of_nothing_is_header_only() -> None:
+    assert len(markdown_table([]).splitlines()) == 2
+
+
+def test_write_atomic_keeps_old_file_when_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "results.md"
+    write_atomic(path, "old")
+
+    def interrupted(src: str, dst: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(path, "new")
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["results.md"]  # no temporary file left
+
+
+def test_plots_are_written(tmp_path: Path) -> None:
+    rs = [
+        _result("byol", 32, 0, 0.7),
+        _result("byol_er", 32, 0, 0.8),
+        _result("byol", 128, 0, 0.75),
+        _result("byol_er", 128, 0, 0.85),
+    ]
+    plot_curves(rs, tmp_path / "curves.png")
+    assert plot_sweep(rs, "batch_size", tmp_path / "bs.png") == tmp_path / "bs.png"
+    assert plot_sweep(rs, "ema", tmp_path / "ema.png") is None  # one EMA value only
+    for name in ("curves.png", "bs.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (tmp_path / "ema.png").exists()
+    with pytest.raises(ValueError, match="axis"):
+        plot_sweep(rs, "epochs", tmp_path / "x.png")
