@@ -181,6 +181,23 @@ class _LogVMFNormalizer(torch.autograd.Function):
         return -grad_output * ratio, None
 
 
+@lru_cache(maxsize=1024)
+def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
+    return float(log_vmf_normalizer(dim, kappa))
+
+
+def _log_norm(dim: int, kappa: Kappa, kappa_tensor: Tensor) -> Tensor:
+    """log C_d(kappa) as a tensor like kappa_tensor; a float kappa hits a cache.
+
+    A fixed concentration (a Python number, as the loss modules use by default) needs
+    no gradient, so its normaliser is computed once per (dim, kappa) instead of
+    evaluating the Bessel expansion on every call.
+    """
+    if isinstance(kappa, (int, float)):
+        return kappa_tensor.new_tensor(_log_vmf_normalizer_constant(dim, float(kappa)))
+    return log_vmf_normalizer(dim, kappa_tensor)
+
+
 def log_bessel_iv(order: float, x: Kappa) -> Tensor:
     """Logarithm of the modified Bessel function of the first kind, log I_order(x).
 
@@ -275,6 +292,7 @@ def sphere_entropy(
     estimator: SphereEstimator = "joe",
     leave_one_out: bool = False,
     extra_support: Optional[Tensor] = None,
+    validate: bool = True,
 ) -> Tensor:
     """vMF kernel-density estimate of the entropy of embeddings on the unit sphere.
 
@@ -314,6 +332,10 @@ def sphere_entropy(
             Exclude each sample from its own density estimate.
         extra_support:
             Optional further kernel centres, L2-normalised, shape (M, d).
+        validate:
+            Check that the inputs are finite and unit-norm (a full pass over them
+            and a host sync). A caller that L2-normalises the rows itself and checks
+            its result for NaN may pass False; types and shapes are always checked.
 
     Returns:
         The entropy estimate in nats, a scalar tensor.
@@ -330,9 +352,9 @@ def sphere_entropy(
         >>> entropy = sphere_entropy(z, kappa=10.0)
     """
     _check_estimator(estimator)
-    _check_sphere(z, "z", min_samples=2)
+    _check_sphere(z, "z", min_samples=2, validate=validate)
     if extra_support is not None:
-        _check_sphere(extra_support, "extra_support", min_samples=0)
+        _check_sphere(extra_support, "extra_support", min_samples=0, validate=validate)
         if extra_support.shape[1] != z.shape[1]:
             raise ValueError(
                 f"extra_support must have the same dim as z, got shape "
@@ -353,7 +375,7 @@ def sphere_entropy(
                 torch.full((n,), float("-inf"), dtype=z.dtype, device=z.device)
             )
             count -= 1
-        log_norm = log_vmf_normalizer(dim, kappa_z)
+        log_norm = _log_norm(dim, kappa, kappa_z)
         log_density = log_norm + torch.logsumexp(logits, dim=1) - math.log(count)
         if estimator == "joe":
             return -log_density.mean()
@@ -397,7 +419,9 @@ def discrete_entropy(p: Tensor) -> Tensor:
         return -(mean * torch.log(mean.clamp_min(tiny))).sum()
 
 
-def vmf_reconstruction(z_target: Tensor, z_pred: Tensor, kappa: Kappa) -> Tensor:
+def vmf_reconstruction(
+    z_target: Tensor, z_pred: Tensor, kappa: Kappa, validate: bool = True
+) -> Tensor:
     """Expected vMF log-likelihood of the targets given the predictions.
 
     The reconstruction term of ER on the sphere [0]: with q(z2 | z1) the von
@@ -415,6 +439,9 @@ def vmf_reconstruction(z_target: Tensor, z_pred: Tensor, kappa: Kappa) -> Tensor
             L2-normalised predicted mean directions, shape (N, d).
         kappa:
             Concentration, a positive float or a one-element tensor.
+        validate:
+            Check that the inputs are finite and unit-norm (see
+            :func:`sphere_entropy`); types and shapes are always checked.
 
     Returns:
         The expected log-likelihood in nats, a scalar tensor.
@@ -432,8 +459,8 @@ def vmf_reconstruction(z_target: Tensor, z_pred: Tensor, kappa: Kappa) -> Tensor
         >>> z2 = normalize(z1 + 0.1 * torch.randn(256, 128), dim=1)
         >>> reconstruction = vmf_reconstruction(z2, z1, kappa=10.0)
     """
-    _check_sphere(z_target, "z_target", min_samples=1)
-    _check_sphere(z_pred, "z_pred", min_samples=1)
+    _check_sphere(z_target, "z_target", min_samples=1, validate=validate)
+    _check_sphere(z_pred, "z_pred", min_samples=1, validate=validate)
     _check_same_shape(z_target, "z_target", z_pred, "z_pred")
     kappa_tensor = _as_scalar_kappa(kappa)
     with torch.autocast(device_type=z_target.device.type, enabled=False):
@@ -441,7 +468,7 @@ def vmf_reconstruction(z_target: Tensor, z_pred: Tensor, kappa: Kappa) -> Tensor
         z_pred = _at_least_float32(z_pred).to(z_target.dtype)
         kappa_z = kappa_tensor.to(device=z_target.device, dtype=z_target.dtype)
         cosine = (z_pred * z_target).sum(dim=1).mean()
-        return log_vmf_normalizer(z_target.shape[1], kappa_z) + kappa_z * cosine
+        return _log_norm(z_target.shape[1], kappa, kappa_z) + kappa_z * cosine
 
 
 def discrete_reconstruction(
@@ -756,7 +783,9 @@ def _describe(tensor: Tensor) -> str:
     return f"a tensor of shape {tuple(tensor.shape)} with non-positive or non-finite values"
 
 
-def _check_matrix(x: Tensor, name: str, min_samples: int) -> None:
+def _check_matrix(
+    x: Tensor, name: str, min_samples: int, check_values: bool = True
+) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -771,15 +800,17 @@ def _check_matrix(x: Tensor, name: str, min_samples: int) -> None:
             f"{name} must hold {what}, got a batch of {x.shape[0]}"
             + (" (the estimate is undefined)" if min_samples == 2 else "")
         )
-    if not bool(torch.isfinite(x).all()):
+    if check_values and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
 
 
-def _check_sphere(z: Tensor, name: str, min_samples: int) -> None:
-    _check_matrix(z, name, min_samples)
+def _check_sphere(
+    z: Tensor, name: str, min_samples: int, validate: bool = True
+) -> None:
+    _check_matrix(z, name, min_samples, check_values=validate)
     if z.shape[1] < 2:
         raise ValueError(f"{name} must have dim >= 2, got shape {tuple(z.shape)}")
-    if z.shape[0] == 0:
+    if z.shape[0] == 0 or not validate:
         return
     tolerance = _unit_norm_tolerance(z.dtype)
     norms = torch.linalg.vector_norm(_at_least_float32(z.detach()), dim=1)

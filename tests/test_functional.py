@@ -1003,3 +1003,25 @@ def test_bad_input_is_rejected(
     # Every message starts with the name of the offending argument.
     with pytest.raises(error, match=rf"^{name}\b"):
         call()
+
+
+@pytest.mark.parametrize("dim", [3, 128, 4096])
+def test_float_kappa_cache_equals_tensor_path(dim: int) -> None:
+    z = torch.nn.functional.normalize(torch.randn(32, dim, dtype=F64), dim=1)
+    kappa_tensor = torch.tensor(7.5, dtype=F64)
+    assert sphere_entropy(z, 7.5).item() == pytest.approx(
+        sphere_entropy(z, kappa_tensor).item(), rel=1e-14
+    )
+    assert vmf_reconstruction(z, z.flip(0), 7.5).item() == pytest.approx(
+        vmf_reconstruction(z, z.flip(0), kappa_tensor).item(), rel=1e-14
+    )
+
+
+def test_validate_false_skips_value_checks_only() -> None:
+    z = torch.randn(16, 8, dtype=F64)  # not unit-norm
+    with pytest.raises(ValueError, match="unit-norm"):
+        sphere_entropy(z, 5.0)
+    assert torch.isfinite(sphere_entropy(z, 5.0, validate=False))
+    assert torch.isfinite(vmf_reconstruction(z, z, 5.0, validate=False))
+    with pytest.raises(ValueError, match="^z must have shape"):
+        sphere_entropy(z[0], 5.0, validate=False)

@@ -52,6 +52,15 @@ class ERLossMixin:
         self, entropy: Tensor, reconstruction: Tensor, entropy_weight: float
     ) -> ERComponents:
         loss = -(entropy_weight * entropy + reconstruction)
+        # The estimators skip their per-input value checks inside the losses (the
+        # losses normalise the rows themselves); one check of the result still
+        # turns NaN/Inf inputs into a clear error instead of a silent NaN.
+        if not bool(torch.isfinite(loss)):
+            raise ValueError(
+                f"the ER loss is not finite (entropy {entropy.item():.4g}, "
+                f"reconstruction {reconstruction.item():.4g}): the model outputs "
+                "contain NaN or Inf"
+            )
         components = ERComponents(loss, entropy, reconstruction)
         self.last_components = ERComponents(*(t.detach() for t in components))
         return components

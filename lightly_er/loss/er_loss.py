@@ -176,7 +176,7 @@ class ERLoss(ERLossMixin, nn.Module):
         z1 = normalize_rows(out1)
         entropy0 = self._sphere_entropy(z0)
         entropy1 = self._sphere_entropy(z1)
-        reconstruction = vmf_reconstruction(z1, z0, self.kappa)
+        reconstruction = vmf_reconstruction(z1, z0, self.kappa, validate=False)
         return 0.5 * (entropy0 + entropy1), reconstruction
 
     def _sphere_entropy(self, z: Tensor) -> Tensor:
@@ -185,6 +185,7 @@ class ERLoss(ERLossMixin, nn.Module):
             self.kappa,
             estimator=self.estimator,
             leave_one_out=self.leave_one_out,
+            validate=False,
         )
 
     def _discrete_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:

@@ -154,7 +154,9 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         prediction, target, entropy = self._split(
             z0, x0.requires_grad, z1, x1.requires_grad
         )
-        reconstruction = vmf_reconstruction(target, prediction, self.kappa)
+        reconstruction = vmf_reconstruction(
+            target, prediction, self.kappa, validate=False
+        )
         return self._record(entropy, reconstruction, self.entropy_weight)
 
     def _split(
@@ -174,6 +176,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
             self.kappa,
             estimator=self.estimator,
             leave_one_out=self.leave_one_out,
+            validate=False,
         )
 
 

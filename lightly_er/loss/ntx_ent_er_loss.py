@@ -187,7 +187,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         else:
             bank = F.normalize(negatives.T.detach().to(z0.device), dim=1)
             entropy = self._entropy(z0_all, bank)
-        reconstruction = vmf_reconstruction(z1, z0, self.kappa)
+        reconstruction = vmf_reconstruction(z1, z0, self.kappa, validate=False)
         return self._record(entropy, reconstruction, self.entropy_weight)
 
     def _entropy(self, z: Tensor, extra_support: Optional[Tensor]) -> Tensor:
@@ -196,6 +196,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             self.kappa,
             estimator=self.estimator,
             leave_one_out=self.leave_one_out,
+            validate=False,
             extra_support=extra_support,
         )
 

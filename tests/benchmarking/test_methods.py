@@ -54,7 +54,9 @@ def _data(n: int = 24) -> tuple[np.ndarray, np.ndarray]:
 def _build(method: str) -> Any:
     cls, objective = parse_method(method)
     images, labels = _data()
-    knn = DataLoader(ImageArrayDataset(images, labels, eval_transform(16)), batch_size=12)
+    knn = DataLoader(
+        ImageArrayDataset(images, labels, eval_transform(16)), batch_size=12
+    )
     torch.manual_seed(0)
     return cls(
         SmallBackbone(),
@@ -102,7 +104,9 @@ def test_trains_with_lightning(method: str, tmp_path: Path) -> None:
         shuffle=True,
         drop_last=True,
     )
-    val = DataLoader(ImageArrayDataset(images, labels, eval_transform(16)), batch_size=12)
+    val = DataLoader(
+        ImageArrayDataset(images, labels, eval_transform(16)), batch_size=12
+    )
     model = _build(method)
     before = {k: v.detach().clone() for k, v in model.backbone.state_dict().items()}
     trainer = pl.Trainer(

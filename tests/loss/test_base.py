@@ -1,0 +1,49 @@
+"""Behaviour shared by every ER loss: NaN/Inf inputs give a clear error."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+from torch import Tensor
+
+from lightly_er.loss import (
+    ERDINOLoss,
+    ERLoss,
+    ERNegativeCosineSimilarity,
+    ERNTXentLoss,
+    ERSwaVLoss,
+)
+
+
+def _views(bad: float) -> tuple[Tensor, Tensor]:
+    a, b = torch.randn(8, 16), torch.randn(8, 16)
+    a[3, 5] = bad
+    return a, b
+
+
+CALLS: dict[str, Callable[[float], Tensor]] = {
+    "ERLoss-sphere": lambda bad: ERLoss()(*_views(bad)),
+    "ERLoss-discrete": lambda bad: ERLoss(support="discrete")(*_views(bad)),
+    "ERNTXentLoss": lambda bad: ERNTXentLoss()(*_views(bad)),
+    "ERNegativeCosineSimilarity": lambda bad: ERNegativeCosineSimilarity()(
+        *_views(bad)
+    ),
+    "ERDINOLoss": lambda bad: ERDINOLoss(output_dim=16)(
+        [_views(0.0)[0]], list(_views(bad))
+    ),
+    "ERSwaVLoss": lambda bad: ERSwaVLoss()(list(_views(bad)), []),
+}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_non_finite_inputs_raise(name: str, bad: float) -> None:
+    with pytest.raises(ValueError, match="not finite|contains NaN or Inf"):
+        CALLS[name](bad)
+
+
+@pytest.mark.parametrize("name", sorted(CALLS))
+def test_finite_inputs_pass(name: str) -> None:
+    assert torch.isfinite(CALLS[name](0.0))
