@@ -158,6 +158,34 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         return [optimizer], [scheduler]
 
 
+class _MomentumMethod(SSLMethod):
+    """A method with an EMA copy of its backbone and projection head (MoCo, BYOL)."""
+
+    has_teacher = True
+    projection_head: nn.Module
+
+    def _init_momentum(self) -> None:
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+    def _update_momentum(self) -> None:
+        self._momentum_update(
+            [
+                (self.backbone, self.backbone_momentum),
+                (self.projection_head, self.projection_head_momentum),
+            ]
+        )
+
+    @torch.no_grad()
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        """The EMA encoder's projection of x, without gradient."""
+        out = self.backbone_momentum(x).flatten(start_dim=1)
+        result: Tensor = self.projection_head_momentum(out)
+        return result.detach()
+
+
 def _views(batch: Any) -> List[Tensor]:
     views = batch[0]
     if isinstance(views, Tensor):
@@ -193,11 +221,10 @@ class SimCLR(SSLMethod):
         return loss
 
 
-class MoCo(SSLMethod):
+class MoCo(_MomentumMethod):
     """MoCo v2 with a memory bank of 4096; ER: ``ERNTXentLoss`` (bank as KDE support)."""
 
     name = "moco"
-    has_teacher = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -206,10 +233,7 @@ class MoCo(SSLMethod):
         self.projection_head = heads.MoCoProjectionHead(
             self.feature_dim, self.feature_dim, 128
         )
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self._init_momentum()
         loss = self._pick(NTXentLoss, ERNTXentLoss)
         self.criterion = loss(
             **self._criterion_kwargs(
@@ -223,20 +247,9 @@ class MoCo(SSLMethod):
         out: Tensor = self.projection_head(self.features(x))
         return out
 
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        out = self.backbone_momentum(x).flatten(start_dim=1)
-        result: Tensor = self.projection_head_momentum(out)
-        return result.detach()
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0, x1 = _views(batch)[:2]
-        self._momentum_update(
-            [
-                (self.backbone, self.backbone_momentum),
-                (self.projection_head, self.projection_head_momentum),
-            ]
-        )
+        self._update_momentum()
         # Symmetric loss, as in lightly's CIFAR-10 benchmark.
         loss_0: Tensor = self.criterion(self(x0), self.forward_momentum(x1))
         loss_1: Tensor = self.criterion(self(x1), self.forward_momentum(x0))
@@ -245,11 +258,10 @@ class MoCo(SSLMethod):
         return loss
 
 
-class BYOL(SSLMethod):
+class BYOL(_MomentumMethod):
     """BYOL (Grill et al., 2020); ER: ``ERNegativeCosineSimilarity`` + ER BYOL heads."""
 
     name = "byol"
-    has_teacher = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -257,10 +269,7 @@ class BYOL(SSLMethod):
         prediction = self._pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
         self.projection_head = projection(self.feature_dim, 1024, 256)
         self.prediction_head = prediction(256, 1024, 256)
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
+        self._init_momentum()
         loss = self._pick(NegativeCosineSimilarity, ERNegativeCosineSimilarity)
         self.criterion = loss(**self._criterion_kwargs())
 
@@ -268,20 +277,9 @@ class BYOL(SSLMethod):
         out: Tensor = self.prediction_head(self.projection_head(self.features(x)))
         return out
 
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        out = self.backbone_momentum(x).flatten(start_dim=1)
-        result: Tensor = self.projection_head_momentum(out)
-        return result.detach()
-
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0, x1 = _views(batch)[:2]
-        self._momentum_update(
-            [
-                (self.backbone, self.backbone_momentum),
-                (self.projection_head, self.projection_head_momentum),
-            ]
-        )
+        self._update_momentum()
         p0, p1 = self(x0), self(x1)
         z0, z1 = self.forward_momentum(x0), self.forward_momentum(x1)
         loss: Tensor = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))

@@ -17,6 +17,7 @@ from lightly_er.functional import (
     _check_estimator,
     discrete_entropy,
     discrete_reconstruction,
+    sphere_entropy,
 )
 
 
@@ -252,3 +253,20 @@ def marginal_entropy(
         count += extra_p.shape[0]
     mean = gather_rows((total / count).unsqueeze(0), gather_distributed)
     return discrete_entropy(mean)
+
+
+def gathered_sphere_entropy(
+    z: Tensor,
+    kappa: float,
+    estimator: str,
+    leave_one_out: bool,
+    gather_distributed: bool,
+) -> Tensor:
+    """sphere_entropy of L2-normalised z over the batch of all processes if asked."""
+    return sphere_entropy(
+        gather_batch(z, gather_distributed),
+        kappa,
+        estimator=estimator,  # type: ignore[arg-type]
+        leave_one_out=leave_one_out,
+        validate=False,
+    )

@@ -10,7 +10,6 @@ from lightly_er.functional import (
     SphereEstimator,
     discrete_entropy,
     discrete_reconstruction,
-    sphere_entropy,
     vmf_reconstruction,
 )
 from lightly_er.loss._base import (
@@ -19,8 +18,8 @@ from lightly_er.loss._base import (
     check_er_arguments,
     check_positive,
     check_view_pair,
-    gather_batch,
     gather_rows,
+    gathered_sphere_entropy,
     log_softmax_float32,
     normalize_rows,
 )
@@ -180,12 +179,8 @@ class ERLoss(ERLossMixin, nn.Module):
         return 0.5 * (entropy0 + entropy1), reconstruction
 
     def _sphere_entropy(self, z: Tensor) -> Tensor:
-        return sphere_entropy(
-            gather_batch(z, self.gather_distributed),
-            self.kappa,
-            estimator=self.estimator,
-            leave_one_out=self.leave_one_out,
-            validate=False,
+        return gathered_sphere_entropy(
+            z, self.kappa, self.estimator, self.leave_one_out, self.gather_distributed
         )
 
     def _discrete_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:

@@ -7,13 +7,13 @@ from typing import Tuple, cast
 from lightly.loss import NegativeCosineSimilarity
 from torch import Tensor
 
-from lightly_er.functional import SphereEstimator, sphere_entropy, vmf_reconstruction
+from lightly_er.functional import SphereEstimator, vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
     ERLossMixin,
     check_er_arguments,
     check_view_pair,
-    gather_batch,
+    gathered_sphere_entropy,
     normalize_rows,
 )
 
@@ -171,12 +171,8 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         return z0, z1, self._entropy(z0)
 
     def _entropy(self, z: Tensor) -> Tensor:
-        return sphere_entropy(
-            gather_batch(z, self.gather_distributed),
-            self.kappa,
-            estimator=self.estimator,
-            leave_one_out=self.leave_one_out,
-            validate=False,
+        return gathered_sphere_entropy(
+            z, self.kappa, self.estimator, self.leave_one_out, self.gather_distributed
         )
 
 
