@@ -21,9 +21,11 @@ results.csv, curves.png, top1_vs_batch_size.png and top1_vs_ema.png.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from lightly_er.benchmarking.datasets import DATASETS
 from lightly_er.benchmarking.methods import METHODS
@@ -36,9 +38,16 @@ from lightly_er.benchmarking.sweep import (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr (``--help`` has the rest)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="benchmarks/cifar10.py",
         description=__doc__.splitlines()[0] if __doc__ else None,
     )
@@ -84,13 +93,25 @@ def parse_config(argv: Optional[List[str]] = None) -> SweepConfig:
     return config
 
 
+def quiet_lightning() -> None:
+    """Keeps Lightning's per-run banners (seed, devices, tips) off the console.
+
+    Warnings and errors still show; the sweep prints one summary line per run.
+    """
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Runs the sweep; returns the exit code."""
     config = parse_config(argv)
+    quiet_lightning()
     try:
         run_sweep(config)
     except (FileNotFoundError, ValueError) as error:
-        print(f"benchmarks/cifar10.py: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())  # one line, whatever the cause says
+        print(f"benchmarks/cifar10.py: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

@@ -26,7 +26,7 @@ def test_python_block_runs(index: int) -> None:
 def test_quickstart_has_exactly_two_commands() -> None:
     quickstart = _blocks("bash")[0].strip().splitlines()
     assert quickstart == [
-        "pip install . && python -m lightly_er",
+        "pip install . && python benchmarks/cifar10.py --preset smoke",
         'pip install ".[dev]" && python -m pytest',
     ]
 

@@ -88,6 +88,11 @@ class RunResult:
         """The normalised entropy of the last epoch, if it was measured."""
         return self.entropy_per_epoch[-1] if self.entropy_per_epoch else None
 
+    @property
+    def run_id(self) -> str:
+        """The run's identifier, the stem of its record and of its Lightning folder."""
+        return run_id(self.method, self.batch_size, self.ema, self.epochs, self.seed)
+
     def save(self, path: Path) -> None:
         """Writes the record as JSON, atomically."""
         write_atomic(path, json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")

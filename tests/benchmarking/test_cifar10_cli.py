@@ -1,0 +1,297 @@
+"""benchmarks/cifar10.py end to end: the smoke preset, resuming, and bad arguments."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, List
+
+import pytest
+
+from lightly_er.benchmarking import sweep
+from lightly_er.benchmarking.methods import METHODS
+from lightly_er.benchmarking.results import RunResult, load_results
+from lightly_er.benchmarking.sweep import SweepConfig, run_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "benchmarks" / "cifar10.py"
+
+
+def _cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cifar10_cli", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tiny(log_dir: Path, **overrides: Any) -> SweepConfig:
+    settings: dict[str, Any] = dict(
+        methods=["simclr", "byol_er"],
+        batch_sizes=[16],
+        epochs=1,
+        seeds=[0],
+        dataset="digits",
+        log_dir=log_dir,
+        backbone="small",
+        accelerator="cpu",
+        num_workers=0,
+        train_subset=64,
+        knn_k=5,
+        progress_bar=False,
+    )
+    settings.update(overrides)
+    return SweepConfig(**settings)
+
+
+def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
+    """The README's main job, exactly as a user runs it (a few minutes on 2 cores)."""
+    log_dir = tmp_path / "smoke"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--preset",
+            "smoke",
+            "--log-dir",
+            str(log_dir),
+            "--no-progress-bar",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=1200,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    records = sorted((log_dir / "runs").glob("*.json"))
+    assert len(records) == len(METHODS)
+    results = [RunResult.load(path) for path in records]
+    assert sorted(r.method for r in results) == sorted(METHODS)
+    for result in results:
+        # 10 classes: chance is 0.1. Every method must have learned something.
+        assert result.knn_top1 > 0.5, (result.method, result.knn_top1)
+        assert len(result.knn_top1_per_epoch) == result.epochs == 3
+        assert result.knn_top1 == max(result.knn_top1_per_epoch)
+        assert len(result.entropy_per_epoch) == 3
+        assert all(0.0 <= h <= 1.0 for h in result.entropy_per_epoch)
+        assert result.settings["dataset"] == "digits"
+        assert result.peak_gpu_memory_gb is None  # CPU run
+    # One summary line per run, then the table.
+    summaries = [line for line in completed.stdout.splitlines() if "kNN top-1" in line]
+    assert len(summaries) == len(METHODS)
+    assert summaries[0].startswith(f"[1/{len(METHODS)}]")
+    table = (log_dir / "results.md").read_text()
+    assert table.strip() in completed.stdout
+    for model in ("SimCLR", "MoCo", "BYOL", "SimSiam", "DINO", "SwaV"):
+        assert f"| {model} " in table
+    with open(log_dir / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(METHODS)
+    assert {row["Objective"] for row in rows} == {"original", "ER"}
+    for png in ("curves.png", "top1_vs_batch_size.png", "top1_vs_ema.png"):
+        data = (log_dir / png).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+def test_resume_keeps_finished_runs_and_redoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _tiny(tmp_path)
+    real_run_one = sweep.run_one
+    calls: List[str] = []
+
+    def interrupted_second_run(spec: Any, *args: Any) -> RunResult:
+        calls.append(spec.method)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_one(spec, *args)
+
+    monkeypatch.setattr(sweep, "run_one", interrupted_second_run)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(config)
+    records = list((tmp_path / "runs").glob("*.json"))
+    assert [p.name for p in records] == ["simclr-bs16-ep1-seed0.json"]
+    first = records[0].read_bytes()
+
+    calls.clear()
+    results = run_sweep(config)
+    assert calls == ["byol_er"]  # the finished run is not redone
+    assert records[0].read_bytes() == first  # and its record is untouched
+    assert sorted(r.method for r in results) == ["byol_er", "simclr"]
+    assert "(done before, kept)" in capsys.readouterr().out
+
+    # A third invocation has nothing left to do but still writes the tables.
+    calls.clear()
+    (tmp_path / "results.md").unlink()
+    run_sweep(config)
+    assert calls == []
+    assert "| BYOL " in (tmp_path / "results.md").read_text()
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl+C in epoch 2 keeps epoch 1 (checkpoint and history); the rerun finishes."""
+    import pytorch_lightning as pl
+
+    class CtrlC(pl.Callback):
+        def on_train_epoch_start(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule
+        ) -> None:
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    real_trainer = pl.Trainer
+
+    def trainer_with(*callbacks: pl.Callback) -> Any:
+        def make(*args: Any, **kwargs: Any) -> pl.Trainer:
+            kwargs["callbacks"] = list(kwargs["callbacks"]) + list(callbacks)
+            return real_trainer(*args, **kwargs)
+
+        return make
+
+    config = _tiny(tmp_path, methods=["simclr_er"], epochs=2)
+    cli = _cli()
+    monkeypatch.setattr(sweep.pl, "Trainer", trainer_with(CtrlC()))
+    code = _run_main(cli, config, monkeypatch)
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted; finished runs are kept" in err
+    run_dir = tmp_path / "lightning" / "simclr_er-bs16-ep2-seed0"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert not (tmp_path / "runs").exists()
+
+    epochs_started: List[int] = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_start(
+            self, trainer: pl.Trainer, pl_module: pl.LightningModule
+        ) -> None:
+            epochs_started.append(trainer.current_epoch)
+
+    monkeypatch.setattr(sweep.pl, "Trainer", trainer_with(Record()))
+    assert _run_main(cli, config, monkeypatch) == 0
+    assert epochs_started == [1]  # epoch 0 came from the checkpoint
+    (result,) = load_results(tmp_path)
+    assert len(result.knn_top1_per_epoch) == 2  # history survived the interruption
+    assert len(result.entropy_per_epoch) == 2
+
+
+def _run_main(cli: ModuleType, config: SweepConfig, monkeypatch: Any) -> int:
+    monkeypatch.setattr(cli, "parse_config", lambda argv=None: config)
+    code: int = cli.main([])
+    return code
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--methods", "simclr", "byol_xx"], "unknown method 'byol_xx'"),
+        (["--preset", "smoke", "--batch-sizes", "0"], "batch sizes must be >= 2"),
+        (["--dataset", "fashion-mnist", "--data-dir", "{missing}"], "does not exist"),
+        (["--dataset", "cifar10"], "needs --data-dir"),
+        (["--preset", "smokey"], "invalid choice: 'smokey'"),
+        (["--epochs", "0", "--preset", "smoke"], "epochs must be >= 1"),
+        (["--ema", "1.0", "--preset", "smoke"], "EMA coefficients must be in [0, 1)"),
+    ],
+)
+def test_bad_arguments_exit_with_one_line(
+    tmp_path: Path,
+    argv: List[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [a.replace("{missing}", str(tmp_path / "missing")) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        _cli().main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("benchmarks/cifar10.py: error: ")
+    assert message in lines[0]
+
+
+def test_missing_cifar10_files_exit_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No network and no files: one line naming what was expected, exit code 2."""
+    import lightly_er.benchmarking.datasets as datasets
+
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("Error downloading cifar-10-python.tar.gz:\nno network")
+
+    monkeypatch.setattr(datasets.torchvision.datasets, "CIFAR10", no_network)
+    config = _tiny(tmp_path / "logs", dataset="cifar10", data_dir=tmp_path)
+    assert _run_main(_cli(), config, monkeypatch) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("benchmarks/cifar10.py: error: CIFAR-10 not found in")
+    assert "cifar-10-batches-py/data_batch_1" in lines[0]
+    assert "no network" in lines[0]
+
+
+def test_records_are_json_with_every_setting(tmp_path: Path) -> None:
+    (result,) = run_sweep(_tiny(tmp_path, methods=["dino_er"], emas=[0.9]))
+    record = json.loads((tmp_path / "runs" / f"{result.run_id}.json").read_text())
+    assert record["ema"] == 0.9 and record["batch_size"] == 16
+    for key in ("backbone", "train_subset", "knn_k", "lightly_version"):
+        assert key in record["settings"]
+    assert record["settings"]["train_images"] == 64
+    assert record["settings"]["precision"] == "32-true"  # "auto" on a CPU
+
+
+def test_history_matches_the_logged_accuracy_of_every_epoch(tmp_path: Path) -> None:
+    """The record holds each epoch's own kNN top-1, the last one included."""
+    (result,) = run_sweep(_tiny(tmp_path, methods=["simclr"], epochs=2))
+    metrics = tmp_path / "lightning" / result.run_id / "metrics.csv"
+    with open(metrics, newline="") as handle:
+        logged = [
+            float(row["kNN_accuracy"]) / 100.0
+            for row in csv.DictReader(handle)
+            if row.get("kNN_accuracy")
+        ]
+    assert len(logged) == 2
+    assert result.knn_top1_per_epoch == pytest.approx(logged, abs=1e-6)
+    assert result.knn_top1 == pytest.approx(max(logged), abs=1e-6)
+
+
+def test_precision_auto_is_mixed_only_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
+    assert sweep.resolve_precision("auto", "auto") == "16-mixed"
+    assert sweep.resolve_precision("auto", "gpu") == "16-mixed"
+    assert sweep.resolve_precision("auto", "cpu") == "32-true"
+    assert sweep.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: False)
+    assert sweep.resolve_precision("auto", "auto") == "32-true"
+
+
+def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
+    """--devices 2 trains with Lightning DDP (gloo), gathered losses, one record."""
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            *("--dataset", "digits", "--methods", "simclr_er", "--batch-sizes", "16"),
+            *("--epochs", "1", "--train-subset", "128", "--knn-k", "10"),
+            *("--backbone", "small", "--num-workers", "0", "--accelerator", "cpu"),
+            *("--devices", "2", "--log-dir", str(tmp_path), "--no-progress-bar"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    summaries = [line for line in completed.stdout.splitlines() if "kNN top-1" in line]
+    assert len(summaries) == 1  # rank 0 alone reports
+    (result,) = load_results(tmp_path)
+    assert result.settings["devices"] == 2
+    assert len(result.knn_top1_per_epoch) == 1
+    assert result.knn_top1 > 0.2  # 10 classes; one epoch on 128 images
