@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision")
     parser.add_argument("--num-workers", type=int)
     parser.add_argument("--train-subset", type=int, metavar="N")
+    parser.add_argument("--test-subset", type=int, metavar="N")
     parser.add_argument("--knn-k", type=int)
     parser.add_argument("--knn-t", type=float)
     parser.add_argument(

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightly.models import ResNetGenerator
@@ -65,7 +66,10 @@ class SweepConfig:
         precision: Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``), or
             ``auto``: mixed precision (``16-mixed``) on a CUDA GPU, ``32-true`` else.
         num_workers: Data-loader workers.
-        train_subset: Use only this many training images (None: all).
+        train_subset: Use only this many training images (None: all), drawn with
+            the run's seed.
+        test_subset: Evaluate kNN on only this many test images (None: all), the
+            same images for every run.
         knn_k: Neighbours of the kNN classifier.
         knn_t: Temperature of the kNN classifier.
         progress_bar: Show Lightning's progress bar.
@@ -85,6 +89,7 @@ class SweepConfig:
     precision: str = "auto"
     num_workers: int = 8
     train_subset: Optional[int] = None
+    test_subset: Optional[int] = None
     knn_k: int = 200
     knn_t: float = 0.1
     progress_bar: bool = True
@@ -120,6 +125,8 @@ class SweepConfig:
             raise ValueError("devices must be >= 1 and num_workers >= 0")
         if self.train_subset is not None and self.train_subset < 2:
             raise ValueError(f"train subset must be >= 2, got {self.train_subset}")
+        if self.test_subset is not None and self.test_subset < 1:
+            raise ValueError(f"test subset must be >= 1, got {self.test_subset}")
 
 
 PRESETS: Dict[str, Dict[str, Any]] = {
@@ -248,15 +255,26 @@ class EpochHistory(Callback):
         self.entropy = list(state_dict["entropy"])
 
 
+def _subset(
+    images: np.ndarray, labels: np.ndarray, size: Optional[int], seed: int
+) -> Tuple[np.ndarray, np.ndarray]:
+    """A random subset of ``size`` images (all of them for None), fixed by the seed."""
+    if size is None or size >= len(images):
+        return images, labels
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(images), generator=generator)[:size].numpy()
+    return images[keep], labels[keep]
+
+
 def _loaders(
     data: ImageArrays, method: str, batch_size: int, config: SweepConfig, seed: int
 ) -> Tuple[DataLoader[Any], DataLoader[Any], DataLoader[Any]]:
-    train_images, train_labels = data.train_images, data.train_labels
-    if config.train_subset is not None:
-        generator = torch.Generator().manual_seed(seed)
-        order = torch.randperm(len(train_images), generator=generator)
-        keep = order[: config.train_subset].numpy()
-        train_images, train_labels = train_images[keep], train_labels[keep]
+    train_images, train_labels = _subset(
+        data.train_images, data.train_labels, config.train_subset, seed
+    )
+    test_images, test_labels = _subset(
+        data.test_images, data.test_labels, config.test_subset, 0
+    )
     if batch_size > len(train_images):
         raise ValueError(
             f"batch size {batch_size} exceeds the {len(train_images)} training images"
@@ -278,7 +296,7 @@ def _loaders(
         **common,
     )
     knn_test = DataLoader(
-        ImageArrayDataset(data.test_images, data.test_labels, evaluation),
+        ImageArrayDataset(test_images, test_labels, evaluation),
         batch_size=max(batch_size, 256),
         **common,
     )
@@ -446,11 +464,13 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
         path = runs_dir / f"{spec.run_id(config.epochs)}.json"
         if path.is_file():
             try:
-                done = RunResult.load(path)
+                done: Optional[RunResult] = RunResult.load(path)
+            except ValueError:
+                done = None  # a damaged record: run it again
+            if done is not None:
+                check_same_settings(done, config, path)
                 print(summary_line(done, index, len(specs)) + "  (done before, kept)")
                 continue
-            except ValueError:
-                pass  # a damaged record: run it again
         result = run_one(spec, config, data)
         if _global_rank() != 0:
             continue  # under DDP, rank 0 alone writes records, tables and plots
@@ -467,6 +487,29 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
         print()
         print(table)
     return results
+
+
+# Settings that change a run's result but not its run id: a record made with other
+# values must not stand in for this sweep's run.
+RESULT_SETTINGS: Tuple[str, ...] = (
+    "dataset",
+    "backbone",
+    "train_subset",
+    "test_subset",
+    "knn_k",
+    "knn_t",
+)
+
+
+def check_same_settings(done: RunResult, config: SweepConfig, path: Path) -> None:
+    """Raises ValueError if a finished record was made with other result settings."""
+    for key in RESULT_SETTINGS:
+        old, new = done.settings.get(key), getattr(config, key)
+        if old != new:
+            raise ValueError(
+                f"{path} was run with {key}={old!r} but this sweep has {key}={new!r}; "
+                "give another --log-dir, or the same settings to resume"
+            )
 
 
 def _global_rank() -> int:

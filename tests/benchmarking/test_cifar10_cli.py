@@ -295,3 +295,25 @@ def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
     assert result.settings["devices"] == 2
     assert len(result.knn_top1_per_epoch) == 1
     assert result.knn_top1 > 0.2  # 10 classes; one epoch on 128 images
+
+
+def test_resume_refuses_records_made_with_other_settings(tmp_path: Path) -> None:
+    run_sweep(_tiny(tmp_path, methods=["simclr"]))
+    with pytest.raises(ValueError, match="was run with train_subset=64 but this sweep"):
+        run_sweep(_tiny(tmp_path, methods=["simclr"], train_subset=32))
+    with pytest.raises(ValueError, match="knn_k=5 but this sweep has knn_k=7"):
+        run_sweep(_tiny(tmp_path, methods=["simclr"], knn_k=7))
+
+
+def test_test_subset_is_the_same_for_every_seed(tmp_path: Path) -> None:
+    data = sweep.load_dataset("digits")
+    config = _tiny(tmp_path, test_subset=50)
+    _, knn_train_0, test_0 = sweep._loaders(data, "simclr", 16, config, seed=0)
+    _, knn_train_1, test_1 = sweep._loaders(data, "simclr", 16, config, seed=1)
+    labels_0 = [int(y) for _, y, _ in test_0.dataset]  # type: ignore[attr-defined]
+    labels_1 = [int(y) for _, y, _ in test_1.dataset]  # type: ignore[attr-defined]
+    assert len(labels_0) == 50 and labels_0 == labels_1
+    assert len(knn_train_0.dataset) == 64  # type: ignore[arg-type]
+    train_0 = knn_train_0.dataset.images  # type: ignore[attr-defined]
+    train_1 = knn_train_1.dataset.images  # type: ignore[attr-defined]
+    assert not (train_0 == train_1).all()  # the train subset follows the seed
