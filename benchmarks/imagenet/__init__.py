@@ -1,0 +1,1 @@
+"""ImageNet benchmarks of lightly-er, following lightly's ``benchmarks/imagenet``."""
