@@ -40,7 +40,6 @@ if __name__ == "__main__" and not __package__:
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
-import tempfile  # noqa: E402
 from datetime import datetime  # noqa: E402
 from typing import (  # noqa: E402
     Any,
@@ -64,6 +63,7 @@ from pytorch_lightning.callbacks import (  # noqa: E402
 )
 from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
+from lightly_er.benchmarking.results import write_atomic  # noqa: E402
 from lightly_er.monitoring import EntropyMonitor  # noqa: E402
 
 from . import byol, dino, mocov2, simclr, swav  # noqa: E402
@@ -267,18 +267,6 @@ def _check_args(args: argparse.Namespace, methods: Sequence[str]) -> None:
         )
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Writes JSON to a temporary file beside path, then renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def pretrain(
     model: ImageNetMethod,
     method: str,
@@ -435,7 +423,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
             )
             metrics.update({f"finetune_eval/{k}": v for k, v in finetune.items()})
         if _global_rank() == 0:
-            write_json_atomic(method_dir / "results.json", metrics)
+            text = json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+            write_atomic(method_dir / "results.json", text)
         results[method] = metrics
     if os.environ.get(RUN_STAMP_ENV) == stamp and _global_rank() == 0:
         # A later call of main() in this process starts a new run folder.
