@@ -266,9 +266,13 @@ def _subset(
     return images[keep], labels[keep]
 
 
-def _loaders(
+def make_loaders(
     data: ImageArrays, method: str, batch_size: int, config: SweepConfig, seed: int
 ) -> Tuple[DataLoader[Any], DataLoader[Any], DataLoader[Any]]:
+    """The (SSL training, kNN train, kNN test) loaders of one run.
+
+    The training subset follows ``seed``; the test subset is the same for every run.
+    """
     train_images, train_labels = _subset(
         data.train_images, data.train_labels, config.train_subset, seed
     )
@@ -308,7 +312,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     cls, objective = parse_method(spec.method)
     pl.seed_everything(spec.seed, workers=True)
     run_dir = config.log_dir / "lightning" / spec.run_id(config.epochs)
-    ssl, knn_train, knn_test = _loaders(
+    ssl, knn_train, knn_test = make_loaders(
         data, spec.method, spec.batch_size, config, spec.seed
     )
     backbone, feature_dim = build_backbone(config.backbone)

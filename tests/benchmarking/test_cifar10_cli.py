@@ -308,8 +308,8 @@ def test_resume_refuses_records_made_with_other_settings(tmp_path: Path) -> None
 def test_test_subset_is_the_same_for_every_seed(tmp_path: Path) -> None:
     data = sweep.load_dataset("digits")
     config = _tiny(tmp_path, test_subset=50)
-    _, knn_train_0, test_0 = sweep._loaders(data, "simclr", 16, config, seed=0)
-    _, knn_train_1, test_1 = sweep._loaders(data, "simclr", 16, config, seed=1)
+    _, knn_train_0, test_0 = sweep.make_loaders(data, "simclr", 16, config, seed=0)
+    _, knn_train_1, test_1 = sweep.make_loaders(data, "simclr", 16, config, seed=1)
     labels_0 = [int(y) for _, y, _ in test_0.dataset]  # type: ignore[attr-defined]
     labels_1 = [int(y) for _, y, _ in test_1.dataset]  # type: ignore[attr-defined]
     assert len(labels_0) == 50 and labels_0 == labels_1
