@@ -6,7 +6,7 @@ import io
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightly_er.benchmarking.results import RunResult, aggregate
 
@@ -65,10 +65,43 @@ def plot_curves(results: Sequence[RunResult], path: Path) -> None:
     plt.close(figure)
 
 
+Series = Dict[str, Tuple[List[Any], List[float], List[float]]]
+
+
+def sweep_series(rows: Sequence[Dict[str, Any]], model: str, axis: str) -> Series:
+    """The lines of one model's panel: label -> (x values, mean top-1, std top-1).
+
+    ``rows`` come from :func:`aggregate`. There is one line per objective and, when
+    the model's rows hold several values of the other axis (EMA when sweeping the
+    batch size, and the reverse), one per value of it: a point is never an average
+    over settings, only over seeds.
+    """
+    column = "Batch Size" if axis == "batch_size" else "ema"
+    other = "ema" if axis == "batch_size" else "Batch Size"
+    mine = [r for r in rows if r["Model"] == model and r[column] is not None]
+    several = len({r[other] for r in mine}) > 1
+    series: Series = {}
+    for objective in ("original", "ER"):
+        for fixed in sorted({r[other] for r in mine}, key=lambda v: (v is None, v)):
+            points = sorted(
+                (r[column], r["top1_mean"], r["top1_std"])
+                for r in mine
+                if r["Objective"] == objective and r[other] == fixed
+            )
+            if not points:
+                continue
+            name = "bs" if other == "Batch Size" else "ema"
+            label = f"{objective} {name}={fixed:g}" if several else objective
+            xs, means, stds = (list(v) for v in zip(*points, strict=True))
+            series[label] = (xs, means, stds)
+    return series
+
+
 def plot_sweep(results: Sequence[RunResult], axis: str, path: Path) -> Optional[Path]:
     """kNN top-1 (mean ± std over seeds) against ``"batch_size"`` or ``"ema"``.
 
-    One panel per model, original (dashed) vs ER (solid). Returns None and writes
+    One panel per model, original (dashed) vs ER (solid), one line per value of the
+    other axis where it varies (see :func:`sweep_series`). Returns None and writes
     nothing when the sweep has fewer than two values of the axis.
 
     Raises:
@@ -84,29 +117,19 @@ def plot_sweep(results: Sequence[RunResult], axis: str, path: Path) -> Optional[
     models = sorted({r["Model"] for r in rows})
     plt = _pyplot()
     figure, axes = plt.subplots(
-        1, len(models), figsize=(3.2 * len(models), 3.2), squeeze=False
+        1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False
     )
     for ax, model in zip(axes[0], models, strict=True):
-        for objective, style in (("original", "--o"), ("ER", "-o")):
-            series: Dict[Any, List[Dict[str, Any]]] = {}
-            for r in rows:
-                if r["Model"] == model and r["Objective"] == objective:
-                    series.setdefault(r[column], []).append(r)
-            if not series:
-                continue
-            xs = sorted(series)
-            # Several rows share an x when the other axis varies: average them.
-            means = [
-                sum(r["top1_mean"] for r in series[x]) / len(series[x]) for x in xs
-            ]
-            stds = [max(r["top1_std"] for r in series[x]) for x in xs]
-            ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=objective)
+        for label, (xs, means, stds) in sweep_series(rows, model, axis).items():
+            style = "--o" if label.startswith("original") else "-o"
+            ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=label)
         ax.set_title(model)
         ax.set_xlabel("batch size" if axis == "batch_size" else "EMA coefficient")
         if axis == "batch_size":
             ax.set_xscale("log", base=2)
         ax.set_ylabel("kNN top-1")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
+    figure.tight_layout()
     save_figure_atomic(figure, path)
     plt.close(figure)
     return path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lightly_er.benchmarking import results
-from lightly_er.benchmarking.plots import plot_curves, plot_sweep
+from lightly_er.benchmarking.plots import plot_curves, plot_sweep, sweep_series
 from lightly_er.benchmarking.results import (
     RunResult,
     aggregate,
@@ -125,3 +125,28 @@ def test_plots_are_written(tmp_path: Path) -> None:
     assert not (tmp_path / "ema.png").exists()
     with pytest.raises(ValueError, match="axis"):
         plot_sweep(rs, "epochs", tmp_path / "x.png")
+
+
+def test_sweep_series_never_averages_over_the_other_axis() -> None:
+    rs = [
+        _result("byol", 32, 0, 0.50),
+        _result("byol", 32, 1, 0.60),
+        _result("byol", 128, 0, 0.40),
+        _result("byol", 128, 0, 0.90, ema=0.9),  # the EMA sweep, at batch 128 only
+        _result("byol_er", 32, 0, 0.70),
+        _result("byol_er", 128, 0, 0.80),
+    ]
+    rows = aggregate(rs)
+    by_batch = sweep_series(rows, "BYOL", "batch_size")
+    assert set(by_batch) == {"original ema=0.9", "original ema=0.99", "ER ema=0.99"}
+    xs, means, stds = by_batch["original ema=0.99"]
+    assert xs == [32, 128]
+    assert means == pytest.approx([0.55, 0.40])  # seeds averaged, not EMA values
+    assert stds[0] == pytest.approx(0.0707107, abs=1e-6) and stds[1] == 0.0
+    assert by_batch["original ema=0.9"] == ([128], [0.90], [0.0])
+    by_ema = sweep_series(rows, "BYOL", "ema")
+    assert by_ema["original bs=128"][:2] == ([0.9, 0.99], [0.90, 0.40])
+    assert by_ema["ER bs=32"][:2] == ([0.99], [0.70])
+    # One value of the other axis: plain labels.
+    only = sweep_series(aggregate(rs[:3] + rs[4:]), "BYOL", "batch_size")
+    assert set(only) == {"original", "ER"}
