@@ -92,10 +92,20 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     with open(log_dir / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == len(METHODS)
-    assert {row["Objective"] for row in rows} == {"original", "ER"}
-    for png in ("curves.png", "top1_vs_batch_size.png", "top1_vs_ema.png"):
-        data = (log_dir / png).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    assert {row["objective"] for row in rows} == {"original", "ER"}
+    assert {row["model"] for row in rows} == {
+        "SimCLR",
+        "MoCo",
+        "BYOL",
+        "SimSiam",
+        "DINO",
+        "SwaV",
+    }
+    data = (log_dir / "curves.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    # One batch size and one EMA value: nothing to plot against them.
+    assert not (log_dir / "top1_vs_batch_size.png").exists()
+    assert not (log_dir / "top1_vs_ema.png").exists()
 
 
 def test_resume_keeps_finished_runs_and_redoes_nothing(
