@@ -128,6 +128,14 @@ def check_positive(value: float, name: str) -> None:
         raise ValueError(f"{name} must be positive, got {value}")
 
 
+def check_int(value: int, name: str, minimum: int) -> None:
+    """Raises a TypeError unless value is an int (not a bool), a ValueError if < minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raises a TypeError/ValueError naming the argument unless a, b are (N, D) alike."""
     for x, name in ((a, a_name), (b, b_name)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -14,6 +13,7 @@ from lightly_er.loss._base import (
     ERComponents,
     ERLossMixin,
     check_er_arguments,
+    check_int,
     check_positive,
     check_real,
     cross_view_reconstruction,
@@ -142,27 +142,11 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         gather_distributed: bool = False,
     ) -> None:
         """Initialises the loss; see the class docstring and DINOLoss for arguments."""
-        if isinstance(output_dim, bool) or not isinstance(output_dim, numbers.Integral):
-            raise TypeError(
-                f"output_dim must be an int, got {type(output_dim).__name__}"
-            )
-        if output_dim < 1:
-            raise ValueError(f"output_dim must be >= 1, got {output_dim}")
+        check_int(output_dim, "output_dim", 1)
         check_positive(warmup_teacher_temp, "warmup_teacher_temp")
         check_positive(teacher_temp, "teacher_temp")
         check_positive(student_temp, "student_temp")
-        if isinstance(warmup_teacher_temp_epochs, bool) or not isinstance(
-            warmup_teacher_temp_epochs, numbers.Integral
-        ):
-            raise TypeError(
-                "warmup_teacher_temp_epochs must be an int, got "
-                f"{type(warmup_teacher_temp_epochs).__name__}"
-            )
-        if warmup_teacher_temp_epochs < 0:
-            raise ValueError(
-                "warmup_teacher_temp_epochs must be >= 0, got "
-                f"{warmup_teacher_temp_epochs}"
-            )
+        check_int(warmup_teacher_temp_epochs, "warmup_teacher_temp_epochs", 0)
         check_real(center_momentum, "center_momentum")
         if not 0.0 <= center_momentum <= 1.0:
             raise ValueError(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -14,6 +13,7 @@ from lightly_er.loss._base import (
     ERComponents,
     ERLossMixin,
     check_er_arguments,
+    check_int,
     check_positive,
     cross_view_reconstruction,
     log_softmax_float32,
@@ -132,17 +132,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
         check_positive(temperature, "temperature")
-        if isinstance(sinkhorn_iterations, bool) or not isinstance(
-            sinkhorn_iterations, numbers.Integral
-        ):
-            raise TypeError(
-                "sinkhorn_iterations must be an int, got "
-                f"{type(sinkhorn_iterations).__name__}"
-            )
-        if sinkhorn_iterations < 0:
-            raise ValueError(
-                f"sinkhorn_iterations must be >= 0, got {sinkhorn_iterations}"
-            )
+        check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
         for value, name in (
             (sinkhorn_gather_distributed, "sinkhorn_gather_distributed"),

@@ -47,3 +47,16 @@ def test_non_finite_inputs_raise(name: str, bad: float) -> None:
 @pytest.mark.parametrize("name", sorted(CALLS))
 def test_finite_inputs_pass(name: str) -> None:
     assert torch.isfinite(CALLS[name](0.0))
+
+
+def test_check_int_names_the_argument_and_bound() -> None:
+    from lightly_er.loss._base import check_int
+
+    check_int(0, "n", 0)
+    check_int(3, "n", 1)
+    with pytest.raises(ValueError, match=r"^n must be >= 1, got 0$"):
+        check_int(0, "n", 1)
+    with pytest.raises(TypeError, match=r"^n must be an int, got float$"):
+        check_int(1.5, "n", 0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^n must be an int, got bool$"):
+        check_int(True, "n", 0)
