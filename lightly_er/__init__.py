@@ -7,14 +7,19 @@ drop-in ER versions of lightly's losses (``lightly_er.loss``) and heads
 (``lightly_er.models``), and entropy monitoring (``lightly_er.monitoring``).
 """
 
-from lightly_er import functional, loss, models, monitoring
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lightly_er import functional, loss, models, monitoring, utils
 from lightly_er.functional import (
     alignment,
+    collapse_score,
     discrete_entropy,
     discrete_reconstruction,
     effective_rank,
     log_bessel_iv,
     log_vmf_normalizer,
+    min_sphere_entropy,
     sphere_entropy,
     uniformity,
     vmf_reconstruction,
@@ -35,12 +40,22 @@ from lightly_er.models import (
     ERSwaVProjectionHead,
     ERSwaVPrototypes,
 )
-from lightly_er.monitoring import (
-    CollapseAlarm,
-    CollapseWarning,
-    EntropyMeter,
-    EntropyMonitor,
-)
+from lightly_er.monitoring import EntropyMeter
+
+if TYPE_CHECKING:
+    from lightly_er.monitoring.callback import (
+        CollapseAlarm,
+        CollapseWarning,
+        EntropyMonitor,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # The Lightning callback loads Lightning: only when it is asked for.
+    if name in ("CollapseAlarm", "CollapseWarning", "EntropyMonitor"):
+        return getattr(importlib.import_module("lightly_er.monitoring.callback"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __version__ = "0.1.0.dev0"
 
@@ -50,12 +65,15 @@ __all__ = [
     "loss",
     "models",
     "monitoring",
+    "utils",
     "alignment",
+    "collapse_score",
     "discrete_entropy",
     "discrete_reconstruction",
     "effective_rank",
     "log_bessel_iv",
     "log_vmf_normalizer",
+    "min_sphere_entropy",
     "sphere_entropy",
     "uniformity",
     "vmf_reconstruction",

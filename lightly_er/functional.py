@@ -25,6 +25,14 @@ from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from lightly_er.utils.checks import (
+    check_choice,
+    check_matrix,
+    check_positive,
+    check_real,
+    check_same_shape,
+)
+
 Kappa = Union[Tensor, float]
 SphereEstimator = Literal["joe", "plugin"]
 
@@ -35,6 +43,8 @@ __all__ = [
     "discrete_entropy",
     "vmf_reconstruction",
     "discrete_reconstruction",
+    "min_sphere_entropy",
+    "collapse_score",
     "effective_rank",
     "alignment",
     "uniformity",
@@ -226,9 +236,8 @@ def log_bessel_iv(order: float, x: Kappa) -> Tensor:
         >>> log_bessel_iv(63.0, torch.tensor(10.0, dtype=torch.float64))
         tensor(-99.2..., dtype=torch.float64)
     """
-    if isinstance(order, bool) or not isinstance(order, (int, float)):
-        raise TypeError(f"order must be a real number, got {type(order).__name__}")
-    if not math.isfinite(order) or order < 0:
+    check_real(order, "order")
+    if order < 0:
         raise ValueError(f"order must be finite and >= 0, got {order}")
     x_tensor = _as_kappa_tensor(x, "x")
     result: Tensor = _LogBesselIV.apply(x_tensor, float(order))
@@ -289,7 +298,7 @@ def log_vmf_normalizer(dim: int, kappa: Kappa) -> Tensor:
 def sphere_entropy(
     z: Tensor,
     kappa: Kappa,
-    estimator: SphereEstimator = "joe",
+    estimator: SphereEstimator = "plugin",
     leave_one_out: bool = False,
     extra_support: Optional[Tensor] = None,
     validate: bool = True,
@@ -304,19 +313,23 @@ def sphere_entropy(
     (with leave_one_out, j != i and N - 1 instead of N). Two estimators of the entropy
     from these log-densities are available:
 
-    - ``"joe"``, the resubstitution estimator: H = -mean_i log p(z_i).
-    - ``"plugin"``: H = sum_i w_i (-log p(z_i)) with w = softmax_i(log p(z_i)), the
-      entropy under the KDE itself evaluated on the samples, weighted by their density.
+    - ``"plugin"`` (default, as the authors' reference code): the entropy of the KDE
+      evaluated on the samples, H = sum_i w_i (-log p(z_i)) with
+      w = softmax_i(log p(z_i)). Dense regions weigh more, so it reacts most to
+      samples that crowd together (partial collapse).
+    - ``"joe"``: the resubstitution estimator H = -mean_i log p(z_i), every sample
+      weighted equally.
 
-    The estimate lies between -log C_d(kappa) - kappa (all points identical) and that
-    value plus log N (points so far apart that their kernels do not overlap). It runs in
-    O(N^2 d) time with one N x N matrix, in log-sum-exp form, and in at least float32:
-    half-precision inputs are upcast and autocast is switched off inside.
+    Without leave_one_out both estimates lie in [H_min, H_min + log N] with
+    H_min = -log C_d(kappa) - kappa (:func:`min_sphere_entropy`): N identical points
+    give H_min, points whose kernels do not overlap H_min + log N, so the ER bound of a
+    batch is at most log N. ``leave_one_out=True`` removes that ceiling: the estimate,
+    and the bound, then grows without limit in kappa. See docs/objectives.md.
 
-    ``extra_support`` adds M more kernel centres to the density estimate, for example
-    the embeddings of a memory bank (MoCo): the sums then run over the N + M centres
-    and N + M replaces N (N + M - 1 with leave_one_out, which still drops only the
-    self-term). The caller decides whether these centres carry gradient.
+    It runs in O(N^2 d) time with one N x N matrix, in log-sum-exp form, and in at
+    least float32: half-precision inputs are upcast and autocast is switched off.
+    ``extra_support`` adds M more kernel centres (for example a memory bank); the sums
+    then run over the N + M centres and N + M replaces N.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
@@ -327,15 +340,14 @@ def sphere_entropy(
             Concentration of the kernel, a positive float or a one-element tensor
             (which may require grad).
         estimator:
-            ``"joe"`` (default) or ``"plugin"``.
+            ``"plugin"`` (default) or ``"joe"``.
         leave_one_out:
             Exclude each sample from its own density estimate.
         extra_support:
             Optional further kernel centres, L2-normalised, shape (M, d).
         validate:
-            Check that the inputs are finite and unit-norm (a full pass over them
-            and a host sync). A caller that L2-normalises the rows itself and checks
-            its result for NaN may pass False; types and shapes are always checked.
+            Check that the inputs are finite and unit-norm (a full pass and a host
+            sync); types and shapes are always checked.
 
     Returns:
         The entropy estimate in nats, a scalar tensor.
@@ -347,9 +359,10 @@ def sphere_entropy(
 
     Examples:
         >>> import torch
-        >>> from lightly_er.functional import sphere_entropy
+        >>> from lightly_er.functional import min_sphere_entropy, sphere_entropy
         >>> z = torch.nn.functional.normalize(torch.randn(256, 128), dim=1)
         >>> entropy = sphere_entropy(z, kappa=10.0)
+        >>> gap = entropy - min_sphere_entropy(128, 10.0)  # in [0, log 256]
     """
     _check_estimator(estimator)
     _check_sphere(z, "z", min_samples=2, validate=validate)
@@ -383,7 +396,39 @@ def sphere_entropy(
         return -(weights * log_density).sum()
 
 
-def discrete_entropy(p: Tensor) -> Tensor:
+def min_sphere_entropy(dim: int, kappa: float) -> float:
+    """The smallest value of :func:`sphere_entropy`: -log C_d(kappa) - kappa.
+
+    It is the estimate for a batch of identical points, and the constant that makes
+    raw sphere entropies hard to read (-137 nats at d = 128, kappa = 10). The gap
+    ``sphere_entropy(z, kappa) - min_sphere_entropy(d, kappa)`` is free of it and lies
+    in [0, log N] for a batch of N (without leave-one-out): 0 for a collapsed batch,
+    log N for points whose kernels do not overlap.
+
+    Args:
+        dim:
+            Dimension d >= 2 of the embeddings.
+        kappa:
+            Concentration of the kernel, a positive float.
+
+    Returns:
+        The minimum in nats, a Python float.
+
+    Raises:
+        TypeError: If dim is not an int or kappa not a real number.
+        ValueError: If dim < 2 or kappa is not positive and finite.
+
+    Examples:
+        >>> from lightly_er.functional import min_sphere_entropy
+        >>> round(min_sphere_entropy(3, 2.0), 6)  # -log(2 / (4 pi sinh 2)) - 2
+        1.126244
+    """
+    _check_dim(dim)
+    check_positive(kappa, "kappa")
+    return -_log_vmf_normalizer_constant(dim, float(kappa)) - float(kappa)
+
+
+def discrete_entropy(p: Tensor, validate: bool = True) -> Tensor:
     """Entropy of the batch-mean of probability rows, H(mean_i p_i).
 
     The entropy term of ER on a discrete support (DINO, SwAV prototypes) [0]: the
@@ -397,6 +442,10 @@ def discrete_entropy(p: Tensor) -> Tensor:
     Args:
         p:
             Probability rows, shape (N, K), N >= 1, non-negative, each row summing to 1.
+        validate:
+            Check that the rows are finite probability distributions (several passes
+            and a host sync); a caller that builds them with softmax may pass False.
+            Types and shapes are always checked.
 
     Returns:
         The entropy in nats, a scalar tensor in [0, log K].
@@ -412,7 +461,10 @@ def discrete_entropy(p: Tensor) -> Tensor:
         >>> p = torch.softmax(torch.randn(256, 1000), dim=1)
         >>> entropy = discrete_entropy(p)
     """
-    _check_probabilities(p, "p", log_input=False)
+    if validate:
+        _check_probabilities(p, "p", log_input=False)
+    else:
+        _check_probability_shape(p, "p")
     with torch.autocast(device_type=p.device.type, enabled=False):
         mean = _at_least_float32(p).mean(dim=0)
         tiny = torch.finfo(mean.dtype).tiny
@@ -461,7 +513,7 @@ def vmf_reconstruction(
     """
     _check_sphere(z_target, "z_target", min_samples=1, validate=validate)
     _check_sphere(z_pred, "z_pred", min_samples=1, validate=validate)
-    _check_same_shape(z_target, "z_target", z_pred, "z_pred")
+    check_same_shape(z_target, "z_target", z_pred, "z_pred")
     kappa_tensor = _as_scalar_kappa(kappa)
     with torch.autocast(device_type=z_target.device.type, enabled=False):
         z_target = _at_least_float32(z_target)
@@ -519,7 +571,7 @@ def discrete_reconstruction(
     else:
         _check_probability_shape(p_target, "p_target")
         _check_probability_shape(p_pred, "p_pred")
-    _check_same_shape(p_target, "p_target", p_pred, "p_pred")
+    check_same_shape(p_target, "p_target", p_pred, "p_pred")
     with torch.autocast(device_type=p_target.device.type, enabled=False):
         p_target = _at_least_float32(p_target)
         p_pred = _at_least_float32(p_pred).to(p_target.dtype)
@@ -543,6 +595,77 @@ def discrete_reconstruction(
 # they are loss-like, lower is better.
 # ---------------------------------------------------------------------------------------
 _RANKME_EPS = 1e-7
+
+
+_COLLAPSE_RESOLUTION = 1e-3
+
+
+def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tensor:
+    """A collapse score in [0, 1]: 1 for a batch spread over all directions, 0 for one point.
+
+    The rows are L2-normalised and centred, z_c = z/||z|| - mean. The score is
+
+        (v / (v + resolution)) * log(1 + r) / log(1 + min(N - 1, d))
+
+    where v = mean_i ||z_c,i||^2 = 1 - ||mean||^2 is the total variance of the
+    batch on the unit sphere and r is the effective rank (RankMe [0]) of z_c, 0 when
+    z_c is zero. The second factor counts the affine dimensions the batch spans on a
+    log scale: one point 0, two antipodal points log 2 / log(1 + m), a random rank-k
+    batch about log(1 + k) / log(1 + m), an isotropic batch about 1. Centring is what
+    lets it see a narrow cone (post-ReLU features of an untrained network, with a
+    mean cosine of 0.98) as the spread batch it is. The first factor makes the score
+    scale-aware: variation far below ``resolution`` (a root-mean-square angle of
+    about 0.03 rad at the default) counts as collapse, not as a spread batch.
+    docs/reading_the_numbers.md has the calibration.
+
+    - [0] Garrido et al., RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
+
+    Args:
+        z:
+            Embeddings, shape (N, d), N >= 2, d >= 1; any scale (rows are normalised
+            here; zero rows stay zero).
+        resolution:
+            The total variance on the unit sphere below which spread counts as
+            collapse, > 0.
+
+    Returns:
+        The score, a scalar tensor in [0, 1], float32 for half-precision inputs and
+        the dtype of z otherwise. A diagnostic: its gradient is not meant for
+        training.
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or resolution not a number.
+        ValueError: If z is not (N, d) with N >= 2, is not finite, or resolution is
+            not positive.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import collapse_score
+        >>> round(collapse_score(torch.ones(256, 128)).item(), 3)  # one point
+        0.0
+        >>> two = torch.cat([torch.ones(128, 128), -torch.ones(128, 128)])
+        >>> round(collapse_score(two).item(), 3)  # (1 / 1.001) * log 2 / log 129
+        0.142
+        >>> collapse_score(torch.randn(256, 128)).item() > 0.95
+        True
+    """
+    check_matrix(z, "z", min_rows=2)
+    check_positive(resolution, "resolution")
+    n, dim = z.shape
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = _at_least_float32(z)
+        z = torch.nn.functional.normalize(z, dim=1)
+        centred = z - z.mean(dim=0, keepdim=True)
+        variance = centred.pow(2).sum(dim=1).mean()
+        singular_values = torch.linalg.svdvals(centred)
+        total = singular_values.sum()
+        p = singular_values / total.clamp_min(torch.finfo(z.dtype).tiny)
+        rank = torch.exp(-torch.special.xlogy(p, p).sum())
+        max_rank = min(n - 1, dim)
+        rank = torch.where(total > 0, rank, torch.zeros_like(rank)).clamp(0, max_rank)
+        dimensions = torch.log1p(rank) / math.log1p(max_rank)
+        spread = variance / (variance + resolution)
+        return (spread * dimensions).clamp(0.0, 1.0)
 
 
 def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
@@ -589,12 +712,9 @@ def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
         >>> round(effective_rank(torch.ones(512, 16)).item(), 3)  # collapsed
         1.0
     """
-    _check_matrix(z, "z", min_samples=1)
-    if z.shape[1] < 1:
-        raise ValueError(f"z must have dim >= 1, got shape {tuple(z.shape)}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"eps must be a real number, got {type(eps).__name__}")
-    if not math.isfinite(eps) or eps < 0:
+    check_matrix(z, "z", min_rows=1)
+    check_real(eps, "eps")
+    if eps < 0:
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = _at_least_float32(z)
@@ -649,11 +769,8 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
     """
     _check_sphere(z1, "z1", min_samples=1)
     _check_sphere(z2, "z2", min_samples=1)
-    _check_same_shape(z1, "z1", z2, "z2")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
-        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}")
-    if not math.isfinite(alpha) or alpha <= 0:
-        raise ValueError(f"alpha must be positive and finite, got {alpha}")
+    check_same_shape(z1, "z1", z2, "z2")
+    check_positive(alpha, "alpha")
     with torch.autocast(device_type=z1.device.type, enabled=False):
         z1 = _at_least_float32(z1)
         z2 = _at_least_float32(z2).to(z1.dtype)
@@ -703,10 +820,7 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
         -8.0
     """
     _check_sphere(z, "z", min_samples=2)
-    if isinstance(t, bool) or not isinstance(t, (int, float)):
-        raise TypeError(f"t must be a real number, got {type(t).__name__}")
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"t must be positive and finite, got {t}")
+    check_positive(t, "t")
     n = z.shape[0]
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = _at_least_float32(z)
@@ -783,33 +897,10 @@ def _describe(tensor: Tensor) -> str:
     return f"a tensor of shape {tuple(tensor.shape)} with non-positive or non-finite values"
 
 
-def _check_matrix(
-    x: Tensor, name: str, min_samples: int, check_values: bool = True
-) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating point tensor, got dtype {x.dtype}")
-    if x.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape (batch_size, dim), got shape {tuple(x.shape)}"
-        )
-    if x.shape[0] < min_samples:
-        what = "at least 2 samples" if min_samples == 2 else "at least 1 sample"
-        raise ValueError(
-            f"{name} must hold {what}, got a batch of {x.shape[0]}"
-            + (" (the estimate is undefined)" if min_samples == 2 else "")
-        )
-    if check_values and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf")
-
-
 def _check_sphere(
     z: Tensor, name: str, min_samples: int, validate: bool = True
 ) -> None:
-    _check_matrix(z, name, min_samples, check_values=validate)
-    if z.shape[1] < 2:
-        raise ValueError(f"{name} must have dim >= 2, got shape {tuple(z.shape)}")
+    check_matrix(z, name, min_rows=min_samples, min_dim=2, check_values=validate)
     if z.shape[0] == 0 or not validate:
         return
     tolerance = _unit_norm_tolerance(z.dtype)
@@ -824,17 +915,7 @@ def _check_sphere(
 
 
 def _check_probability_shape(p: Tensor, name: str) -> None:
-    if not isinstance(p, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(p).__name__}")
-    if not p.is_floating_point():
-        raise TypeError(f"{name} must be a floating point tensor, got dtype {p.dtype}")
-    if p.ndim != 2:
-        raise ValueError(
-            f"{name} must have shape (batch_size, num_classes), got shape "
-            f"{tuple(p.shape)}"
-        )
-    if p.shape[0] < 1 or p.shape[1] < 1:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(p.shape)}")
+    check_matrix(p, name, min_rows=1, min_dim=1, check_values=False)
 
 
 def _check_probabilities(p: Tensor, name: str, log_input: bool) -> None:
@@ -863,19 +944,5 @@ def _check_probabilities(p: Tensor, name: str, log_input: bool) -> None:
         )
 
 
-def _check_same_shape(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{a_name} and {b_name} must have the same shape, got {tuple(a.shape)} "
-            f"and {tuple(b.shape)}"
-        )
-
-
 def _check_estimator(estimator: str) -> None:
-    if not isinstance(estimator, str):
-        raise TypeError(f"estimator must be a string, got {type(estimator).__name__}")
-    if estimator not in _ESTIMATORS:
-        raise ValueError(
-            f"estimator must be one of {', '.join(map(repr, _ESTIMATORS))}, "
-            f"got {estimator!r}"
-        )
+    check_choice(estimator, "estimator", _ESTIMATORS)

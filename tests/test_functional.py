@@ -6,24 +6,31 @@ numpy/scipy re-computations of the documented formulas, written here from scratc
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import mpmath
 import numpy as np
 import pytest
 import torch
+from scipy.linalg import svdvals
 from scipy.special import entr, i0e, ive, logsumexp, softmax
 from scipy.stats import vonmises_fisher
 from torch import Tensor
 from torch.nn.functional import normalize
 
 from lightly_er.functional import (
+    alignment,
+    collapse_score,
     discrete_entropy,
     discrete_reconstruction,
+    effective_rank,
     log_bessel_iv,
     log_vmf_normalizer,
+    min_sphere_entropy,
     sphere_entropy,
+    uniformity,
     vmf_reconstruction,
 )
 
@@ -324,12 +331,18 @@ def test_sphere_entropy_gradcheck_in_extra_support() -> None:
 
 
 def _mean_abs_entropy_error(
-    sample: Callable[[int, int], np.ndarray], n: int, exact: float
+    sample: Callable[[int, int], np.ndarray],
+    n: int,
+    exact: float,
+    estimator: str = "joe",
 ) -> float:
     kernel_kappa = 3.0 * n ** (1 / 3)  # bandwidth ~ n^(-1/6), KDE rate on S^2
     errors = [
         sphere_entropy(
-            torch.from_numpy(sample(n, seed)), kernel_kappa, leave_one_out=True
+            torch.from_numpy(sample(n, seed)),
+            kernel_kappa,
+            estimator,  # type: ignore[arg-type]
+            leave_one_out=True,
         ).item()
         - exact
         for seed in range(3)
@@ -351,6 +364,10 @@ def test_sphere_entropy_converges_to_vmf_entropy() -> None:
     # Measured: about 0.15 at N = 100 and 0.014 at N = 4000.
     assert large < 0.03
     assert large < small / 3
+    # The plug-in estimator (the default, as the authors' code) weights dense points
+    # more and is biased low on a vMF sample; measured 0.42 nats at N = 4000.
+    plugin = _mean_abs_entropy_error(sample, 4000, exact, estimator="plugin")
+    assert plugin > 0.2
 
 
 def test_sphere_entropy_converges_to_uniform_entropy() -> None:
@@ -497,7 +514,7 @@ def test_sphere_entropy_accepts_bfloat16_input() -> None:
     assert torch.isfinite(got)
     # The bfloat16 values are upcast exactly; float32 arithmetic from there.
     log_norm = log_vmf_normalizer(dim, kappa).item()
-    expected = _np_sphere_entropy(z.double().numpy(), kappa, log_norm, "joe", False)
+    expected = _np_sphere_entropy(z.double().numpy(), kappa, log_norm, "plugin", False)
     assert got.item() == pytest.approx(expected, abs=0.02)
 
 
@@ -677,6 +694,362 @@ def test_discrete_reconstruction_gradcheck() -> None:
 
     assert torch.autograd.gradcheck(from_log, (target_logits, pred_logits))
     assert torch.autograd.gradcheck(from_prob, (target_logits, pred_logits))
+
+
+# --------------------------------------------------------------------------------------
+# min_sphere_entropy
+# --------------------------------------------------------------------------------------
+def _mp_min_entropy_s2(kappa: float) -> float:
+    """-log C_3(kappa) - kappa with log C_3(kappa) = log kappa - log(4 pi sinh kappa)."""
+    with mpmath.workdps(40):
+        k = mpmath.mpf(kappa)
+        log_c3 = mpmath.log(k) - mpmath.log(4 * mpmath.pi * mpmath.sinh(k))
+        return float(-log_c3 - k)
+
+
+@pytest.mark.parametrize("kappa", [1e-3, 0.5, 2.0, 10.0, 100.0, 1000.0])
+def test_min_sphere_entropy_closed_form_on_s2(kappa: float) -> None:
+    got = min_sphere_entropy(3, kappa)
+    assert isinstance(got, float)
+    assert got == pytest.approx(_mp_min_entropy_s2(kappa), rel=1e-12, abs=1e-12)
+
+
+def test_min_sphere_entropy_known_values() -> None:
+    # kappa -> 0: the kernel is uniform, its entropy log |S^2| = log(4 pi).
+    assert min_sphere_entropy(3, 1e-8) == pytest.approx(math.log(4 * math.pi), 1e-7)
+    # S^1: -log C_2(kappa) - kappa = log(2 pi I_0(kappa)) - kappa.
+    for kappa in (0.3, 7.0, 300.0):
+        expected = math.log(2 * math.pi * i0e(kappa))
+        assert min_sphere_entropy(2, kappa) == pytest.approx(expected, rel=1e-12)
+    # The raw constant the gap removes: about -137 nats at d = 128, kappa = 10.
+    assert -137.0 < min_sphere_entropy(128, 10.0) < -136.0
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize(
+    ("dim", "kappa"), [(2, 1.0), (3, 0.5), (3, 40.0), (128, 10.0), (2048, 500.0)]
+)
+def test_min_sphere_entropy_is_the_entropy_of_identical_points(
+    dim: int, kappa: float, estimator: str
+) -> None:
+    z = _unit_rows(1, dim, seed=dim).expand(32, dim).contiguous()
+    got = sphere_entropy(z, kappa, estimator).item()  # type: ignore[arg-type]
+    assert got == pytest.approx(min_sphere_entropy(dim, kappa), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("kappa", [0.1, 3.0, 30.0, 3000.0])
+@pytest.mark.parametrize("sampler", ["uniform", "vmf", "clusters"])
+def test_sphere_entropy_lies_in_min_plus_log_n(
+    sampler: str, kappa: float, estimator: str
+) -> None:
+    n, dim = 64, 16
+    if sampler == "uniform":
+        z = _uniform_samples(n, dim, seed=3)
+    elif sampler == "vmf":
+        z = _vmf_samples(n, dim, 50.0, seed=3)
+    else:  # four tight clusters
+        centres = _uniform_samples(4, dim, seed=4)
+        z = np.repeat(centres, n // 4, axis=0) + 1e-3 * _uniform_samples(n, dim, 5)
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+    lower = min_sphere_entropy(dim, kappa)
+    got = sphere_entropy(torch.from_numpy(z), kappa, estimator).item()  # type: ignore[arg-type]
+    assert lower - 1e-9 <= got <= lower + math.log(n) + 1e-9
+    if sampler == "clusters" and kappa == 3000.0:
+        # Four clusters whose kernels do not overlap: the gap is log 4.
+        assert got - lower == pytest.approx(math.log(4), abs=0.05)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_leave_one_out_has_no_log_n_ceiling(estimator: str) -> None:
+    n, dim, kappa = 40, 512, 1000.0
+    z = _unit_rows(n, dim)
+    ceiling = min_sphere_entropy(dim, kappa) + math.log(n)
+    assert sphere_entropy(z, kappa, estimator).item() == pytest.approx(ceiling)  # type: ignore[arg-type]
+    loo = sphere_entropy(z, kappa, estimator, leave_one_out=True).item()  # type: ignore[arg-type]
+    assert loo > ceiling + 100.0
+
+
+def test_min_sphere_entropy_matches_the_normalizer() -> None:
+    for dim, kappa in ((5, 0.2), (64, 10.0), (65536, 1e4)):
+        expected = -log_vmf_normalizer(dim, kappa).item() - kappa
+        assert min_sphere_entropy(dim, kappa) == pytest.approx(expected, rel=1e-14)
+
+
+# --------------------------------------------------------------------------------------
+# collapse_score
+# --------------------------------------------------------------------------------------
+COLLAPSE_N, COLLAPSE_D = 256, 128
+
+
+def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """Limits OpenBLAS to one thread where threadpoolctl is installed: with torch's
+    OpenMP threads on a 2-core machine, a threaded SVD of 256 x 128 takes 1 s, not 2 ms.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    limits: contextlib.AbstractContextManager[object] = threadpool_limits(
+        1, user_api="blas"
+    )
+    return limits
+
+
+def _np_collapse_scores(
+    z: np.ndarray, resolutions: Sequence[float] = (1e-3,)
+) -> list[float]:
+    """The documented formula in float64 numpy, at each resolution."""
+    n, dim = z.shape
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    unit = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
+    centred = unit - unit.mean(axis=0)
+    variance = float(np.mean(np.sum(centred**2, axis=1)))
+    with _one_blas_thread():
+        s = svdvals(centred)
+    max_rank = min(n - 1, dim)
+    if s.sum() > 0:
+        p = s / s.sum()
+        rank = math.exp(float(np.sum(entr(p))))  # entr(p) = -p log p
+    else:
+        rank = 0.0
+    dimensions = math.log1p(min(rank, max_rank)) / math.log1p(max_rank)
+    return [variance / (variance + r) * dimensions for r in resolutions]
+
+
+def _collapse_cases() -> dict[str, Tensor]:
+    """The calibration batches, N = 256, d = 128, from one fixed seed."""
+    gen = torch.Generator().manual_seed(0)
+    n, dim = COLLAPSE_N, COLLAPSE_D
+
+    def low_rank(rank: int) -> Tensor:
+        left = torch.randn(n, rank, generator=gen, dtype=F64)
+        return left @ torch.randn(rank, dim, generator=gen, dtype=F64)
+
+    u = normalize(torch.randn(1, dim, generator=gen, dtype=F64), dim=1)
+    return {
+        "isotropic": torch.randn(n, dim, generator=gen, dtype=F64),
+        "rank-16": low_rank(16),
+        "rank-4": low_rank(4),
+        "antipodal": torch.cat([u.expand(n // 2, dim), -u.expand(n // 2, dim)]),
+        "one-point": u.expand(n, dim).contiguous(),
+        "point+noise": u + 1e-4 * torch.randn(n, dim, generator=gen, dtype=F64),
+    }
+
+
+_CALIBRATION = ("isotropic", "rank-16", "rank-4", "antipodal", "one-point")
+
+
+def test_collapse_score_calibration() -> None:
+    cases = _collapse_cases()
+    scores = [collapse_score(cases[name]).item() for name in _CALIBRATION]
+    assert scores[0] >= 0.9
+    for name, higher, lower in zip(
+        _CALIBRATION[1:], scores[:-1], scores[1:], strict=True
+    ):
+        assert higher - lower >= 0.1, (name, scores)
+    # Closed forms: two antipodal points span one affine dimension with variance 1;
+    # one point spans nothing.
+    max_rank = min(COLLAPSE_N - 1, COLLAPSE_D)
+    assert scores[3] == pytest.approx(math.log(2) / math.log1p(max_rank) / 1.001)
+    assert scores[4] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_collapse_score_is_scale_aware() -> None:
+    # A point plus noise of 1e-4 spans every direction, but far below the resolution.
+    noisy = _collapse_cases()["point+noise"]
+    assert collapse_score(noisy).item() < 0.05
+    # A coarser resolution, or coarser noise, lets the spread count.
+    assert collapse_score(noisy, resolution=1e-9).item() > 0.9
+
+
+@pytest.mark.parametrize("name", list(_collapse_cases()))
+def test_collapse_score_matches_numpy(name: str) -> None:
+    z = _collapse_cases()[name]
+    resolutions = (1e-3, 1e-6, 0.5)
+    expected = _np_collapse_scores(z.numpy(), resolutions)
+    assert collapse_score(z).item() == pytest.approx(expected[0], abs=1e-6)
+    assert collapse_score(z.float()).item() == pytest.approx(expected[0], abs=1e-4)
+    for resolution, value in zip(resolutions, expected, strict=True):
+        assert collapse_score(z, resolution).item() == pytest.approx(value, abs=1e-6)
+
+
+def test_collapse_score_of_a_narrow_cone_and_zero_rows_matches_numpy() -> None:
+    gen = torch.Generator().manual_seed(1)
+    # Post-ReLU features: every row in the positive orthant, mean cosine near 0.75.
+    cone = torch.relu(torch.randn(200, 64, generator=gen, dtype=F64)) + 1.0
+    with_zeros = torch.randn(50, 10, generator=gen, dtype=F64)
+    with_zeros[:5] = 0.0
+    for z in (cone, with_zeros, torch.zeros(8, 3, dtype=F64)):
+        (expected,) = _np_collapse_scores(z.numpy())
+        assert collapse_score(z).item() == pytest.approx(expected, abs=1e-6)
+    assert collapse_score(cone).item() > 0.9  # centred, the cone is a spread batch
+    assert collapse_score(torch.zeros(8, 3, dtype=F64)).item() == 0.0
+
+
+def test_collapse_score_is_rotation_and_row_scale_invariant() -> None:
+    cases = _collapse_cases()
+    gen = torch.Generator().manual_seed(2)
+    rotation, _ = torch.linalg.qr(
+        torch.randn(COLLAPSE_D, COLLAPSE_D, generator=gen, dtype=F64)
+    )
+    scales = torch.exp(3.0 * torch.randn(COLLAPSE_N, 1, generator=gen, dtype=F64))
+    perm = torch.randperm(COLLAPSE_N, generator=gen)
+    for name in ("isotropic", "rank-16", "rank-4", "antipodal"):
+        z = cases[name]
+        reference = collapse_score(z).item()
+        for other in (z * scales, z @ rotation, (scales * z) @ rotation, z[perm]):
+            assert collapse_score(other).item() == pytest.approx(reference, abs=1e-5)
+
+
+def test_collapse_score_dtypes() -> None:
+    z = _collapse_cases()["rank-16"]
+    reference = collapse_score(z)
+    assert reference.dtype == F64 and reference.shape == ()
+    assert collapse_score(z.float()).dtype == torch.float32
+    low = collapse_score(z.bfloat16())
+    assert low.dtype == torch.float32
+    assert low.item() == pytest.approx(reference.item(), abs=0.01)
+    assert 0.0 <= reference.item() <= 1.0
+
+
+def test_collapse_score_of_two_rows_and_one_dimension() -> None:
+    # N = 2: at most one affine dimension; d = 1: rows are +-1.
+    pair = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=F64)  # variance 1/2
+    assert collapse_score(pair).item() == pytest.approx(0.5 / (0.5 + 1e-3))
+    signs = torch.tensor([[2.0], [-3.0], [5.0], [-0.5]], dtype=F64)
+    assert collapse_score(signs).item() == pytest.approx(1.0 / 1.001)
+
+
+# --------------------------------------------------------------------------------------
+# effective_rank (RankMe)
+# --------------------------------------------------------------------------------------
+def _orthonormal(n: int, k: int, seed: int) -> Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    q: Tensor = torch.linalg.qr(torch.randn(n, k, generator=gen, dtype=F64))[0]
+    return q
+
+
+@pytest.mark.parametrize("rank", [1, 2, 5, 12])
+def test_effective_rank_of_equal_singular_values(rank: int) -> None:
+    z = 3.0 * _orthonormal(40, rank, rank) @ _orthonormal(12, rank, 50 + rank).T
+    assert effective_rank(z, eps=0.0).item() == pytest.approx(rank, abs=1e-10)
+    assert effective_rank(z).item() == pytest.approx(rank, abs=1e-4)
+
+
+def test_effective_rank_matches_rankme_with_eps() -> None:
+    z = torch.randn(30, 7, generator=torch.Generator().manual_seed(0), dtype=F64)
+    s = svdvals(z.numpy())
+    p = s / s.sum() + 1e-7
+    assert effective_rank(z).item() == pytest.approx(
+        math.exp(float(entr(p).sum())), rel=1e-12
+    )
+    # Singular values 1, 1, 2: p = (1/4, 1/4, 1/2), entropy 1.5 log 2.
+    diagonal = torch.diag(torch.tensor([1.0, 1.0, 2.0], dtype=F64))
+    assert effective_rank(diagonal, eps=0.0).item() == pytest.approx(2**1.5)
+
+
+def test_effective_rank_extremes_and_invariances() -> None:
+    assert effective_rank(torch.ones(50, 8)).item() == pytest.approx(1.0, abs=1e-4)
+    assert effective_rank(torch.zeros(10, 4)).item() == pytest.approx(1.0, abs=1e-5)
+    tall = torch.randn(4096, 64, generator=torch.Generator().manual_seed(1))
+    assert 0.995 * 64 < effective_rank(tall).item() <= 64
+    z = torch.randn(64, 10, generator=torch.Generator().manual_seed(3), dtype=F64)
+    reference = effective_rank(z).item()
+    rotation = _orthonormal(10, 10, 4)
+    for other in (7.5 * z, z @ rotation, z.T, z.flip(0)):
+        assert effective_rank(other).item() == pytest.approx(reference, rel=1e-10)
+    assert effective_rank(z.float()).item() == pytest.approx(reference, rel=1e-5)
+
+
+def test_effective_rank_gradcheck() -> None:
+    z = torch.randn(8, 4, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(effective_rank, (z,))
+
+
+# --------------------------------------------------------------------------------------
+# alignment and uniformity
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0, 3.0])
+def test_alignment_matches_numpy(alpha: float) -> None:
+    z1 = _unit_rows(20, 6, seed=1)
+    z2 = normalize(z1 + 0.5 * _unit_rows(20, 6, seed=2), dim=1)
+    distances = np.linalg.norm(z1.numpy() - z2.numpy(), axis=1)
+    expected = float(np.mean(distances**alpha))
+    assert alignment(z1, z2, alpha=alpha).item() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("t", [0.5, 2.0, 5.0])
+def test_uniformity_matches_numpy(t: float) -> None:
+    z = _unit_rows(15, 5, seed=3).numpy()
+    i, j = np.triu_indices(15, k=1)
+    squared = np.sum((z[i] - z[j]) ** 2, axis=1)
+    expected = float(np.log(np.mean(np.exp(-t * squared))))
+    got = uniformity(torch.from_numpy(z), t=t).item()
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_alignment_and_uniformity_extremes() -> None:
+    z = _unit_rows(32, 8, seed=4)
+    assert alignment(z, z).item() == 0.0
+    assert alignment(z, -z).item() == pytest.approx(4.0, abs=1e-12)
+    collapsed = normalize(torch.ones(16, 8, dtype=F64), dim=1)
+    assert uniformity(collapsed).item() == pytest.approx(0.0, abs=1e-12)
+    pair = torch.tensor([[0.0, 1.0], [0.0, -1.0]], dtype=F64)
+    assert uniformity(pair, t=3.0).item() == pytest.approx(-12.0, abs=1e-12)
+
+
+_BAD_MONITOR_CALLS = [
+    ("min-dim-float", lambda: min_sphere_entropy(3.0, 1.0), TypeError, "dim"),  # type: ignore[arg-type]
+    ("min-dim-1", lambda: min_sphere_entropy(1, 1.0), ValueError, "dim"),
+    ("min-kappa-0", lambda: min_sphere_entropy(3, 0.0), ValueError, "kappa"),
+    ("min-kappa-inf", lambda: min_sphere_entropy(3, math.inf), ValueError, "kappa"),
+    ("min-kappa-str", lambda: min_sphere_entropy(3, "1"), TypeError, "kappa"),  # type: ignore[arg-type]
+    ("collapse-1-row", lambda: collapse_score(torch.ones(1, 4)), ValueError, "z"),
+    ("collapse-1d", lambda: collapse_score(torch.ones(4)), ValueError, "z"),
+    (
+        "collapse-int",
+        lambda: collapse_score(torch.ones(4, 2, dtype=torch.long)),
+        TypeError,
+        "z",
+    ),
+    (
+        "collapse-nan",
+        lambda: collapse_score(torch.full((4, 2), math.nan)),
+        ValueError,
+        "z",
+    ),
+    (
+        "collapse-resolution",
+        lambda: collapse_score(torch.randn(4, 2), resolution=0.0),
+        ValueError,
+        "resolution",
+    ),
+    (
+        "effective-rank-eps",
+        lambda: effective_rank(torch.ones(4, 3), eps=-1.0),
+        ValueError,
+        "eps",
+    ),
+    (
+        "alignment-alpha",
+        lambda: alignment(_unit_rows(4, 3), _unit_rows(4, 3, 1), 0.0),
+        ValueError,
+        "alpha",
+    ),
+    ("uniformity-t", lambda: uniformity(_unit_rows(4, 3), t="2"), TypeError, "t"),  # type: ignore[arg-type]
+]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "name"),
+    [pytest.param(c, e, n, id=i) for i, c, e, n in _BAD_MONITOR_CALLS],
+)
+def test_monitoring_functions_reject_bad_input(
+    call: Callable[[], object], error: type[Exception], name: str
+) -> None:
+    with pytest.raises(error, match=rf"^{name}\b"):
+        call()
 
 
 # --------------------------------------------------------------------------------------

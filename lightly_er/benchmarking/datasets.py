@@ -22,8 +22,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torchvision
+from lightly.transforms.byol_transform import (
+    BYOLTransform,
+    BYOLView1Transform,
+    BYOLView2Transform,
+)
 from lightly.transforms.dino_transform import DINOTransform
 from lightly.transforms.simclr_transform import SimCLRTransform
+from lightly.transforms.simsiam_transform import SimSiamTransform
 from lightly.transforms.swav_transform import SwaVTransform
 from lightly.transforms.utils import IMAGENET_NORMALIZE
 from PIL import Image
@@ -31,6 +37,8 @@ from torch.utils.data import Dataset
 
 DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+CIFAR10_DEFAULT_DIR = Path("datasets/cifar10")
+"""Where CIFAR-10 is read from, or downloaded to, when no folder is given."""
 CIFAR10_FILES: Tuple[str, ...] = tuple(
     f"cifar-10-batches-py/{name}"
     for name in (
@@ -193,20 +201,20 @@ def load_cifar10(data_dir: Path, download: bool = True) -> ImageArrays:
 
     Raises:
         FileNotFoundError: If the files are missing and cannot be downloaded; the
-            message names the expected files.
+            one-line message says where to put them.
     """
     present = all((data_dir / name).is_file() for name in CIFAR10_FILES)
+    if not present and not download:
+        raise FileNotFoundError(_cifar10_missing(data_dir, "download is off"))
     try:
         train = torchvision.datasets.CIFAR10(
-            str(data_dir), train=True, download=download and not present
+            str(data_dir), train=True, download=not present
         )
         test = torchvision.datasets.CIFAR10(str(data_dir), train=False)
     except Exception as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
         raise FileNotFoundError(
-            f"CIFAR-10 not found in {data_dir}: expected "
-            + ", ".join(CIFAR10_FILES)
-            + " (torchvision's 'python version' archive cifar-10-python.tar.gz "
-            f"extracted there){'' if download else '; download is off'}: {error}"
+            _cifar10_missing(data_dir, f"the download failed: {reason}")
         ) from error
     return ImageArrays(
         name="cifar10",
@@ -216,6 +224,16 @@ def load_cifar10(data_dir: Path, download: bool = True) -> ImageArrays:
         test_labels=np.asarray(test.targets, dtype=np.int64),
         num_classes=10,
         image_size=32,
+    )
+
+
+def _cifar10_missing(data_dir: Path, reason: str) -> str:
+    return (
+        f"CIFAR-10 is not in {data_dir} and {reason}; put torchvision's "
+        f"cifar-10-python.tar.gz (https://www.cs.toronto.edu/~kriz/"
+        f"cifar-10-python.tar.gz) extracted there, so that "
+        f"{data_dir / 'cifar-10-batches-py'} holds batches.meta, data_batch_1..5 "
+        "and test_batch, or give --data-dir"
     )
 
 
@@ -245,7 +263,7 @@ def load_dataset(name: str, data_dir: Optional[Path] = None) -> ImageArrays:
     """Loads one of DATASETS.
 
     Raises:
-        ValueError: For an unknown name, or cifar10 without a data_dir.
+        ValueError: For an unknown name.
         FileNotFoundError: If the files are missing (see the loaders).
     """
     if name == "digits":
@@ -253,35 +271,54 @@ def load_dataset(name: str, data_dir: Optional[Path] = None) -> ImageArrays:
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir)
     if name == "cifar10":
-        if data_dir is None:
-            raise ValueError("cifar10 needs a data_dir (--data-dir) to read or fill")
-        return load_cifar10(data_dir)
+        return load_cifar10(data_dir if data_dir is not None else CIFAR10_DEFAULT_DIR)
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 
 def train_transform(method: str, image_size: int) -> Callable[[Image.Image], Any]:
-    """lightly's CIFAR-10 augmentations for a method, without Gaussian blur.
+    """lightly's CIFAR-10 benchmark augmentation of a method, at image_size pixels.
 
-    Two SimCLR views for SimCLR, MoCo, BYOL and SimSiam; two crops (min scale 0.14) for
-    SwAV; two global crops and no local crops for DINO, as in lightly's benchmark.
+    As lightly's script: BYOL's asymmetric views (no blur); SimCLR's views with
+    colour jitter strength 0.5 for SimCLR and MoCo; SimSiam's views; two crops of
+    min scale 0.14 for SwAV (jitter 0.5); two global crops and no local ones for
+    DINO (jitter 0.5, its default solarisation). Gaussian blur is off throughout.
+    The ER objective of a method uses the same augmentation.
     """
     base = method.removesuffix("_er")
+    if base == "byol":
+        return BYOLTransform(
+            view_1_transform=BYOLView1Transform(
+                input_size=image_size, gaussian_blur=0.0
+            ),
+            view_2_transform=BYOLView2Transform(
+                input_size=image_size, gaussian_blur=0.0
+            ),
+        )
+    if base in ("simclr", "moco"):
+        return SimCLRTransform(
+            input_size=image_size, cj_strength=0.5, gaussian_blur=0.0
+        )
+    if base == "simsiam":
+        return SimSiamTransform(input_size=image_size, gaussian_blur=0.0)
     if base == "swav":
         return SwaVTransform(
-            crop_sizes=(image_size,),  # type: ignore[arg-type]
-            crop_counts=(2,),  # type: ignore[arg-type]
-            crop_min_scales=(0.14,),  # type: ignore[arg-type]
-            crop_max_scales=(1.0,),  # type: ignore[arg-type]
-            gaussian_blur=0.0,
+            crop_sizes=[image_size],  # type: ignore[arg-type]
+            crop_counts=[2],  # type: ignore[arg-type]
+            crop_min_scales=[0.14],  # type: ignore[arg-type]
+            # lightly's script leaves the default (1.0, 0.14), which lightly < 1.6
+            # truncated to (1.0,) for one crop size and lightly >= 1.6 rejects.
+            crop_max_scales=[1.0],  # type: ignore[arg-type]
+            cj_strength=0.5,
+            gaussian_blur=0,
         )
     if base == "dino":
         return DINOTransform(
             global_crop_size=image_size,
             n_local_views=0,
-            gaussian_blur=(0.0, 0.0, 0.0),
-            solarization_prob=0.0,
+            cj_strength=0.5,
+            gaussian_blur=(0, 0, 0),
         )
-    return SimCLRTransform(input_size=image_size, gaussian_blur=0.0)
+    raise ValueError(f"no augmentation is known for method {method!r}")
 
 
 def eval_transform(image_size: int) -> Callable[[Image.Image], Any]:

@@ -1,15 +1,14 @@
 """One LightningModule per SSL method, each with its original and its ER objective.
 
-The modules follow lightly's CIFAR-10 benchmark (lightly docs, "Benchmarks ->
-CIFAR-10"): a backbone that maps images to ``feature_dim`` features, lightly's heads and
-losses, SGD with lr 6e-2 * batch_size / 128, momentum 0.9, weight decay 5e-4 and a cosine
-schedule (SwAV: Adam 1e-3 * batch_size / 128), a constant EMA coefficient of 0.99 for
-the teacher of MoCo, BYOL and DINO, and lightly's ``BenchmarkModule`` kNN evaluation
-(k=200, t=0.1) after every epoch.
-
-Each method is defined once. ``objective="er"`` swaps the loss and heads for their
-lightly-er adapters (``_pick`` chooses the class); nothing else differs, which is the
-one-line change a lightly user makes in a training script.
+The original modules are lightly's CIFAR-10 benchmark
+(``docs/source/getting_started/benchmarks/cifar10_benchmark.py`` in lightly's
+repository) value for value: the heads, losses, optimiser and learning-rate scaling,
+the constant EMA of 0.99, MoCo's split batch norm and key-batch shuffle, DINO's
+independently initialised teacher head. ``objective="er"`` swaps the loss and the
+heads for their lightly-er subclasses and changes nothing else: with the same seed
+both modules hold the same parameters and buffers and compute the same outputs.
+Every deliberate difference from lightly's script is an option that is off by default
+and listed in :data:`lightly_er.benchmarking.settings.DIFFERENCES`.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -17,12 +16,12 @@ one-line change a lightly user makes in a training script.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar
 
 import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
+from lightly.models import utils as model_utils
 from lightly.models.modules import heads
-from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.benchmarking import BenchmarkModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -32,6 +31,7 @@ from lightly_er.loss import (
     ERNegativeCosineSimilarity,
     ERNTXentLoss,
     ERSwaVLoss,
+    default_kappa,
 )
 from lightly_er.models.modules import (
     ERBYOLPredictionHead,
@@ -41,42 +41,37 @@ from lightly_er.models.modules import (
     ERSwaVProjectionHead,
     ERSwaVPrototypes,
 )
+from lightly_er.monitoring.meter import EntropyMeter
 
 Objective = Literal["original", "er"]
 T = TypeVar("T")
 
+LIGHTLY_EMA = 0.99
+"""The constant teacher EMA coefficient of lightly's CIFAR-10 benchmark."""
+
 
 class SSLMethod(BenchmarkModule):  # type: ignore[misc]
-    """Shared training glue: optimiser, schedule, kNN evaluation, loss logging.
-
-    Attributes:
-        backbone:
-            Maps a batch of images to (batch_size, feature_dim) features (it may keep
-            trailing singleton dims; they are flattened).
-        objective:
-            ``"original"`` (lightly's loss and heads) or ``"er"`` (lightly-er's).
-        criterion:
-            The loss module; for ER objectives its ``last_components`` are logged.
+    """Shared glue: objective switch, loss logging, kNN evaluation (lightly's).
 
     Args:
-        backbone: The backbone network.
-        feature_dim: Size of the backbone's output features.
-        dataloader_knn: Loader of (images, targets, ...) of the labelled train set for
-            the kNN feature bank (no augmentation).
-        num_classes: Number of classes for the kNN classifier.
+        backbone: Maps images to (batch_size, feature_dim, ...) features.
+        feature_dim: Size of the backbone features.
+        dataloader_knn: Loader of the labelled training images for the kNN bank.
+        num_classes: Number of classes of the kNN classifier.
         max_epochs: Epochs of the cosine learning-rate schedule.
         batch_size: Batch size per step, for the linear learning-rate scaling.
-        objective: ``"original"`` or ``"er"``.
-        ema: Constant EMA coefficient of the teacher (methods with a teacher only).
-        knn_k: Neighbours of the kNN classifier.
-        knn_t: Temperature of the kNN classifier.
-        er_kwargs: Extra keyword arguments for the ER loss (for example kappa).
-        gather_distributed: Gather embeddings across processes in the losses that
-            support it (DDP).
+        objective: ``"original"`` (lightly's loss and heads) or ``"er"``.
+        ema: Constant EMA coefficient of the teacher (0.99, lightly's).
+        knn_k: Neighbours of the kNN classifier (200, lightly's).
+        knn_t: Temperature of the kNN classifier (0.1, lightly's).
+        er_kwargs: Extra keyword arguments of the ER loss (kappa, entropy_weight,
+            estimator); the ER heads' meters get the same kappa.
+        gather_distributed: Gather across processes in the losses (DDP option).
     """
 
     name: str = ""
     has_teacher: bool = False
+    criterion: nn.Module
 
     def __init__(
         self,
@@ -87,7 +82,7 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         max_epochs: int,
         batch_size: int,
         objective: Objective = "original",
-        ema: float = 0.99,
+        ema: float = LIGHTLY_EMA,
         knn_k: int = 200,
         knn_t: float = 0.1,
         er_kwargs: Optional[Dict[str, Any]] = None,
@@ -103,6 +98,8 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
                 f"max_epochs and batch_size must be >= 1, got {max_epochs} and "
                 f"{batch_size}"
             )
+        if er_kwargs and objective != "er":
+            raise ValueError("er_kwargs apply to the ER objective only")
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.max_epochs = max_epochs
@@ -112,27 +109,56 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         self.er_kwargs: Dict[str, Any] = dict(er_kwargs or {})
         self.gather_distributed = gather_distributed
 
-    def _pick(self, original: Type[T], er: Type[T]) -> Type[T]:
-        """The lightly class, or its ER adapter when the objective is ER."""
+    # -- the objective switch ------------------------------------------------------
+    def pick(self, original: Type[T], er: Type[T]) -> Type[T]:
+        """The lightly class, or its ER subclass when the objective is ER."""
         return er if self.objective == "er" else original
 
-    def _criterion_kwargs(self, **original: Any) -> Dict[str, Any]:
-        """The loss arguments, plus gathering and the ER keywords for an ER loss."""
-        if self.objective != "er":
-            return original
-        return {
-            **original,
-            "gather_distributed": self.gather_distributed,
-            **self.er_kwargs,
-        }
+    def make_loss(self, original: type, er: type, **kwargs: Any) -> nn.Module:
+        """lightly's loss with kwargs, or its ER subclass with kwargs + er_kwargs."""
+        if self.objective == "er":
+            loss: nn.Module = er(**kwargs, **self.er_kwargs)
+        else:
+            loss = original(**kwargs)
+        return loss
 
+    def head_kwargs(self, temperature: Optional[float] = None) -> Dict[str, Any]:
+        """Keywords of an ER sphere head: its meter measures at the loss's kappa.
+
+        ``temperature`` is that of the method's NT-Xent loss, if any (the kappa rule,
+        :func:`lightly_er.loss.default_kappa`).
+        """
+        if self.objective != "er":
+            return {}
+        return {"kappa": self.er_kwargs.get("kappa", default_kappa(temperature))}
+
+    # -- what the benchmark measures ------------------------------------------------
     def features(self, x: Tensor) -> Tensor:
         """Backbone features, flattened to (batch_size, feature_dim)."""
         out: Tensor = self.backbone(x).flatten(start_dim=1)
         return out
 
-    def _log_loss(self, loss: Tensor, batch_size: int) -> None:
-        self.log("train_loss_ssl", loss, prog_bar=True, batch_size=batch_size)
+    def objective_output(self, x: Tensor) -> Tensor:
+        """The output whose entropy the ER objective estimates (eval use)."""
+        raise NotImplementedError
+
+    def entropy_meter(self) -> EntropyMeter:
+        """A meter of :meth:`objective_output` at the run's kappa (one rule)."""
+        return EntropyMeter.for_loss(self.criterion)
+
+    def er_settings(self) -> Dict[str, Any]:
+        """kappa, estimator and entropy weight of the run, for its record."""
+        settings = self.entropy_meter().settings()
+        return {
+            "kappa": settings.get("kappa"),
+            "estimator": settings.get("estimator"),
+            "temperature": settings.get("temperature"),
+            "entropy_weight": getattr(self.criterion, "entropy_weight", None),
+        }
+
+    def log_loss(self, loss: Tensor, batch_size: int) -> None:
+        """Logs the loss (as lightly) and an ER loss's terms in nats."""
+        self.log("train_loss_ssl", loss, batch_size=batch_size)
         components = getattr(self.criterion, "last_components", None)
         if components is not None:
             self.log("train_entropy", components.entropy, batch_size=batch_size)
@@ -140,50 +166,15 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
                 "train_reconstruction", components.reconstruction, batch_size=batch_size
             )
 
-    def _momentum_update(self, pairs: Sequence[Tuple[nn.Module, nn.Module]]) -> None:
-        for online, teacher in pairs:
-            update_momentum(online, teacher, m=self.ema)
+    def lr_factor(self) -> float:
+        """lightly's linear learning-rate scaling: batch_size / 128."""
+        return self.batch_size / 128
 
-    def _sgd_lr(self) -> float:
-        return 6e-2 * self.batch_size / 128
-
-    def configure_optimizers(self) -> Any:
-        params = [p for n, p in self.named_parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(
-            params, lr=self._sgd_lr(), momentum=0.9, weight_decay=5e-4
-        )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, self.max_epochs
-        )
-        return [optimizer], [scheduler]
-
-
-class _MomentumMethod(SSLMethod):
-    """A method with an EMA copy of its backbone and projection head (MoCo, BYOL)."""
-
-    has_teacher = True
-    projection_head: nn.Module
-
-    def _init_momentum(self) -> None:
-        self.backbone_momentum = copy.deepcopy(self.backbone)
-        self.projection_head_momentum = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.backbone_momentum)
-        deactivate_requires_grad(self.projection_head_momentum)
-
-    def _update_momentum(self) -> None:
-        self._momentum_update(
-            [
-                (self.backbone, self.backbone_momentum),
-                (self.projection_head, self.projection_head_momentum),
-            ]
-        )
-
-    @torch.no_grad()
-    def forward_momentum(self, x: Tensor) -> Tensor:
-        """The EMA encoder's projection of x, without gradient."""
-        out = self.backbone_momentum(x).flatten(start_dim=1)
-        result: Tensor = self.projection_head_momentum(out)
-        return result.detach()
+    def sgd(self, params: Any, lr: float) -> Any:
+        """lightly's CIFAR-10 optimiser: SGD, momentum 0.9, weight decay 5e-4, cosine."""
+        optim = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, self.max_epochs)
+        return [optim], [scheduler]
 
 
 def _views(batch: Any) -> List[Tensor]:
@@ -197,159 +188,236 @@ def _views(batch: Any) -> List[Tensor]:
 
 
 class SimCLR(SSLMethod):
-    """SimCLR (Chen et al., 2020); ER: ``ERNTXentLoss`` + ``ERSimCLRProjectionHead``."""
+    """lightly's SimCLRModel; ER: ERNTXentLoss (kappa = 1 / 0.5) + ER head."""
 
     name = "simclr"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        head = self._pick(heads.SimCLRProjectionHead, ERSimCLRProjectionHead)
-        self.projection_head = head(self.feature_dim, self.feature_dim, 128)
-        loss = self._pick(NTXentLoss, ERNTXentLoss)
-        self.criterion = loss(
-            **self._criterion_kwargs(gather_distributed=self.gather_distributed)
+        head = self.pick(heads.SimCLRProjectionHead, ERSimCLRProjectionHead)
+        # NTXentLoss() of lightly's script: temperature 0.5, so kappa = 2.
+        self.projection_head = head(
+            self.feature_dim, self.feature_dim, 128, **self.head_kwargs(0.5)
         )
+        gather: Dict[str, Any] = (
+            {"gather_distributed": True} if self.gather_distributed else {}
+        )
+        self.criterion = self.make_loss(NTXentLoss, ERNTXentLoss, **gather)
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.projection_head(self.features(x))
+        return out
+
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
         return out
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0, x1 = _views(batch)[:2]
         loss: Tensor = self.criterion(self(x0), self(x1))
-        self._log_loss(loss, len(x0))
+        self.log_loss(loss, len(x0))
         return loss
+
+    def configure_optimizers(self) -> Any:
+        return self.sgd(self.parameters(), 6e-2 * self.lr_factor())
+
+
+class _MomentumMethod(SSLMethod):
+    """A method with an EMA copy of its backbone and projection head (MoCo, BYOL)."""
+
+    has_teacher = True
+    projection_head: nn.Module
+
+    def _init_momentum(self) -> None:
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        model_utils.deactivate_requires_grad(self.backbone_momentum)
+        model_utils.deactivate_requires_grad(self.projection_head_momentum)
+
+    def _update_momentum(self) -> None:
+        model_utils.update_momentum(self.backbone, self.backbone_momentum, self.ema)
+        model_utils.update_momentum(
+            self.projection_head, self.projection_head_momentum, self.ema
+        )
 
 
 class MoCo(_MomentumMethod):
-    """MoCo v2 with a memory bank of 4096; ER: ``ERNTXentLoss`` (bank as KDE support)."""
+    """lightly's MocoModel: split batch norm, a 4096 bank, shuffled keys.
+
+    ER: ERNTXentLoss with the same bank (its keys are extra kernel centres of the
+    entropy estimate); lightly-er has no MoCo head subclass, so the heads are lightly's.
+    """
 
     name = "moco"
+    num_splits = 8
+    """lightly's split batch norm (8 splits, as sync batch norm is off)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # lightly-er has no MoCo head adapter: the ER loss normalises internally and
-        # the head stays lightly's, so the pair differs in the loss alone.
         self.projection_head = heads.MoCoProjectionHead(
             self.feature_dim, self.feature_dim, 128
         )
         self._init_momentum()
-        loss = self._pick(NTXentLoss, ERNTXentLoss)
-        self.criterion = loss(
-            **self._criterion_kwargs(
-                temperature=0.1,
-                memory_bank_size=(4096, 128),
-                gather_distributed=self.gather_distributed,
-            )
+        self.criterion = self.make_loss(
+            NTXentLoss,
+            ERNTXentLoss,
+            temperature=0.1,
+            # lightly's script passes 4096, which lightly >= 1.6 requires as a
+            # (num_features, dim) tuple: the same bank.
+            memory_bank_size=(4096, 128),
         )
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.projection_head(self.features(x))
         return out
 
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
+        return out
+
+    def _step(self, x0: Tensor, x1: Tensor) -> Tuple[Tensor, Tensor]:
+        x1, shuffle = model_utils.batch_shuffle(x1, distributed=self.gather_distributed)
+        query = self(x0)
+        key = self.projection_head_momentum(
+            self.backbone_momentum(x1).flatten(start_dim=1)
+        )
+        key = model_utils.batch_unshuffle(
+            key, shuffle, distributed=self.gather_distributed
+        )
+        return query, key
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0, x1 = _views(batch)[:2]
         self._update_momentum()
-        # Symmetric loss, as in lightly's CIFAR-10 benchmark.
-        loss_0: Tensor = self.criterion(self(x0), self.forward_momentum(x1))
-        loss_1: Tensor = self.criterion(self(x1), self.forward_momentum(x0))
+        # Symmetric loss, as lightly's script.
+        loss_0: Tensor = self.criterion(*self._step(x0, x1))
+        loss_1: Tensor = self.criterion(*self._step(x1, x0))
         loss = 0.5 * (loss_0 + loss_1)
-        self._log_loss(loss, len(x0))
+        self.log_loss(loss, len(x0))
         return loss
+
+    def configure_optimizers(self) -> Any:
+        params = list(self.backbone.parameters()) + list(
+            self.projection_head.parameters()
+        )
+        return self.sgd(params, 6e-2 * self.lr_factor())
 
 
 class BYOL(_MomentumMethod):
-    """BYOL (Grill et al., 2020); ER: ``ERNegativeCosineSimilarity`` + ER BYOL heads."""
+    """lightly's BYOLModel; ER: ERNegativeCosineSimilarity + ER BYOL heads."""
 
     name = "byol"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        projection = self._pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
-        prediction = self._pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
-        self.projection_head = projection(self.feature_dim, 1024, 256)
-        self.prediction_head = prediction(256, 1024, 256)
+        projection = self.pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
+        prediction = self.pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
+        kwargs_head = self.head_kwargs()
+        self.projection_head = projection(self.feature_dim, 1024, 256, **kwargs_head)
+        self.prediction_head = prediction(256, 1024, 256, **kwargs_head)
         self._init_momentum()
-        loss = self._pick(NegativeCosineSimilarity, ERNegativeCosineSimilarity)
-        self.criterion = loss(**self._criterion_kwargs())
+        self.criterion = self.make_loss(
+            NegativeCosineSimilarity, ERNegativeCosineSimilarity
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.prediction_head(self.projection_head(self.features(x)))
         return out
 
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
+        return out
+
+    def forward_momentum(self, x: Tensor) -> Tensor:
+        y = self.backbone_momentum(x).flatten(start_dim=1)
+        z: Tensor = self.projection_head_momentum(y)
+        return z.detach()
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x0, x1 = _views(batch)[:2]
         self._update_momentum()
-        p0, p1 = self(x0), self(x1)
-        z0, z1 = self.forward_momentum(x0), self.forward_momentum(x1)
+        x0, x1 = _views(batch)[:2]
+        p0 = self(x0)
+        z0 = self.forward_momentum(x0)
+        p1 = self(x1)
+        z1 = self.forward_momentum(x1)
         loss: Tensor = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
-        self._log_loss(loss, len(x0))
+        self.log_loss(loss, len(x0))
         return loss
+
+    def configure_optimizers(self) -> Any:
+        params = (
+            list(self.backbone.parameters())
+            + list(self.projection_head.parameters())
+            + list(self.prediction_head.parameters())
+        )
+        return self.sgd(params, 6e-2 * self.lr_factor())
 
 
 class SimSiam(SSLMethod):
-    """SimSiam (Chen & He, 2021); ER: ``ERNegativeCosineSimilarity``.
-
-    lightly's CIFAR-10 benchmark uses a 2-layer projection head of width 2048 and no
-    learning-rate scaling; so does this module. The ER variant normalises the same
-    heads' outputs inside the loss.
-    """
+    """lightly's SimSiamModel (2-layer projection, no lr scaling); ER: the loss only."""
 
     name = "simsiam"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.prediction_head = heads.SimSiamPredictionHead(2048, 512, 2048)
         self.projection_head = heads.ProjectionHead(
             [
-                (
-                    self.feature_dim,
-                    2048,
-                    nn.BatchNorm1d(2048),
-                    nn.ReLU(inplace=True),
-                ),
+                (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
                 (2048, 2048, nn.BatchNorm1d(2048), None),
             ]
         )
-        self.prediction_head = heads.SimSiamPredictionHead(2048, 512, 2048)
-        loss = self._pick(NegativeCosineSimilarity, ERNegativeCosineSimilarity)
-        self.criterion = loss(**self._criterion_kwargs())
+        self.criterion = self.make_loss(
+            NegativeCosineSimilarity, ERNegativeCosineSimilarity
+        )
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         z = self.projection_head(self.features(x))
         p = self.prediction_head(z)
         return z.detach(), p
 
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)[1]
+        return out
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         x0, x1 = _views(batch)[:2]
         z0, p0 = self(x0)
         z1, p1 = self(x1)
         loss: Tensor = 0.5 * (self.criterion(z0, p1) + self.criterion(z1, p0))
-        self._log_loss(loss, len(x0))
+        self.log_loss(loss, len(x0))
         return loss
 
-    def _sgd_lr(self) -> float:
-        return 6e-2
+    def configure_optimizers(self) -> Any:
+        # lightly: no lr scaling, "results in better training stability".
+        return self.sgd(self.parameters(), 6e-2)
 
 
 class DINO(SSLMethod):
-    """DINO (Caron et al., 2021) with lightly's 2-layer CIFAR head; ER: ``ERDINOLoss``."""
+    """lightly's DINOModel (2-layer head, no local crops); ER: ERDINOLoss + ER head."""
 
     name = "dino"
     has_teacher = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.head = self._build_head()
+        self.head = self._build_projection_head()
         self.teacher_backbone = copy.deepcopy(self.backbone)
-        self.teacher_head = self._build_head()
-        deactivate_requires_grad(self.teacher_backbone)
-        deactivate_requires_grad(self.teacher_head)
-        loss = self._pick(DINOLoss, ERDINOLoss)
-        self.criterion = loss(**self._criterion_kwargs(output_dim=2048))
+        # As lightly: the teacher head is a second, independently initialised head.
+        self.teacher_head = self._build_projection_head()
+        model_utils.deactivate_requires_grad(self.teacher_backbone)
+        model_utils.deactivate_requires_grad(self.teacher_head)
+        gather: Dict[str, Any] = (
+            {"gather_distributed": True}
+            if self.gather_distributed and self.objective == "er"
+            else {}
+        )
+        self.criterion = self.make_loss(DINOLoss, ERDINOLoss, output_dim=2048, **gather)
 
-    def _build_head(self) -> heads.DINOProjectionHead:
-        head_cls = self._pick(heads.DINOProjectionHead, ERDINOProjectionHead)
+    def _build_projection_head(self) -> heads.DINOProjectionHead:
+        head_cls = self.pick(heads.DINOProjectionHead, ERDINOProjectionHead)
         head = head_cls(self.feature_dim, 2048, 256, 2048, batch_norm=True)
+        # lightly: only 2 layers for CIFAR-10.
         head.layers = heads.ProjectionHead(
             [
                 (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.GELU()),
@@ -362,42 +430,55 @@ class DINO(SSLMethod):
         out: Tensor = self.head(self.features(x))
         return out
 
-    @torch.no_grad()
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
+        return out
+
     def forward_teacher(self, x: Tensor) -> Tensor:
-        out = self.teacher_backbone(x).flatten(start_dim=1)
-        result: Tensor = self.teacher_head(out)
-        return result
+        y = self.teacher_backbone(x).flatten(start_dim=1)
+        out: Tensor = self.teacher_head(y)
+        return out
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        model_utils.update_momentum(self.backbone, self.teacher_backbone, m=self.ema)
+        model_utils.update_momentum(self.head, self.teacher_head, m=self.ema)
         views = _views(batch)
-        self._momentum_update(
-            [(self.backbone, self.teacher_backbone), (self.head, self.teacher_head)]
-        )
-        teacher_out = [self.forward_teacher(v) for v in views[:2]]
-        student_out = [self(v) for v in views]
+        teacher_out = [self.forward_teacher(view) for view in views[:2]]
+        student_out = [self(view) for view in views]
         loss: Tensor = self.criterion(
             teacher_out, student_out, epoch=self.current_epoch
         )
-        self._log_loss(loss, len(views[0]))
+        self.log_loss(loss, len(views[0]))
         return loss
+
+    def configure_optimizers(self) -> Any:
+        params = list(self.backbone.parameters()) + list(self.head.parameters())
+        return self.sgd(params, 6e-2 * self.lr_factor())
 
 
 class SwAV(SSLMethod):
-    """SwAV (Caron et al., 2020) with 512 prototypes; ER: ``ERSwaVLoss``."""
+    """lightly's SwaVModel (512 prototypes, Adam); ER: ERSwaVLoss + ER heads."""
 
     name = "swav"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        head = self._pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)
-        prototypes = self._pick(heads.SwaVPrototypes, ERSwaVPrototypes)
-        self.projection_head = head(self.feature_dim, self.feature_dim, 128)
+        head = self.pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)
+        prototypes = self.pick(heads.SwaVPrototypes, ERSwaVPrototypes)
+        self.projection_head = head(
+            self.feature_dim, self.feature_dim, 128, **self.head_kwargs()
+        )
         self.prototypes = prototypes(128, 512)
-        loss = self._pick(SwaVLoss, ERSwaVLoss)
-        self.criterion = loss(
-            **self._criterion_kwargs(
-                sinkhorn_gather_distributed=self.gather_distributed
-            )
+        gather: Dict[str, Any] = (
+            {"gather_distributed": True}
+            if self.gather_distributed and self.objective == "er"
+            else {}
+        )
+        self.criterion = self.make_loss(
+            SwaVLoss,
+            ERSwaVLoss,
+            sinkhorn_gather_distributed=self.gather_distributed,
+            **gather,
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -406,22 +487,24 @@ class SwAV(SSLMethod):
         out: Tensor = self.prototypes(z)
         return out
 
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)
+        return out
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         self.prototypes.normalize()
         crops = _views(batch)
         outputs = [self(x) for x in crops]
         loss: Tensor = self.criterion(outputs[:2], outputs[2:])
-        self._log_loss(loss, len(crops[0]))
+        self.log_loss(loss, len(crops[0]))
         return loss
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(
-            self.parameters(), lr=1e-3 * self.batch_size / 128, weight_decay=1e-6
+        optim = torch.optim.Adam(
+            self.parameters(), lr=1e-3 * self.lr_factor(), weight_decay=1e-6
         )
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, self.max_epochs
-        )
-        return [optimizer], [scheduler]
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, self.max_epochs)
+        return [optim], [scheduler]
 
 
 METHOD_CLASSES: Dict[str, Type[SSLMethod]] = {

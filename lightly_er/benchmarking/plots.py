@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from lightly_er.benchmarking.results import RunResult, aggregate
+from lightly_er.utils.io import write_atomic
 
 
 def _pyplot() -> Any:
@@ -22,17 +21,9 @@ def _pyplot() -> Any:
 
 def save_figure_atomic(figure: Any, path: Path) -> None:
     """Saves a matplotlib figure as PNG, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, buffer.getvalue())
 
 
 def _label(r: RunResult) -> str:
@@ -41,26 +32,51 @@ def _label(r: RunResult) -> str:
     return f"{r.model}{objective} bs={r.batch_size}{ema} s={r.seed}"
 
 
+CURVES: Tuple[Tuple[str, str], ...] = (
+    ("knn_top1_per_epoch", "kNN top-1"),
+    ("er_entropy_per_epoch", "ER entropy of the output"),
+    ("collapse_score_per_epoch", "backbone collapse score"),
+    ("rankme_per_epoch", "backbone RankMe"),
+)
+"""The per-epoch curves of a run: (RunResult field, label)."""
+
+
 def plot_curves(results: Sequence[RunResult], path: Path) -> None:
-    """kNN top-1 and normalised entropy per epoch, one line per run."""
+    """Per-epoch kNN top-1 next to the entropy metrics, one column per model.
+
+    Rows: kNN top-1, the ER entropy of the objective output on the held-out batch
+    (the gap H - H_min in nats on the sphere, H / log K on a discrete support), and
+    the collapse score and RankMe of the backbone features. One line per run; solid
+    for the ER objective, dashed for the original.
+    """
     plt = _pyplot()
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    for r in results:
-        style = "-" if r.objective == "er" else "--"
-        epochs = range(1, len(r.knn_top1_per_epoch) + 1)
-        (line,) = top.plot(epochs, r.knn_top1_per_epoch, style, label=_label(r))
-        if r.entropy_per_epoch:
-            bottom.plot(
-                range(1, len(r.entropy_per_epoch) + 1),
-                r.entropy_per_epoch,
-                style,
-                color=line.get_color(),
-            )
-    top.set_ylabel("kNN top-1")
-    bottom.set_ylabel("normalised entropy")
-    bottom.set_xlabel("epoch")
-    top.set_title("solid: ER objective, dashed: original")
-    top.legend(fontsize=6, ncol=2, loc="lower right")
+    models = sorted({r.model for r in results})
+    figure, axes = plt.subplots(
+        len(CURVES),
+        len(models),
+        figsize=(4.2 * len(models), 2.6 * len(CURVES)),
+        squeeze=False,
+        sharex="col",
+    )
+    for column, model in enumerate(models):
+        runs = [r for r in results if r.model == model]
+        for row, (attribute, label) in enumerate(CURVES):
+            ax = axes[row][column]
+            for r in runs:
+                values = getattr(r, attribute)
+                style = "-" if r.objective == "er" else "--"
+                ax.plot(range(1, len(values) + 1), values, style, label=_label(r), lw=1)
+            if row == 0:
+                ax.set_title(f"{model} (solid: ER, dashed: original)", fontsize=9)
+            if attribute == "er_entropy_per_epoch" and runs:
+                unit = "nats" if runs[0].er_entropy_kind == "gap" else "H / log K"
+                label = f"{label} ({unit})"
+            ax.set_ylabel(label, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[-1][column].set_xlabel("epoch")
+        if len(runs) <= 12:
+            axes[0][column].legend(fontsize=5, loc="lower right")
+    figure.tight_layout()
     save_figure_atomic(figure, path)
     plt.close(figure)
 
@@ -68,8 +84,12 @@ def plot_curves(results: Sequence[RunResult], path: Path) -> None:
 Series = Dict[str, Tuple[List[Any], List[float], List[float]]]
 
 
-def sweep_series(rows: Sequence[Dict[str, Any]], model: str, axis: str) -> Series:
-    """The lines of one model's panel: label -> (x values, mean top-1, std top-1).
+def sweep_series(
+    rows: Sequence[Dict[str, Any]], model: str, axis: str, value: str = "top1"
+) -> Series:
+    """The lines of one model's panel: label -> (x values, mean, std over seeds).
+
+    ``value`` is ``"top1"`` (best kNN top-1) or ``"final"`` (final kNN top-1).
 
     ``rows`` come from :func:`aggregate`. There is one line per objective and, when
     the model's rows hold several values of the other axis (EMA when sweeping the
@@ -84,7 +104,7 @@ def sweep_series(rows: Sequence[Dict[str, Any]], model: str, axis: str) -> Serie
     for objective in ("original", "ER"):
         for fixed in sorted({r[other] for r in mine}, key=lambda v: (v is None, v)):
             points = sorted(
-                (r[column], r["top1_mean"], r["top1_std"])
+                (r[column], r[f"{value}_mean"], r[f"{value}_std"])
                 for r in mine
                 if r["Objective"] == objective and r[other] == fixed
             )
@@ -97,7 +117,9 @@ def sweep_series(rows: Sequence[Dict[str, Any]], model: str, axis: str) -> Serie
     return series
 
 
-def plot_sweep(results: Sequence[RunResult], axis: str, path: Path) -> Optional[Path]:
+def plot_sweep(
+    results: Sequence[RunResult], axis: str, path: Path, value: str = "top1"
+) -> Optional[Path]:
     """kNN top-1 (mean ± std over seeds) against ``"batch_size"`` or ``"ema"``.
 
     One panel per model, original (dashed) vs ER (solid), one line per value of the
@@ -120,14 +142,14 @@ def plot_sweep(results: Sequence[RunResult], axis: str, path: Path) -> Optional[
         1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False
     )
     for ax, model in zip(axes[0], models, strict=True):
-        for label, (xs, means, stds) in sweep_series(rows, model, axis).items():
+        for label, (xs, means, stds) in sweep_series(rows, model, axis, value).items():
             style = "--o" if label.startswith("original") else "-o"
             ax.errorbar(xs, means, yerr=stds, fmt=style, capsize=3, label=label)
         ax.set_title(model)
         ax.set_xlabel("batch size" if axis == "batch_size" else "EMA coefficient")
         if axis == "batch_size":
             ax.set_xscale("log", base=2)
-        ax.set_ylabel("kNN top-1")
+        ax.set_ylabel("kNN top-1 (best)" if value == "top1" else "kNN top-1 (final)")
         ax.legend(fontsize=6)
     figure.tight_layout()
     save_figure_atomic(figure, path)

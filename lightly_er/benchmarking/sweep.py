@@ -1,15 +1,17 @@
 """A resumable sweep of pretraining runs: methods x batch sizes x EMA x seeds.
 
-Each run pretrains one method (original or ER objective) with PyTorch Lightning,
-evaluates a kNN classifier on the backbone features after every epoch (lightly's
-``BenchmarkModule``) and records the normalised entropy of those features. A finished
-run writes ``runs/<run id>.json``; a restarted sweep skips every run that has one, and
-resumes an unfinished run from its ``last.ckpt``. Tables and plots are rewritten from
-all records at the end.
+Each run pretrains one method (original or ER objective) with PyTorch Lightning. After
+every epoch it records lightly's kNN top-1 on the backbone features and, on a fixed
+held-out batch of evaluation images, the ER entropy of the output the objective sees
+(at the run's kappa), and the collapse score and RankMe of the backbone features. A
+finished run writes ``runs/<run id>.json``; a restarted sweep skips every run that has
+one, and resumes an unfinished run from its ``last.ckpt``. Tables and plots are
+rewritten from all records at the end.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -20,9 +22,10 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightly.models import ResNetGenerator
+from lightly.models.batchnorm import get_norm_layer
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from lightly_er.benchmarking.datasets import (
@@ -33,7 +36,13 @@ from lightly_er.benchmarking.datasets import (
     load_dataset,
     train_transform,
 )
-from lightly_er.benchmarking.methods import METHODS, SSLMethod, parse_method
+from lightly_er.benchmarking.methods import (
+    LIGHTLY_EMA,
+    METHODS,
+    MoCo,
+    SSLMethod,
+    parse_method,
+)
 from lightly_er.benchmarking.plots import plot_curves, plot_sweep
 from lightly_er.benchmarking.results import (
     RunResult,
@@ -41,37 +50,45 @@ from lightly_er.benchmarking.results import (
     run_id,
     write_tables,
 )
-from lightly_er.monitoring import EntropyMeter
+from lightly_er.functional import _check_estimator, collapse_score, effective_rank
+from lightly_er.monitoring.meter import EntropyMeter
+from lightly_er.utils.dist import global_rank
 
 BACKBONES: Tuple[str, ...] = ("resnet18", "small")
+HELDOUT_SIZE = 256
+"""Evaluation images on which the per-epoch entropy metrics are measured."""
 
 
 @dataclass
 class SweepConfig:
-    """Every setting of a sweep; ``presets`` gives the named starting points.
+    """Every setting of a sweep; :data:`PRESETS` gives the named starting points.
+
+    The defaults are lightly's CIFAR-10 benchmark; every other value is a deliberate
+    difference listed in :data:`lightly_er.benchmarking.settings.DIFFERENCES`.
 
     Attributes:
         methods: Method names (``simclr``, ``simclr_er``, ...).
-        batch_sizes: Batch sizes to sweep.
+        batch_sizes: Batch sizes to sweep (per device).
         epochs: Pretraining epochs per run.
         seeds: Seeds to repeat every setting with.
-        emas: EMA coefficients to sweep for methods with a teacher.
+        emas: Constant EMA coefficients for methods with a teacher (lightly: 0.99).
         dataset: One of DATASETS.
         data_dir: Where the dataset is (or is downloaded to).
         log_dir: Where runs, tables and plots are written.
-        backbone: ``resnet18`` (lightly's CIFAR variant: 3x3 stem, no max-pool) or
-            ``small`` (a 3-layer CNN for CPU smoke runs).
+        backbone: ``resnet18`` (lightly's CIFAR variant) or ``small`` (a 3-layer CNN).
+        image_size: Crop size; None: the dataset's own (32, 28, 16).
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
-        devices: Number of devices; more than 1 trains with DDP and gathered losses.
-        precision: Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``), or
-            ``auto``: mixed precision (``16-mixed``) on a CUDA GPU, ``32-true`` else.
+        devices: Number of devices; more than 1 trains with DDP.
+        precision: Lightning precision (lightly: ``32-true``); ``auto`` is
+            ``16-mixed`` on a CUDA GPU and ``32-true`` elsewhere.
         num_workers: Data-loader workers.
-        train_subset: Use only this many training images (None: all), drawn with
-            the run's seed.
-        test_subset: Evaluate kNN on only this many test images (None: all), the
-            same images for every run.
+        train_subset: Use only this many training images (None: all).
+        test_subset: Evaluate kNN on only this many test images (None: all).
         knn_k: Neighbours of the kNN classifier.
         knn_t: Temperature of the kNN classifier.
+        kappa: ER runs: kappa of the loss and meters (None: the rule).
+        entropy_weight: ER runs: weight of the entropy term.
+        estimator: Sphere entropy estimator of the ER loss and of all meters.
         progress_bar: Show Lightning's progress bar.
     """
 
@@ -79,29 +96,41 @@ class SweepConfig:
     batch_sizes: List[int] = field(default_factory=lambda: [128])
     epochs: int = 200
     seeds: List[int] = field(default_factory=lambda: [0])
-    emas: List[float] = field(default_factory=lambda: [0.99])
+    emas: List[float] = field(default_factory=lambda: [LIGHTLY_EMA])
     dataset: str = "cifar10"
     data_dir: Optional[Path] = None
     log_dir: Path = Path("benchmark_logs")
     backbone: str = "resnet18"
+    image_size: Optional[int] = None
     accelerator: str = "auto"
     devices: int = 1
-    precision: str = "auto"
+    precision: str = "32-true"
     num_workers: int = 8
     train_subset: Optional[int] = None
     test_subset: Optional[int] = None
     knn_k: int = 200
     knn_t: float = 0.1
+    kappa: Optional[float] = None
+    entropy_weight: float = 1.0
+    estimator: str = "plugin"
     progress_bar: bool = True
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
-        for method in self.methods:
-            parse_method(method)
         if not self.methods:
             raise ValueError("methods must name at least one method")
+        for method in self.methods:
+            parse_method(method)
         if not self.batch_sizes or any(b < 2 for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be >= 2, got {self.batch_sizes}")
+        splits = MoCo.num_splits
+        if any(m.startswith("moco") for m in self.methods) and any(
+            b % splits for b in self.batch_sizes
+        ):
+            raise ValueError(
+                f"MoCo's split batch norm needs batch sizes divisible by {splits}, "
+                f"got {self.batch_sizes}"
+            )
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if not self.seeds:
@@ -112,33 +141,59 @@ class SweepConfig:
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}"
             )
-        if self.data_dir is not None and not self.data_dir.is_dir():
-            if self.dataset != "cifar10":
-                raise ValueError(f"data dir {self.data_dir} does not exist")
-        if self.dataset == "cifar10" and self.data_dir is None:
-            raise ValueError("the cifar10 dataset needs --data-dir")
+        if self.data_dir is not None and self.data_dir.exists():
+            if not self.data_dir.is_dir():
+                raise ValueError(f"data dir {self.data_dir} is not a directory")
+        elif self.data_dir is not None and self.dataset != "cifar10":
+            raise ValueError(f"data dir {self.data_dir} does not exist")
         if self.backbone not in BACKBONES:
             raise ValueError(
                 f"unknown backbone {self.backbone!r}; choose from {', '.join(BACKBONES)}"
             )
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image size must be >= 8, got {self.image_size}")
         if self.devices < 1 or self.num_workers < 0:
             raise ValueError("devices must be >= 1 and num_workers >= 0")
         if self.train_subset is not None and self.train_subset < 2:
             raise ValueError(f"train subset must be >= 2, got {self.train_subset}")
         if self.test_subset is not None and self.test_subset < 1:
             raise ValueError(f"test subset must be >= 1, got {self.test_subset}")
+        if self.knn_k < 1:
+            raise ValueError(f"knn k must be >= 1, got {self.knn_k}")
+        if not (math.isfinite(self.knn_t) and self.knn_t > 0):
+            raise ValueError(f"knn t must be positive, got {self.knn_t}")
+        if self.kappa is not None and not (
+            math.isfinite(self.kappa) and self.kappa > 0
+        ):
+            raise ValueError(f"kappa must be positive, got {self.kappa}")
+        if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
+            raise ValueError(f"entropy weight must be >= 0, got {self.entropy_weight}")
+        _check_estimator(self.estimator)
+
+    def er_kwargs(self, method: str) -> Dict[str, Any]:
+        """The ER loss keywords this sweep gives the ER objective of method."""
+        _, objective = parse_method(method)
+        if objective != "er":
+            return {}
+        kwargs: Dict[str, Any] = {"entropy_weight": self.entropy_weight}
+        base = method.removesuffix("_er")
+        if base in ("simclr", "moco", "byol", "simsiam"):
+            kwargs["estimator"] = self.estimator
+            if self.kappa is not None:
+                kwargs["kappa"] = self.kappa
+        return kwargs
 
 
 PRESETS: Dict[str, Dict[str, Any]] = {
     # The README's main job: every method once on scikit-learn's digits, in about
-    # 3 minutes on 2 CPU cores (augmentation dominates, hence the 2 workers).
+    # 3 minutes on 2 CPU cores. A pipeline check, not a comparison.
     "smoke": dict(
         dataset="digits",
         backbone="small",
         batch_sizes=[64],
         epochs=3,
         seeds=[0],
-        emas=[0.99],
+        emas=[LIGHTLY_EMA],
         num_workers=2,
         knn_k=20,
     ),
@@ -149,7 +204,7 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         batch_sizes=[128, 512],
         epochs=200,
         seeds=[0],
-        emas=[0.99],
+        emas=[LIGHTLY_EMA],
         num_workers=8,
         knn_k=200,
         knn_t=0.1,
@@ -184,51 +239,62 @@ def expand_runs(config: SweepConfig) -> List[RunSpec]:
 
 
 class SmallBackbone(nn.Sequential):
-    """A 3-layer CNN with 128 output features, for fast CPU smoke runs."""
+    """A 3-layer CNN with 128 output features, for CPU runs.
 
-    def __init__(self) -> None:
+    ``num_splits > 0`` uses lightly's split batch norm, as MoCo's ResNet does.
+    """
+
+    def __init__(self, num_splits: int = 0) -> None:
         layers: List[nn.Module] = []
         channels = [3, 32, 64, 128]
         for i, (c_in, c_out) in enumerate(zip(channels, channels[1:], strict=False)):
             stride = 1 if i == 0 else 2
             layers += [
                 nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
+                get_norm_layer(c_out, num_splits),
                 nn.ReLU(inplace=True),
             ]
         layers.append(nn.AdaptiveAvgPool2d(1))
         super().__init__(*layers)
 
 
-def build_backbone(name: str) -> Tuple[nn.Module, int]:
+def build_backbone(name: str, num_splits: int = 0) -> Tuple[nn.Module, int]:
     """(backbone, feature_dim) for ``resnet18`` (CIFAR variant) or ``small``."""
     if name == "resnet18":
-        resnet = ResNetGenerator("resnet-18")
+        resnet = ResNetGenerator("resnet-18", num_splits=num_splits)
         return nn.Sequential(
             *list(resnet.children())[:-1], nn.AdaptiveAvgPool2d(1)
         ), 512
     if name == "small":
-        return SmallBackbone(), 128
+        return SmallBackbone(num_splits), 128
     raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
 
 
 class EpochHistory(Callback):
-    """Records kNN top-1 and the normalised feature entropy after every epoch.
+    """After every epoch: kNN top-1 and the entropy metrics of a held-out batch.
 
-    The entropy is that of the L2-normalised backbone features of the kNN train set,
-    which ``BenchmarkModule`` has just computed, measured with the vMF KDE of an
-    ``EntropyMeter`` on at most ``max_points`` of them. Its state travels in Lightning
-    checkpoints, so a resumed run keeps its history.
-
-    It reads the accuracy in ``on_validation_end``: Lightning calls the callbacks'
-    ``on_validation_epoch_end`` before the module's, where ``BenchmarkModule`` logs
-    ``kNN_accuracy``, so that hook would see the previous epoch's value.
+    On the fixed held-out images (evaluation transform, model in eval mode) it
+    measures the ER entropy of the method's objective output with ``meter`` (the
+    gap H - H_min in nats on the sphere, H / log K on a discrete support), that
+    output's collapse score, and the collapse score and RankMe of the backbone
+    features. Its state travels in Lightning checkpoints, so a resumed run keeps its
+    history. It reads the accuracy in ``on_validation_end``: Lightning calls the
+    callbacks' ``on_validation_epoch_end`` before the module's, where lightly's
+    ``BenchmarkModule`` logs ``kNN_accuracy``.
     """
 
-    def __init__(self, max_points: int = 2048) -> None:
-        self.max_points = max_points
-        self.knn_top1: List[float] = []
-        self.entropy: List[float] = []
+    KEYS: Tuple[str, ...] = (
+        "knn_top1",
+        "er_entropy",
+        "output_collapse_score",
+        "collapse_score",
+        "rankme",
+    )
+
+    def __init__(self, heldout: Tensor, meter: EntropyMeter) -> None:
+        self.heldout = heldout
+        self.meter = meter
+        self.values: Dict[str, List[float]] = {key: [] for key in self.KEYS}
 
     def on_validation_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
@@ -238,21 +304,45 @@ class EpochHistory(Callback):
         accuracy = trainer.callback_metrics.get("kNN_accuracy")
         if accuracy is None:
             return
-        self.knn_top1.append(float(accuracy) / 100.0)
-        features = getattr(pl_module, "_train_features", None)
-        if features is not None:
-            points = features.t()[: self.max_points].float()
-            meter = EntropyMeter(support="sphere")
-            metrics = meter.update(points)
-            if metrics is not None:
-                self.entropy.append(float(metrics["normalized_entropy"]))
+        assert isinstance(pl_module, SSLMethod)
+        self.values["knn_top1"].append(float(accuracy) / 100.0)
+        for key, value in self.measure(pl_module).items():
+            self.values[key].append(value)
+
+    @torch.no_grad()
+    def measure(self, module: SSLMethod) -> Dict[str, float]:
+        """The entropy metrics of the held-out batch (module in eval mode)."""
+        training = module.training
+        module.eval()
+        try:
+            x = self.heldout.to(module.device)
+            features = module.features(x).float()
+            output = module.objective_output(x).float()
+        finally:
+            module.train(training)
+        metrics = self.meter.compute(output)
+        if metrics is None:
+            nan = float("nan")
+            er, out_collapse = nan, nan
+        else:
+            key = (
+                "entropy_gap"
+                if self.meter.support == "sphere"
+                else "normalized_entropy"
+            )
+            er, out_collapse = metrics[key], metrics["collapse_score"]
+        return {
+            "er_entropy": er,
+            "output_collapse_score": out_collapse,
+            "collapse_score": float(collapse_score(features)),
+            "rankme": float(effective_rank(features)),
+        }
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"knn_top1": self.knn_top1, "entropy": self.entropy}
+        return {key: list(values) for key, values in self.values.items()}
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.knn_top1 = list(state_dict["knn_top1"])
-        self.entropy = list(state_dict["entropy"])
+        self.values = {key: list(state_dict.get(key, [])) for key in self.KEYS}
 
 
 def _subset(
@@ -264,6 +354,11 @@ def _subset(
     generator = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(images), generator=generator)[:size].numpy()
     return images[keep], labels[keep]
+
+
+def image_size_of(config: SweepConfig, data: ImageArrays) -> int:
+    """The crop size of a sweep: ``config.image_size`` or the dataset's."""
+    return config.image_size if config.image_size is not None else data.image_size
 
 
 def make_loaders(
@@ -283,17 +378,21 @@ def make_loaders(
         raise ValueError(
             f"batch size {batch_size} exceeds the {len(train_images)} training images"
         )
+    if config.knn_k > len(train_images):
+        raise ValueError(
+            f"knn k {config.knn_k} exceeds the {len(train_images)} training images of "
+            "the kNN bank"
+        )
+    size = image_size_of(config, data)
     common: Dict[str, Any] = dict(num_workers=config.num_workers)
     ssl = DataLoader(
-        ImageArrayDataset(
-            train_images, train_labels, train_transform(method, data.image_size)
-        ),
+        ImageArrayDataset(train_images, train_labels, train_transform(method, size)),
         batch_size=batch_size,
         shuffle=True,
         drop_last=True,
         **common,
     )
-    evaluation = eval_transform(data.image_size)
+    evaluation = eval_transform(size)
     knn_train = DataLoader(
         ImageArrayDataset(train_images, train_labels, evaluation),
         batch_size=max(batch_size, 256),
@@ -307,6 +406,37 @@ def make_loaders(
     return ssl, knn_train, knn_test
 
 
+def heldout_batch(data: ImageArrays, config: SweepConfig) -> Tensor:
+    """The fixed held-out batch: the last HELDOUT_SIZE test images, evaluation view."""
+    images = data.test_images[-HELDOUT_SIZE:]
+    transform = eval_transform(image_size_of(config, data))
+    dataset = ImageArrayDataset(images, data.test_labels[-HELDOUT_SIZE:], transform)
+    return torch.stack([dataset[i][0] for i in range(len(dataset))])
+
+
+def build_model(
+    spec: RunSpec, config: SweepConfig, data: ImageArrays, knn_train: DataLoader[Any]
+) -> SSLMethod:
+    """The run's module: the method's class with the sweep's settings."""
+    cls, objective = parse_method(spec.method)
+    splits = MoCo.num_splits if cls is MoCo else 0
+    backbone, feature_dim = build_backbone(config.backbone, splits)
+    return cls(
+        backbone,
+        feature_dim,
+        knn_train,
+        data.num_classes,
+        max_epochs=config.epochs,
+        batch_size=spec.batch_size,
+        objective=objective,
+        ema=spec.ema if spec.ema is not None else LIGHTLY_EMA,
+        knn_k=config.knn_k,
+        knn_t=config.knn_t,
+        er_kwargs=config.er_kwargs(spec.method),
+        gather_distributed=config.devices > 1,
+    )
+
+
 def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     """Pretrains and evaluates one run; resumes from its last.ckpt if one exists."""
     cls, objective = parse_method(spec.method)
@@ -315,22 +445,12 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     ssl, knn_train, knn_test = make_loaders(
         data, spec.method, spec.batch_size, config, spec.seed
     )
-    backbone, feature_dim = build_backbone(config.backbone)
+    model = build_model(spec, config, data, knn_train)
+    meter = model.entropy_meter()
+    if meter.support == "sphere":
+        meter.estimator = config.estimator  # type: ignore[assignment]
+    history = EpochHistory(heldout_batch(data, config), meter)
     distributed = config.devices > 1
-    model: SSLMethod = cls(
-        backbone,
-        feature_dim,
-        knn_train,
-        data.num_classes,
-        max_epochs=config.epochs,
-        batch_size=spec.batch_size,
-        objective=objective,
-        ema=spec.ema if spec.ema is not None else 0.99,
-        knn_k=min(config.knn_k, len(knn_train.dataset)),  # type: ignore[arg-type]
-        knn_t=config.knn_t,
-        gather_distributed=distributed,
-    )
-    history = EpochHistory()
     precision = resolve_precision(config.precision, config.accelerator)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
     trainer = pl.Trainer(
@@ -375,21 +495,25 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     if trainer.interrupted:
         raise KeyboardInterrupt(f"run {spec.run_id(config.epochs)} was interrupted")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
-    if not history.knn_top1:
+    values = history.values
+    if not values["knn_top1"]:
         raise RuntimeError(f"run {spec.run_id(config.epochs)} recorded no kNN accuracy")
     settings = asdict(config)
     settings.update(
         data_dir=str(config.data_dir) if config.data_dir else None,
         log_dir=str(config.log_dir),
-        feature_dim=feature_dim,
+        image_size=image_size_of(config, data),
+        feature_dim=model.feature_dim,
         train_images=len(ssl.dataset),  # type: ignore[arg-type]
         precision=precision,
+        meter=meter.settings(),
         lightly_version=_version("lightly"),
         torch_version=torch.__version__,
         device=_device_name(cuda),
     )
-    for key in ("methods", "batch_sizes", "seeds", "emas"):
+    for key in ("methods", "batch_sizes", "seeds", "emas", "kappa"):
         settings.pop(key)
+    er = model.er_settings()
     return RunResult(
         method=spec.method,
         model=_display_name(cls.name),
@@ -399,9 +523,17 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         ema=spec.ema,
         epochs=config.epochs,
         seed=spec.seed,
-        knn_top1=max(history.knn_top1),
-        knn_top1_per_epoch=history.knn_top1,
-        entropy_per_epoch=history.entropy,
+        knn_top1=max(values["knn_top1"]),
+        knn_top1_final=values["knn_top1"][-1],
+        knn_top1_per_epoch=values["knn_top1"],
+        kappa=er["kappa"],
+        estimator=er["estimator"] if meter.support == "sphere" else None,
+        entropy_weight=er["entropy_weight"],
+        er_entropy_kind="gap" if meter.support == "sphere" else "normalized",
+        er_entropy_per_epoch=values["er_entropy"],
+        output_collapse_score_per_epoch=values["output_collapse_score"],
+        collapse_score_per_epoch=values["collapse_score"],
+        rankme_per_epoch=values["rankme"],
         runtime_s=runtime,
         peak_gpu_memory_gb=peak,
         settings=settings,
@@ -444,14 +576,43 @@ def _device_name(cuda: bool) -> str:
 
 def summary_line(result: RunResult, index: int, total: int) -> str:
     """The one line printed after a run finishes."""
-    entropy = result.final_entropy
     return (
         f"[{index}/{total}] {result.method:<10} bs={result.batch_size:<4} "
         f"ema={'-' if result.ema is None else f'{result.ema:g}':<6} "
-        f"seed={result.seed}  kNN top-1 {result.knn_top1:.3f}  "
-        f"entropy {'-' if entropy is None else f'{entropy:.3f}'}  "
+        f"seed={result.seed}  kNN top-1 best {result.knn_top1:.3f} "
+        f"final {result.knn_top1_final:.3f}  "
+        f"collapse {_last(result.collapse_score_per_epoch)}  "
         f"{result.runtime_s:.0f}s"
     )
+
+
+def _last(values: Sequence[float]) -> str:
+    return f"{values[-1]:.3f}" if values else "-"
+
+
+def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
+    """Runs every spec that has no finished record in ``config.log_dir``.
+
+    A finished record made with other result settings is refused (ValueError).
+    """
+    data = load_dataset(config.dataset, config.data_dir)
+    runs_dir = config.log_dir / "runs"
+    for index, spec in enumerate(specs, start=1):
+        path = runs_dir / f"{spec.run_id(config.epochs)}.json"
+        if path.is_file():
+            try:
+                done: Optional[RunResult] = RunResult.load(path)
+            except ValueError:
+                done = None  # a damaged record, or an older format: run it again
+            if done is not None:
+                check_same_settings(done, config, path)
+                print(summary_line(done, index, len(specs)) + "  (done before, kept)")
+                continue
+        result = run_one(spec, config, data)
+        if global_rank() != 0:
+            continue  # under DDP, rank 0 alone writes records, tables and plots
+        result.save(path)
+        print(summary_line(result, index, len(specs)), flush=True)
 
 
 def run_sweep(config: SweepConfig) -> List[RunResult]:
@@ -461,26 +622,8 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
     under DDP, processes other than rank 0 return an empty list.
     """
     config.validate()
-    data = load_dataset(config.dataset, config.data_dir)
-    specs = expand_runs(config)
-    runs_dir = config.log_dir / "runs"
-    for index, spec in enumerate(specs, start=1):
-        path = runs_dir / f"{spec.run_id(config.epochs)}.json"
-        if path.is_file():
-            try:
-                done: Optional[RunResult] = RunResult.load(path)
-            except ValueError:
-                done = None  # a damaged record: run it again
-            if done is not None:
-                check_same_settings(done, config, path)
-                print(summary_line(done, index, len(specs)) + "  (done before, kept)")
-                continue
-        result = run_one(spec, config, data)
-        if _global_rank() != 0:
-            continue  # under DDP, rank 0 alone writes records, tables and plots
-        result.save(path)
-        print(summary_line(result, index, len(specs)), flush=True)
-    if _global_rank() != 0:
+    run_specs(expand_runs(config), config)
+    if global_rank() != 0:
         return []
     results = [r for r in load_results(config.log_dir) if r.dataset == config.dataset]
     if results:
@@ -498,28 +641,40 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
 RESULT_SETTINGS: Tuple[str, ...] = (
     "dataset",
     "backbone",
+    "image_size",
     "train_subset",
     "test_subset",
     "knn_k",
     "knn_t",
+    "entropy_weight",
+    "estimator",
+    "precision",
 )
 
 
 def check_same_settings(done: RunResult, config: SweepConfig, path: Path) -> None:
     """Raises ValueError if a finished record was made with other result settings."""
     for key in RESULT_SETTINGS:
-        old, new = done.settings.get(key), getattr(config, key)
+        old = done.settings.get(key)
+        if key == "image_size":
+            if config.image_size is None or old == config.image_size:
+                continue
+            new: Any = config.image_size
+        elif key == "precision":
+            new = resolve_precision(config.precision, config.accelerator)
+        else:
+            new = getattr(config, key)
         if old != new:
             raise ValueError(
                 f"{path} was run with {key}={old!r} but this sweep has {key}={new!r}; "
                 "give another --log-dir, or the same settings to resume"
             )
-
-
-def _global_rank() -> int:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return int(torch.distributed.get_rank())
-    return 0
+    if config.kappa is not None and done.objective == "er" and done.kappa is not None:
+        if done.kappa != config.kappa:
+            raise ValueError(
+                f"{path} was run with kappa={done.kappa!r} but this sweep has "
+                f"kappa={config.kappa!r}; give another --log-dir"
+            )
 
 
 def config_from_preset(preset: Optional[str], **overrides: Any) -> SweepConfig:

@@ -1,14 +1,12 @@
-"""Pieces shared by the ER loss modules: the components tuple, gathering, checks."""
+"""Pieces shared by the ER loss modules: the components, the kappa rule, checks."""
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from lightly.utils import dist
+from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from torch import Tensor
 from torch import distributed as torch_dist
 
@@ -19,6 +17,80 @@ from lightly_er.functional import (
     discrete_reconstruction,
     sphere_entropy,
 )
+from lightly_er.utils.checks import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_matrix,
+    check_positive,
+    check_real,
+    check_same_shape,
+)
+from lightly_er.utils.dist import gather_rows
+
+DEFAULT_KAPPA = 10.0
+"""kappa where the parent loss has no temperature: the authors' reference default."""
+
+DEFAULT_ESTIMATOR = "plugin"
+"""The sphere entropy estimator of the authors' reference code."""
+
+VALIDATE_MODES: Tuple[str, ...] = ("first", "always", "never")
+FIRST_CALLS_CHECKED = 10
+"""With ``validate="first"``, the number of calls whose loss is checked for NaN/Inf."""
+
+
+def default_kappa(temperature: Optional[float] = None) -> float:
+    """The kappa rule of lightly-er: 1 / temperature where the parent has one, else 10.
+
+    A contrastive parent (NT-Xent) scales cosine similarities by 1 / temperature; with
+    kappa = 1 / temperature the vMF reconstruction is on the parent's logit scale. A
+    parent without a temperature (negative cosine similarity) gets the authors'
+    reference value, 10. The heads' meters and the monitor use the same number
+    (:func:`entropy_settings`). docs/kappa.md explains the choice.
+
+    Raises:
+        ValueError: If temperature is given and not positive.
+    """
+    if temperature is None:
+        return DEFAULT_KAPPA
+    check_positive(temperature, "temperature")
+    return 1.0 / float(temperature)
+
+
+def entropy_settings(criterion: Any) -> Optional[Dict[str, Any]]:
+    """How the ER entropy of the outputs fed to criterion is measured, by the one rule.
+
+    Returns keyword arguments for :class:`lightly_er.monitoring.EntropyMeter`:
+    ``{"support": "sphere", "kappa": ..., "estimator": ...}`` for NT-Xent, negative
+    cosine similarity and their ER versions, ``{"support": "discrete",
+    "temperature": ...}`` for DINO and SwAV (the student's, resp. the prediction's,
+    softmax temperature), or None for a criterion the rule does not know. An
+    original lightly loss and its ER version give the same settings, so a
+    benchmark's original run is measured at the kappa of its ER twin.
+
+    Examples:
+        >>> from lightly.loss import NTXentLoss
+        >>> from lightly_er.loss import entropy_settings
+        >>> entropy_settings(NTXentLoss(temperature=0.5))
+        {'support': 'sphere', 'kappa': 2.0, 'estimator': 'plugin'}
+    """
+    kappa = getattr(criterion, "kappa", None)
+    estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
+    support = getattr(criterion, "support", None)
+    if support == "discrete":
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
+    if kappa is not None:
+        return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
+    if isinstance(criterion, NTXentLoss):
+        kappa = default_kappa(float(criterion.temperature))
+        return {"support": "sphere", "kappa": kappa, "estimator": estimator}
+    if isinstance(criterion, NegativeCosineSimilarity):
+        return {"support": "sphere", "kappa": DEFAULT_KAPPA, "estimator": estimator}
+    if isinstance(criterion, DINOLoss):
+        return {"support": "discrete", "temperature": float(criterion.student_temp)}
+    if isinstance(criterion, SwaVLoss):
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
+    return None
 
 
 class ERComponents(NamedTuple):
@@ -26,7 +98,8 @@ class ERComponents(NamedTuple):
 
     Attributes:
         loss:
-            The value to minimise: -(entropy_weight * entropy + reconstruction).
+            The value to minimise: -(entropy_weight * entropy + reconstruction) /
+            loss_scale (loss_scale is kappa for BYOL/SimSiam-ER, 1 otherwise).
         entropy:
             The entropy estimate in nats (higher is better).
         reconstruction:
@@ -40,44 +113,57 @@ class ERComponents(NamedTuple):
 
 
 class ERLossMixin:
-    """Keeps the last terms of an ER loss, detached, for logging.
+    """Combines the terms of an ER loss, checks it, and keeps them for logging.
 
     Attributes:
         last_components:
             The terms of the most recent call, detached, or None before the first call.
+        validate:
+            When the loss is checked for NaN/Inf (a host sync on an accelerator):
+            ``"first"`` the first 10 calls, ``"always"`` every call, ``"never"``
+            never (lightly's behaviour). The check is skipped while torch.compile
+            traces the loss.
+        loss_scale:
+            The loss is divided by it (kappa for BYOL/SimSiam-ER, 1 otherwise).
     """
 
     last_components: Optional[ERComponents] = None
+    validate: str = "first"
+    loss_scale: float = 1.0
+    _calls_checked: int = 0
+
+    def _set_validate(self, validate: str) -> None:
+        check_choice(validate, "validate", VALIDATE_MODES)
+        self.validate = validate
+        self._calls_checked = 0
 
     def _record(
         self, entropy: Tensor, reconstruction: Tensor, entropy_weight: float
     ) -> ERComponents:
         loss = -(entropy_weight * entropy + reconstruction)
-        # The estimators skip their per-input value checks inside the losses (the
-        # losses normalise the rows themselves); one check of the result still
-        # turns NaN/Inf inputs into a clear error instead of a silent NaN.
-        if not bool(torch.isfinite(loss)):
-            raise ValueError(
-                f"the ER loss is not finite (entropy {entropy.item():.4g}, "
-                f"reconstruction {reconstruction.item():.4g}): the model outputs "
-                "contain NaN or Inf"
-            )
+        if self.loss_scale != 1.0:
+            loss = loss / self.loss_scale
+        if self._due_for_check():
+            # The estimators skip their per-input value checks inside the losses;
+            # one check of the result turns NaN/Inf inputs into a clear error.
+            if not bool(torch.isfinite(loss)):
+                raise ValueError(
+                    f"the ER loss is not finite (entropy {entropy.item():.4g}, "
+                    f"reconstruction {reconstruction.item():.4g}): the model outputs "
+                    "contain NaN or Inf (pass validate='never' to keep training "
+                    "through such steps, as lightly's losses do)"
+                )
         components = ERComponents(loss, entropy, reconstruction)
         self.last_components = ERComponents(*(t.detach() for t in components))
         return components
 
-
-def gather_rows(x: Tensor, gather_distributed: bool) -> Tensor:
-    """Concatenates x from all processes along dim 0, keeping gradients.
-
-    Every process then computes the same estimate over the global batch. With DDP,
-    which averages gradients over the W processes, and lightly's GatherLayer, which
-    sums the W copies of each process's gradient, the result equals the gradient of
-    one process that holds the whole batch.
-    """
-    if gather_distributed and dist.world_size() > 1:
-        return torch.cat(dist.gather(x), dim=0)
-    return x
+    def _due_for_check(self) -> bool:
+        if self.validate == "never" or torch.compiler.is_compiling():
+            return False
+        if self.validate == "always":
+            return True
+        self._calls_checked += 1
+        return self._calls_checked <= FIRST_CALLS_CHECKED
 
 
 def check_er_arguments(
@@ -88,19 +174,14 @@ def check_er_arguments(
 ) -> None:
     """Raises a ValueError/TypeError naming the first bad ER keyword argument."""
     if kappa is not None:
-        if isinstance(kappa, bool) or not isinstance(kappa, (int, float)):
-            raise TypeError(f"kappa must be a float, got {type(kappa).__name__}")
-        if not math.isfinite(kappa) or kappa <= 0:
-            raise ValueError(f"kappa must be positive and finite, got {kappa}")
-    if isinstance(entropy_weight, bool) or not isinstance(entropy_weight, (int, float)):
-        raise TypeError(
-            f"entropy_weight must be a float, got {type(entropy_weight).__name__}"
-        )
-    if not math.isfinite(entropy_weight) or entropy_weight < 0:
+        check_positive(kappa, "kappa")
+    check_real(entropy_weight, "entropy_weight")
+    if entropy_weight < 0:
         raise ValueError(
             f"entropy_weight must be finite and >= 0, got {entropy_weight}"
         )
     _check_estimator(estimator)
+    check_bool(gather_distributed, "gather_distributed")
     if gather_distributed and not torch_dist.is_available():
         raise ValueError(
             "gather_distributed is True but torch.distributed is not available"
@@ -115,50 +196,11 @@ def log_softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
         return torch.log_softmax(logits / temperature, dim=-1)
 
 
-def check_real(value: float, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-
-
-def check_positive(value: float, name: str) -> None:
-    check_real(value, name)
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
-
-
-def check_int(value: int, name: str, minimum: int) -> None:
-    """Raises a TypeError unless value is an int (not a bool), a ValueError if < minimum."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raises a TypeError/ValueError naming the argument unless a, b are (N, D) alike."""
     for x, name in ((a, a_name), (b, b_name)):
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(
-                f"{name} must be a floating point tensor, got dtype {x.dtype}"
-            )
-        if x.ndim != 2:
-            raise ValueError(
-                f"{name} must have shape (batch_size, dim), got shape {tuple(x.shape)}"
-            )
-        if x.shape[0] < 1 or x.shape[1] < 2:
-            raise ValueError(
-                f"{name} must hold at least 1 sample of dim >= 2, got shape "
-                f"{tuple(x.shape)}"
-            )
-    if a.shape != b.shape:
-        raise ValueError(
-            f"{a_name} and {b_name} must have the same shape, got "
-            f"{tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        check_matrix(x, name, min_rows=1, min_dim=2, check_values=False)
+    check_same_shape(a, a_name, b, b_name)
 
 
 def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
@@ -186,8 +228,8 @@ def cross_view_reconstruction(
     the same crop when t == s, and these pairs are left out. As the reconstruction is
     linear in the target, the pairs of prediction view s are summed exactly into one
     call of :func:`lightly_er.functional.discrete_reconstruction` whose target is the
-    mean of the p_t over t != s, weighted by their number. That is one call per
-    prediction view instead of one per pair, and no copy of a prediction.
+    mean of the p_t over t != s, weighted by their number: one call per prediction
+    view instead of one per pair, and no copy of a prediction.
 
     Args:
         p_target:
@@ -260,7 +302,7 @@ def marginal_entropy(
         total = total + extra_p.to(total.dtype).sum(dim=0)
         count += extra_p.shape[0]
     mean = gather_rows((total / count).unsqueeze(0), gather_distributed)
-    return discrete_entropy(mean)
+    return discrete_entropy(mean, validate=False)
 
 
 def gathered_sphere_entropy(
@@ -278,3 +320,14 @@ def gathered_sphere_entropy(
         leave_one_out=leave_one_out,
         validate=False,
     )
+
+
+__all__ = [
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_KAPPA",
+    "ERComponents",
+    "ERLossMixin",
+    "check_int",
+    "default_kappa",
+    "entropy_settings",
+]

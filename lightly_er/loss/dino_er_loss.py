@@ -10,116 +10,65 @@ from lightly.models.modules.center import CENTER_MODE_TO_FUNCTION
 from torch import Tensor
 
 from lightly_er.loss._base import (
+    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    check_int,
-    check_positive,
-    check_real,
     cross_view_reconstruction,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.utils.checks import check_bool, check_int, check_positive, check_real
 
 
 class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
     """DINO loss with an explicit entropy term instead of centering: DINO-ER [0].
 
     DINO [1] trains a student to predict an EMA teacher's distribution over K
-    prototypes and avoids collapse with centering and sharpening of the teacher. The
-    ER bound [0] on the mutual information between the teacher's and the student's
-    assignments, I(Z1; Z2) >= H(Z2) + E[log q(Z2 | Z1)], replaces the centering by an
-    entropy term. This loss returns, in nats,
+    prototypes and avoids collapse by centering and sharpening the teacher. DINO-ER
+    makes the anti-collapse term explicit and returns, in nats,
 
-        loss = -(entropy_weight * entropy + reconstruction)
+        loss = -(entropy_weight * H(mean_b q_s[b]) + reconstruction)
 
-    with
+    - reconstruction: the mean over DINOLoss's view pairs (teacher view t, student
+      view s, t != s) of E_b[sum_k p_t[b, k] log q_s[b, k]], with
+      p_t = softmax(teacher_t / teacher_temp) (without gradient; centred first with
+      ``centering=True``) and log q_s = log_softmax(student_s / student_temp);
+    - entropy: of the student's mean prediction over the global crops (the views the
+      teacher also sees), gathered over processes with ``gather_distributed``.
 
-    - reconstruction = the mean over the view pairs (teacher view t, student view s)
-      with t != s, the same pairs as :class:`lightly.loss.DINOLoss`, of
-      E_b[sum_k p_t[b, k] log q_s[b, k]]
-      (:func:`lightly_er.functional.discrete_reconstruction`), where
-      p_t = softmax(teacher_t / teacher_temp) (teacher_t - center with ``centering``)
-      is computed without gradient, as the teacher is an EMA copy of the student, and
-      log q_s = log_softmax(student_s / student_temp). With ``centering=True`` and
-      ``entropy_weight=0`` the loss equals :class:`lightly.loss.DINOLoss`.
-    - entropy = H(mean_b q_s[b]) (:func:`lightly_er.functional.discrete_entropy`),
-      the entropy of the student's mean prediction over the global crops, that is the
-      student views s < len(teacher_out), which by the DINO convention are the views
-      the teacher also sees. It is maximal (log K) when the prototypes are used
-      uniformly and 0 when every sample predicts the same prototype, so it penalises
-      the collapse that centering prevents in DINO.
+    With ``centering=True`` and ``entropy_weight=0`` the loss equals DINOLoss. The
+    teacher temperature follows the parent's warmup schedule. docs/objectives.md
+    explains the choices where the paper leaves room.
 
-    Choices where the paper leaves room:
-
-    - The entropy is taken on the student, which carries the gradient; the teacher
-      follows it through the EMA. It is estimated on the global crops only: they have
-      the input distribution of the teacher's targets, whose marginal is H(Z2) in the
-      bound, whereas pooling the smaller local crops would estimate the entropy of a
-      mixture of two input distributions. The local crops still cannot collapse, as
-      they must predict the teacher's (diverse) targets. It also costs a quarter of
-      the all-crop estimate with 2 global and 6 local crops.
-    - Centering is off by default (``centering=False``): the entropy term takes its
-      place. The teacher is still sharpened by ``teacher_temp``, with the parent's
-      warmup schedule. The center buffer is updated only when ``centering=True``, so
-      no work (and no all-reduce) is spent on a state that is not used.
-    - With ``gather_distributed=True`` every process averages its predictions into
-      one row of K numbers and the rows of all processes are gathered (with
-      gradient); with equal batch sizes their mean is the mean over the global batch.
-      The reconstruction is a per-sample mean and needs no gathering.
-    - The softmaxes and terms are computed in at least float32, also under autocast,
-      so bfloat16 logits with 65536 prototypes stay finite.
-
-    The reconstruction is computed exactly but without forming every pair: as it is
-    linear in the target, the pairs of student view s are summed into one target,
-    the mean of the teacher distributions p_t over t != s, weighted by their number,
-    so discrete_reconstruction runs once per student view instead of once per pair.
-    The entropy reuses the same log_softmax (q = exp(log q)) and passes
-    discrete_entropy the per-process mean row, whose mean is the batch mean.
-
-    - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in
-      Multi-View Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
+    - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
     Attributes:
-        output_dim:
-            Number of prototypes K, the dimension of the model output.
-        teacher_temp:
-            Temperature of the teacher softmax after the warmup.
-        student_temp:
-            Temperature of the student softmax.
-        center:
-            Moving average of the teacher output, subtracted when ``centering``.
-        center_momentum:
-            Momentum of the center update.
-        warmup_teacher_temp_epochs:
-            Number of epochs of the linear warmup of the teacher temperature.
-        teacher_temp_schedule:
-            The teacher temperature of each warmup epoch.
+        output_dim, teacher_temp, student_temp, center, center_momentum,
+        warmup_teacher_temp_epochs, teacher_temp_schedule:
+            As :class:`lightly.loss.DINOLoss`.
         entropy_weight:
-            Weight of the entropy term in the loss.
+            Weight of the entropy term.
         centering:
-            Whether the teacher output is centered as in DINO.
+            Whether the teacher output is centred as in DINO (off by default).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
+        validate:
+            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
-            The detached :class:`lightly_er.loss._base.ERComponents` of the last call.
-
-    Raises:
-        ValueError: If a temperature, output_dim or center_momentum is out of range,
-            center_mode is unknown, or entropy_weight is negative.
+            The detached :class:`lightly_er.loss.ERComponents` of the last call.
 
     Examples:
         >>> import torch
-        >>> from lightly_er.loss.dino_er_loss import ERDINOLoss
+        >>> from lightly_er.loss import ERDINOLoss
         >>> loss_fn = ERDINOLoss(output_dim=128)
-        >>>
-        >>> # outputs of the student and teacher heads for 2 global and 4 local crops
+        >>> # student and teacher head outputs for 2 global and 4 local crops
         >>> teacher_out = [torch.randn(8, 128) for _ in range(2)]
         >>> student_out = [torch.randn(8, 128, requires_grad=True) for _ in range(6)]
         >>> loss = loss_fn(teacher_out, student_out, epoch=0)
         >>> loss.backward()
-        >>> entropy = loss_fn.last_components.entropy  # in nats, at most log(128)
+        >>> entropy = loss_fn.last_components.entropy  # nats, at most log(128)
     """
 
     output_dim: int
@@ -140,6 +89,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         entropy_weight: float = 1.0,
         centering: bool = False,
         gather_distributed: bool = False,
+        validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring and DINOLoss for arguments."""
         check_int(output_dim, "output_dim", 1)
@@ -157,9 +107,8 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
                 f"center_mode must be one of {sorted(CENTER_MODE_TO_FUNCTION)}, "
                 f"got {center_mode!r}"
             )
-        if not isinstance(centering, bool):
-            raise TypeError(f"centering must be a bool, got {type(centering).__name__}")
-        check_er_arguments(None, entropy_weight, "joe", gather_distributed)
+        check_bool(centering, "centering")
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
         super().__init__(
             output_dim=output_dim,
             warmup_teacher_temp=warmup_teacher_temp,
@@ -173,6 +122,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         self.entropy_weight = float(entropy_weight)
         self.centering = centering
         self.gather_distributed = gather_distributed
+        self._set_validate(validate)
 
     def teacher_temperature(
         self, teacher_temp: Optional[float] = None, epoch: Optional[int] = None
@@ -232,8 +182,8 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         epoch: int | None = None,
     ) -> ERComponents:
         """Returns the loss, entropy and reconstruction; arguments as in forward."""
-        check_view_pair(teacher_out, "teacher_out", self.output_dim)
-        check_view_pair(student_out, "student_out", self.output_dim)
+        _check_views(teacher_out, "teacher_out", self.output_dim)
+        _check_views(student_out, "student_out", self.output_dim)
         _check_same_batch(teacher_out, student_out)
         temperature = self.teacher_temperature(teacher_temp, epoch)
 
@@ -253,7 +203,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         return self._record(entropy, reconstruction, self.entropy_weight)
 
 
-def check_view_pair(views: Sequence[Tensor], name: str, output_dim: int) -> None:
+def _check_views(views: Sequence[Tensor], name: str, output_dim: int) -> None:
     if not isinstance(views, (list, tuple)) or len(views) == 0:
         raise ValueError(f"{name} must be a non-empty list of tensors")
     shape = views[0].shape

@@ -13,16 +13,18 @@ from lightly_er.functional import (
     vmf_reconstruction,
 )
 from lightly_er.loss._base import (
+    DEFAULT_ESTIMATOR,
+    DEFAULT_KAPPA,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    check_positive,
     check_view_pair,
-    gather_rows,
     gathered_sphere_entropy,
     log_softmax_float32,
     normalize_rows,
 )
+from lightly_er.utils.checks import check_choice, check_positive
+from lightly_er.utils.dist import gather_rows
 
 Support = Literal["sphere", "discrete"]
 _SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
@@ -31,78 +33,49 @@ _SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 class ERLoss(ERLossMixin, nn.Module):
     """Entropy and reconstruction (ER) loss between two views of the same inputs.
 
-    Maximises the ER lower bound on the mutual information between the embeddings
-    of two views [0]:
+    Maximises the ER lower bound [0] on the mutual information between the
+    embeddings of two views, I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)], and returns
+    ``loss = -(entropy_weight * entropy + reconstruction)`` in nats. Both views
+    carry gradient, so the entropy is the mean of both views' entropies.
 
-        I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)]
+    - ``support="sphere"``: the outputs are L2-normalised; the entropy is the vMF
+      kernel-density estimate over the (gathered) batch and the reconstruction
+      log C_d(kappa) + kappa * mean_i cos(z0_i, z1_i).
+    - ``support="discrete"``: the outputs are logits over K classes,
+      p = softmax(out / temperature); the entropy is that of the batch marginal
+      mean_i p_i and the reconstruction the negative cross-entropy, averaged over
+      both directions.
 
-    and returns ``loss = -(entropy_weight * entropy + reconstruction)`` in nats. The
-    bound is symmetric in the two views here, so the entropy is the average of the
-    entropies of both views. Both views carry gradient: there is no teacher, the
-    network that embeds both views is trained, and each half of the average is a
-    valid bound on the same mutual information, so the average is one too.
+    docs/objectives.md explains the choices where the paper leaves room.
 
-    ``support="sphere"`` (SimCLR-like embeddings): the outputs are L2-normalised and
-
-    - entropy = (H(z0) + H(z1)) / 2, each a von Mises-Fisher kernel-density estimate
-      (:func:`lightly_er.functional.sphere_entropy`) over the whole (gathered) batch;
-    - reconstruction = log C_d(kappa) + kappa * mean_i z0_i^T z1_i, the expected vMF
-      log-likelihood (:func:`lightly_er.functional.vmf_reconstruction`). It is the
-      same whichever view is the prediction, as the vMF kernel is symmetric.
-
-    ``support="discrete"`` (prototype or cluster assignments): the outputs are logits
-    over K classes, turned into p = softmax(out / temperature) in float32 and
-
-    - entropy = (H(mean_i p0_i) + H(mean_i p1_i)) / 2, the entropy of the batch
-      marginal of the assignments (:func:`lightly_er.functional.discrete_entropy`).
-      With ``gather_distributed`` only each process's mean row is gathered: all
-      processes hold equal batches (all_gather requires it), so the mean of the
-      per-process means is the global mean, at a cost of K numbers per process;
-    - reconstruction = (E[sum_c p1 log p0] + E[sum_c p0 log p1]) / 2, the negative
-      cross-entropy in both directions
-      (:func:`lightly_er.functional.discrete_reconstruction`); unlike the vMF case the
-      cross-entropy is not symmetric, so both directions are averaged.
-
-    Choices where the paper leaves room: the symmetric averages above (the paper's
-    bound names one view as the target); the kernel concentration ``kappa`` is a fixed
-    hyperparameter, shared by the entropy estimate and the reconstruction density, so
-    that the constant log C_d(kappa) cancels between the two terms when
-    ``entropy_weight`` is 1. ``kappa``, ``estimator`` and ``leave_one_out`` apply to
-    the sphere only, ``temperature`` to the discrete support only.
-
-    - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in
-      Multi-View Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
+    - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
     Attributes:
         support:
             ``"sphere"`` or ``"discrete"``.
         kappa:
-            Concentration of the vMF kernel (sphere).
+            Concentration of the vMF kernel (sphere; 10, the authors' default).
         entropy_weight:
-            Weight of the entropy term in the loss.
+            Weight of the entropy term.
         estimator:
-            Sphere entropy estimator, ``"joe"`` or ``"plugin"``.
+            Sphere entropy estimator, ``"plugin"`` (default) or ``"joe"``.
         leave_one_out:
             Whether a sample is left out of its own density estimate (sphere).
         temperature:
             Softmax temperature of the logits (discrete).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
+        validate:
+            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
             The detached :class:`ERComponents` of the last call.
 
-    Raises:
-        ValueError: If support or estimator is unknown, kappa or temperature is not
-            positive, or entropy_weight is negative.
-
     Examples:
         >>> import torch
-        >>> from lightly_er.loss.er_loss import ERLoss
+        >>> from lightly_er.loss import ERLoss
         >>> loss_fn = ERLoss(support="sphere", kappa=10.0)
-        >>> out0, out1 = torch.randn(32, 128), torch.randn(32, 128)
-        >>> loss = loss_fn(out0, out1)
+        >>> loss = loss_fn(torch.randn(32, 128), torch.randn(32, 128))
         >>> entropy = loss_fn.last_components.entropy
-        >>>
         >>> # prototype logits, e.g. from a DINO or SwAV head
         >>> loss_fn = ERLoss(support="discrete", temperature=0.1)
         >>> loss = loss_fn(torch.randn(32, 256), torch.randn(32, 256))
@@ -111,20 +84,17 @@ class ERLoss(ERLossMixin, nn.Module):
     def __init__(
         self,
         support: Support = "sphere",
-        kappa: float = 10.0,
+        kappa: float = DEFAULT_KAPPA,
         entropy_weight: float = 1.0,
-        estimator: str = "joe",
+        estimator: str = DEFAULT_ESTIMATOR,
         leave_one_out: bool = False,
         temperature: float = 0.1,
         gather_distributed: bool = False,
+        validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         super().__init__()
-        if support not in _SUPPORTS:
-            raise ValueError(
-                f"support must be one of {', '.join(map(repr, _SUPPORTS))}, "
-                f"got {support!r}"
-            )
+        check_choice(support, "support", _SUPPORTS)
         if kappa is None:
             raise TypeError("kappa must be a float, got None")
         check_er_arguments(kappa, entropy_weight, estimator, gather_distributed)
@@ -136,6 +106,7 @@ class ERLoss(ERLossMixin, nn.Module):
         self.leave_one_out = leave_one_out
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
+        self._set_validate(validate)
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
         """Returns the ER loss -(entropy_weight * entropy + reconstruction).
@@ -187,8 +158,8 @@ class ERLoss(ERLossMixin, nn.Module):
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()
-        entropy0 = discrete_entropy(self._marginal_rows(p0))
-        entropy1 = discrete_entropy(self._marginal_rows(p1))
+        entropy0 = discrete_entropy(self._marginal_rows(p0), validate=False)
+        entropy1 = discrete_entropy(self._marginal_rows(p1), validate=False)
         reconstruction = 0.5 * (
             discrete_reconstruction(p1, log_p0, log_input=True, validate=False)
             + discrete_reconstruction(p0, log_p1, log_input=True, validate=False)

@@ -10,109 +10,66 @@ from lightly.loss.swav_loss import sinkhorn
 from torch import Tensor
 
 from lightly_er.loss._base import (
+    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    check_int,
-    check_positive,
     cross_view_reconstruction,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.utils.checks import check_bool, check_int, check_positive
 
 
 class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
     """SwAV loss with an explicit entropy term instead of Sinkhorn: SwAV-ER [0].
 
     SwAV [1] predicts the prototype codes of one crop from every other crop and
-    avoids collapse by computing the codes with the Sinkhorn-Knopp algorithm, which
-    spreads the batch equally over the prototypes. The ER bound [0]
-    I(Z1; Z2) >= H(Z2) + E[log q(Z2 | Z1)] makes the anti-collapse term explicit
-    instead. This loss returns, in nats,
+    avoids collapse by computing the codes with Sinkhorn-Knopp, which spreads the
+    batch equally over the prototypes. SwAV-ER makes that term explicit and returns,
+    in nats, ``loss = -(entropy_weight * entropy + reconstruction)``:
 
-        loss = -(entropy_weight * entropy + reconstruction)
+    - reconstruction: the mean over SwaVLoss's crop pairs (high-resolution crop i,
+      crop v != i) of E_b[sum_k c_i[b, k] log q_v[b, k]], with
+      log q_v = log_softmax(out_v / temperature) and codes c_i computed without
+      gradient: softmax(out_i / sinkhorn_epsilon) by default (Sinkhorn's per-sample
+      normalisation without its equipartition), or lightly's ``sinkhorn`` with the
+      queue appended when ``use_sinkhorn=True``;
+    - entropy: of the mean prediction over the high-resolution crops, the queue
+      outputs included without gradient.
 
-    with
+    With ``use_sinkhorn=True`` and ``entropy_weight=0`` the loss equals SwaVLoss.
+    Like SwaVLoss it takes the outputs of one prototype set. docs/objectives.md
+    explains the choices where the paper leaves room.
 
-    - reconstruction = the mean over the crop pairs (high-resolution crop i, crop v)
-      with v != i, the same pairs and weights as :class:`lightly.loss.SwaVLoss`,
-      low-resolution crops included, of E_b[sum_k c_i[b, k] log q_v[b, k]]
-      (:func:`lightly_er.functional.discrete_reconstruction`), where
-      log q_v = log_softmax(out_v / temperature) and c_i is the code of crop i,
-      computed without gradient:
-
-      - ``use_sinkhorn=False`` (default): c_i = softmax(out_i / sinkhorn_epsilon),
-        the sharpened prediction. It is what Sinkhorn computes when only its
-        per-sample normalisation of exp(out / epsilon) is kept and the per-prototype
-        normalisation, which imposes equipartition, is dropped: the entropy term
-        takes over that role. The queue does not change these codes.
-      - ``use_sinkhorn=True``: c_i are the codes of lightly's ``sinkhorn`` with the
-        queue outputs appended, exactly as in SwaVLoss. With ``entropy_weight=0`` the
-        loss then equals :class:`lightly.loss.SwaVLoss`.
-
-    - entropy = H(mean q) (:func:`lightly_er.functional.discrete_entropy`), the entropy
-      of the mean prediction softmax(out / temperature) over the high-resolution
-      crops, the crops that also give the codes. The queue outputs, when given, are
-      included without gradient: they enlarge the sample from which the marginal
-      over K prototypes is estimated (SwAV adds the queue when the batch is small
-      compared to K) while the gradient stays with the current batch.
-
-    With ``gather_distributed=True`` every process averages its predictions (and
-    queue) into one row of K numbers and the rows of all processes are gathered with
-    gradient; with equal batch and queue sizes their mean is the global mean. It is
-    independent of ``sinkhorn_gather_distributed``, which applies to Sinkhorn only.
-
-    The softmaxes, codes (Sinkhorn included) and terms are computed in at least
-    float32, also under autocast, so bfloat16 logits with 65536 prototypes stay
-    finite.
-
-    SwaVPrototypes with several prototype sets returns one tensor per set; like
-    SwaVLoss, this loss takes the outputs of one set, so call it once per set and
-    average the losses.
-
-    - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in
-      Multi-View Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
+    - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SwAV, 2020, https://arxiv.org/abs/2006.09882
 
     Attributes:
-        temperature:
-            Temperature of the prediction softmax.
-        sinkhorn_iterations:
-            Number of Sinkhorn iterations (``use_sinkhorn=True``).
-        sinkhorn_epsilon:
-            Temperature of the codes, with or without Sinkhorn.
+        temperature, sinkhorn_iterations, sinkhorn_epsilon,
         sinkhorn_gather_distributed:
-            If True, Sinkhorn uses the outputs of all processes.
+            As :class:`lightly.loss.SwaVLoss`.
         entropy_weight:
-            Weight of the entropy term in the loss.
+            Weight of the entropy term.
         use_sinkhorn:
-            Whether the codes come from Sinkhorn, as in SwAV.
+            Whether the codes come from Sinkhorn, as in SwAV (off by default).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
+        validate:
+            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
-            The detached :class:`lightly_er.loss._base.ERComponents` of the last call.
-
-    Raises:
-        ValueError: If temperature or sinkhorn_epsilon is not positive,
-            sinkhorn_iterations is negative, entropy_weight is negative, or a gather
-            option is set without torch.distributed.
+            The detached :class:`lightly_er.loss.ERComponents` of the last call.
 
     Examples:
         >>> import torch
-        >>> from lightly_er.loss.swav_er_loss import ERSwaVLoss
+        >>> from lightly_er.loss import ERSwaVLoss
         >>> loss_fn = ERSwaVLoss()
-        >>>
         >>> # prototype scores of 2 high- and 4 low-resolution crops, 64 prototypes
         >>> high = [torch.randn(8, 64, requires_grad=True) for _ in range(2)]
         >>> low = [torch.randn(8, 64, requires_grad=True) for _ in range(4)]
         >>> loss = loss_fn(high, low)
         >>> loss.backward()
-        >>> entropy = loss_fn.last_components.entropy  # in nats, at most log(64)
-        >>>
-        >>> # with Sinkhorn codes and a queue of earlier high-resolution outputs
-        >>> loss_fn = ERSwaVLoss(use_sinkhorn=True)
-        >>> queue = [torch.randn(32, 64) for _ in range(2)]
-        >>> loss = loss_fn(high, low, queue_outputs=queue)
+        >>> entropy = loss_fn.last_components.entropy  # nats, at most log(64)
     """
 
     entropy_weight: float
@@ -129,18 +86,15 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         entropy_weight: float = 1.0,
         use_sinkhorn: bool = False,
         gather_distributed: bool = False,
+        validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
         check_positive(temperature, "temperature")
         check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
-        for value, name in (
-            (sinkhorn_gather_distributed, "sinkhorn_gather_distributed"),
-            (use_sinkhorn, "use_sinkhorn"),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
-        check_er_arguments(None, entropy_weight, "joe", gather_distributed)
+        check_bool(sinkhorn_gather_distributed, "sinkhorn_gather_distributed")
+        check_bool(use_sinkhorn, "use_sinkhorn")
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,
@@ -150,6 +104,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         self.entropy_weight = float(entropy_weight)
         self.use_sinkhorn = use_sinkhorn
         self.gather_distributed = gather_distributed
+        self._set_validate(validate)
 
     def forward(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -77,8 +78,18 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
         assert result.knn_top1 > 0.5, (result.method, result.knn_top1)
         assert len(result.knn_top1_per_epoch) == result.epochs == 3
         assert result.knn_top1 == max(result.knn_top1_per_epoch)
-        assert len(result.entropy_per_epoch) == 3
-        assert all(0.0 <= h <= 1.0 for h in result.entropy_per_epoch)
+        assert result.knn_top1_final == result.knn_top1_per_epoch[-1]
+        for curve in (
+            result.er_entropy_per_epoch,
+            result.output_collapse_score_per_epoch,
+            result.collapse_score_per_epoch,
+            result.rankme_per_epoch,
+        ):
+            assert len(curve) == 3
+        assert all(0.0 <= c <= 1.0 for c in result.collapse_score_per_epoch)
+        # The ER entropy: a gap in [0, log 256] on the sphere, H / log K otherwise.
+        ceiling = math.log(256) if result.er_entropy_kind == "gap" else 1.0
+        assert all(0.0 <= h <= ceiling for h in result.er_entropy_per_epoch)
         assert result.settings["dataset"] == "digits"
         assert result.peak_gpu_memory_gb is None  # CPU run
     # One summary line per run, then the table.
@@ -189,7 +200,8 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(
     assert epochs_started == [1]  # epoch 0 came from the checkpoint
     (result,) = load_results(tmp_path)
     assert len(result.knn_top1_per_epoch) == 2  # history survived the interruption
-    assert len(result.entropy_per_epoch) == 2
+    assert len(result.er_entropy_per_epoch) == 2
+    assert len(result.collapse_score_per_epoch) == 2
 
 
 def _run_main(cli: ModuleType, config: SweepConfig, monkeypatch: Any) -> int:
@@ -204,7 +216,19 @@ def _run_main(cli: ModuleType, config: SweepConfig, monkeypatch: Any) -> int:
         (["--methods", "simclr", "byol_xx"], "unknown method 'byol_xx'"),
         (["--preset", "smoke", "--batch-sizes", "0"], "batch sizes must be >= 2"),
         (["--dataset", "fashion-mnist", "--data-dir", "{missing}"], "does not exist"),
-        (["--dataset", "cifar10"], "needs --data-dir"),
+        (["--preset", "smoke", "--knn-k", "0"], "knn k must be >= 1"),
+        (["--preset", "smoke", "--knn-t", "-1"], "knn t must be positive"),
+        (["--preset", "smoke", "--accelerator", "gpu"], "no CUDA GPU is available"),
+        (["--preset", "smoke", "--log-dir", "{file}"], "is not a directory"),
+        (
+            ["--preset", "smoke", "--methods", "moco", "--batch-sizes", "12"],
+            "divisible by 8",
+        ),
+        (
+            ["--preset", "smoke", "--entropy-weight", "-1"],
+            "entropy weight must be >= 0",
+        ),
+        (["--preset", "smoke", "--kappa", "0"], "kappa must be positive"),
         (["--preset", "smokey"], "invalid choice: 'smokey'"),
         (["--epochs", "0", "--preset", "smoke"], "epochs must be >= 1"),
         (["--ema", "1.0", "--preset", "smoke"], "EMA coefficients must be in [0, 1)"),
@@ -216,7 +240,13 @@ def test_bad_arguments_exit_with_one_line(
     message: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    argv = [a.replace("{missing}", str(tmp_path / "missing")) for a in argv]
+    (tmp_path / "a-file").write_text("x")
+    argv = [
+        a.replace("{missing}", str(tmp_path / "missing")).replace(
+            "{file}", str(tmp_path / "a-file")
+        )
+        for a in argv
+    ]
     with pytest.raises(SystemExit) as exit_info:
         _cli().main(argv)
     assert exit_info.value.code == 2
@@ -242,9 +272,42 @@ def test_missing_cifar10_files_exit_with_one_line(
     assert _run_main(_cli(), config, monkeypatch) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("benchmarks/cifar10.py: error: CIFAR-10 not found in")
-    assert "cifar-10-batches-py/data_batch_1" in lines[0]
+    assert lines[0].startswith("benchmarks/cifar10.py: error: CIFAR-10 is not in")
+    assert "data_batch_1..5" in lines[0] and "--data-dir" in lines[0]
     assert "no network" in lines[0]
+
+
+def test_cifar10_downloads_to_the_default_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --data-dir, CIFAR-10 goes to datasets/cifar10 (download requested)."""
+    import lightly_er.benchmarking.datasets as datasets
+
+    seen: List[Any] = []
+
+    def fake(root: str, train: bool = True, download: bool = False) -> Any:
+        seen.append((root, train, download))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(datasets.torchvision.datasets, "CIFAR10", fake)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 is not in datasets/cifar10"):
+        datasets.load_dataset("cifar10")
+    assert seen == [("datasets/cifar10", True, True)]
+
+
+def test_knn_k_larger_than_the_bank_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="knn k 100 exceeds the 64 training images"):
+        run_sweep(_tiny(tmp_path, knn_k=100))
+
+
+def test_help_lists_every_option_with_a_default() -> None:
+    text = _cli().build_parser().format_help()
+    for method in METHODS:
+        assert method in text
+    for action in _cli().build_parser()._actions:
+        if action.option_strings and action.dest not in ("help",):
+            assert action.help, action.option_strings
 
 
 def test_records_are_json_with_every_setting(tmp_path: Path) -> None:
@@ -254,7 +317,10 @@ def test_records_are_json_with_every_setting(tmp_path: Path) -> None:
     for key in ("backbone", "train_subset", "knn_k", "lightly_version"):
         assert key in record["settings"]
     assert record["settings"]["train_images"] == 64
-    assert record["settings"]["precision"] == "32-true"  # "auto" on a CPU
+    assert record["settings"]["precision"] == "32-true"  # lightly's
+    assert record["kappa"] is None  # DINO: a discrete support
+    assert record["settings"]["meter"] == {"support": "discrete", "temperature": 0.1}
+    assert record["entropy_weight"] == 1.0
 
 
 def test_history_matches_the_logged_accuracy_of_every_epoch(tmp_path: Path) -> None:

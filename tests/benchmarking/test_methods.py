@@ -16,6 +16,7 @@ import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from lightly.models.modules import heads
 from pytorch_lightning.loggers import CSVLogger
+from torch import nn
 from torch.utils.data import DataLoader
 
 import lightly_er.loss as er_loss
@@ -25,8 +26,8 @@ from lightly_er.benchmarking.datasets import (
     eval_transform,
     train_transform,
 )
-from lightly_er.benchmarking.methods import METHOD_CLASSES, METHODS, parse_method
-from lightly_er.benchmarking.sweep import SmallBackbone
+from lightly_er.benchmarking.methods import METHOD_CLASSES, METHODS, MoCo, parse_method
+from lightly_er.benchmarking.sweep import build_backbone
 
 PARENT_LOSS = {
     "simclr": NTXentLoss,
@@ -51,16 +52,18 @@ def _data(n: int = 24) -> tuple[np.ndarray, np.ndarray]:
     return rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8), np.arange(n) % 4
 
 
-def _build(method: str) -> Any:
+def _build(method: str, seed: int = 0) -> Any:
     cls, objective = parse_method(method)
     images, labels = _data()
     knn = DataLoader(
         ImageArrayDataset(images, labels, eval_transform(16)), batch_size=12
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
+    splits = MoCo.num_splits if cls is MoCo else 0
+    backbone, feature_dim = build_backbone("small", splits)
     return cls(
-        SmallBackbone(),
-        128,
+        backbone,
+        feature_dim,
         knn,
         num_classes=4,
         max_epochs=1,
@@ -83,16 +86,59 @@ def test_er_module_differs_only_in_loss_and_heads(name: str) -> None:
     assert type(original.criterion) is PARENT_LOSS[name]
     assert type(er.criterion) is ER_LOSS[name]
     assert isinstance(er.criterion, PARENT_LOSS[name])
-    # Same parameters and buffers, of the same shapes: only classes were swapped.
-    shapes = {k: v.shape for k, v in original.state_dict().items()}
-    assert {k: v.shape for k, v in er.state_dict().items()} == shapes
-    # Every head that has an ER adapter uses it in the ER module.
+    # Every head that has an ER subclass uses it in the ER module.
     for module_name, module in er.named_modules():
+        if module_name == "criterion" or module_name.startswith("criterion."):
+            continue
         parent = type(original.get_submodule(module_name))
         if parent.__module__ == heads.__name__ and hasattr(
             er_heads, f"ER{parent.__name__}"
         ):
             assert type(module) is getattr(er_heads, f"ER{parent.__name__}")
+        else:
+            assert type(module) is parent, module_name
+
+
+@pytest.mark.parametrize("name", sorted(METHOD_CLASSES))
+def test_er_module_has_the_originals_parameters_and_outputs(name: str) -> None:
+    # Built with the same seed, the ER module holds the same parameters and
+    # buffers, bit for bit, and every backbone and head computes the same output.
+    original, er = _build(name, seed=3), _build(f"{name}_er", seed=3)
+    ours = dict(er.named_buffers())
+    for key, value in original.named_buffers():
+        assert torch.equal(ours.pop(key), value), key
+    assert not ours, f"buffers only in the ER module: {sorted(ours)}"
+    er_state = er.state_dict()
+    assert er_state.keys() == original.state_dict().keys()
+    for key, value in original.state_dict().items():
+        assert torch.equal(er_state[key], value), key
+    x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for mode in ("train", "eval"):
+        original.train(mode == "train")
+        er.train(mode == "train")
+        with torch.no_grad():
+            features = original.features(x)
+            assert torch.equal(er.features(x), features)
+            for module_name, module in original.named_children():
+                if module_name.startswith(("backbone", "teacher_backbone")):
+                    continue
+                if module_name in ("criterion",) or not any(
+                    isinstance(m, nn.Linear) for m in module.modules()
+                ):
+                    continue
+                first = next(m for m in module.modules() if isinstance(m, nn.Linear))
+                inputs = torch.randn(
+                    8, first.in_features, generator=torch.Generator().manual_seed(2)
+                )
+                expected = module(inputs)
+                got = er.get_submodule(module_name)(inputs)
+                if isinstance(expected, list):
+                    assert all(
+                        torch.equal(g, e) for g, e in zip(got, expected, strict=True)
+                    )
+                else:
+                    assert torch.equal(got, expected), (module_name, mode)
+            assert torch.equal(er.objective_output(x), original.objective_output(x))
 
 
 @pytest.mark.parametrize("method", METHODS)

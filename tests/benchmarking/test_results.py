@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 from pathlib import Path
 
 import pytest
 
-from lightly_er.benchmarking import results
 from lightly_er.benchmarking.plots import plot_curves, plot_sweep, sweep_series
 from lightly_er.benchmarking.results import (
     RunResult,
@@ -17,7 +15,6 @@ from lightly_er.benchmarking.results import (
     load_results,
     markdown_table,
     run_id,
-    write_atomic,
     write_tables,
 )
 
@@ -36,8 +33,15 @@ def _result(
         epochs=2,
         seed=seed,
         knn_top1=top1,
+        knn_top1_final=top1 - 0.05,
         knn_top1_per_epoch=[top1 - 0.1, top1],
-        entropy_per_epoch=[0.5, 0.25 + seed / 10],
+        kappa=10.0,
+        estimator="plugin",
+        entropy_weight=1.0 if objective == "er" else None,
+        er_entropy_per_epoch=[2.0, 3.0 + seed],
+        output_collapse_score_per_epoch=[0.6, 0.7],
+        collapse_score_per_epoch=[0.5, 0.25 + seed / 10],
+        rankme_per_epoch=[20.0, 30.0],
         runtime_s=120.0,
     )
 
@@ -52,6 +56,14 @@ def test_load_rejects_partial_json(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('{"method": "byol"')
     with pytest.raises(ValueError, match="not a run record"):
         RunResult.load(tmp_path / "x.json")
+
+
+def test_load_rejects_records_of_another_version(tmp_path: Path) -> None:
+    record = _result("byol", 32, 0, 0.7)
+    record.record_version = 1
+    record.save(tmp_path / "old.json")
+    with pytest.raises(ValueError, match="version 1, not 2"):
+        RunResult.load(tmp_path / "old.json")
 
 
 def test_run_id() -> None:
@@ -71,8 +83,13 @@ def test_aggregate_mean_std_over_seeds() -> None:
     original = rows[1]
     assert original["top1_mean"] == pytest.approx(0.75)
     assert original["top1_std"] == pytest.approx(0.0707107, rel=1e-5)  # sample std
-    assert original["kNN Top-1"] == "0.750 ± 0.071"
-    assert original["Final Entropy"] == "0.300"  # mean of 0.25 and 0.35
+    assert original["kNN Top-1 (best)"] == "0.750 ± 0.071"
+    assert original["kNN Top-1 (final)"] == "0.700 ± 0.071"
+    assert original["Collapse Score (final)"] == "0.300"  # mean of 0.25 and 0.35
+    assert original["ER Entropy (final)"] == "3.500 nats"  # mean of 3 and 4
+    assert (original["κ"], original["Estimator"]) == ("10", "plugin")
+    assert original["Entropy Weight"] == "-"
+    assert rows[0]["Entropy Weight"] == "1"
     assert original["Runtime"] == "2.0 Min"
     assert original["Peak GPU Memory"] == "- (CPU)"
 
@@ -82,32 +99,29 @@ def test_tables_written_and_parse(tmp_path: Path) -> None:
     table = write_tables(tmp_path, rs)
     assert (tmp_path / "results.md").read_text() == table
     header = table.splitlines()[0]
-    for column in ("Model", "Batch Size", "EMA", "kNN Top-1", "Final Entropy"):
+    for column in (
+        "Model",
+        "Batch Size",
+        "EMA",
+        "kNN Top-1 (best)",
+        "kNN Top-1 (final)",
+        "κ",
+        "Estimator",
+        "Entropy Weight",
+        "Collapse Score (final)",
+    ):
         assert column in header
     assert len(table.splitlines()) == 2 + len(rs)
     parsed = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
-    assert [float(p["knn_top1_mean"]) for p in parsed] == [0.9, 0.7]
+    assert [float(p["knn_top1_best_mean"]) for p in parsed] == [0.9, 0.7]
+    assert [float(p["knn_top1_final_mean"]) for p in parsed] == [0.85, 0.65]
     assert parsed[0]["ema"] == "0.9"
+    assert [p["kappa"] for p in parsed] == ["10", "10"]
+    assert [p["entropy_weight"] for p in parsed] == ["1", ""]
 
 
 def test_markdown_table_of_nothing_is_header_only() -> None:
     assert len(markdown_table([]).splitlines()) == 2
-
-
-def test_write_atomic_keeps_old_file_when_interrupted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "results.md"
-    write_atomic(path, "old")
-
-    def interrupted(src: str, dst: str) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(results.os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        write_atomic(path, "new")
-    assert path.read_text() == "old"
-    assert os.listdir(tmp_path) == ["results.md"]  # no temporary file left
 
 
 def test_plots_are_written(tmp_path: Path) -> None:
@@ -150,3 +164,5 @@ def test_sweep_series_never_averages_over_the_other_axis() -> None:
     # One value of the other axis: plain labels.
     only = sweep_series(aggregate(rs[:3] + rs[4:]), "BYOL", "batch_size")
     assert set(only) == {"original", "ER"}
+    final = sweep_series(rows, "BYOL", "batch_size", value="final")
+    assert final["original ema=0.99"][1] == pytest.approx([0.50, 0.35])

@@ -67,7 +67,7 @@ def test_defaults() -> None:
         10.0,
         1.0,
     )
-    assert (loss_fn.estimator, loss_fn.leave_one_out) == ("joe", False)
+    assert (loss_fn.estimator, loss_fn.leave_one_out) == ("plugin", False)
     assert (loss_fn.temperature, loss_fn.gather_distributed) == (0.1, False)
     assert loss_fn.last_components is None
 
@@ -183,7 +183,9 @@ def test_sphere_hand_formula() -> None:
     lse0 = torch.logsumexp(kappa * z0 @ z0.T, dim=1).mean()
     lse1 = torch.logsumexp(kappa * z1 @ z1.T, dim=1).mean()
     expected = 0.5 * (lse0 + lse1) - math.log(12) - kappa * (z0 * z1).sum(dim=1).mean()
-    torch.testing.assert_close(ERLoss(kappa=kappa)(out0, out1), expected)
+    torch.testing.assert_close(
+        ERLoss(kappa=kappa, estimator="joe")(out0, out1), expected
+    )
 
 
 def test_sphere_components_closed_form_on_s2() -> None:
@@ -191,7 +193,7 @@ def test_sphere_components_closed_form_on_s2() -> None:
     out0, out1 = _views(n=5, d=3, seed=4)
     kappa = 2.5
     log_c = math.log(kappa) - math.log(4 * math.pi * math.sinh(kappa))
-    loss_fn = ERLoss(kappa=kappa)
+    loss_fn = ERLoss(kappa=kappa, estimator="joe")
     loss_fn(out0, out1)
     assert loss_fn.last_components is not None
     z0, z1 = normalize(out0, dim=1).tolist(), normalize(out1, dim=1).tolist()

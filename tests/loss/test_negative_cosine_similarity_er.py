@@ -56,8 +56,9 @@ def test_is_negative_cosine_similarity_with_defaults() -> None:
     assert isinstance(criterion, NegativeCosineSimilarity)
     assert (criterion.dim, criterion.eps) == (1, 1e-8)
     assert (criterion.kappa, criterion.entropy_weight) == (10.0, 1.0)
-    assert (criterion.estimator, criterion.leave_one_out) == ("joe", False)
+    assert (criterion.estimator, criterion.leave_one_out) == ("plugin", False)
     assert criterion.gather_distributed is False
+    assert criterion.validate == "first"
     assert criterion.last_components is None
 
 
@@ -135,7 +136,8 @@ def test_matches_functional(estimator: str, leave_one_out: bool) -> None:
     reconstruction = vmf_reconstruction(z, p, 4.0)
     torch.testing.assert_close(components.entropy, entropy)
     torch.testing.assert_close(components.reconstruction, reconstruction)
-    torch.testing.assert_close(loss, -(0.3 * entropy + reconstruction))
+    # In units of 1 / kappa: the bound divided by kappa.
+    torch.testing.assert_close(loss, -(0.3 * entropy + reconstruction) / 4.0)
 
 
 def test_hand_formula_and_relation_to_parent() -> None:
@@ -143,16 +145,15 @@ def test_hand_formula_and_relation_to_parent() -> None:
     prediction.requires_grad_(True)
     kappa = 6.0
     criterion = ERNegativeCosineSimilarity(kappa=kappa)
-    loss = criterion(prediction, target)
-    # entropy_weight 1: log C_d(kappa) cancels,
-    # loss = mean_i logsumexp_j(kappa p_i.p_j) - log N - kappa mean_i cos(p_i, z_i)
+    criterion(prediction, target)
+    # entropy_weight 1, joe estimator: log C_d(kappa) cancels, and the loss is
+    # (mean_i logsumexp_j(kappa p_i.p_j) - log N) / kappa - mean_i cos(p_i, z_i).
+    joe = ERNegativeCosineSimilarity(kappa=kappa, estimator="joe")
     p, z = normalize(prediction, dim=1), normalize(target, dim=1)
     expected = (
-        torch.logsumexp(kappa * p @ p.T, dim=1).mean()
-        - math.log(9)
-        - kappa * (p * z).sum(1).mean()
-    )
-    torch.testing.assert_close(loss, expected)
+        torch.logsumexp(kappa * p @ p.T, dim=1).mean() - math.log(9)
+    ) / kappa - (p * z).sum(1).mean()
+    torch.testing.assert_close(joe(prediction, target), expected)
     # The reconstruction is the parent's loss, rescaled and shifted.
     parent = NegativeCosineSimilarity()(prediction, target)
     assert criterion.last_components is not None
@@ -160,6 +161,28 @@ def test_hand_formula_and_relation_to_parent() -> None:
         criterion.last_components.reconstruction,
         log_vmf_normalizer(5, kappa) - kappa * parent,
     )
+
+
+@pytest.mark.parametrize("order", ["byol", "simsiam"])
+@pytest.mark.parametrize("kappa", [10.0, 3.0])
+def test_zero_entropy_weight_has_the_parents_gradient(order: str, kappa: float) -> None:
+    # The loss scale that makes the comparison fair: without the entropy term the
+    # ER loss is lightly's loss plus a constant, so it has the same gradient.
+    prediction, target = _pair(n=12, d=7, seed=3)
+    er_p, parent_p = (prediction.clone().requires_grad_(True) for _ in range(2))
+    er = ERNegativeCosineSimilarity(kappa=kappa, entropy_weight=0.0)
+    parent = NegativeCosineSimilarity()
+    if order == "byol":
+        er_loss, parent_loss = er(er_p, target), parent(parent_p, target)
+    else:
+        er_loss, parent_loss = er(target, er_p), parent(target, parent_p)
+    er_loss.backward()
+    parent_loss.backward()
+    assert er_p.grad is not None and parent_p.grad is not None
+    torch.testing.assert_close(er_p.grad, parent_p.grad, rtol=1e-5, atol=1e-12)
+    # The value differs by the constant -log C_d(kappa) / kappa.
+    constant = -log_vmf_normalizer(7, kappa).item() / kappa
+    assert er_loss.item() == pytest.approx(parent_loss.item() + constant, rel=1e-9)
 
 
 def test_entropy_on_prediction_for_byol_and_simsiam_order() -> None:
@@ -198,7 +221,9 @@ def test_target_is_used_as_given() -> None:
     prediction, target = (t.requires_grad_(True) for t in _pair())
     ERNegativeCosineSimilarity(entropy_weight=0.0)(prediction, target).backward()
     p, z = (t.detach().clone().requires_grad_(True) for t in (prediction, target))
-    (-vmf_reconstruction(normalize(z, dim=1), normalize(p, dim=1), 10.0)).backward()
+    (
+        -vmf_reconstruction(normalize(z, dim=1), normalize(p, dim=1), 10.0) / 10.0
+    ).backward()
     assert target.grad is not None and target.grad.abs().sum() > 0
     torch.testing.assert_close(target.grad, z.grad)
     torch.testing.assert_close(prediction.grad, p.grad)
@@ -270,7 +295,8 @@ def test_collapse_is_penalised() -> None:
         terms.append(criterion.last_components)
     assert terms[0] is not None and terms[1] is not None
     torch.testing.assert_close(terms[0].reconstruction, terms[1].reconstruction)
-    assert losses[1] > losses[0] + 0.5 * math.log(n)
+    # The entropy gap of n spread points is close to log n, in units of 1 / kappa.
+    assert losses[1] > losses[0] + 0.5 * math.log(n) / criterion.kappa
 
 
 def _train(entropy_weight: float) -> Tuple[List[float], float]:
@@ -304,7 +330,7 @@ def test_training_decreases_loss_and_keeps_entropy(one_thread: None) -> None:
     # 0.49-0.51 (about log 8 / log 64: the 8 clusters stay apart), and at 0.24-0.39
     # without the entropy term.
     losses, entropy = _train(1.0)
-    assert losses[-1] < losses[0] - 2.0
+    assert losses[-1] < losses[0] - 0.2
     assert entropy > 0.45
     _, entropy_without = _train(0.0)
     assert entropy > entropy_without + 0.05

@@ -58,7 +58,7 @@ def test_is_ntxent_loss_with_defaults() -> None:
     assert loss_fn.kappa == 2.0  # 1 / temperature
     assert (loss_fn.entropy_weight, loss_fn.estimator, loss_fn.leave_one_out) == (
         1.0,
-        "joe",
+        "plugin",
         False,
     )
     assert loss_fn.last_components is None
@@ -156,7 +156,22 @@ def test_simclr_hand_formula() -> None:
     z0, z1 = normalize(out0, dim=1), normalize(out1, dim=1)
     lse = [torch.logsumexp(z @ z.T / t, dim=1).mean() for z in (z0, z1)]
     expected = 0.5 * (lse[0] + lse[1]) - math.log(10) - (z0 * z1).sum(1).mean() / t
-    torch.testing.assert_close(ERNTXentLoss(t)(out0, out1), expected)
+    torch.testing.assert_close(ERNTXentLoss(t, estimator="joe")(out0, out1), expected)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.1])
+def test_reconstruction_is_on_the_logit_scale(temperature: float) -> None:
+    # kappa = 1 / temperature: without the entropy term the gradient is that of
+    # NT-Xent's positive logit, -mean_i cos(z0_i, z1_i) / temperature.
+    out0, out1 = _views(n=10, d=5, seed=4)
+    a0, a1 = (t.clone().requires_grad_(True) for t in (out0, out1))
+    b0, b1 = (t.clone().requires_grad_(True) for t in (out0, out1))
+    ERNTXentLoss(temperature, entropy_weight=0.0)(a0, a1).backward()
+    positive = (normalize(b0, dim=1) * normalize(b1, dim=1)).sum(1).mean()
+    (-positive / temperature).backward()
+    for ours, expected in ((a0.grad, b0.grad), (a1.grad, b1.grad)):
+        assert ours is not None and expected is not None
+        torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-12)
 
 
 def test_last_components_detached() -> None:
@@ -204,7 +219,7 @@ def test_moco_hand_formula() -> None:
     #        - mean_i q_i.k_i / t
     out0, out1 = _views(n=6, d=4, seed=9)
     t = 0.3
-    loss_fn = ERNTXentLoss(t, (10, 4))
+    loss_fn = ERNTXentLoss(t, (10, 4), estimator="joe")
     _fill_bank(loss_fn)
     centres = torch.cat([normalize(out0, dim=1), loss_fn.memory_bank.bank.double()])
     q, k = normalize(out0, dim=1), normalize(out1, dim=1)

@@ -90,6 +90,7 @@ def test_forward_has_the_parent_signature() -> None:
         "entropy_weight",
         "use_sinkhorn",
         "gather_distributed",
+        "validate",
     ]
     assert all(
         kind == inspect.Parameter.KEYWORD_ONLY

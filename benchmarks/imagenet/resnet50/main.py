@@ -63,8 +63,8 @@ from pytorch_lightning.callbacks import (  # noqa: E402
 )
 from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 
-from lightly_er.benchmarking.results import write_atomic  # noqa: E402
 from lightly_er.monitoring import EntropyMonitor  # noqa: E402
+from lightly_er.utils.io import write_atomic  # noqa: E402
 
 from . import byol, dino, mocov2, simclr, swav  # noqa: E402
 from ._base import BACKBONES, ImageNetMethod, Objective  # noqa: E402

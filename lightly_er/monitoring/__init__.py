@@ -1,0 +1,47 @@
+"""Label-free monitoring of the entropy and collapse of representations.
+
+Three layers, each usable alone:
+
+- :mod:`lightly_er.monitoring.meter`: :class:`EntropyMeter`, plain PyTorch (no
+  Lightning), measures a batch;
+- :mod:`lightly_er.monitoring.callback`: :class:`EntropyMonitor`, the Lightning
+  callback that decides when to measure, logs, and raises the collapse alarm;
+- :mod:`lightly_er.monitoring.report`: the monitor's CSV and plot.
+
+The callback's names are imported on first use, so that ``import
+lightly_er.monitoring`` (and the heads, which import the meter) do not load
+Lightning.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from lightly_er.monitoring.meter import EntropyMeter, Support
+from lightly_er.utils.dist import gather_rows_no_grad
+
+if TYPE_CHECKING:
+    from lightly_er.monitoring.callback import (
+        CollapseAlarm,
+        CollapseWarning,
+        EntropyMonitor,
+    )
+
+_LAZY = {"CollapseAlarm", "CollapseWarning", "EntropyMonitor"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("lightly_er.monitoring.callback"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "CollapseAlarm",
+    "CollapseWarning",
+    "EntropyMeter",
+    "EntropyMonitor",
+    "Support",
+    "gather_rows_no_grad",
+]

@@ -1,0 +1,87 @@
+"""The entropy monitor's files: its history as CSV and as a plot, written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Iterable, Sequence, Tuple
+
+from lightly_er.utils.io import write_atomic
+
+HistoryRow = Tuple[int, str, str, float]
+"""(global step, module name, metric, value)."""
+
+CSV_COLUMNS: Tuple[str, ...] = ("step", "module", "metric", "value")
+PLOTTED: Tuple[Tuple[str, str], ...] = (
+    ("collapse_score", "collapse score"),
+    ("entropy_gap", "entropy gap (nats)"),
+    ("normalized_entropy", "normalised entropy"),
+    ("effective_rank", "effective rank"),
+)
+
+
+def history_csv(history: Iterable[HistoryRow]) -> str:
+    """The history as CSV text (exact float reprs)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for step, module, metric, value in history:
+        writer.writerow((step, module, metric, repr(value)))
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, history: Iterable[HistoryRow]) -> None:
+    """Writes the history to path as CSV, atomically."""
+    write_atomic(path, history_csv(history))
+
+
+def write_png(
+    path: Path,
+    history: Sequence[HistoryRow],
+    alarm_steps: Sequence[Tuple[str, int]] = (),
+    threshold: float | None = None,
+) -> None:
+    """Plots every module's collapse score, entropy and rank over the steps.
+
+    One row per module; the columns are the metrics of :data:`PLOTTED` the module
+    has (the entropy gap for sphere modules, the normalised entropy for discrete
+    ones). Alarms are red dashed lines, the collapse threshold a grey line.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    modules = list(dict.fromkeys(module for _, module, _, _ in history))
+    panels = [
+        (metric, label)
+        for metric, label in PLOTTED
+        if any(m == metric for _, _, m, _ in history)
+    ]
+    if not modules or not panels:
+        return
+    figure = Figure(
+        figsize=(3.6 * len(panels), 2.8 * len(modules)), layout="constrained"
+    )
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(modules), len(panels), squeeze=False)
+    for row, name in enumerate(modules):
+        for column, (metric, label) in enumerate(panels):
+            ax = axes[row][column]
+            points = [(s, v) for s, m, k, v in history if m == name and k == metric]
+            if points:
+                steps, values = zip(*points, strict=True)
+                ax.plot(steps, values, marker=".")
+            if metric == "collapse_score" and threshold is not None:
+                ax.axhline(threshold, color="grey", linewidth=0.8)
+            for module, step in alarm_steps:
+                if module == name:
+                    ax.axvline(step, color="red", linestyle="--")
+            ax.set_title(f"{name}: {label}", fontsize=9)
+            ax.set_xlabel("global step")
+            ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    write_atomic(path, buffer.getvalue())
+
+
+__all__ = ["HistoryRow", "history_csv", "write_csv", "write_png"]
