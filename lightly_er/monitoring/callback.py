@@ -134,7 +134,7 @@ class EntropyMonitor(Callback):
         modules: Optional[Mapping[str, ModuleSpec]] = None,
         every_n_steps: int = 50,
         kappa: Optional[float] = None,
-        estimator: functional.SphereEstimator = DEFAULT_ESTIMATOR,  # type: ignore[assignment]
+        estimator: Optional[functional.SphereEstimator] = None,
         temperature: Optional[float] = None,
         collapse_threshold: Optional[float] = DEFAULT_COLLAPSE_THRESHOLD,
         rank_threshold: Optional[float] = None,
@@ -161,7 +161,8 @@ class EntropyMonitor(Callback):
         check_int(every_n_steps, "every_n_steps", 1)
         if kappa is not None:
             check_positive(kappa, "kappa")
-        functional._check_estimator(estimator)
+        if estimator is not None:
+            functional._check_estimator(estimator)
         if temperature is not None:
             check_positive(temperature, "temperature")
         for value, name in (
@@ -177,7 +178,7 @@ class EntropyMonitor(Callback):
         )
         self.every_n_steps = every_n_steps
         self.kappa = kappa
-        self.estimator: functional.SphereEstimator = estimator
+        self.estimator: Optional[functional.SphereEstimator] = estimator
         self.temperature = temperature
         self.collapse_threshold = collapse_threshold
         self.rank_threshold = rank_threshold
@@ -197,6 +198,14 @@ class EntropyMonitor(Callback):
         self._batch_step = -1
         self._last_captured_step = -1
         self._pending_stop = False
+
+    @property
+    def state_key(self) -> str:
+        """Tells monitors of other modules or cadences apart in a checkpoint."""
+        modules = None if self.modules is None else sorted(self.modules)
+        return self._generate_state_key(
+            modules=modules, every_n_steps=self.every_n_steps
+        )
 
     @property
     def meters(self) -> Dict[str, EntropyMeter]:
@@ -273,10 +282,11 @@ class EntropyMonitor(Callback):
             # The callback's arguments first, then the head's own settings.
             kappa = kappa if kappa is not None else own.kappa
             temperature = temperature if temperature is not None else own.temperature
+        estimator = self.estimator or settings.get("estimator", DEFAULT_ESTIMATOR)
         return EntropyMeter(
             support,
             kappa=kappa if kappa is not None else settings.get("kappa"),
-            estimator=self.estimator,
+            estimator=estimator,
             temperature=(
                 temperature if temperature is not None else settings.get("temperature")
             ),
@@ -298,6 +308,16 @@ class EntropyMonitor(Callback):
                         f"{name!r}; its top-level submodules are: "
                         f"{children or '(none)'}"
                     ) from None
+                own = getattr(module, "entropy_meter", None)
+                if (
+                    isinstance(own, EntropyMeter)
+                    and isinstance(spec, str)
+                    and spec != own.support
+                ):
+                    raise ValueError(
+                        f"EntropyMonitor: module {name!r} is an ER head whose output "
+                        f"lives on the {own.support!r} support; got {spec!r} for it"
+                    )
                 meter = (
                     spec
                     if isinstance(spec, EntropyMeter)
