@@ -64,6 +64,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dataset", choices=DATASETS, default="digits")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--backbone", choices=BACKBONES, default="small")
+    parser.add_argument(
+        "--image-size", type=int, help="crop size (default: the dataset's)"
+    )
     parser.add_argument("--train-subset", type=int)
     parser.add_argument("--test-subset", type=int)
     parser.add_argument("--knn-k", type=int, default=200)
@@ -74,6 +77,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         dataset=args.dataset,
         data_dir=args.data_dir,
         backbone=args.backbone,
+        image_size=args.image_size,
         train_subset=args.train_subset,
         test_subset=args.test_subset,
         knn_k=args.knn_k,

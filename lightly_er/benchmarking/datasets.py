@@ -85,6 +85,8 @@ class ImageArrayDataset(Dataset[Tuple[Any, int, int]]):
         images: uint8 array (N, H, W, 3).
         labels: Integer array (N,).
         transform: Applied to the PIL image; None returns the PIL image.
+        precompute: Apply a deterministic transform (the evaluation one) once, up
+            front, instead of every epoch: the same values, less time.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class ImageArrayDataset(Dataset[Tuple[Any, int, int]]):
         images: np.ndarray,
         labels: np.ndarray,
         transform: Optional[Callable[[Image.Image], Any]] = None,
+        precompute: bool = False,
     ) -> None:
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(
@@ -106,11 +109,16 @@ class ImageArrayDataset(Dataset[Tuple[Any, int, int]]):
         self.images = images
         self.labels = labels
         self.transform = transform
+        self.cache: Optional[List[Any]] = None
+        if precompute and transform is not None:
+            self.cache = [transform(Image.fromarray(image)) for image in images]
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> Tuple[Any, int, int]:
+        if self.cache is not None:
+            return self.cache[index], int(self.labels[index]), index
         image = Image.fromarray(self.images[index])
         out = self.transform(image) if self.transform is not None else image
         return out, int(self.labels[index]), index

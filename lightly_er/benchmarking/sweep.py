@@ -392,16 +392,15 @@ def make_loaders(
         drop_last=True,
         **common,
     )
+    # The kNN images are deterministic: transformed once, served from memory.
     evaluation = eval_transform(size)
     knn_train = DataLoader(
-        ImageArrayDataset(train_images, train_labels, evaluation),
+        ImageArrayDataset(train_images, train_labels, evaluation, precompute=True),
         batch_size=max(batch_size, 256),
-        **common,
     )
     knn_test = DataLoader(
-        ImageArrayDataset(test_images, test_labels, evaluation),
+        ImageArrayDataset(test_images, test_labels, evaluation, precompute=True),
         batch_size=max(batch_size, 256),
-        **common,
     )
     return ssl, knn_train, knn_test
 

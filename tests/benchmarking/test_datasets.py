@@ -123,7 +123,7 @@ def test_cifar10_from_generated_batches(
 
 def test_cifar10_missing_names_expected_files(tmp_path: Path) -> None:
     # No network here: the download fails, and the error names the files.
-    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py/data_batch_1"):
+    with pytest.raises(FileNotFoundError, match="data_batch_1..5 and test_batch"):
         datasets.load_cifar10(tmp_path / "nothing", download=False)
 
 
@@ -160,3 +160,16 @@ def test_dataset_rejects_bad_arrays() -> None:
         ImageArrayDataset(np.zeros((2, 8, 8), np.uint8), np.zeros(2))
     with pytest.raises(ValueError, match="same length"):
         ImageArrayDataset(np.zeros((2, 8, 8, 3), np.uint8), np.zeros(3))
+
+
+def test_precomputed_dataset_serves_the_same_values() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(6)
+    transform = eval_transform(16)
+    plain = ImageArrayDataset(images, labels, transform)
+    cached = ImageArrayDataset(images, labels, transform, precompute=True)
+    assert cached.cache is not None and len(cached.cache) == 6
+    for i in range(6):
+        a, b = plain[i], cached[i]
+        assert torch.equal(a[0], b[0]) and a[1:] == b[1:]

@@ -82,7 +82,7 @@ def test_the_study_has_the_preregistered_runs() -> None:
         2048,
         1000,
     )
-    assert (config.epochs, config.seeds, config.backbone) == (20, [0, 1, 2], "small")
+    assert (config.epochs, config.seeds, config.backbone) == (30, [0, 1, 2], "small")
 
 
 def test_comparison_interval() -> None:
