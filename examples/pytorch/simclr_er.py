@@ -1,0 +1,103 @@
+# SimCLR-ER in plain PyTorch: lightly's SimCLR example with the entropy and
+# reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
+# The change from lightly's script: NTXentLoss -> ERNTXentLoss and
+# SimCLRProjectionHead -> ERSimCLRProjectionHead (same layers, same output, plus an
+# entropy meter), and the ER terms printed next to the loss.
+#
+# Dependencies: lightly and lightly-er (`pip install .` in the lightly-er
+# repository installs both).
+#
+# The settings are not the paper's: they are small enough to train on a small
+# dataset with one GPU.
+
+import torch
+import torchvision
+from lightly.transforms.simclr_transform import SimCLRTransform
+from torch import nn
+
+from lightly_er.loss import ERNTXentLoss
+from lightly_er.models.modules import ERSimCLRProjectionHead
+
+
+class SimCLR(nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+        self.projection_head = ERSimCLRProjectionHead(512, 512, 128)
+
+    def forward(self, x):
+        features = self.backbone(x).flatten(start_dim=1)
+        return self.projection_head(features)
+
+
+resnet = torchvision.models.resnet18()
+backbone = nn.Sequential(*list(resnet.children())[:-1])
+model = SimCLR(backbone)
+
+device = "cuda" if torch.cuda.is_available() else "cpu"
+model.to(device)
+
+transform = SimCLRTransform(input_size=32, gaussian_blur=0.0)
+dataset = torchvision.datasets.CIFAR10(
+    "datasets/cifar10", download=True, transform=transform
+)
+# An image or video folder works as well:
+# from lightly.data import LightlyDataset
+# dataset = LightlyDataset("path/to/folder", transform=transform)
+
+dataloader = torch.utils.data.DataLoader(
+    dataset,
+    batch_size=256,
+    shuffle=True,
+    drop_last=True,
+    num_workers=8,
+)
+
+# The ER swap. kappa, the concentration of the vMF densities, defaults to
+# 1 / temperature (2 with NTXentLoss's default temperature of 0.5).
+criterion = ERNTXentLoss()  # lightly: NTXentLoss()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
+
+# The head's meter measures the projections without gradient; measure them at the
+# kappa of the loss so that its entropy is on the same scale.
+meter = model.projection_head.entropy_meter
+meter.kappa = criterion.kappa
+measure_every_n_steps = 50
+
+print("Starting Training")
+step = 0
+for epoch in range(10):
+    total_loss = 0
+    total_entropy = 0
+    total_reconstruction = 0
+    for batch in dataloader:
+        x0, x1 = batch[0]
+        x0 = x0.to(device)
+        x1 = x1.to(device)
+        z0 = model(x0)
+        z1 = model(x1)
+        loss = criterion(z0, z1)
+        # loss = -(entropy + reconstruction); both terms in nats, higher is better.
+        total_loss += loss.detach()
+        total_entropy += criterion.last_components.entropy
+        total_reconstruction += criterion.last_components.reconstruction
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % measure_every_n_steps == 0:
+            metrics = meter.update(z0, z1)
+            if metrics is not None:
+                print(
+                    f"step: {step:>5}, "
+                    f"collapse score: {metrics['collapse_score']:.3f}, "
+                    f"entropy gap: {metrics['entropy_gap']:.3f}"
+                )
+        step += 1
+    num_batches = len(dataloader)
+    avg_loss = total_loss / num_batches
+    avg_entropy = total_entropy / num_batches
+    avg_reconstruction = total_reconstruction / num_batches
+    print(
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
+        f"reconstruction: {avg_reconstruction:.3f}"
+    )

@@ -1,0 +1,101 @@
+# MoCo-ER with PyTorch Lightning: lightly's MoCo example with the entropy and
+# reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
+# The change from lightly's script: NTXentLoss -> ERNTXentLoss, which keeps the
+# memory bank (the queued keys are extra kernel centres of the entropy estimate),
+# the ER terms logged, and EntropyMonitor in the callbacks. MoCo's projection head
+# has no ER version: the monitor recognises it by its name.
+#
+# Dependencies: lightly and lightly-er (`pip install .` in the lightly-er
+# repository installs both).
+#
+# The settings are not the paper's: they are small enough to train on a small
+# dataset with one GPU.
+
+import copy
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+from lightly.models.modules import MoCoProjectionHead
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.transforms.moco_transform import MoCoV2Transform
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from lightly_er.loss import ERNTXentLoss
+from lightly_er.monitoring import EntropyMonitor
+
+
+class MoCo(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        resnet = torchvision.models.resnet18()
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])
+        self.projection_head = MoCoProjectionHead(512, 512, 128)
+
+        # The key encoder: an exponential moving average of the query encoder.
+        self.backbone_momentum = copy.deepcopy(self.backbone)
+        self.projection_head_momentum = copy.deepcopy(self.projection_head)
+        deactivate_requires_grad(self.backbone_momentum)
+        deactivate_requires_grad(self.projection_head_momentum)
+
+        # lightly: NTXentLoss(memory_bank_size=(4096, 128))
+        self.criterion = ERNTXentLoss(memory_bank_size=(4096, 128))
+
+    def forward(self, x):
+        query = self.backbone(x).flatten(start_dim=1)
+        return self.projection_head(query)
+
+    def forward_momentum(self, x):
+        key = self.backbone_momentum(x).flatten(start_dim=1)
+        return self.projection_head_momentum(key).detach()
+
+    def training_step(self, batch, batch_idx):
+        momentum = cosine_schedule(self.current_epoch, 10, 0.996, 1)
+        update_momentum(self.backbone, self.backbone_momentum, m=momentum)
+        update_momentum(self.projection_head, self.projection_head_momentum, m=momentum)
+        x_query, x_key = batch[0]
+        query = self.forward(x_query)
+        key = self.forward_momentum(x_key)
+        loss = self.criterion(query, key)
+        # loss = -(entropy + reconstruction); both terms in nats, higher is better.
+        _, entropy, reconstruction = self.criterion.last_components
+        self.log("train_loss", loss, prog_bar=True)
+        self.log("er/entropy", entropy)
+        self.log("er/reconstruction", reconstruction)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+model = MoCo()
+
+transform = MoCoV2Transform(input_size=32)
+dataset = torchvision.datasets.CIFAR10(
+    "datasets/cifar10", download=True, transform=transform
+)
+# An image or video folder works as well:
+# from lightly.data import LightlyDataset
+# dataset = LightlyDataset("path/to/folder", transform=transform)
+
+dataloader = torch.utils.data.DataLoader(
+    dataset,
+    batch_size=256,
+    shuffle=True,
+    drop_last=True,
+    num_workers=8,
+)
+
+accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+
+# EntropyMonitor measures the queries every 50 steps at the loss's kappa, logs
+# entropy/projection_head/<metric> and warns if they collapse. The frozen momentum
+# copy is never measured.
+trainer = pl.Trainer(
+    max_epochs=10,
+    devices=1,
+    accelerator=accelerator,
+    callbacks=[EntropyMonitor()],
+)
+trainer.fit(model=model, train_dataloaders=dataloader)

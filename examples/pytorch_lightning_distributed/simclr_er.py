@@ -1,0 +1,90 @@
+# SimCLR-ER with PyTorch Lightning and DDP: lightly's distributed SimCLR example
+# with the entropy and reconstruction (ER) objective of Rodriguez-Galvez et al.
+# (ICML 2023).
+# The change from lightly's script: NTXentLoss -> ERNTXentLoss and
+# SimCLRProjectionHead -> ERSimCLRProjectionHead (same layers, same output, plus an
+# entropy meter), the ER terms logged, and EntropyMonitor in the callbacks.
+#
+# Dependencies: lightly and lightly-er (`pip install .` in the lightly-er
+# repository installs both).
+#
+# The settings are not the paper's: they are small enough to train on a small
+# dataset; the script trains on all GPUs of one machine with DDP.
+
+import pytorch_lightning as pl
+import torch
+import torchvision
+from lightly.transforms.simclr_transform import SimCLRTransform
+from torch import nn
+
+from lightly_er.loss import ERNTXentLoss
+from lightly_er.models.modules import ERSimCLRProjectionHead
+from lightly_er.monitoring import EntropyMonitor
+
+
+class SimCLR(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        resnet = torchvision.models.resnet18()
+        self.backbone = nn.Sequential(*list(resnet.children())[:-1])
+        self.projection_head = ERSimCLRProjectionHead(512, 2048, 2048)
+        # kappa defaults to 1 / temperature: 2 with the default temperature 0.5.
+        # gather_distributed=True: the loss sees the projections of all GPUs, for
+        # the entropy estimate as for lightly's negatives.
+        # lightly: NTXentLoss(gather_distributed=True)
+        self.criterion = ERNTXentLoss(gather_distributed=True)
+
+    def forward(self, x):
+        features = self.backbone(x).flatten(start_dim=1)
+        return self.projection_head(features)
+
+    def training_step(self, batch, batch_index):
+        (x0, x1) = batch[0]
+        z0 = self.forward(x0)
+        z1 = self.forward(x1)
+        loss = self.criterion(z0, z1)
+        # loss = -(entropy + reconstruction); both terms in nats, higher is better.
+        _, entropy, reconstruction = self.criterion.last_components
+        self.log("train_loss", loss, prog_bar=True, sync_dist=True)
+        self.log("er/entropy", entropy, sync_dist=True)
+        self.log("er/reconstruction", reconstruction, sync_dist=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.06)
+
+
+model = SimCLR()
+
+transform = SimCLRTransform(input_size=32)
+dataset = torchvision.datasets.CIFAR10(
+    "datasets/cifar10", download=True, transform=transform
+)
+# An image or video folder works as well:
+# from lightly.data import LightlyDataset
+# dataset = LightlyDataset("path/to/folder", transform=transform)
+
+dataloader = torch.utils.data.DataLoader(
+    dataset,
+    batch_size=256,
+    shuffle=True,
+    drop_last=True,
+    num_workers=8,
+)
+
+# DDP on all GPUs of the machine, with synchronized batch norm (statistics over
+# the global batch) and a distributed sampler that hands every process its own
+# share of the data (replace_sampler_ddp=True before Lightning 2.0).
+# EntropyMonitor finds the ER head, measures its output every 50 steps at the loss's
+# kappa, logs entropy/projection_head/<metric> and warns if the projections collapse.
+# With DDP it measures the outputs gathered from all processes.
+trainer = pl.Trainer(
+    max_epochs=10,
+    devices="auto",
+    accelerator="gpu",
+    strategy="ddp",
+    sync_batchnorm=True,
+    use_distributed_sampler=True,
+    callbacks=[EntropyMonitor()],
+)
+trainer.fit(model=model, train_dataloaders=dataloader)

@@ -1,0 +1,251 @@
+"""Every script in examples/ trains for a few steps on a tiny in-memory dataset.
+
+Each script runs as written, in this process, through
+``runpy.run_path(path, run_name="__main__")``. Its code is not touched; only what it
+reaches for outside is replaced, for the duration of one test (monkeypatch):
+
+- ``torchvision.datasets.CIFAR10`` and ``torchvision.datasets.VOCDetection``: a
+  dataset of a few random PIL images with the same interface (the constructor's
+  ``transform`` and ``target_transform``; items are ``(image, target)`` with both
+  applied, the VOC target an annotation dict), so nothing is downloaded.
+- ``torch.utils.data.DataLoader``: a subclass that caps ``batch_size`` at
+  ``BATCH_SIZE`` (2) and sets ``num_workers=0``, and keeps every other argument
+  (``shuffle``, ``drop_last``). lightly's examples load batches of 256 (DINO 64,
+  SwAV 128) with ``drop_last=True``; a fake dataset that big would take minutes per
+  step on a CPU with DINO's and SwAV's 224-pixel crops, and eight worker processes
+  would only compete for the two cores. This is the least intrusive lever: the
+  scripts' batch size is a literal inside their DataLoader call.
+- ``pytorch_lightning.Trainer``: a subclass that forces one epoch of
+  ``limit_train_batches=2`` on one CPU device with ``strategy="auto"``, without a
+  logger, checkpoints, progress bar or model summary, and keeps the other arguments
+  (the callbacks: the script's EntropyMonitor). For the distributed examples this
+  replaces DDP on all GPUs by one CPU process; their losses' ``gather_distributed``
+  then gathers from one process.
+
+Each test checks that the script trains with its method's ER loss and ER heads, that
+the plain PyTorch scripts print finite ER terms every epoch and a collapse score at
+step 0, and that the Lightning scripts log finite ER terms and their EntropyMonitor
+watched and measured at least one module.
+
+The fake dataset holds exactly one batch for the plain PyTorch scripts (their
+10 epochs are then 10 steps) and two for the Lightning scripts (two steps). Torch
+runs on one thread: two threads on the two shared cores are slower.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import runpy
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.utils.data
+import torchvision
+from PIL import Image
+
+from lightly_er.loss import (
+    ERDINOLoss,
+    ERNegativeCosineSimilarity,
+    ERNTXentLoss,
+    ERSwaVLoss,
+)
+from lightly_er.monitoring import EntropyMonitor
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FOLDERS = ("pytorch", "pytorch_lightning", "pytorch_lightning_distributed")
+METHODS = ("simclr", "moco", "byol", "simsiam", "dino", "swav")
+SCRIPTS = [f"{folder}/{method}_er.py" for folder in FOLDERS for method in METHODS]
+ER_LOSSES = {
+    "simclr": ERNTXentLoss,
+    "moco": ERNTXentLoss,
+    "byol": ERNegativeCosineSimilarity,
+    "simsiam": ERNegativeCosineSimilarity,
+    "dino": ERDINOLoss,
+    "swav": ERSwaVLoss,
+}
+"""The ER loss class each method's scripts must train with."""
+ER_HEADS = {
+    "simclr": ["projection_head"],
+    "moco": [],
+    "byol": ["projection_head", "prediction_head"],
+    "simsiam": [],
+    "dino": ["student_head"],
+    "swav": ["projection_head", "prototypes"],
+}
+"""The heads each method's scripts must take from lightly-er (MoCo's and SimSiam's
+have no ER version)."""
+
+BATCH_SIZE = 2
+LIGHTNING_BATCHES = 2
+PYTORCH_EPOCHS = 10
+"""The epochs of the plain PyTorch scripts, as lightly's examples have them."""
+
+NUMBER = r"(-?(?:\d+\.\d*|nan|inf))"
+EPOCH_LINE = re.compile(
+    rf"^epoch: (\d+), loss: {NUMBER}, entropy: {NUMBER}, "
+    rf"reconstruction: {NUMBER}$",
+    flags=re.MULTILINE,
+)
+STEP_LINE = re.compile(rf"^step: +0, collapse score: {NUMBER}, ", flags=re.MULTILINE)
+
+
+class _FakeImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """Random RGB images of one size, labelled as CIFAR-10 or Pascal VOC would be."""
+
+    num_images = BATCH_SIZE
+    image_size = 32
+    voc_targets = False
+
+    def __init__(
+        self,
+        root: str,
+        *args: Any,
+        transform: Any = None,
+        target_transform: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        rng = np.random.default_rng(0)
+        shape = (self.image_size, self.image_size, 3)
+        self.images = [
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+            for _ in range(self.num_images)
+        ]
+        self.transform = transform
+        self.target_transform = target_transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, Any]:
+        image: Any = self.images[index]
+        target: Any = index % 10
+        if self.voc_targets:
+            target = {"annotation": {"filename": f"{index:06d}.jpg", "object": []}}
+        if self.transform is not None:
+            image = self.transform(image)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return image, target
+
+
+class _SmallBatchLoader(torch.utils.data.DataLoader):  # type: ignore[type-arg]
+    """DataLoader with batch_size capped at BATCH_SIZE and no worker processes."""
+
+    def __init__(self, dataset: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["batch_size"] = min(kwargs.get("batch_size", 1), BATCH_SIZE)
+        kwargs["num_workers"] = 0
+        super().__init__(dataset, *args, **kwargs)
+
+
+def _quick_trainer(root: Path) -> type[pl.Trainer]:
+    class QuickTrainer(pl.Trainer):
+        """pl.Trainer on one CPU device for LIGHTNING_BATCHES steps, writing nothing."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.update(
+                max_epochs=1,
+                limit_train_batches=LIGHTNING_BATCHES,
+                accelerator="cpu",
+                devices=1,
+                strategy="auto",
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                default_root_dir=str(root),
+            )
+            super().__init__(*args, **kwargs)
+
+    return QuickTrainer
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(
+    script: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Dict[str, Any]:
+    lightning = not script.startswith("pytorch/")
+    num_images = BATCH_SIZE * (LIGHTNING_BATCHES if lightning else 1)
+    cifar = type("FakeCIFAR10", (_FakeImages,), {"num_images": num_images})
+    voc = type(
+        "FakeVOCDetection",
+        (_FakeImages,),
+        {"num_images": num_images, "image_size": 64, "voc_targets": True},
+    )
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", cifar)
+    monkeypatch.setattr(torchvision.datasets, "VOCDetection", voc)
+    monkeypatch.setattr(torch.utils.data, "DataLoader", _SmallBatchLoader)
+    monkeypatch.setattr(pl, "Trainer", _quick_trainer(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    return runpy.run_path(str(EXAMPLES / script), run_name="__main__")
+
+
+def _finite(value: Any) -> bool:
+    return math.isfinite(float(value))
+
+
+def _check_plain_pytorch(namespace: Dict[str, Any], out: str) -> None:
+    """The epoch lines print finite ER terms, and the meter measured step 0."""
+    epochs = EPOCH_LINE.findall(out)
+    assert [int(e[0]) for e in epochs] == list(range(PYTORCH_EPOCHS)), out
+    assert all(_finite(v) for epoch in epochs for v in epoch[1:]), out
+    step = STEP_LINE.search(out)
+    assert step is not None and 0.0 <= float(step.group(1)) <= 1.0, out
+    components = namespace["criterion"].last_components
+    assert components is not None and all(_finite(t) for t in components)
+
+
+def _check_lightning(namespace: Dict[str, Any]) -> None:
+    """The Trainer ran its steps, logged finite ER terms, and the monitor measured."""
+    trainer = namespace["trainer"]
+    assert trainer.state.finished and trainer.global_step == LIGHTNING_BATCHES
+    metrics = trainer.callback_metrics
+    for name in ("train_loss", "er/entropy", "er/reconstruction"):
+        assert _finite(metrics[name]), (name, metrics)
+    monitors = [cb for cb in trainer.callbacks if isinstance(cb, EntropyMonitor)]
+    assert len(monitors) == 1
+    monitor = monitors[0]
+    assert monitor.meters, "EntropyMonitor watched no module"
+    assert monitor.history, "EntropyMonitor measured nothing"
+    assert all(_finite(value) for *_, value in monitor.history)
+    assert any(name.startswith("entropy/") for name in metrics)
+
+
+@pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
+@pytest.mark.filterwarnings("ignore:EntropyMonitor has no log directory:UserWarning")
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_trains(
+    script: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    one_thread: None,
+) -> None:
+    namespace = _run(script, monkeypatch, tmp_path)
+    out = capsys.readouterr().out
+    folder, name = script.split("/")
+    method = name.removesuffix("_er.py")
+    plain = folder == "pytorch"
+    model = namespace["model"]
+    criterion = namespace["criterion"] if plain else model.criterion
+    assert type(criterion) is ER_LOSSES[method]
+    for head in ER_HEADS[method]:
+        assert hasattr(getattr(model, head), "entropy_meter"), head
+    if plain:
+        _check_plain_pytorch(namespace, out)
+    else:
+        _check_lightning(namespace)
