@@ -192,8 +192,14 @@ class _LogVMFNormalizer(torch.autograd.Function):
 
 
 @lru_cache(maxsize=1024)
-def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
+def _cached_log_vmf_normalizer(dim: int, kappa: float) -> float:
     return float(log_vmf_normalizer(dim, kappa))
+
+
+@torch._dynamo.assume_constant_result  # type: ignore[misc]
+def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
+    # torch.compile evaluates this once when tracing and bakes in the number.
+    return _cached_log_vmf_normalizer(dim, kappa)
 
 
 def _log_norm(dim: int, kappa: Kappa, kappa_tensor: Tensor) -> Tensor:
@@ -870,14 +876,21 @@ def _as_kappa_tensor(kappa: Kappa, name: str) -> Tensor:
             )
         tensor = kappa
     elif isinstance(kappa, (int, float)) and not isinstance(kappa, bool):
-        tensor = torch.tensor(float(kappa), dtype=torch.float64)
+        # A number is checked in Python: no tensor op, nothing for torch.compile.
+        if not math.isfinite(kappa) or kappa <= 0:
+            raise ValueError(f"{name} must be positive and finite, got {float(kappa)}")
+        return torch.tensor(float(kappa), dtype=torch.float64)
     else:
         raise TypeError(
             f"{name} must be a torch.Tensor or a real number, got {type(kappa).__name__}"
         )
     if tensor.numel() == 0:
         raise ValueError(f"{name} must not be empty")
-    if not bool(torch.isfinite(tensor).all()) or not bool((tensor > 0).all()):
+    # A data-dependent check (a host sync on an accelerator): skipped while
+    # torch.compile traces.
+    if not torch.compiler.is_compiling() and (
+        not bool(torch.isfinite(tensor).all()) or not bool((tensor > 0).all())
+    ):
         raise ValueError(f"{name} must be positive and finite, got {_describe(tensor)}")
     return tensor
 

@@ -119,6 +119,9 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
             center_mode=center_mode,
         )
         self.output_dim = int(output_dim)
+        # The warmup schedule as Python floats: read without a host sync, and
+        # without a graph break under torch.compile.
+        self._warmup_temperatures = [float(t) for t in self.teacher_temp_schedule]
         self.entropy_weight = float(entropy_weight)
         self.centering = centering
         self.gather_distributed = gather_distributed
@@ -143,7 +146,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
             if epoch < 0:
                 raise ValueError(f"epoch must be >= 0, got {epoch}")
             if epoch < self.warmup_teacher_temp_epochs:
-                return float(self.teacher_temp_schedule[epoch])
+                return self._warmup_temperatures[epoch]
         return float(self.teacher_temp)
 
     def forward(

@@ -60,3 +60,33 @@ def test_check_int_names_the_argument_and_bound() -> None:
         check_int(1.5, "n", 0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^n must be an int, got bool$"):
         check_int(True, "n", 0)
+
+
+def test_validate_first_checks_the_first_calls_only() -> None:
+    # validate="first" (default): the first 10 calls are checked, then the loss is
+    # lightly's: a NaN passes through (as under a mixed-precision scaler).
+    criterion = ERNTXentLoss()
+    good = _views(0.0)
+    for _ in range(10):
+        criterion(*good)
+    assert torch.isnan(criterion(*_views(float("nan"))))
+    fresh = ERNTXentLoss()
+    with pytest.raises(ValueError, match="not finite"):
+        fresh(*_views(float("nan")))
+
+
+def test_validate_always_and_never() -> None:
+    always = ERNegativeCosineSimilarity(validate="always")
+    for _ in range(12):
+        always(*_views(0.0))
+    with pytest.raises(ValueError, match="validate='never'"):
+        always(*_views(float("inf")))
+    never = ERNegativeCosineSimilarity(validate="never")
+    assert not torch.isfinite(never(*_views(float("inf"))))
+
+
+def test_validate_mode_is_checked() -> None:
+    with pytest.raises(
+        ValueError, match="validate must be one of 'first', 'always', 'never'"
+    ):
+        ERSwaVLoss(validate="sometimes")
