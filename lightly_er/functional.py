@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, List, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Literal, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -196,10 +196,14 @@ def _cached_log_vmf_normalizer(dim: int, kappa: float) -> float:
     return float(log_vmf_normalizer(dim, kappa))
 
 
-@torch._dynamo.assume_constant_result  # type: ignore[misc]
-def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
-    # torch.compile evaluates this once when tracing and bakes in the number.
+def _log_vmf_normalizer_constant_impl(dim: int, kappa: float) -> float:
     return _cached_log_vmf_normalizer(dim, kappa)
+
+
+# torch.compile evaluates this once when tracing and bakes in the number.
+_log_vmf_normalizer_constant: Callable[[int, float], float] = (
+    torch._dynamo.assume_constant_result(_log_vmf_normalizer_constant_impl)  # type: ignore[no-untyped-call]
+)
 
 
 def _log_norm(dim: int, kappa: Kappa, kappa_tensor: Tensor) -> Tensor:

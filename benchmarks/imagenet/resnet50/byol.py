@@ -1,12 +1,16 @@
-"""BYOL and BYOL-ER on ImageNet.
+"""BYOL and BYOL-ER, as lightly's ``benchmarks/imagenet/resnet50/byol.py``.
 
-Original: lightly's ``NegativeCosineSimilarity`` with ``BYOLProjectionHead`` and
-``BYOLPredictionHead``. ER: :class:`lightly_er.loss.ERNegativeCosineSimilarity` with
-:class:`lightly_er.models.modules.ERBYOLProjectionHead` and
-:class:`lightly_er.models.modules.ERBYOLPredictionHead` [0]. Both use LARS (lr 0.45 per
-256 images, weight decay 1e-6), 10 warmup epochs, a teacher whose EMA coefficient goes
-from 0.99 to 1 on a cosine schedule, and BYOL's asymmetric augmentations, as lightly's
-benchmark.
+Original: ``BYOLProjectionHead()``, ``BYOLPredictionHead()`` and
+``NegativeCosineSimilarity()``. ER: :class:`lightly_er.models.modules.ERBYOLProjectionHead`,
+:class:`lightly_er.models.modules.ERBYOLPredictionHead` (meters at kappa 10, the rule
+of :func:`lightly_er.loss.default_kappa`) and
+:class:`lightly_er.loss.ERNegativeCosineSimilarity`, which estimates its entropy on
+the batch gathered from all processes [0]. Both: LARS (lr 0.45 per 256 images,
+weight decay 1e-6), 10 warmup epochs of a per-step cosine schedule, BYOL's asymmetric
+augmentation, and a teacher made of a copy of the backbone and a freshly initialised
+projection head, whose EMA coefficient follows a cosine schedule from 0.99 to 1 and
+is updated at the start of each step. The loss is 2 * (1 - cos) summed over both
+directions, as BYOL's code.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -14,93 +18,112 @@ benchmark.
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Dict, List, Sequence
+from typing import Any, List, Optional, Tuple
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
-from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.models.utils import update_momentum
 from lightly.transforms.byol_transform import (
     BYOLTransform,
     BYOLView1Transform,
     BYOLView2Transform,
 )
-from torch import Tensor, nn
+from lightly.utils.lars import LARS
+from torch import Tensor
 
-from lightly_er.loss import ERNegativeCosineSimilarity
+from lightly_er.loss import ERNegativeCosineSimilarity, default_kappa
 from lightly_er.models.modules import ERBYOLPredictionHead, ERBYOLProjectionHead
-from lightly_er.monitoring import Support
 
-from ._base import ImageNetMethod, views_and_targets
+from .._method import Objective
+from ._base import ResNetMethod
 
 
-class BYOL(ImageNetMethod):
+class BYOL(ResNetMethod):
     """BYOL (Grill et al., 2020); ``objective="er"`` for BYOL-ER.
 
     Args:
-        *args, **kwargs: See :class:`ImageNetMethod`.
+        batch_size_per_device, num_classes, objective, backbone:
+            See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod`.
+        ema:
+            A constant EMA coefficient instead of lightly's cosine schedule from 0.99
+            to 1, or None.
     """
 
     name = "byol"
     has_teacher = True
-    ema_start = 0.99
-    optimizer_name = "lars"
-    base_lr = 0.45
-    weight_decay = 1e-6
-    monitor_modules: ClassVar[Dict[str, Support]] = {
-        "projection_head": "sphere",
-        "prediction_head": "sphere",
-    }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        batch_size_per_device: int,
+        num_classes: int,
+        objective: Objective = "original",
+        backbone: str = "resnet50",
+        ema: Optional[float] = None,
+    ) -> None:
+        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        self.save_hyperparameters()
         projection = self.pick(BYOLProjectionHead, ERBYOLProjectionHead)
         prediction = self.pick(BYOLPredictionHead, ERBYOLPredictionHead)
-        self.projection_head = projection(self.feature_dim, 4096, 256)
-        self.prediction_head = prediction(256, 4096, 256)
+        kappa = self.er_kwargs(kappa=default_kappa())
+        self.projection_head = projection(self.feature_dim, **kappa)
+        self.prediction_head = prediction(**kappa)
         self.teacher_backbone = copy.deepcopy(self.backbone)
-        self.teacher_projection_head = copy.deepcopy(self.projection_head)
-        deactivate_requires_grad(self.teacher_backbone)
-        deactivate_requires_grad(self.teacher_projection_head)
+        self.teacher_projection_head = projection(self.feature_dim, **kappa)
         loss = self.pick(NegativeCosineSimilarity, ERNegativeCosineSimilarity)
-        kwargs_er: Dict[str, Any] = (
-            {"gather_distributed": self.gather_distributed}
-            if self.objective == "er"
-            else {}
-        )
-        self.criterion = loss(**kwargs_er)
+        self.criterion = loss(**self.er_kwargs(gather_distributed=True))
+        self.add_online_classifier(self.feature_dim)
 
-    def trained_modules(self) -> List[nn.Module]:
-        return [self.backbone, self.projection_head, self.prediction_head]
+    def forward_student(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        """(features, predictions) of the trained network."""
+        features = self.forward(x).flatten(start_dim=1)
+        predictions = self.prediction_head(self.projection_head(features))
+        return features, predictions
 
     @torch.no_grad()
     def forward_teacher(self, x: Tensor) -> Tensor:
-        """The teacher's projection of x, without gradient."""
+        """The teacher's projections of x."""
         features = self.teacher_backbone(x).flatten(start_dim=1)
-        out: Tensor = self.teacher_projection_head(features)
-        return out
+        projections: Tensor = self.teacher_projection_head(features)
+        return projections
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Tensor:
-        views, targets = views_and_targets(batch)
-        momentum = self.teacher_momentum()
+    def training_step(
+        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
+    ) -> Tensor:
+        momentum = self.teacher_momentum(start_value=0.99)
         update_momentum(self.backbone, self.teacher_backbone, m=momentum)
         update_momentum(self.projection_head, self.teacher_projection_head, m=momentum)
+        views, targets = batch[0], batch[1]
         teacher_0 = self.forward_teacher(views[0])
         teacher_1 = self.forward_teacher(views[1])
-        features_0 = self(views[0])
-        predictions_0 = self.prediction_head(self.projection_head(features_0))
-        predictions_1 = self.prediction_head(self.projection_head(self(views[1])))
+        features_0, predictions_0 = self.forward_student(views[0])
+        _, predictions_1 = self.forward_student(views[1])
         # 2 * (1 - cos) is the squared distance of the normalised vectors; the two
-        # directions are summed, not averaged, as in BYOL's code and lightly.
-        loss: Tensor = 2 * self.criterion(
-            teacher_0, predictions_1
-        ) + 2 * self.criterion(teacher_1, predictions_0)
+        # directions are summed, not averaged, as in BYOL's code.
+        loss_0: Tensor = 2 * self.criterion(teacher_0, predictions_1)
+        loss_1: Tensor = 2 * self.criterion(teacher_1, predictions_0)
+        loss = loss_0 + loss_1
         self.log_loss(loss, len(targets))
         return loss + self.online_step(features_0, targets, batch_idx)
 
+    def configure_optimizers(self) -> Any:
+        """LARS, lr 0.45 per 256 images, 10 warmup epochs."""
+        optimizer = LARS(
+            self.param_groups(
+                [self.backbone, self.projection_head, self.prediction_head]
+            ),
+            # BYOL's 100-epoch settings of the authors' code, not the paper's.
+            lr=0.45 * self.batch_size_per_device * self.trainer.world_size / 256,
+            momentum=0.9,
+            weight_decay=1e-6,
+        )
+        return [optimizer], [self.cosine_warmup(optimizer, warmup_epochs=10)]
+
 
 def transform(image_size: int = 224) -> BYOLTransform:
-    """BYOL's asymmetric two-view augmentation at the given crop size."""
+    """lightly's ``BYOLTransform()`` (at another crop size if given)."""
+    if image_size == 224:
+        return BYOLTransform()
     return BYOLTransform(
         view_1_transform=BYOLView1Transform(input_size=image_size),
         view_2_transform=BYOLView2Transform(input_size=image_size),

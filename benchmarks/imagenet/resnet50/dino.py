@@ -1,15 +1,18 @@
-"""DINO and DINO-ER on ImageNet.
+"""DINO and DINO-ER, as lightly's ``benchmarks/imagenet/resnet50/dino.py``.
 
-Original: lightly's ``DINOLoss`` (teacher centering and sharpening) with
-``DINOProjectionHead``. ER: :class:`lightly_er.loss.ERDINOLoss`, whose explicit entropy
-term replaces the centering, with :class:`lightly_er.models.modules.ERDINOProjectionHead`
-[0]. Both use 65536 prototypes, SGD (lr 0.03 per 256 images, weight decay 1e-4),
-10 warmup epochs, a teacher whose EMA coefficient goes from 0.996 to 1 on a cosine
-schedule, the last layer frozen in the first epoch and DINO's multi-crop augmentation
-with global crop scale (0.14, 1), as lightly's benchmark.
-
-``backbone`` and ``projection_head`` are the teacher, used for evaluation;
-``student_backbone`` and ``student_projection_head`` are trained.
+Original: ``DINOProjectionHead()`` for the teacher, ``DINOProjectionHead(
+freeze_last_layer=1)`` for the student (each initialised on its own; 65536
+prototypes) and ``DINOLoss()``. ER: :class:`lightly_er.models.modules.ERDINOProjectionHead`
+(meter at the loss's student temperature 0.1) and :class:`lightly_er.loss.ERDINOLoss`,
+whose explicit entropy term replaces the centering and is estimated on the batch
+gathered from all processes [0]. Both: SGD (lr 0.03 per 256 images, momentum 0.9,
+weight decay 1e-4), 10 warmup epochs of a per-step cosine schedule, a constant
+teacher temperature of 0.04, gradients clipped to norm 3 and the student's last layer
+frozen in the first epoch (both in ``configure_gradient_clipping``), DINO's multi-crop
+augmentation with the crop scales the authors give for ResNet-50, and a teacher
+(``backbone``, ``projection_head``; the network evaluated) that is switched off for
+gradients when training starts and follows the student with an EMA coefficient on a
+cosine schedule from 0.996 to 1, updated at the start of each step.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -17,7 +20,7 @@ with global crop scale (0.14, 1), as lightly's benchmark.
 from __future__ import annotations
 
 import copy
-from typing import Any, ClassVar, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from lightly.loss import DINOLoss
@@ -28,101 +31,136 @@ from lightly.models.utils import (
     update_momentum,
 )
 from lightly.transforms.dino_transform import DINOTransform
-from torch import Tensor, nn
+from torch import Tensor
+from torch.optim import SGD, Optimizer
 
 from lightly_er.loss import ERDINOLoss
 from lightly_er.models.modules import ERDINOProjectionHead
-from lightly_er.monitoring import Support
 
-from ._base import ImageNetMethod, scaled_crop, views_and_targets
+from .._common import scaled_size
+from .._method import Objective
+from ._base import ResNetMethod
 
-OUTPUT_DIM = 65536
+TEACHER_TEMPERATURE = 0.04
+STUDENT_TEMPERATURE = 0.1  # DINOLoss's default
+GRADIENT_CLIP = 3.0
 
 
-class DINO(ImageNetMethod):
+class DINO(ResNetMethod):
     """DINO (Caron et al., 2021); ``objective="er"`` for DINO-ER.
 
     Args:
-        *args, **kwargs: See :class:`ImageNetMethod`.
+        batch_size_per_device, num_classes, objective, backbone:
+            See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod`.
+        ema:
+            A constant EMA coefficient instead of lightly's cosine schedule from
+            0.996 to 1, or None.
     """
 
     name = "dino"
     has_teacher = True
-    ema_start = 0.996
-    optimizer_name = "sgd"
-    base_lr = 0.03
-    weight_decay = 1e-4
-    monitor_modules: ClassVar[Dict[str, Support]] = {
-        "student_projection_head": "discrete"
-    }
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        batch_size_per_device: int,
+        num_classes: int,
+        objective: Objective = "original",
+        backbone: str = "resnet50",
+        ema: Optional[float] = None,
+    ) -> None:
+        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        self.save_hyperparameters()
         head = self.pick(DINOProjectionHead, ERDINOProjectionHead)
-        # The head's weight norm cannot be deep-copied: build two, copy the weights.
-        self.projection_head = head(
-            self.feature_dim, 2048, 256, OUTPUT_DIM, freeze_last_layer=1
-        )
-        self.student_projection_head = head(
-            self.feature_dim, 2048, 256, OUTPUT_DIM, freeze_last_layer=1
-        )
-        self.student_projection_head.load_state_dict(self.projection_head.state_dict())
+        meter = self.er_kwargs(temperature=STUDENT_TEMPERATURE)
+        self.projection_head = head(self.feature_dim, **meter)
         self.student_backbone = copy.deepcopy(self.backbone)
-        deactivate_requires_grad(self.backbone)
-        deactivate_requires_grad(self.projection_head)
+        self.student_projection_head = head(
+            self.feature_dim, freeze_last_layer=1, **meter
+        )
         loss = self.pick(DINOLoss, ERDINOLoss)
-        if self.objective == "er":
-            self.criterion = loss(
-                output_dim=OUTPUT_DIM, gather_distributed=self.gather_distributed
-            )
-        else:
-            self.criterion = loss(output_dim=OUTPUT_DIM)
-
-    def trained_modules(self) -> List[nn.Module]:
-        return [self.student_backbone, self.student_projection_head]
-
-    def on_fit_end(self) -> None:
-        # The teacher is evaluated (linear, fine-tuning) after pretraining.
-        activate_requires_grad(self.backbone)
-        activate_requires_grad(self.projection_head)
+        self.criterion = loss(**self.er_kwargs(gather_distributed=True))
+        self.add_online_classifier(self.feature_dim)
 
     def forward_student(self, x: Tensor) -> Tensor:
         """The student's prototype scores of x."""
         features = self.student_backbone(x).flatten(start_dim=1)
-        out: Tensor = self.student_projection_head(features)
-        return out
+        projections: Tensor = self.student_projection_head(features)
+        return projections
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> Tensor:
-        views, targets = views_and_targets(batch)
-        global_views = torch.cat(views[:2])
-        with torch.no_grad():
-            teacher_features = self(global_views)
-            teacher_out = self.projection_head(teacher_features)
-        student_out = [self.forward_student(global_views)]
-        if len(views) > 2:
-            # Local crops have another size: one forward pass for all of them.
-            student_out.append(self.forward_student(torch.cat(views[2:])))
-        self.student_projection_head.cancel_last_layer_gradients(self.current_epoch)
-        loss: Tensor = self.criterion(
-            list(teacher_out.chunk(2)),
-            list(torch.cat(student_out).chunk(len(views))),
-            epoch=self.current_epoch,
-        )
-        self.log_loss(loss, len(targets))
-        cls_loss = self.online_step(teacher_features.chunk(2)[0], targets, batch_idx)
-        momentum = self.teacher_momentum()
+    def on_train_start(self) -> None:
+        """The teacher gets no gradients while training."""
+        deactivate_requires_grad(self.backbone)
+        deactivate_requires_grad(self.projection_head)
+
+    def on_train_end(self) -> None:
+        """The teacher is trainable again (fine-tuning evaluation)."""
+        activate_requires_grad(self.backbone)
+        activate_requires_grad(self.projection_head)
+
+    def training_step(
+        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
+    ) -> Tensor:
+        momentum = self.teacher_momentum(start_value=0.996)
         update_momentum(self.student_backbone, self.backbone, m=momentum)
         update_momentum(self.student_projection_head, self.projection_head, m=momentum)
+
+        views, targets = batch[0], batch[1]
+        global_views = torch.cat(views[:2])
+        local_views = torch.cat(views[2:])
+        teacher_features = self.forward(global_views).flatten(start_dim=1)
+        teacher_projections = self.projection_head(teacher_features)
+        student_projections = torch.cat(
+            [self.forward_student(global_views), self.forward_student(local_views)]
+        )
+        loss: Tensor = self.criterion(
+            teacher_out=list(teacher_projections.chunk(2)),
+            student_out=list(student_projections.chunk(len(views))),
+            # A constant teacher temperature, the authors' ResNet-50 setting.
+            teacher_temp=TEACHER_TEMPERATURE,
+        )
+        self.log_loss(loss, len(targets), {"ema_momentum": momentum})
+        cls_loss = self.online_step(teacher_features.chunk(2)[0], targets, batch_idx)
         return loss + cls_loss
+
+    def configure_optimizers(self) -> Any:
+        """SGD on the student, lr 0.03 per 256 images, 10 warmup epochs."""
+        optimizer = SGD(
+            self.param_groups([self.student_backbone, self.student_projection_head]),
+            # SGD rather than AdamW or LARS: the authors' choice for ResNet-50.
+            lr=0.03 * self.batch_size_per_device * self.trainer.world_size / 256,
+            momentum=0.9,
+            weight_decay=1e-4,
+        )
+        return [optimizer], [self.cosine_warmup(optimizer, warmup_epochs=10)]
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: Union[int, float, None] = None,
+        gradient_clip_algorithm: Union[str, None] = None,
+    ) -> None:
+        """Clips the gradient norm to 3, then drops the frozen last layer's gradient."""
+        self.clip_gradients(
+            optimizer=optimizer,
+            gradient_clip_val=GRADIENT_CLIP,
+            gradient_clip_algorithm="norm",
+        )
+        self.student_projection_head.cancel_last_layer_gradients(self.current_epoch)
 
 
 def transform(image_size: int = 224) -> DINOTransform:
-    """DINO's multi-crop augmentation (2 global, 6 local crops) for the crop size.
+    """lightly's DINO transform with the authors' ResNet-50 crop scales.
 
-    The local crops are 96 / 224 of the global crop size, as at 224 pixels.
+    At another crop size, the local crops are 96 / 224 of it.
     """
+    sizes: Dict[str, Any] = (
+        {}
+        if image_size == 224
+        else {
+            "global_crop_size": image_size,
+            "local_crop_size": scaled_size(image_size, 96),
+        }
+    )
     return DINOTransform(
-        global_crop_size=image_size,
-        global_crop_scale=(0.14, 1.0),
-        local_crop_size=scaled_crop(image_size, 96),
+        global_crop_scale=(0.14, 1), local_crop_scale=(0.05, 0.14), **sizes
     )
