@@ -260,7 +260,8 @@ class EntropyMeter:
         names = list(values)
         # One host transfer for all metrics.
         numbers = torch.stack([values[n].reshape(()) for n in names]).tolist()
-        return dict(zip(names, (float(v) for v in numbers), strict=True))
+        # No zip(strict=...): these files run on lightly's oldest Python, 3.8.
+        return {name: float(v) for name, v in zip(names, numbers)}  # noqa: B905
 
     def _sphere_metrics(self, x: Tensor, x2: Optional[Tensor]) -> Dict[str, Tensor]:
         n, dim = x.shape

@@ -63,5 +63,6 @@ def gather_rows_no_grad(x: Tensor) -> Tensor:
     chunks = [torch.empty_like(padded) for _ in range(world_size)]
     torch_dist.all_gather(chunks, padded)
     return torch.cat(
-        [chunk[:count] for chunk, count in zip(chunks, counts, strict=True)], dim=0
+        [chunk[:count] for chunk, count in zip(chunks, counts)],  # noqa: B905
+        dim=0,
     )

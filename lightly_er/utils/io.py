@@ -56,4 +56,5 @@ def write_atomic(path: Union[str, os.PathLike[str]], data: Union[str, bytes]) ->
         if isinstance(data, bytes):
             tmp.write_bytes(data)
         else:
-            tmp.write_text(data, encoding="utf-8", newline="")
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                f.write(data)
