@@ -1,0 +1,619 @@
+"""The command line and the run loop of the ImageNet benchmarks (``*/main.py``).
+
+For every chosen method the loop does what lightly's ``main.py`` does: build the
+module, optionally compile it, pretrain it (or load a checkpoint with ``--epochs 0``),
+then score its backbone with kNN, a linear classifier and fine-tuning, and print the
+results. The flags are lightly's, with lightly's defaults, plus options of our own
+whose defaults reproduce lightly's run; every difference is a row of
+:data:`benchmarks.imagenet.settings.DIFFERENCES`.
+
+Every method writes ``<log-dir>/<method>/<timestamp>/``: ``pretrain``, ``knn_eval``,
+``linear_eval`` and ``finetune_eval`` (TensorBoard events and ``metrics.csv`` in
+``version_0``), ``checkpoints/last.ckpt`` (pretraining, after every epoch), the entropy
+monitor's ``entropy_monitor.csv``/``.png`` in ``pretrain/version_0`` and
+``results.json`` (the best value of each metric). The folder appears with the first
+file written in it; a run that fails before writing anything leaves no folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    get_args,
+)
+
+import torch
+from lightly.utils.benchmarking import MetricCallback
+from lightly.utils.dist import print_rank_zero
+from lightning_fabric.plugins.precision.precision import (
+    _PRECISION_INPUT_STR,
+    _PRECISION_INPUT_STR_ALIAS,
+)
+from pytorch_lightning import Callback, Trainer, seed_everything
+from pytorch_lightning.accelerators import AcceleratorRegistry
+from pytorch_lightning.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+)
+from pytorch_lightning.strategies import StrategyRegistry
+
+from lightly_er.monitoring import EntropyMonitor
+from lightly_er.utils.dist import global_rank
+from lightly_er.utils.io import write_atomic
+
+from ._common import (
+    RunConfig,
+    best_metrics,
+    count_classes,
+    eval_transform,
+    make_loader,
+    make_loggers,
+    metrics_table,
+)
+from ._method import Objective, SSLMethod
+
+RUN_STAMP_ENV = "LIGHTLY_ER_IMAGENET_RUN"
+"""Passes the run folder's timestamp from the first process to the DDP ranks."""
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+PRECISIONS: Tuple[str, ...] = get_args(_PRECISION_INPUT_STR) + get_args(
+    _PRECISION_INPUT_STR_ALIAS
+)
+
+EvalFunction = Callable[..., Dict[str, float]]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One entry of ``--methods``.
+
+    Attributes:
+        model: The method's module class.
+        transform: Its training augmentation for a crop size.
+        objective: ``"original"`` or ``"er"``.
+    """
+
+    model: Type[SSLMethod]
+    transform: Callable[[int], Any]
+    objective: Objective
+
+
+def method_specs(
+    methods: Mapping[str, Tuple[Type[SSLMethod], Callable[[int], Any]]],
+) -> Dict[str, MethodSpec]:
+    """Every method with its ER twin: ``{"dino": ..., "dino_er": ..., ...}``."""
+    out: Dict[str, MethodSpec] = {}
+    for name, (model, transform) in methods.items():
+        out[name] = MethodSpec(model, transform, "original")
+        out[f"{name}_er"] = MethodSpec(model, transform, "er")
+    return out
+
+
+def any_image_size(backbone: str, image_size: int) -> Optional[str]:
+    """Accepts every crop size (a ResNet takes any size of 32 pixels or more)."""
+    return None
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """What sets one benchmark (ResNet-50, ViT) apart from the other.
+
+    Attributes:
+        title: Shown by ``--help``.
+        methods: ``--methods`` choices (see :func:`method_specs`).
+        backbones: ``--backbone`` choices, lightly's first.
+        knn_t: lightly's default kNN temperature.
+        finetune_epochs: lightly's fine-tuning epochs.
+        linear_eval: ``(model, config, log_dir, epochs, eval_method) -> metrics``.
+        finetune_eval: As ``linear_eval``.
+        knn_eval: ``(model, config, log_dir, knn_k, knn_t) -> metrics``.
+        eval_methods: ``--eval-method`` choices, lightly's default first (none: no
+            such flag).
+        collate_fn: Collate function of the pretraining loader (None: PyTorch's).
+        pretrain_sanity_steps: ``num_sanity_val_steps`` of pretraining (None:
+            Lightning's default).
+        seed_without_flag: Whether ``seed_everything`` runs without ``--seed`` too
+            (it then draws a seed).
+        check_image_size: Returns an error message for a crop size the backbone
+            cannot take, or None.
+    """
+
+    title: str
+    methods: Mapping[str, MethodSpec]
+    backbones: Tuple[str, ...]
+    knn_t: float
+    finetune_epochs: int
+    linear_eval: EvalFunction
+    finetune_eval: EvalFunction
+    knn_eval: EvalFunction
+    eval_methods: Tuple[str, ...] = ()
+    collate_fn: Optional[Callable[[Any], Any]] = None
+    pretrain_sanity_steps: Optional[int] = None
+    seed_without_flag: bool = False
+    check_image_size: Callable[[str, int], Optional[str]] = any_image_size
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line message for a bad argument (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Prints ``error: <message>`` to stderr and exits with status 2."""
+        fail(message)
+
+
+def fail(message: str) -> NoReturn:
+    """Prints one line ``error: <message>`` to stderr and exits with status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _limit(value: str) -> float | int:
+    """An int number of batches or a float fraction, as Lightning's limits."""
+    number = float(value)
+    return int(number) if number.is_integer() and "." not in value else number
+
+
+def build_parser(bench: Benchmark) -> ArgumentParser:
+    """lightly's flags with lightly's defaults, then the options of lightly-er."""
+    parser = ArgumentParser(description=bench.title)
+    add = parser.add_argument
+    # lightly's main.py, in its order.
+    add("--train-dir", type=Path, default="/datasets/imagenet/train")
+    add("--val-dir", type=Path, default="/datasets/imagenet/val")
+    add("--log-dir", type=Path, default="benchmark_logs")
+    add("--batch-size-per-device", type=int, default=128)
+    add("--epochs", type=int, default=100)
+    add("--num-workers", type=int, default=8)
+    add("--accelerator", type=str, default="gpu")
+    add("--devices", type=int, default=1)
+    add("--precision", type=str, default="16-mixed")
+    add("--ckpt-path", type=Path, default=None)
+    add("--compile-model", action="store_true")
+    add(
+        "--methods",
+        type=str,
+        nargs="+",
+        choices=list(bench.methods),
+        help="methods to run (default: all)",
+    )
+    if bench.eval_methods:
+        add("--eval-method", type=str, default=bench.eval_methods[0])
+    add("--num-classes", type=int, default=1000)
+    add("--skip-knn-eval", action="store_true")
+    add("--knn-k", type=int, default=200)
+    add("--knn-t", type=float, default=bench.knn_t)
+    add("--skip-linear-eval", action="store_true")
+    add("--skip-finetune-eval", action="store_true")
+    add("--float32-matmul-precision", type=str, default="high")
+    add("--strategy", default="ddp_find_unused_parameters_true")
+    add("--seed", type=int, default=None)
+    # lightly-er's options; their defaults are lightly's run.
+    add(
+        "--backbone",
+        choices=bench.backbones,
+        default=bench.backbones[0],
+        help=f"backbone (lightly's: {bench.backbones[0]}; smaller ones for tests)",
+    )
+    add(
+        "--image-size",
+        type=int,
+        default=224,
+        help="crop size of training and evaluation images; the other crops scale "
+        "with it (lightly's: 224)",
+    )
+    add(
+        "--ema",
+        type=float,
+        default=None,
+        help="constant EMA coefficient of the teacher instead of the method's "
+        "schedule (MoCo, BYOL, DINO; SimCLR and SwAV have no teacher)",
+    )
+    add("--limit-train-batches", type=_limit, default=None)
+    add("--limit-val-batches", type=_limit, default=None)
+    add("--linear-epochs", type=int, default=90)
+    add("--finetune-epochs", type=int, default=bench.finetune_epochs)
+    add(
+        "--device-stats",
+        action="store_true",
+        help="log Lightning's DeviceStatsMonitor in every stage, as lightly does",
+    )
+    add(
+        "--no-entropy-monitor",
+        action="store_true",
+        help="do not attach lightly_er.monitoring.EntropyMonitor to pretraining",
+    )
+    add(
+        "--entropy-every-n-steps",
+        type=int,
+        default=50,
+        help="steps between two measurements of the entropy monitor",
+    )
+    return parser
+
+
+def check_args(bench: Benchmark, args: argparse.Namespace) -> None:
+    """Exits with one line for the first bad value, before anything is written."""
+    for flag, directory in (
+        ("--train-dir", args.train_dir),
+        ("--val-dir", args.val_dir),
+    ):
+        if not directory.is_dir():
+            fail(f"{flag} {directory} is not a directory")
+    for flag, value, minimum in (
+        ("--batch-size-per-device", args.batch_size_per_device, 1),
+        ("--num-workers", args.num_workers, 0),
+        ("--devices", args.devices, 1),
+        # lightly's classifiers report top-1 and top-5 accuracy.
+        ("--num-classes", args.num_classes, 5),
+        ("--knn-k", args.knn_k, 1),
+        ("--linear-epochs", args.linear_epochs, 1),
+        ("--finetune-epochs", args.finetune_epochs, 1),
+        ("--image-size", args.image_size, 32),
+        ("--entropy-every-n-steps", args.entropy_every_n_steps, 1),
+    ):
+        if value < minimum:
+            fail(f"{flag} must be >= {minimum}, got {value}")
+    if not args.knn_t > 0:
+        fail(f"--knn-t must be positive, got {args.knn_t}")
+    if args.ema is not None and not 0.0 <= args.ema < 1.0:
+        fail(f"--ema must be in [0, 1), got {args.ema}")
+    for flag, limit in (
+        ("--limit-train-batches", args.limit_train_batches),
+        ("--limit-val-batches", args.limit_val_batches),
+    ):
+        if limit is not None and limit <= 0:
+            fail(f"{flag} must be positive, got {limit}")
+    choices: Tuple[Tuple[str, str, Sequence[str]], ...] = (
+        ("--precision", args.precision, PRECISIONS),
+        (
+            "--accelerator",
+            args.accelerator,
+            ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())),
+        ),
+        (
+            "--strategy",
+            args.strategy,
+            ("auto", *sorted(StrategyRegistry.available_strategies())),
+        ),
+        (
+            "--float32-matmul-precision",
+            args.float32_matmul_precision,
+            MATMUL_PRECISIONS,
+        ),
+        (
+            "--eval-method",
+            getattr(args, "eval_method", ""),
+            bench.eval_methods or ("",),
+        ),
+    )
+    for flag, value, allowed in choices:
+        if value not in allowed:
+            fail(f"{flag} {value!r} is not one of {', '.join(allowed)}")
+    message = bench.check_image_size(args.backbone, args.image_size)
+    if message is not None:
+        fail(message)
+    if args.ckpt_path is not None:
+        if not args.ckpt_path.is_file():
+            fail(f"--ckpt-path {args.ckpt_path} is not a file")
+        if len(args.methods or bench.methods) != 1:
+            fail("--ckpt-path needs exactly one method in --methods")
+    n_classes = count_classes(args.train_dir)
+    if n_classes == 0:
+        fail(f"--train-dir {args.train_dir} has no class folders (ImageFolder tree)")
+    if n_classes > args.num_classes:
+        fail(
+            f"--train-dir has {n_classes} class folders but --num-classes is "
+            f"{args.num_classes}"
+        )
+
+
+def build_model(
+    bench: Benchmark,
+    method: str,
+    batch_size_per_device: int,
+    num_classes: int,
+    backbone: Optional[str] = None,
+    ema: Optional[float] = None,
+    knn_k: int = 200,
+    knn_t: Optional[float] = None,
+) -> SSLMethod:
+    """The module of a method, built as lightly's main.py builds it.
+
+    The kNN settings go to the modules that take them (SimCLR's online kNN), as in
+    lightly; ``ema`` to those with a teacher.
+
+    Raises:
+        ValueError: If the method is unknown.
+    """
+    if method not in bench.methods:
+        raise ValueError(
+            f"unknown method {method!r}; choose from {', '.join(bench.methods)}"
+        )
+    spec = bench.methods[method]
+    kwargs: Dict[str, Any] = {
+        "batch_size_per_device": batch_size_per_device,
+        "num_classes": num_classes,
+    }
+    if {"knn_k", "knn_t"} <= inspect.signature(spec.model).parameters.keys():
+        kwargs["knn_k"] = knn_k
+        kwargs["knn_t"] = bench.knn_t if knn_t is None else knn_t
+    kwargs["objective"] = spec.objective
+    kwargs["backbone"] = backbone or bench.backbones[0]
+    if spec.model.has_teacher:
+        kwargs["ema"] = ema
+    return spec.model(**kwargs)
+
+
+def takes_online_knn(model: Any) -> bool:
+    """Whether the module runs lightly's online kNN (it took ``knn_k``/``knn_t``)."""
+    return hasattr(model, "knn_classifier")
+
+
+def pretrain(
+    bench: Benchmark,
+    model: Any,
+    method: str,
+    config: RunConfig,
+    log_dir: Path,
+    epochs: int,
+    ckpt_path: Optional[Path] = None,
+    entropy_monitor: bool = True,
+    entropy_every_n_steps: int = 50,
+) -> Dict[str, float]:
+    """Self-supervised pretraining, as lightly's ``pretrain``.
+
+    Args:
+        bench: The benchmark.
+        model: The method's module (possibly compiled).
+        method: Its name.
+        config: Data and trainer settings.
+        log_dir: The method's run folder.
+        epochs: Pretraining epochs.
+        ckpt_path: A Lightning checkpoint to resume from.
+        entropy_monitor: Whether to attach an EntropyMonitor (it finds the heads).
+        entropy_every_n_steps: Steps between two measurements of the monitor.
+
+    Returns:
+        The best online classifier accuracies (``val_online_cls_top1``, ...) and, for
+        SimCLR, the best online kNN accuracies.
+    """
+    print_rank_zero(f"Running pretraining for {method}...")
+    size = config.image_size
+    train_loader = make_loader(
+        config.train_dir,
+        bench.methods[method].transform(size),
+        config,
+        shuffle=True,
+        drop_last=True,
+        persistent=True,
+        collate_fn=bench.collate_fn,
+    )
+    val_loader = make_loader(
+        config.val_dir,
+        eval_transform(size),
+        config,
+        shuffle=False,
+        drop_last=False,
+        persistent=True,
+    )
+    val_loaders: Any = val_loader
+    if takes_online_knn(model):
+        # The kNN bank: the training images with the evaluation transform.
+        knn_train_loader = make_loader(
+            config.train_dir,
+            eval_transform(size),
+            config,
+            shuffle=False,
+            drop_last=False,
+            persistent=True,
+        )
+        val_loaders = [knn_train_loader, val_loader]
+        print_rank_zero("Running the online kNN classifier at every validation.")
+
+    metric_callback = MetricCallback()
+    callbacks: List[Callback] = [
+        LearningRateMonitor(),
+        # Stop when the training loss is no longer finite.
+        EarlyStopping(monitor="train_loss", patience=int(1e12), check_finite=True),
+        *config.callbacks(metric_callback),
+        ModelCheckpoint(dirpath=log_dir / "checkpoints", save_last=True, save_top_k=0),
+    ]
+    if entropy_monitor:
+        callbacks.append(EntropyMonitor(every_n_steps=entropy_every_n_steps))
+    extra: Dict[str, Any] = dict(config.limits())
+    if bench.pretrain_sanity_steps is not None:
+        extra["num_sanity_val_steps"] = bench.pretrain_sanity_steps
+    trainer = Trainer(
+        max_epochs=epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        callbacks=callbacks,
+        logger=make_loggers(log_dir, "pretrain"),
+        precision=config.precision,  # type: ignore[arg-type]
+        strategy=config.strategy,
+        # lightly synchronises batch norm wherever it can (not on CPU).
+        sync_batchnorm=config.accelerator != "cpu",
+        **extra,
+    )
+    trainer.fit(
+        model=model,
+        train_dataloaders=train_loader,
+        val_dataloaders=val_loaders,
+        ckpt_path=None if ckpt_path is None else str(ckpt_path),
+    )
+    metrics = best_metrics(metric_callback, ["val_online_cls_top", "val_knn_top"])
+    for name, value in metrics.items():
+        print_rank_zero(f"max {name}: {value}")
+    return metrics
+
+
+def _prune_empty(path: Path, keep: Path) -> None:
+    """Removes path if its tree holds no file, then its empty parents below keep."""
+    if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+        shutil.rmtree(path, ignore_errors=True)
+    for parent in path.parents:
+        if parent == keep or not parent.is_relative_to(keep):
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def _existing_ancestor(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def run_method(
+    bench: Benchmark,
+    args: argparse.Namespace,
+    method: str,
+    config: RunConfig,
+    run_dir: Path,
+) -> Dict[str, float]:
+    """Pretrains and evaluates one method; returns its results (see :func:`main`)."""
+    print_rank_zero(f"Logging to {run_dir}")
+    model: Any = build_model(
+        bench,
+        method,
+        batch_size_per_device=args.batch_size_per_device,
+        num_classes=args.num_classes,
+        backbone=args.backbone,
+        ema=args.ema,
+        knn_k=args.knn_k,
+        knn_t=args.knn_t,
+    )
+    if args.ema is not None and not model.has_teacher:
+        print_rank_zero(f"{method} has no teacher: --ema is ignored.")
+    if args.compile_model and hasattr(torch, "compile"):
+        print_rank_zero("Compiling model...")
+        model = torch.compile(model)
+
+    results: Dict[str, float] = {}
+    if args.epochs <= 0:
+        print_rank_zero("Epochs <= 0, skipping pretraining.")
+        if args.ckpt_path is not None:
+            state = torch.load(args.ckpt_path, map_location="cpu", weights_only=False)
+            model.load_state_dict(state["state_dict"])
+    else:
+        online = pretrain(
+            bench,
+            model,
+            method,
+            config,
+            run_dir,
+            epochs=args.epochs,
+            ckpt_path=args.ckpt_path,
+            entropy_monitor=not args.no_entropy_monitor,
+            entropy_every_n_steps=args.entropy_every_n_steps,
+        )
+        results.update({f"pretrain/{k}": v for k, v in online.items()})
+
+    stages: Dict[str, Dict[str, float]] = {}
+    eval_method = getattr(args, "eval_method", None)
+    if args.skip_knn_eval:
+        print_rank_zero("Skipping KNN eval.")
+    else:
+        stages["knn"] = bench.knn_eval(
+            model, config, run_dir, knn_k=args.knn_k, knn_t=args.knn_t
+        )
+    if args.skip_linear_eval:
+        print_rank_zero("Skipping linear eval.")
+    else:
+        stages["linear"] = bench.linear_eval(
+            model, config, run_dir, epochs=args.linear_epochs, eval_method=eval_method
+        )
+    if args.skip_finetune_eval:
+        print_rank_zero("Skipping fine-tune eval.")
+    else:
+        stages["finetune"] = bench.finetune_eval(
+            model,
+            config,
+            run_dir,
+            epochs=args.finetune_epochs,
+            eval_method=eval_method,
+        )
+    for stage, values in stages.items():
+        results.update({f"{stage}_eval/{k}": v for k, v in values.items()})
+    if stages:
+        print_rank_zero(f"Results for {method}:")
+        print_rank_zero(metrics_table(stages))
+    if global_rank() == 0:
+        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
+        write_atomic(run_dir / "results.json", text)
+    return results
+
+
+def main(
+    bench: Benchmark, argv: Optional[Sequence[str]] = None
+) -> Dict[str, Dict[str, float]]:
+    """Runs the benchmark; returns ``{method: {"<stage>/<metric>": best value}}``.
+
+    Args:
+        bench: The benchmark.
+        argv: Command-line arguments (default: ``sys.argv[1:]``).
+    """
+    args = build_parser(bench).parse_args(argv)
+    check_args(bench, args)
+    print_rank_zero(f"Args: {vars(args)}")
+    torch.set_float32_matmul_precision(args.float32_matmul_precision)
+    config = RunConfig(
+        train_dir=args.train_dir,
+        val_dir=args.val_dir,
+        batch_size_per_device=args.batch_size_per_device,
+        num_workers=args.num_workers,
+        accelerator=args.accelerator,
+        devices=args.devices,
+        precision=args.precision,
+        strategy=args.strategy,
+        num_classes=args.num_classes,
+        image_size=args.image_size,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
+        device_stats=args.device_stats,
+    )
+    # One folder name for all processes: the DDP ranks start as copies of this
+    # process and inherit its environment.
+    stamp = os.environ.setdefault(
+        RUN_STAMP_ENV, datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    )
+    results: Dict[str, Dict[str, float]] = {}
+    try:
+        for method in args.methods or list(bench.methods):
+            if args.seed is not None or bench.seed_without_flag:
+                # Before every method, so that a method and its ER twin start from
+                # the same weights.
+                seed_everything(args.seed, workers=True, verbose=True)
+            run_dir = (args.log_dir / method / stamp).resolve()
+            keep = _existing_ancestor(run_dir)
+            try:
+                results[method] = run_method(bench, args, method, config, run_dir)
+            except BaseException:
+                _prune_empty(run_dir, keep)
+                raise
+    finally:
+        if os.environ.get(RUN_STAMP_ENV) == stamp and global_rank() == 0:
+            # A later call of main() in this process starts a new run folder.
+            del os.environ[RUN_STAMP_ENV]
+    return results
