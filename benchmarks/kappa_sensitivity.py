@@ -67,10 +67,16 @@ def run_setting(
     path = log_dir / "runs" / f"{name}.json"
     if path.is_file():
         return RunResult.load(path)
-    kwargs: Dict[str, Any] = {"kappa": None, "entropy_weight": 1.0, "estimator": "plugin"}
+    kwargs: Dict[str, Any] = {
+        "kappa": None,
+        "entropy_weight": 1.0,
+        "estimator": "plugin",
+    }
     kwargs[knob] = value
     config = replace(base, log_dir=log_dir / name, methods=[method], **kwargs)
-    result = run_one(RunSpec(method, 128, 0.99 if method == "byol_er" else None, 0), config, data)
+    result = run_one(
+        RunSpec(method, 128, 0.99 if method == "byol_er" else None, 0), config, data
+    )
     result.save(path)
     print(f"{name}: kNN final {result.knn_top1_final:.3f}", flush=True)
     return result
@@ -95,16 +101,39 @@ def plot(rows: Sequence[Tuple[Setting, RunResult]], path: Path) -> None:
     for method in METHODS:
         mine = [(s, r) for s, r in rows if s[0] == method]
         kappas = sorted((s[2], r) for s, r in mine if s[1] == "kappa")
-        axes[0].plot([k for k, _ in kappas], [r.knn_top1_final for _, r in kappas], "o-", label=method)
-        axes[1].plot([k for k, _ in kappas], [r.er_entropy_per_epoch[-1] for _, r in kappas], "o-", label=method)
+        axes[0].plot(
+            [k for k, _ in kappas],
+            [r.knn_top1_final for _, r in kappas],
+            "o-",
+            label=method,
+        )
+        axes[1].plot(
+            [k for k, _ in kappas],
+            [r.er_entropy_per_epoch[-1] for _, r in kappas],
+            "o-",
+            label=method,
+        )
         weights = sorted(
             [(s[2], r) for s, r in mine if s[1] == "entropy_weight"]
-            + [(1.0, r) for s, r in mine if s[1] == "kappa" and r.kappa == default_kappa(METHODS[method])]
+            + [
+                (1.0, r)
+                for s, r in mine
+                if s[1] == "kappa" and r.kappa == default_kappa(METHODS[method])
+            ]
         )
-        axes[2].plot([w for w, _ in weights], [r.knn_top1_final for _, r in weights], "o-", label=method)
+        axes[2].plot(
+            [w for w, _ in weights],
+            [r.knn_top1_final for _, r in weights],
+            "o-",
+            label=method,
+        )
     for ax, (xlabel, ylabel) in zip(
         axes,
-        (("κ", "kNN top-1 (final)"), ("κ", "ER entropy gap (nats)"), ("entropy weight", "kNN top-1 (final)")),
+        (
+            ("κ", "kNN top-1 (final)"),
+            ("κ", "ER entropy gap (nats)"),
+            ("entropy weight", "kNN top-1 (final)"),
+        ),
         strict=True,
     ):
         ax.set_xlabel(xlabel)
