@@ -1,0 +1,84 @@
+"""pyproject.toml's dependency floors and .ci/min-versions.txt say the same thing.
+
+.ci/min_versions installs the pinned versions and runs the tests on them, so a floor
+in pyproject.toml that differs from its pin would be a floor nobody tested.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parent.parent
+PINS_FILE = ROOT / ".ci" / "min-versions.txt"
+NOT_PINNED = {"torch", "torchvision"}  # served by this machine; floors from API use
+
+
+def _name(raw: str) -> str:
+    """PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", raw).lower()
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """'2.4' and '2.4.0' alike: the release numbers, trailing zeros dropped."""
+    parts = [int(p) for p in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def _dependencies() -> dict[str, list[str]]:
+    """[project] dependencies: name -> its version specifiers."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    deps: dict[str, list[str]] = {}
+    for requirement in project["dependencies"]:
+        text = requirement.split(";", 1)[0].strip()
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)\s*(?:\[[^\]]*\])?\s*(.*)", text)
+        assert match, f"cannot parse dependency {requirement!r}"
+        name, specifiers = match.groups()
+        deps[_name(name)] = [s.strip() for s in specifiers.split(",") if s.strip()]
+    return deps
+
+
+def _pins() -> dict[str, str]:
+    """.ci/min-versions.txt: name -> pinned version."""
+    pins: dict[str, str] = {}
+    for line in PINS_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==([0-9][0-9.]*)", line)
+        assert match, f"{PINS_FILE.name}: not a plain NAME==VERSION pin: {line!r}"
+        name = _name(match.group(1))
+        assert name not in pins, f"{PINS_FILE.name}: {name} pinned twice"
+        pins[name] = match.group(2)
+    return pins
+
+
+def test_pins_are_exactly_the_runtime_dependencies() -> None:
+    assert set(_pins()) == set(_dependencies()) - NOT_PINNED
+
+
+def test_every_dependency_has_a_floor() -> None:
+    for name, specifiers in _dependencies().items():
+        floors = [s for s in specifiers if s.startswith(">=")]
+        assert len(floors) == 1, f"{name}: want one >= floor, got {specifiers}"
+
+
+def test_floors_equal_the_pins() -> None:
+    deps, pins = _dependencies(), _pins()
+    for name in sorted(set(deps) & set(pins)):
+        floors = [s[2:].strip() for s in deps[name] if s.startswith(">=")]
+        assert floors, f"{name}: no >= floor in pyproject.toml"
+        assert _release(floors[0]) == _release(pins[name]), (
+            f"{name}: pyproject.toml says >={floors[0]}, "
+            f"{PINS_FILE.name} pins {pins[name]}"
+        )
