@@ -45,7 +45,13 @@ def test_docs_python_blocks_run(name: str, code: str) -> None:
 def test_no_placeholder_is_left() -> None:
     for path in (README, README.parent / "benchmarks" / "README.md", *DOCS):
         text = path.read_text(encoding="utf-8")
-        for marker in ("TBD", "SMOKE_TIMING", "STUDY_SUMMARY", "MONITOR_PLOT"):
+        for marker in (
+            "TBD",
+            "SMOKE_TIMING",
+            "STUDY_SUMMARY",
+            "MONITOR_PLOT",
+            "KAPPA_SENSITIVITY",
+        ):
             assert marker not in text, (path.name, marker)
 
 
