@@ -7,9 +7,9 @@ import functools
 import math
 from typing import Iterator, List, Tuple
 
+import lightly
 import pytest
 import torch
-import lightly
 from lightly.loss import NTXentLoss
 from lightly.models.utils import update_momentum
 from torch import Tensor, nn
