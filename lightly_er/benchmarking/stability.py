@@ -518,7 +518,8 @@ def plot_study(results: Sequence[RunResult], directory: Path) -> List[Path]:
             ax.grid(alpha=0.3)
             if row == 2:
                 ax.set_xlabel("epoch")
-        axes[0][column].legend(fontsize=6)
+        if axes[0][column].get_legend_handles_labels()[0]:
+            axes[0][column].legend(fontsize=6)
     figure.suptitle(
         "dashed: original, solid: ER; blue: batch 128 EMA 0.99, red: EMA 0, green: batch 16",
         fontsize=9,
@@ -563,13 +564,19 @@ def run_study(
     """Runs every unfinished run of the study, then writes tables, plots and verdicts.
 
     ``methods`` restricts the runs (two processes can share a log directory, each
-    with its own methods); the report covers every record in the log directory.
+    with its own methods); the report covers every record in the log directory
+    made with the study's dataset and epochs.
     """
     config.validate()
     run_specs(study_specs(config, methods), config)
     if global_rank() != 0:
         return []
-    results = [r for r in load_results(config.log_dir) if r.dataset == config.dataset]
+    # Records of other protocols in the directory (a pilot at other epochs) stay out.
+    results = [
+        r
+        for r in load_results(config.log_dir)
+        if r.dataset == config.dataset and r.epochs == config.epochs
+    ]
     if results:
         write_tables(config.log_dir, results)
         print(write_report(results, config.log_dir))

@@ -220,6 +220,21 @@ def test_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     assert (tmp_path / "results.md").is_file()
 
 
+def test_report_leaves_out_records_of_other_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pilot at other epochs in the log directory must not count as a seed."""
+    monkeypatch.setattr(stability, "run_specs", lambda specs, config: None)
+    config = study_config(epochs=3, log_dir=tmp_path)
+    study = _record("byol", 128, 0.99, 0, 0.6)
+    pilot = _record("byol", 128, 0.99, 0, 0.1)
+    pilot.epochs = 2
+    for r in (study, pilot):
+        r.save(tmp_path / "runs" / f"{r.run_id}.json")
+    results = stability.run_study(config, ["byol"])
+    assert [(r.epochs, r.knn_top1_final) for r in results] == [(3, 0.6)]
+
+
 def test_preset_rejects_fixed_axes(capsys: pytest.CaptureFixture[str]) -> None:
     spec = importlib.util.spec_from_file_location(
         "cifar10_cli", ROOT / "benchmarks" / "cifar10.py"
