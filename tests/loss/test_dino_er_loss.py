@@ -439,3 +439,17 @@ def test_bfloat16_autocast_stays_finite(centering: bool) -> None:
         [t.float() for t in teacher_out], [s.detach().float() for s in student_out]
     )
     torch.testing.assert_close(loss.detach(), reference, rtol=1e-5, atol=1e-5)
+
+
+def test_zero_entropy_weight_has_the_parents_gradient() -> None:
+    """At lightly's defaults with centering and weight 0, the student's gradient is DINO's."""
+    parent = DINOLoss(5)
+    er = ERDINOLoss(5, centering=True, entropy_weight=0.0)
+    teacher = [3 * t for t in _views(2, 4, 5, seed=0)]
+    grads = []
+    for loss_fn in (parent, er):
+        student = [s.requires_grad_() for s in _views(3, 4, 5, seed=1)]
+        loss_fn(teacher, student, epoch=2).sum().backward()
+        grads.append(torch.cat([s.grad for s in student if s.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)

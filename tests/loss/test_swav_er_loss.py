@@ -395,3 +395,17 @@ def test_bfloat16_autocast_stays_finite(use_sinkhorn: bool) -> None:
         [out.detach().float() for out in outputs], []
     )
     torch.testing.assert_close(loss.detach(), reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("with_queue", [False, True])
+def test_zero_entropy_weight_has_the_parents_gradient(with_queue: bool) -> None:
+    """With Sinkhorn (lightly's default) and weight 0, the gradient is SwAV's."""
+    queue = _crops(2, 8, 6, seed=2) if with_queue else None
+    grads = []
+    for loss_fn in (SwaVLoss(), ERSwaVLoss(use_sinkhorn=True, entropy_weight=0.0)):
+        high = [c.requires_grad_() for c in _crops(2, 4, 6, seed=0)]
+        low = [c.requires_grad_() for c in _crops(3, 4, 6, seed=1)]
+        loss_fn(high, low, queue).backward()
+        grads.append(torch.cat([c.grad for c in high + low if c.grad is not None]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)

@@ -1,0 +1,105 @@
+"""benchmarks/plot_runs.py: selection of run records and the plot of their curves."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from lightly_er.benchmarking.results import RunResult
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "plot_runs", ROOT / "benchmarks" / "plot_runs.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _record(method: str, ema: Optional[float], seed: int, epochs: int) -> RunResult:
+    return RunResult(
+        method=method,
+        model=method.removesuffix("_er").upper(),
+        objective="er" if method.endswith("_er") else "original",
+        dataset="fashion-mnist",
+        batch_size=128,
+        ema=ema,
+        epochs=epochs,
+        seed=seed,
+        knn_top1=0.6,
+        knn_top1_final=0.5,
+        knn_top1_per_epoch=[0.4, 0.6, 0.5][:epochs],
+        er_entropy_per_epoch=[1.0, 2.0, 3.0][:epochs],
+        collapse_score_per_epoch=[0.8, 0.7, 0.6][:epochs],
+    )
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    for r in (
+        _record("byol", 0.99, 0, 3),
+        _record("byol_er", 0.99, 0, 3),
+        _record("byol", 0.0, 1, 3),
+        _record("byol", 0.99, 0, 2),
+        _record("simclr", None, 0, 3),
+    ):
+        r.save(tmp_path / "runs" / f"{r.run_id}.json")
+    return tmp_path
+
+
+def test_select_applies_every_filter(log_dir: Path) -> None:
+    from lightly_er.benchmarking.results import load_results
+
+    select = _cli().select
+    results = load_results(log_dir)
+    assert len(select(results)) == 5
+    chosen = select(results, ["byol", "byol_er"], [128], [0.99], [0], 3)
+    assert sorted(r.run_id for r in chosen) == [
+        "byol-bs128-ema0.99-ep3-seed0",
+        "byol_er-bs128-ema0.99-ep3-seed0",
+    ]
+    # An EMA filter leaves out the runs without a teacher.
+    assert {r.method for r in select(results, emas=[0.0, 0.99])} == {"byol", "byol_er"}
+
+
+def test_main_writes_the_plot(log_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "curves.png"
+    code = _cli().main(
+        [
+            str(log_dir),
+            "--methods",
+            "byol",
+            "byol_er",
+            "--epochs",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_main_refuses_an_empty_selection(
+    log_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli().main([str(log_dir), "--methods", "dino"])
+    assert info.value.code == 2
+    assert "no run record" in capsys.readouterr().err
+
+
+def test_main_refuses_a_directory_without_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        _cli().main([str(tmp_path / "nowhere")])
+    assert info.value.code == 2
+    assert "log_dir" in capsys.readouterr().err
