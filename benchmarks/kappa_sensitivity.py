@@ -12,7 +12,7 @@ Records the final kNN top-1 and the final ER entropy gap of each run, writes
 ``kappa_sensitivity.md`` and ``kappa_sensitivity.png`` to --log-dir, and resumes
 like the sweep (finished runs are kept).
 
-    python benchmarks/kappa_sensitivity.py --log-dir runs/kappa --epochs 10
+    python benchmarks/kappa_sensitivity.py --log-dir runs/kappa --epochs 5
 
 The plot in docs/kappa.md came from this command.
 """

@@ -391,6 +391,42 @@ def verdict_table(rows: Sequence[Tuple[str, str, str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def flattening_table(results: Sequence[RunResult]) -> str:
+    """kNN top-1 at the default setting after epochs E-10, E-5 and E (mean over seeds).
+
+    Shows whether the curves have flattened by the last epoch: the gain over the last
+    five epochs is the pilot rule's measure.
+    """
+    lines = [
+        "| Method | Objective | kNN top-1 after epoch E-10 → E-5 → E | Gain over the last 5 epochs | Seeds |",
+        "|---|---|---|---:|---:|",
+    ]
+    for base in BATCH_METHODS:
+        for method in (base, f"{base}_er"):
+            runs = [
+                r
+                for r in results
+                if r.method == method
+                and r.batch_size == DEFAULT_BATCH
+                and r.ema == _teacher_ema(base)
+                and len(r.knn_top1_per_epoch) > 10
+            ]
+            if not runs:
+                continue
+            at = [
+                statistics.fmean(r.knn_top1_per_epoch[-1 - back] for r in runs)
+                for back in (10, 5, 0)
+            ]
+            objective = "ER" if method.endswith("_er") else "original"
+            epochs = len(runs[0].knn_top1_per_epoch)
+            lines.append(
+                f"| {_name(base)} | {objective} | {epochs - 10}: {at[0]:.3f} → "
+                f"{epochs - 5}: {at[1]:.3f} → {epochs}: {at[2]:.3f} | "
+                f"{at[2] - at[1]:+.3f} | {len(runs)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def entropy_table(results: Sequence[RunResult]) -> str:
     """H4's numbers: first, median and last ER entropy and the collapse score."""
     lines = [
@@ -551,6 +587,9 @@ def write_report(results: Sequence[RunResult], directory: Path) -> str:
             "## H4: the ER entropy of the output during training",
             "",
             entropy_table(results),
+            "## Have the curves flattened? (batch 128, EMA 0.99)",
+            "",
+            flattening_table(results),
         ]
     )
     write_atomic(directory / "stability_report.md", text)

@@ -201,7 +201,7 @@ def test_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     assert code == 0
     assert len(list((tmp_path / "runs").glob("*.json"))) == 30
     report = (tmp_path / "stability_report.md").read_text()
-    for section in ("## Verdicts", "## H1 and H2", "## H1 and H3", "## H4"):
+    for section in ("## Verdicts", "## H1 and H2", "## H1 and H3", "## H4", "## Have"):
         assert section in report
     rows = [
         line
@@ -218,6 +218,22 @@ def test_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
     assert (tmp_path / "results.md").is_file()
+
+
+def test_flattening_table() -> None:
+    """kNN after epochs E-10, E-5, E at the default setting, and the last 5 epochs' gain."""
+    runs = []
+    for seed, offset in ((0, 0.0), (1, 0.02)):
+        r = _record("byol", 128, 0.99, seed, 0.5)
+        r.knn_top1_per_epoch = [0.01 * e + offset for e in range(1, 13)]
+        runs.append(r)
+    other = _record("byol", 128, 0.0, 0, 0.9)  # not the default setting
+    other.knn_top1_per_epoch = [0.9] * 12
+    table = stability.flattening_table([*runs, other])
+    rows = [line for line in table.splitlines() if line.startswith("| BYOL")]
+    assert rows == [
+        "| BYOL | original | 2: 0.030 → 7: 0.080 → 12: 0.130 | +0.050 | 2 |"
+    ]
 
 
 def test_report_leaves_out_records_of_other_epochs(
