@@ -604,6 +604,28 @@ def test_named_modules_and_given_meters() -> None:
     assert logged[0, "effective_rank"] > 2.0
 
 
+def test_discrete_heads_alarm_on_rank_not_on_the_collapse_score() -> None:
+    """The collapse score is not calibrated on prototype scores (healthy DINO reads
+    0.20-0.55 in the stability study), so only ``rank_threshold`` flags them."""
+    quiet = EntropyMonitor(
+        {"projection_head": "discrete"}, every_n_steps=1, patience=1, temperature=1.0
+    )
+    _trainer(3, [quiet]).fit(Collapsing(), _collapsing_data(3))
+    scores = [v for _, _, m, v in quiet.history if m == "collapse_score"]
+    assert len(scores) == 3 and scores[-1] < 0.01  # collapsed, and below threshold
+    assert quiet.alarms == []
+    by_rank = EntropyMonitor(
+        {"projection_head": "discrete"},
+        every_n_steps=1,
+        patience=1,
+        temperature=1.0,
+        rank_threshold=1.5,
+    )
+    with pytest.warns(CollapseWarning, match="effective_rank"):
+        _trainer(3, [by_rank]).fit(Collapsing(), _collapsing_data(3))
+    assert [a.metric for a in by_rank.alarms] == ["effective_rank"]
+
+
 def test_a_missing_module_is_reported() -> None:
     monitor = EntropyMonitor({"projector": "sphere"})
     with pytest.raises(ValueError, match=r"no submodule 'projector'.*projection_head"):
