@@ -52,7 +52,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--ema",
         nargs="+",
         type=float,
-        help="(default: all; runs without EMA only then)",
+        help="(default: all; when given, runs without a teacher are left out)",
     )
     parser.add_argument("--seeds", nargs="+", type=int, help="(default: all)")
     parser.add_argument("--epochs", type=int, help="(default: all)")
