@@ -79,6 +79,7 @@ from benchmarks.imagenet.settings import (
     LIGHTLY_RESNET50_CLI,
     differences_markdown,
 )
+from tests.benchmarking.state import assert_same_state, unset_buffers
 from tests.loss.dist_harness import run_distributed_and_single
 
 README = Path(__file__).resolve().parents[2] / "benchmarks" / "imagenet" / "README.md"
@@ -238,27 +239,6 @@ def _state(module: nn.Module) -> Dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _unset(module: nn.Module) -> set[str]:
-    """The pointer buffers of disabled memory banks: torch.empty, never read."""
-    return {
-        f"{name}.bank_ptr".lstrip(".")
-        for name, m in module.named_modules()
-        if isinstance(m, MemoryBankModule) and tuple(m.size) == (0,)
-    }
-
-
-def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
-    """Equal state dicts and buffers (lightly's memory banks are not in the former)."""
-    unset = _unset(a)
-    for sa, sb in (
-        (a.state_dict(), b.state_dict()),
-        (dict(a.named_buffers()), dict(b.named_buffers())),
-    ):
-        assert sa.keys() == sb.keys()
-        for key in sa.keys() - unset:
-            assert torch.equal(sa[key], sb[key]), key
-
-
 # Built once: the original modules at lightly's size (ResNet-50, 128 per device).
 _ORIGINALS: Dict[str, Any] = {}
 
@@ -363,7 +343,7 @@ def test_module_is_lightlys(method: str) -> None:
     # Teachers: a deep copy of the student's module, or initialised on their own.
     for name, start in expected["teachers"].items():
         if start.startswith("copy:"):
-            _assert_same_state(model.get_submodule(name), model.backbone)
+            assert_same_state(model.get_submodule(name), model.backbone)
         else:
             twin = {
                 "key_projection_head": "projection_head",
@@ -710,13 +690,13 @@ def test_lightly_weights_and_er_twin_are_bitwise_equal(method: str) -> None:
     reference = _lightly_build(method)
     original = _original(method)  # built under torch.manual_seed(0)
     for name, module in reference.items():
-        _assert_same_state(original.get_submodule(name), module)
+        assert_same_state(original.get_submodule(name), module)
     torch.manual_seed(0)
     er = bench.build_model(f"{method}_er", 128, 1000)
     assert type(er.criterion) is not type(original.criterion)
     assert type(er.criterion).__mro__[1:].__contains__(type(original.criterion))
-    _assert_same_state(er, original)
-    assert len(_unset(original)) == (1 if method == "simclr" else 0)
+    assert_same_state(er, original)
+    assert len(unset_buffers(original)) == (1 if method == "simclr" else 0)
     # The same outputs: backbone and every head, in training mode.
     torch.manual_seed(1)
     images = torch.randn(2, 3, 64, 64)

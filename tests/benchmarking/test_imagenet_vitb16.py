@@ -48,6 +48,7 @@ from benchmarks.imagenet.settings import (
 )
 from benchmarks.imagenet.vitb16 import dino, evaluation
 from benchmarks.imagenet.vitb16 import main as bench
+from tests.benchmarking.state import assert_same_state
 
 NUM_CLASSES = 5
 IMAGES_PER_CLASS = 4
@@ -186,16 +187,6 @@ def _attach(model: pl.LightningModule, **overrides: Any) -> SimpleNamespace:
     model.log = lambda *args, **kwargs: None  # type: ignore[method-assign]
     model.log_dict = lambda *args, **kwargs: None  # type: ignore[method-assign]
     return stub
-
-
-def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
-    for sa, sb in (
-        (a.state_dict(), b.state_dict()),
-        (dict(a.named_buffers()), dict(b.named_buffers())),
-    ):
-        assert sa.keys() == sb.keys()
-        for key in sa:
-            assert torch.equal(sa[key], sb[key]), key
 
 
 def _drop_paths(vit: VisionTransformer) -> List[float]:
@@ -484,12 +475,12 @@ def test_lightly_weights_and_er_twin_are_bitwise_equal() -> None:
     reference = _lightly_build()
     original = _original()
     for name, module in reference.items():
-        _assert_same_state(original.get_submodule(name), module)
+        assert_same_state(original.get_submodule(name), module)
     torch.manual_seed(0)
     er = bench.build_model("dino_er", 128, 1000)
     assert type(er.criterion) is not DINOLoss
     assert isinstance(er.criterion, DINOLoss)
-    _assert_same_state(er, original)
+    assert_same_state(er, original)
     torch.manual_seed(1)
     images = torch.randn(2, 3, 64, 64)
     for name in ("backbone", "student_backbone"):

@@ -7,7 +7,7 @@ parameters, same shapes, same training loop.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,9 +15,8 @@ import pytorch_lightning as pl
 import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from lightly.models.modules import heads
-from lightly.models.modules.memory_bank import MemoryBankModule
 from pytorch_lightning.loggers import CSVLogger
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import DataLoader
 
 import lightly_er.loss as er_loss
@@ -29,6 +28,7 @@ from lightly_er.benchmarking.datasets import (
 )
 from lightly_er.benchmarking.methods import METHOD_CLASSES, METHODS, MoCo, parse_method
 from lightly_er.benchmarking.sweep import build_backbone
+from tests.benchmarking.state import assert_same_state
 
 PARENT_LOSS = {
     "simclr": NTXentLoss,
@@ -100,30 +100,12 @@ def test_er_module_differs_only_in_loss_and_heads(name: str) -> None:
             assert type(module) is parent, module_name
 
 
-def _initialised_buffers(module: nn.Module) -> Dict[str, Tensor]:
-    """Buffers, less the pointer of a disabled memory bank: lightly leaves it
-    uninitialised (``torch.empty``) and never reads it."""
-    skip = {
-        f"{name}.bank_ptr"
-        for name, m in module.named_modules()
-        if isinstance(m, MemoryBankModule) and m.size == (0,)
-    }
-    return {k: v for k, v in module.named_buffers() if k not in skip}
-
-
 @pytest.mark.parametrize("name", sorted(METHOD_CLASSES))
 def test_er_module_has_the_originals_parameters_and_outputs(name: str) -> None:
     # Built with the same seed, the ER module holds the same parameters and
     # buffers, bit for bit, and every backbone and head computes the same output.
     original, er = _build(name, seed=3), _build(f"{name}_er", seed=3)
-    ours = _initialised_buffers(er)
-    for key, value in _initialised_buffers(original).items():
-        assert torch.equal(ours.pop(key), value), key
-    assert not ours, f"buffers only in the ER module: {sorted(ours)}"
-    er_state = er.state_dict()
-    assert er_state.keys() == original.state_dict().keys()
-    for key, value in original.state_dict().items():
-        assert torch.equal(er_state[key], value), key
+    assert_same_state(original, er)
     x = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     for mode in ("train", "eval"):
         original.train(mode == "train")
