@@ -9,6 +9,7 @@ from typing import Any, Optional
 import pytest
 
 from lightly_er.benchmarking.results import RunResult
+from tests.benchmarking.records import make_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,21 +25,7 @@ def _cli() -> Any:
 
 
 def _record(method: str, ema: Optional[float], seed: int, epochs: int) -> RunResult:
-    return RunResult(
-        method=method,
-        model=method.removesuffix("_er").upper(),
-        objective="er" if method.endswith("_er") else "original",
-        dataset="fashion-mnist",
-        batch_size=128,
-        ema=ema,
-        epochs=epochs,
-        seed=seed,
-        knn_top1=0.6,
-        knn_top1_final=0.5,
-        knn_top1_per_epoch=[0.4, 0.6, 0.5][:epochs],
-        er_entropy_per_epoch=[1.0, 2.0, 3.0][:epochs],
-        collapse_score_per_epoch=[0.8, 0.7, 0.6][:epochs],
-    )
+    return make_record(method, 128, ema, seed, 0.5, epochs=epochs)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import pytest
 
@@ -21,33 +21,9 @@ from lightly_er.benchmarking.stability import (
     study_specs,
     verdicts,
 )
+from tests.benchmarking.records import make_record as _record
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _record(
-    method: str,
-    batch: int,
-    ema: Optional[float],
-    seed: int,
-    final: float,
-    entropy: Sequence[float] = (1.0, 1.0, 1.0),
-) -> RunResult:
-    return RunResult(
-        method=method,
-        model=method.removesuffix("_er").upper(),
-        objective="er" if method.endswith("_er") else "original",
-        dataset="fashion-mnist",
-        batch_size=batch,
-        ema=ema,
-        epochs=3,
-        seed=seed,
-        knn_top1=final + 0.01,
-        knn_top1_final=final,
-        knn_top1_per_epoch=[final - 0.1, final + 0.01, final],
-        er_entropy_per_epoch=list(entropy),
-        collapse_score_per_epoch=[0.8, 0.8, 0.8],
-    )
 
 
 def _pair(
