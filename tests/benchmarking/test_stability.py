@@ -141,7 +141,7 @@ def test_h4_stability_of_the_entropy() -> None:
     unstable = [(1.0, 1.0, 0.5, 0.2, 0.1)] * 2 + [(1.0, 1.0, 1.0, 1.0, 1.0)]
     for entropies, verdict in ((stable, "supported"), (unstable, "not supported")):
         results = [
-            _record("byol", 128, 0.99, seed, 0.7, entropy)
+            _record("byol", 128, 0.99, seed, 0.7, entropy, epochs=len(entropy))
             for seed, entropy in enumerate(entropies)
         ]
         got, deviations = h4(results, "byol")
@@ -219,8 +219,7 @@ def test_report_leaves_out_records_of_other_epochs(
     monkeypatch.setattr(stability, "run_specs", lambda specs, config: None)
     config = study_config(epochs=3, log_dir=tmp_path)
     study = _record("byol", 128, 0.99, 0, 0.6)
-    pilot = _record("byol", 128, 0.99, 0, 0.1)
-    pilot.epochs = 2
+    pilot = _record("byol", 128, 0.99, 0, 0.1, epochs=2)
     for r in (study, pilot):
         r.save(tmp_path / "runs" / f"{r.run_id}.json")
     results = stability.run_study(config, ["byol"])
