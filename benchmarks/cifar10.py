@@ -67,8 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"{name} ({', '.join(f'{k}={v}' for k, v in values.items())})"
             for name, values in PRESETS.items()
         )
-        + "; stability (the study's runs; --methods, --seeds, --epochs, the subsets "
-        "and --log-dir may be changed). An option given with a preset overrides the "
+        + "; stability (the study's runs; --methods, --seeds, --epochs, the subsets, "
+        "--jobs and --log-dir may be changed). An option given with a preset overrides the "
         "preset's value.",
     )
     d = _DEFAULTS
@@ -146,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-workers",
         type=int,
         help=f"data-loader workers (default: {d.num_workers})",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="CPU: train N runs at once, each in its own process with cpu_count / N "
+        f"threads (default: {d.jobs}; the stability preset: 2)",
     )
     parser.add_argument(
         "--train-subset",

@@ -41,7 +41,7 @@ STUDY_CONFIG: Dict[str, Any] = dict(
     dataset="fashion-mnist",
     backbone="small",
     image_size=16,
-    train_subset=2048,
+    train_subset=1024,  # protocol v2 (fits 2 hours); v1 had 2048
     test_subset=1000,
     seeds=[0, 1, 2],
     epochs=30,  # by the pre-registered pilot rule (20 unless DINO/BYOL/SimCLR rise)
@@ -50,6 +50,7 @@ STUDY_CONFIG: Dict[str, Any] = dict(
     knn_t=0.1,
     accelerator="cpu",
     precision="32-true",
+    jobs=2,  # two runs at once, one per core of the 2-core machine
 )
 """The study's settings (everything else is lightly's CIFAR-10 benchmark)."""
 

@@ -11,9 +11,14 @@ rewritten from all records at the end.
 
 from __future__ import annotations
 
+import logging
 import math
+import multiprocessing
+import os
 import signal
 import time
+import warnings
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -90,6 +95,8 @@ class SweepConfig:
         entropy_weight: ER runs: weight of the entropy term.
         estimator: Sphere entropy estimator of the ER loss and of all meters.
         progress_bar: Show Lightning's progress bar.
+        jobs: Runs trained at once on the CPU, each in its own process with
+            ``cpu_count // jobs`` threads; 1 trains them one after another here.
     """
 
     methods: List[str] = field(default_factory=lambda: list(METHODS))
@@ -114,6 +121,7 @@ class SweepConfig:
     entropy_weight: float = 1.0
     estimator: str = "plugin"
     progress_bar: bool = True
+    jobs: int = 1
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -169,6 +177,14 @@ class SweepConfig:
         if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
             raise ValueError(f"entropy weight must be >= 0, got {self.entropy_weight}")
         _check_estimator(self.estimator)
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        if self.jobs > 1 and (self.accelerator != "cpu" or self.devices != 1):
+            raise ValueError(
+                "jobs > 1 trains several runs at once on the CPU: it needs "
+                f"accelerator 'cpu' and devices 1, got {self.accelerator!r} and "
+                f"{self.devices}"
+            )
 
     def er_kwargs(self, method: str) -> Dict[str, Any]:
         """The ER loss keywords this sweep gives the ER objective of method."""
@@ -510,7 +526,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         torch_version=torch.__version__,
         device=_device_name(cuda),
     )
-    for key in ("methods", "batch_sizes", "seeds", "emas", "kappa"):
+    for key in ("methods", "batch_sizes", "seeds", "emas", "kappa", "jobs"):
         settings.pop(key)
     er = model.er_settings()
     return RunResult(
@@ -592,10 +608,12 @@ def _last(values: Sequence[float]) -> str:
 def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
     """Runs every spec that has no finished record in ``config.log_dir``.
 
-    A finished record made with other result settings is refused (ValueError).
+    With ``config.jobs`` > 1 the unfinished runs are trained ``jobs`` at a time, each
+    in its own process; every run writes its record when it finishes. A finished
+    record made with other result settings is refused (ValueError).
     """
-    data = load_dataset(config.dataset, config.data_dir)
     runs_dir = config.log_dir / "runs"
+    todo: List[Tuple[int, RunSpec, Path]] = []
     for index, spec in enumerate(specs, start=1):
         path = runs_dir / f"{spec.run_id(config.epochs)}.json"
         if path.is_file():
@@ -607,11 +625,68 @@ def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
                 check_same_settings(done, config, path)
                 print(summary_line(done, index, len(specs)) + "  (done before, kept)")
                 continue
+        todo.append((index, spec, path))
+    if not todo:
+        return
+    if config.jobs > 1 and len(todo) > 1:
+        _run_in_processes(todo, len(specs), config)
+        return
+    data = load_dataset(config.dataset, config.data_dir)
+    for index, spec, path in todo:
         result = run_one(spec, config, data)
         if global_rank() != 0:
             continue  # under DDP, rank 0 alone writes records, tables and plots
         result.save(path)
         print(summary_line(result, index, len(specs)), flush=True)
+
+
+_LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
+_worker_data: Dict[Tuple[str, Optional[Path]], ImageArrays] = {}
+
+
+def _init_worker(threads: int, levels: Dict[str, int], filters: List[Any]) -> None:
+    """A run process: its share of the cores, and the parent's logging and warnings."""
+    torch.set_num_threads(threads)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    warnings.filters[:] = filters  # type: ignore[index]
+
+
+def _run_and_save(spec: RunSpec, config: SweepConfig, path: Path) -> RunResult:
+    """One run in a worker process; the record is written before the parent hears."""
+    key = (config.dataset, config.data_dir)
+    if key not in _worker_data:  # a worker trains several runs: load the data once
+        _worker_data[key] = load_dataset(config.dataset, config.data_dir)
+    result = run_one(spec, config, _worker_data[key])
+    result.save(path)
+    return result
+
+
+def _run_in_processes(
+    todo: Sequence[Tuple[int, RunSpec, Path]], total: int, config: SweepConfig
+) -> None:
+    """Trains the runs ``config.jobs`` at a time; the first failure stops the rest."""
+    threads = max(1, (os.cpu_count() or 1) // config.jobs)
+    levels = {name: logging.getLogger(name).level for name in _LIGHTNING_LOGGERS}
+    pool = ProcessPoolExecutor(
+        max_workers=min(config.jobs, len(todo)),
+        # spawn: a fresh interpreter, not a fork of one holding torch's threads
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads, levels, list(warnings.filters)),
+    )
+    futures: Dict[Future[RunResult], int] = {}
+    try:
+        for index, spec, path in todo:
+            futures[pool.submit(_run_and_save, spec, config, path)] = index
+        for future in as_completed(futures):
+            print(summary_line(future.result(), futures[future], total), flush=True)
+    except BaseException:
+        # Runs not started are dropped; those under way finish (or are interrupted
+        # with the parent by Ctrl-C); every finished record is on disk already.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_sweep(config: SweepConfig) -> List[RunResult]:

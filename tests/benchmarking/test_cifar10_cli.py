@@ -393,3 +393,51 @@ def test_test_subset_is_the_same_for_every_seed(tmp_path: Path) -> None:
     train_0 = knn_train_0.dataset.images  # type: ignore[attr-defined]
     train_1 = knn_train_1.dataset.images  # type: ignore[attr-defined]
     assert not (train_0 == train_1).all()  # the train subset follows the seed
+
+
+def test_jobs_train_in_processes_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs at once, one thread each, give the records one process gives."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = {r.method: r for r in run_sweep(_tiny(tmp_path / "one"))}
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 2)  # 2 // jobs = 1 thread
+    together = {r.method: r for r in run_sweep(_tiny(tmp_path / "two", jobs=2))}
+    assert sorted(together) == ["byol_er", "simclr"]
+    for method, record in together.items():
+        assert record.settings["device"] == "CPU (1 threads)"
+        assert record.knn_top1_per_epoch == alone[method].knn_top1_per_epoch
+        assert record.er_entropy_per_epoch == pytest.approx(
+            alone[method].er_entropy_per_epoch, rel=1e-5
+        )
+        assert "jobs" not in record.settings  # not a setting of the run
+    out = capsys.readouterr().out
+    assert "[1/2] simclr" in out and "[2/2] byol_er" in out
+
+
+def test_jobs_pass_a_failed_run_to_the_caller(tmp_path: Path) -> None:
+    """A run that raises in its process raises here, and leaves no record."""
+    config = _tiny(tmp_path, batch_sizes=[128], jobs=2)  # 128 > the 64 images
+    with pytest.raises(ValueError, match="batch size 128 exceeds the 64 training"):
+        run_sweep(config)
+    assert not (tmp_path / "runs").exists() or not list(
+        (tmp_path / "runs").glob("*.json")
+    )
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(jobs=0), "jobs must be >= 1, got 0"),
+        (dict(jobs=2, accelerator="auto"), "needs accelerator 'cpu' and devices 1"),
+    ],
+)
+def test_jobs_are_checked(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _tiny(Path("unused"), **overrides).validate()

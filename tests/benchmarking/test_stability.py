@@ -53,12 +53,14 @@ def test_the_study_has_the_preregistered_runs() -> None:
     only = study_specs(study_config(), methods=["dino"])
     assert {s.method for s in only} == {"dino"} and len(only) == 18
     config = study_config()
+    # protocol v2 (benchmarks/stability_preregistration_v2.md): v1 had 2,048 images
     assert (config.image_size, config.train_subset, config.test_subset) == (
         16,
-        2048,
+        1024,
         1000,
     )
     assert (config.epochs, config.seeds, config.backbone) == (30, [0, 1, 2], "small")
+    assert (config.accelerator, config.jobs) == ("cpu", 2)
 
 
 def test_comparison_interval() -> None:
