@@ -6,6 +6,7 @@ import csv
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -419,6 +420,23 @@ def test_jobs_train_in_processes_with_the_same_results(
         assert "jobs" not in record.settings  # not a setting of the run
     out = capsys.readouterr().out
     assert "[1/2] simclr" in out and "[2/2] byol_er" in out
+
+
+def test_run_processes_start_their_loader_workers_as_this_process_does() -> None:
+    """Not as the spawned run process would by default (a torch import per epoch)."""
+    import multiprocessing
+
+    with sweep._worker_pool(1, 2) as pool:
+        method = pool.submit(multiprocessing.get_start_method).result()
+        threads = pool.submit(_threads).result()
+    assert method == multiprocessing.get_start_method()
+    assert threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def test_jobs_pass_a_failed_run_to_the_caller(tmp_path: Path) -> None:
