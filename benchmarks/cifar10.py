@@ -222,6 +222,10 @@ def parse_config(argv: Optional[List[str]] = None) -> SweepConfig:
             methods = args.pop("methods")
             if args["log_dir"] is None:
                 args["log_dir"] = Path("benchmark_logs/stability")
+            if args["jobs"] is None and (
+                args["accelerator"] not in (None, "cpu") or (args["devices"] or 1) > 1
+            ):
+                args["jobs"] = 1  # the preset's two CPU processes need the CPU
             config = study_config(**{k: v for k, v in args.items() if v is not None})
             if methods:
                 config.methods = list(methods)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -163,12 +163,7 @@ def test_verdicts_cover_every_preregistered_case() -> None:
 
 def test_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     """--preset stability with one seed, one epoch and a subset: every output."""
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_cli", ROOT / "benchmarks" / "cifar10.py"
-    )
-    assert spec is not None and spec.loader is not None
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = _cli()
     code = cli.main(
         [
             *("--preset", "stability", "--epochs", "1", "--seeds", "0"),
@@ -229,16 +224,32 @@ def test_report_leaves_out_records_of_other_epochs(
 
 
 def test_preset_rejects_fixed_axes(capsys: pytest.CaptureFixture[str]) -> None:
+    cli = _cli()
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--preset", "stability", "--batch-sizes", "64"])
+    assert info.value.code == 2
+    assert "--batch-sizes is fixed by --preset stability" in capsys.readouterr().err
+
+
+def test_preset_trains_two_runs_at_once_on_one_cpu_device_only(
+    tmp_path: Path,
+) -> None:
+    cli = _cli()
+    log = ["--log-dir", str(tmp_path)]
+    assert cli.parse_config(["--preset", "stability", *log]).jobs == 2
+    assert cli.parse_config(["--preset", "stability", "--jobs", "3", *log]).jobs == 3
+    ddp = cli.parse_config(["--preset", "stability", "--devices", "2", *log])
+    assert (ddp.devices, ddp.jobs) == (2, 1)
+
+
+def _cli() -> Any:
     spec = importlib.util.spec_from_file_location(
         "cifar10_cli", ROOT / "benchmarks" / "cifar10.py"
     )
     assert spec is not None and spec.loader is not None
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    with pytest.raises(SystemExit) as info:
-        cli.main(["--preset", "stability", "--batch-sizes", "64"])
-    assert info.value.code == 2
-    assert "--batch-sizes is fixed by --preset stability" in capsys.readouterr().err
+    return cli
 
 
 def test_module_exports() -> None:
