@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -19,17 +18,14 @@ from lightly_er.benchmarking import sweep
 from lightly_er.benchmarking.methods import METHODS
 from lightly_er.benchmarking.results import RunResult, load_results
 from lightly_er.benchmarking.sweep import SweepConfig, run_sweep
+from tests.benchmarking.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "cifar10.py"
 
 
 def _cli() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("cifar10_cli", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("cifar10")
 
 
 def _tiny(log_dir: Path, **overrides: Any) -> SweepConfig:

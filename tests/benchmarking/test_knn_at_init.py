@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from lightly_er.benchmarking.sweep import SweepConfig
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "knn_at_init.py"
+from tests.benchmarking.scripts import load_script
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("knn_at_init", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("knn_at_init")
 
 
 def test_untrained_backbone_is_far_above_chance_on_digits() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,18 +9,11 @@ import pytest
 
 from lightly_er.benchmarking.results import RunResult
 from tests.benchmarking.records import make_record
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarking.scripts import load_script
 
 
 def _cli() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "plot_runs", ROOT / "benchmarks" / "plot_runs.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("plot_runs")
 
 
 def _record(method: str, ema: Optional[float], seed: int, epochs: int) -> RunResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,8 +21,7 @@ from lightly_er.benchmarking.stability import (
     verdicts,
 )
 from tests.benchmarking.records import make_record as _record
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarking.scripts import load_script
 
 
 def _pair(
@@ -243,13 +241,7 @@ def test_preset_trains_two_runs_at_once_on_one_cpu_device_only(
 
 
 def _cli() -> Any:
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_cli", ROOT / "benchmarks" / "cifar10.py"
-    )
-    assert spec is not None and spec.loader is not None
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    return cli
+    return load_script("cifar10")
 
 
 def test_module_exports() -> None:
