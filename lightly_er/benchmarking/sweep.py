@@ -676,13 +676,14 @@ def _worker_pool(workers: int, jobs: int) -> ProcessPoolExecutor:
         # spawn: a fresh interpreter, not a fork of one holding torch's threads
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
-        initargs=(threads, levels, list(warnings.filters), _start_method()),
+        # the run processes start their data-loader workers as this process does
+        initargs=(
+            threads,
+            levels,
+            list(warnings.filters),
+            multiprocessing.get_start_method(),
+        ),
     )
-
-
-def _start_method() -> str:
-    """How this process starts its data-loader workers (the platform's default)."""
-    return multiprocessing.get_start_method()
 
 
 def _run_in_processes(
