@@ -422,11 +422,21 @@ def test_run_processes_start_their_loader_workers_as_this_process_does() -> None
     """Not as the spawned run process would by default (a torch import per epoch)."""
     import multiprocessing
 
+    if multiprocessing.get_start_method() == "spawn":
+        pytest.skip("this platform starts processes by spawn: nothing to tell apart")
     with sweep._worker_pool(1, 2) as pool:
-        method = pool.submit(multiprocessing.get_start_method).result()
+        # a function of this module, run there: multiprocessing.get_start_method
+        # itself would be pickled with this process's context and report it
+        method = pool.submit(_start_method).result()
         threads = pool.submit(_threads).result()
     assert method == multiprocessing.get_start_method()
     assert threads == max(1, (os.cpu_count() or 1) // 2)
+
+
+def _start_method() -> str:
+    import multiprocessing
+
+    return multiprocessing.get_start_method()
 
 
 def _threads() -> int:
