@@ -9,15 +9,16 @@ from lightly.loss import DINOLoss
 from lightly.models.modules.center import CENTER_MODE_TO_FUNCTION
 from torch import Tensor
 
+from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    cross_view_reconstruction,
+    check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive, check_real
 
 
@@ -108,7 +109,8 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
                 f"got {center_mode!r}"
             )
         check_bool(centering, "centering")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_gather_distributed(gather_distributed)
         super().__init__(
             output_dim=output_dim,
             warmup_teacher_temp=warmup_teacher_temp,

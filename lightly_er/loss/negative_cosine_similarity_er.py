@@ -7,17 +7,19 @@ from typing import Tuple, cast
 from lightly.loss import NegativeCosineSimilarity
 from torch import Tensor
 
-from lightly_er.functional import SphereEstimator, vmf_reconstruction
+from lightly_er.functional import SphereEstimator
+from lightly_er.functional._special import log_vmf_normalizer_constant
+from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
-    DEFAULT_KAPPA,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
+    check_gather_distributed,
     check_view_pair,
-    gathered_sphere_entropy,
     normalize_rows,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, resolve_kappa
+from lightly_er.utils.dist import gather_rows
 
 
 class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type: ignore[misc]
@@ -92,8 +94,10 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
             )
         if kappa is None:
             raise TypeError("kappa must be a float, got None")
-        check_er_arguments(kappa, entropy_weight, estimator, gather_distributed)
-        self.kappa = float(kappa)
+        check_er_arguments(kappa, entropy_weight, estimator)
+        check_gather_distributed(gather_distributed)
+        self.kappa = resolve_kappa(kappa)
+        # In units of 1 / kappa nats: at entropy_weight 0 the gradient is the parent's.
         self.loss_scale = self.kappa
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
@@ -118,8 +122,9 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     def forward_components(self, x0: Tensor, x1: Tensor) -> ERComponents:
         """Returns the loss and its entropy and reconstruction terms (in nats).
 
-        The prediction is the input that requires grad; if both do, the entropy is
-        the mean of both entropies; if neither does, it is that of x0.
+        The prediction is the input that requires grad; if both or neither do
+        (symmetric use, evaluation), the entropy is the mean of both entropies, so
+        ``loss(x0, x1) == loss(x1, x0)`` as for the parent.
         """
         check_view_pair(x0, "x0", x1, "x1")
         z0 = normalize_rows(x0, eps=self.eps)
@@ -127,16 +132,18 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         prediction, target, entropy = self._split(
             z0, x0.requires_grad, z1, x1.requires_grad
         )
-        reconstruction = vmf_reconstruction(
+        # The vMF reconstruction is symmetric in its arguments (kappa * cosine).
+        reconstruction = relative_vmf_reconstruction(
             target, prediction, self.kappa, validate=False
         )
-        return self._record(entropy, reconstruction, self.entropy_weight)
+        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
+        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
 
     def _split(
         self, z0: Tensor, grad0: bool, z1: Tensor, grad1: bool
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Returns (prediction, target, entropy) from which inputs require grad."""
-        if grad0 and grad1:
+        if grad0 == grad1:
             entropy = 0.5 * (self._entropy(z0) + self._entropy(z1))
             return z0, z1, entropy
         if grad1:
@@ -144,9 +151,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         return z0, z1, self._entropy(z0)
 
     def _entropy(self, z: Tensor) -> Tensor:
-        return gathered_sphere_entropy(
-            z, self.kappa, self.estimator, self.leave_one_out, self.gather_distributed
-        )
+        return self._sphere_entropy(gather_rows(z, self.gather_distributed))
 
 
 __all__ = ["ERNegativeCosineSimilarity"]

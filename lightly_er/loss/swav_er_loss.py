@@ -9,15 +9,16 @@ from lightly.loss import SwaVLoss
 from lightly.loss.swav_loss import sinkhorn
 from torch import Tensor
 
+from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    cross_view_reconstruction,
+    check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive
 
 
@@ -94,7 +95,8 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
         check_bool(sinkhorn_gather_distributed, "sinkhorn_gather_distributed")
         check_bool(use_sinkhorn, "use_sinkhorn")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_gather_distributed(gather_distributed)
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,

@@ -17,10 +17,21 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lightly_er import functional
-from lightly_er.loss._base import DEFAULT_ESTIMATOR, entropy_settings
+from lightly_er.loss import entropy_settings
 from lightly_er.monitoring import report
-from lightly_er.monitoring.meter import SUPPORTS, EntropyMeter, Support
-from lightly_er.utils.checks import check_choice, check_int, check_positive, check_real
+from lightly_er.monitoring.meter import (
+    SUPPORTS,
+    DiscreteInputs,
+    EntropyMeter,
+    Support,
+)
+from lightly_er.utils.checks import (
+    check_choice,
+    check_estimator,
+    check_int,
+    check_positive,
+    check_real,
+)
 
 OnCollapse = str
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
@@ -106,7 +117,8 @@ class EntropyMonitor(Callback):
 
     Files: ``entropy_monitor.csv`` and ``entropy_monitor.png`` in ``log_dir`` (or the
     logger's directory), written atomically at the end of fit, and the CSV also when
-    training raises. With no ``log_dir`` and no logger it writes nothing, and says
+    training raises. The PNG needs matplotlib (optional): without it the monitor
+    writes the CSV and says so once. With no ``log_dir`` and no logger it writes nothing, and says
     so once.
 
     Attributes:
@@ -163,7 +175,7 @@ class EntropyMonitor(Callback):
         if kappa is not None:
             check_positive(kappa, "kappa")
         if estimator is not None:
-            functional._check_estimator(estimator)
+            check_estimator(estimator)
         if temperature is not None:
             check_positive(temperature, "temperature")
         for value, name in (
@@ -272,27 +284,28 @@ class EntropyMonitor(Callback):
     def _meter_for(
         self, module: nn.Module, support: Support, criterion: Any
     ) -> EntropyMeter:
-        """A meter of the given support at the rule's kappa or temperature."""
+        """A meter of the given support, its settings by the one rule.
+
+        The callback's arguments first, then the head's own meter's, then the
+        criterion's (:func:`lightly_er.loss.entropy_settings`).
+        """
         own = getattr(module, "entropy_meter", None)
-        settings = entropy_settings(criterion) or {}
-        if settings.get("support") != support:
-            settings = {}
-        kappa = self.kappa
-        temperature = self.temperature
+        kappa, temperature = self.kappa, self.temperature
+        inputs: DiscreteInputs = "logits"
         if isinstance(own, EntropyMeter):
-            # The callback's arguments first, then the head's own settings.
             kappa = kappa if kappa is not None else own.kappa
             temperature = temperature if temperature is not None else own.temperature
-        estimator = self.estimator or settings.get("estimator", DEFAULT_ESTIMATOR)
+            inputs = own.inputs
+        settings = entropy_settings(
+            criterion,
+            support=support,
+            kappa=kappa,
+            temperature=temperature,
+            estimator=self.estimator,
+        )
+        assert settings is not None  # the support is given
         return EntropyMeter(
-            support,
-            kappa=kappa if kappa is not None else settings.get("kappa"),
-            estimator=estimator,
-            temperature=(
-                temperature if temperature is not None else settings.get("temperature")
-            ),
-            inputs=own.inputs if isinstance(own, EntropyMeter) else "logits",
-            gather_distributed=self.gather_distributed,
+            **settings, inputs=inputs, gather_distributed=self.gather_distributed
         )
 
     def _resolve(self, pl_module: LightningModule) -> List[_Watch]:
@@ -493,12 +506,16 @@ class EntropyMonitor(Callback):
         """Writes the CSV and the PNG (rank zero)."""
         self._write_csv()
         if dist.rank() == 0 and self.png_path is not None and self.history:
-            report.write_png(
-                self.png_path,
-                self.history,
-                [(a.module, a.step) for a in self.alarms],
-                self.collapse_threshold,
-            )
+            try:
+                report.write_png(
+                    self.png_path,
+                    self.history,
+                    [(a.module, a.step) for a in self.alarms],
+                    self.collapse_threshold,
+                )
+            except ModuleNotFoundError as error:
+                # The plot is a convenience: the CSV (written above) has the data.
+                rank_zero_warn(f"EntropyMonitor wrote no plot: {error}")
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException

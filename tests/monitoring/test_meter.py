@@ -190,9 +190,13 @@ def test_entropy_gap_spans_zero_to_log_n() -> None:
     )
 
 
-def test_sphere_rejects_one_dimension() -> None:
-    with pytest.raises(ValueError, match="dim >= 2"):
-        EntropyMeter("sphere").update(torch.randn(8, 1))
+def test_sphere_measures_one_dimension() -> None:
+    # S^0 = {-1, +1}: the losses accept d = 1 (issue 23), so the meter does too (it
+    # rejected it before); its values are the estimators'.
+    x = torch.tensor([[2.0], [-0.5], [1.0], [3.0], [-1.0], [0.2]])
+    _assert_metrics(
+        EntropyMeter("sphere", kappa=2.0).update(x), _expected_sphere(x, None, 2.0)
+    )
 
 
 # -- discrete --------------------------------------------------------------------------
