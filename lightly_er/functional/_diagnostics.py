@@ -82,13 +82,16 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
         z = torch.nn.functional.normalize(z, dim=1)
+        # Centred: a narrow cone (post-ReLU features) is a spread batch, not one point.
         centred = z - z.mean(dim=0, keepdim=True)
         variance = centred.pow(2).sum(dim=1).mean()
         singular_values = torch.linalg.svdvals(centred)
         total = singular_values.sum()
         p = singular_values / total.clamp_min(torch.finfo(z.dtype).tiny)
         rank = torch.exp(-torch.special.xlogy(p, p).sum())
+        # Centring removes one dimension: N points span at most N - 1.
         max_rank = min(n - 1, dim)
+        # All rows equal: no singular value, rank 0 (the formula gives 1).
         rank = torch.where(total > 0, rank, torch.zeros_like(rank)).clamp(0, max_rank)
         dimensions = torch.log1p(rank) / math.log1p(max_rank)
         spread = variance / (variance + resolution)
@@ -146,6 +149,7 @@ def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
         singular_values = torch.linalg.svdvals(z)
+        # A zero matrix: no division by 0; every p is eps and the rank clamps to 1.
         total = singular_values.sum().clamp_min(torch.finfo(z.dtype).tiny)
         p = singular_values / total + eps
         entropy = -(p * torch.log(p)).sum()

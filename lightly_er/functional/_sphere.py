@@ -180,6 +180,7 @@ def _relative_entropy(
     support = z
     if extra_support is not None:
         support = torch.cat([z, extra_support.to(z.dtype)], dim=0)
+    # One N x (N + M) matrix; the exponentials stay inside logsumexp.
     logits = kappa_z * (z @ support.T)
     count = support.shape[0]
     if leave_one_out:
@@ -315,4 +316,5 @@ def _as_working_dtype(
 
 
 def _mean_cosine(z_target: Tensor, z_pred: Tensor) -> Tensor:
+    # Rows are unit-norm: the row-wise dot product is the cosine.
     return (z_pred * z_target).sum(dim=1).mean()

@@ -130,6 +130,7 @@ class ERLossMixin:
         return components
 
     def _due_for_check(self) -> bool:
+        # The check reads the loss on the host: a sync the compiled graph must not have.
         if self.validate == "never" or torch.compiler.is_compiling():
             return False
         if self.validate == "always":
@@ -203,6 +204,7 @@ def check_gather_distributed(gather_distributed: bool) -> None:
 
 def log_softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
     """log_softmax(logits / temperature) in at least float32, outside autocast."""
+    # Sharp temperatures (DINO's teacher: 0.04) turn fp16 logits into overflows.
     with torch.autocast(device_type=logits.device.type, enabled=False):
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
@@ -218,6 +220,7 @@ def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
 
 def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
     """L2-normalises the rows of x in at least float32 (exactly unit norm in bf16)."""
+    # bf16 rows normalised in bf16 miss unit norm by 1e-2, which kappa multiplies.
     return F.normalize(at_least_float32(x), dim=1, eps=eps)
 
 
@@ -234,6 +237,8 @@ def marginal_entropy(
     :func:`lightly_er.functional.discrete_entropy` takes their mean, which is the
     mean over the global batch when all processes hold as many rows.
     """
+    # One row of K per process is gathered, not the N x K rows: the mean of the
+    # means is the global marginal when every process holds as many rows.
     mean = gather_rows(
         mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
     )

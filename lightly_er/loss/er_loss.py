@@ -151,6 +151,7 @@ class ERLoss(ERLossMixin, nn.Module):
         return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
 
     def _discrete_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:
+        # Both views train: each predicts the other, as in the authors' reference.
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()

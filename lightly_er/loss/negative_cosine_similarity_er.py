@@ -87,6 +87,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         super().__init__(dim=dim, eps=eps)
+        # The ER terms need one row per sample; the parent also accepts feature maps.
         if isinstance(dim, bool) or dim not in (1, -1):
             raise ValueError(
                 "dim must be 1 (inputs of shape (batch_size, dim)) for the ER terms, "
@@ -127,6 +128,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         ``loss(x0, x1) == loss(x1, x0)`` as for the parent.
         """
         check_view_pair(x0, "x0", x1, "x1")
+        # The parent's eps: a zero row gives cosine 0, as in cosine_similarity.
         z0 = normalize_rows(x0, eps=self.eps)
         z1 = normalize_rows(x1, eps=self.eps)
         prediction, target, entropy = self._split(
@@ -146,6 +148,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         if grad0 == grad1:
             entropy = 0.5 * (self._entropy(z0) + self._entropy(z1))
             return z0, z1, entropy
+        # Only the branch that trains can resist collapse: its entropy is the term.
         if grad1:
             return z1, z0, self._entropy(z1)
         return z0, z1, self._entropy(z0)

@@ -41,6 +41,9 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
       NTXentLoss. InfoNCE's denominator is such an entropy estimate up to
       constants; docs/objectives.md derives it and lists the choices made here.
 
+    Like NTXentLoss it accepts a batch of 1 (without a bank its entropy is the
+    constant H_min; this warns once) and embeddings of dimension 1.
+
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
     - [2] MoCo, 2020, https://arxiv.org/abs/1911.05722
@@ -54,7 +57,9 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             If True, the entropy (and, as in the parent, the bank update) uses the
             batches of all processes.
         kappa:
-            Concentration of the vMF kernel and reconstruction density.
+            Concentration of the vMF kernel and reconstruction density:
+            :func:`lightly_er.loss.resolve_kappa`, 1 / temperature unless given (10,
+            with a warning, for a non-positive temperature).
         entropy_weight:
             Weight of the entropy term.
         estimator:
@@ -141,6 +146,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         z0 = normalize_rows(out0)
         z1 = normalize_rows(out1)
         # negatives: (dim, bank_size), read before this batch's keys are enqueued.
+        # As in the parent, the bank is updated only in training (queries with grad).
         z1, negatives = self.memory_bank.forward(z1, update=out0.requires_grad)
         z0_all = gather_rows(z0, self.gather_distributed)
         if negatives is None:
@@ -152,8 +158,11 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         else:
             # MoCo: the keys have no gradient; the bank's keys are further kernel
             # centres for the queries' density, as they are InfoNCE's negatives.
+            # Normalised again: lightly's bank starts as random normal vectors.
             bank = F.normalize(negatives.T.detach().to(z0.device), dim=1)
             entropy = self._sphere_entropy(z0_all, bank)
+        # validate=False: the inputs were just normalised here; the loss itself is
+        # checked for NaN/Inf in _record instead (no host sync per input).
         reconstruction = relative_vmf_reconstruction(z1, z0, self.kappa, validate=False)
         log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
         return self._record(entropy, reconstruction, self.entropy_weight, log_norm)

@@ -90,6 +90,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
+        # The parent checks none of these; a bad value would surface as NaN later.
         check_positive(temperature, "temperature")
         check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
@@ -152,6 +153,8 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         reconstruction = cross_view_reconstruction(codes, log_q)
         queue_p: Optional[Tensor] = None
         if queue_outputs is not None:
+            # The queue enlarges the batch the marginal is estimated on, as it
+            # enlarges Sinkhorn's; it holds earlier batches, so no gradient.
             with torch.no_grad():
                 queue_p = log_softmax_float32(
                     torch.cat([q.detach() for q in queue_outputs]), self.temperature
@@ -170,6 +173,8 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
             if out.dtype in (torch.float16, torch.bfloat16):
                 out = out.float()
             if not self.use_sinkhorn:
+                # Sinkhorn's per-sample step alone: the equipartition it would add
+                # is what the entropy term now asks for explicitly.
                 return log_softmax_float32(out, self.sinkhorn_epsilon).exp_()
             if queue is not None:
                 out = torch.cat([out, queue.detach().to(out.dtype)])
@@ -179,6 +184,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
                 epsilon=self.sinkhorn_epsilon,
                 gather_distributed=self.sinkhorn_gather_distributed,
             )
+            # The queue only conditions Sinkhorn; the codes are this batch's.
             return codes[:batch_size]
 
 

@@ -420,6 +420,8 @@ class EntropyMonitor(Callback):
         outputs, watch.outputs = watch.outputs, []
         if not outputs:
             return None
+        # The first two captured calls of a step are the two views of one batch in
+        # lightly's training steps: the alignment pairs them if their shapes agree.
         x2 = None
         if (
             self.pair_views
@@ -433,6 +435,7 @@ class EntropyMonitor(Callback):
     def _log(
         self, watch: _Watch, metrics: Dict[str, float], pl_module: LightningModule
     ) -> None:
+        # A gathered meter already measured the global batch: no second reduction.
         sync = dist.world_size() > 1 and not watch.meter.gather_distributed
         for metric, value in metrics.items():
             self.history.append((self._batch_step, watch.name, metric, value))
@@ -464,6 +467,7 @@ class EntropyMonitor(Callback):
             return
         streak = self._streaks.get(watch.name, 0) + 1
         self._streaks[watch.name] = streak
+        # Alarm once per streak, when it reaches patience, not on every later check.
         if streak != self.patience:
             return
         metric, value, threshold = flagged

@@ -249,14 +249,17 @@ class EntropyMeter:
                     f"{tuple(x2.shape)}"
                 )
         if self.gather_distributed:
+            # Without gradient, and padded: a last batch may be smaller on one rank.
             x = gather_rows_no_grad(x)
             x2 = None if x2 is None else gather_rows_no_grad(x2)
+        # One sample has no spread to measure (its gap is 0 by construction).
         if x.shape[0] < 2:
             return None
         finite = bool(torch.isfinite(x).all()) and (
             x2 is None or bool(torch.isfinite(x2).all())
         )
         if not finite:
+            # A diagnostic must not stop training: the loss's own check reports it.
             warnings.warn(
                 "EntropyMeter skipped a batch with NaN or Inf values", stacklevel=2
             )

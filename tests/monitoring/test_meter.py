@@ -510,17 +510,17 @@ def test_resolution_reaches_the_collapse_score() -> None:
 
 def test_the_package_exports() -> None:
     import lightly_er.monitoring as monitoring
-    from lightly_er.utils.dist import gather_rows_no_grad
 
     assert monitoring.EntropyMeter is EntropyMeter
-    assert monitoring.gather_rows_no_grad is gather_rows_no_grad
+    # gather_rows_no_grad is lightly_er.utils's (lightly_er.utils.dist), no longer
+    # re-exported here.
+    assert not hasattr(monitoring, "gather_rows_no_grad")
     assert set(monitoring.__all__) == {
         "CollapseAlarm",
         "CollapseWarning",
         "EntropyMeter",
         "EntropyMonitor",
         "Support",
-        "gather_rows_no_grad",
     }
     with pytest.raises(AttributeError, match="has no attribute 'EntropyMonitr'"):
         monitoring.EntropyMonitr  # noqa: B018
