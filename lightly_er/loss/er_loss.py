@@ -46,7 +46,9 @@ class ERLoss(ERLossMixin, nn.Module):
       mean_i p_i and the reconstruction the negative cross-entropy, averaged over
       both directions.
 
-    docs/objectives.md explains the choices where the paper leaves room.
+    docs/objectives.md explains the choices where the paper leaves room, and the
+    edges: a batch of 1 (its sphere entropy is the constant H_min; this warns once)
+    and dimension 1 are accepted.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 

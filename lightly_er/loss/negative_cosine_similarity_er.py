@@ -36,7 +36,9 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     nats: with ``entropy_weight=0`` the gradient is exactly that of
     NegativeCosineSimilarity, so the same optimiser and learning rate are a fair
     comparison. lightly's BYOL calls ``criterion(p, z)``, its SimSiam
-    ``criterion(z, p)``; both orders work. docs/objectives.md explains the choices.
+    ``criterion(z, p)``; both orders work. Like the parent it accepts a batch of 1
+    (its entropy is the constant H_min; this warns once) and dimension 1.
+    docs/objectives.md explains the choices.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
