@@ -23,8 +23,21 @@ OLDEST_PYTHON = "3.8"
 
 # lightly-er file -> path in lightly's repository.
 MAPPING = {
-    "lightly_er/functional.py": "lightly/utils/entropy_reconstruction.py",
+    **{
+        f"lightly_er/functional/{name}.py": (
+            f"lightly/utils/entropy_reconstruction/{name}.py"
+        )
+        for name in (
+            "__init__",
+            "_checks",
+            "_diagnostics",
+            "_discrete",
+            "_special",
+            "_sphere",
+        )
+    },
     "lightly_er/loss/_base.py": "lightly/loss/_er_base.py",
+    "lightly_er/loss/_kappa.py": "lightly/loss/_er_kappa.py",
     "lightly_er/loss/er_loss.py": "lightly/loss/er_loss.py",
     "lightly_er/loss/ntx_ent_er_loss.py": "lightly/loss/ntx_ent_er_loss.py",
     "lightly_er/loss/negative_cosine_similarity_er.py": (
@@ -41,6 +54,7 @@ MAPPING = {
 # Module renames for the imports, longest first.
 MODULES = {
     "lightly_er.loss._base": "lightly.loss._er_base",
+    "lightly_er.loss._kappa": "lightly.loss._er_kappa",
     "lightly_er.functional": "lightly.utils.entropy_reconstruction",
     "lightly_er.monitoring.meter": "lightly.utils.entropy_meter",
     "lightly_er.utils.checks": "lightly.utils.er_checks",

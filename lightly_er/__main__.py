@@ -56,7 +56,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.kappa <= 0:
         parser.error(f"--kappa must be > 0, got {args.kappa}")
 
-    from sklearn.datasets import load_digits
+    try:
+        # Optional: the library does not need scikit-learn, only this demo's data.
+        from sklearn.datasets import load_digits
+    except ModuleNotFoundError:
+        parser.exit(
+            2,
+            "error: python -m lightly_er needs scikit-learn for its digits: "
+            "pip install scikit-learn (or lightly-er[benchmarks])\n",
+        )
 
     images = load_digits().images
     rng = np.random.default_rng(args.seed)

@@ -1001,7 +1001,7 @@ def test_alignment_and_uniformity_extremes() -> None:
 
 _BAD_MONITOR_CALLS = [
     ("min-dim-float", lambda: min_sphere_entropy(3.0, 1.0), TypeError, "dim"),  # type: ignore[arg-type]
-    ("min-dim-1", lambda: min_sphere_entropy(1, 1.0), ValueError, "dim"),
+    ("min-dim-0", lambda: min_sphere_entropy(0, 1.0), ValueError, "dim"),
     ("min-kappa-0", lambda: min_sphere_entropy(3, 0.0), ValueError, "kappa"),
     ("min-kappa-inf", lambda: min_sphere_entropy(3, math.inf), ValueError, "kappa"),
     ("min-kappa-str", lambda: min_sphere_entropy(3, "1"), TypeError, "kappa"),  # type: ignore[arg-type]
@@ -1072,13 +1072,13 @@ _BAD_CALLS = [
     ("sphere-1d", lambda: sphere_entropy(_Z[0], 1.0), ValueError, "z"),
     ("sphere-3d", lambda: sphere_entropy(_Z[None], 1.0), ValueError, "z"),
     ("sphere-empty", lambda: sphere_entropy(_Z[:0], 1.0), ValueError, "z"),
-    ("sphere-single", lambda: sphere_entropy(_Z[:1], 1.0), ValueError, "z"),
     (
-        "sphere-dim1",
-        lambda: sphere_entropy(_Z[:, :1] / _Z[:, :1].abs(), 1.0),
+        "sphere-single-loo",
+        lambda: sphere_entropy(_Z[:1], 1.0, leave_one_out=True),
         ValueError,
-        "z",
+        "leave_one_out",
     ),
+    ("sphere-dim0", lambda: sphere_entropy(_Z[:, :0], 1.0), ValueError, "z"),
     (
         "sphere-nan",
         lambda: sphere_entropy(_with(_Z, (0, 0), math.nan), 1.0),
@@ -1161,7 +1161,6 @@ _BAD_CALLS = [
         "extra_support",
     ),
     # log_vmf_normalizer and log_bessel_iv
-    ("normalizer-dim1", lambda: log_vmf_normalizer(1, 1.0), ValueError, "dim"),
     ("normalizer-dim0", lambda: log_vmf_normalizer(0, 1.0), ValueError, "dim"),
     ("normalizer-dim-float", lambda: log_vmf_normalizer(3.0, 1.0), TypeError, "dim"),
     ("normalizer-dim-bool", lambda: log_vmf_normalizer(True, 1.0), TypeError, "dim"),
@@ -1398,3 +1397,107 @@ def test_validate_false_skips_value_checks_only() -> None:
     assert torch.isfinite(vmf_reconstruction(z, z, 5.0, validate=False))
     with pytest.raises(ValueError, match="^z must have shape"):
         sphere_entropy(z[0], 5.0, validate=False)
+
+
+# --------------------------------------------------------------------------------------
+# S^0 = {-1, +1} (d = 1) and a single sample
+# --------------------------------------------------------------------------------------
+def _log_c1(kappa: float) -> float:
+    """log C_1(kappa) = -log(2 cosh kappa), in a form stable for large kappa."""
+    return -kappa - math.log1p(math.exp(-2.0 * kappa))
+
+
+@pytest.mark.parametrize("kappa", [1e-3, 0.1, 1.0, 2.5, 30.0, 1e3, 1e5])
+def test_log_vmf_normalizer_on_s0_is_one_over_two_cosh(kappa: float) -> None:
+    got = log_vmf_normalizer(1, torch.tensor(kappa, dtype=F64))
+    assert got.item() == pytest.approx(_log_c1(kappa), rel=1e-13, abs=1e-15)
+    with mpmath.workdps(30):
+        reference = -mpmath.log(2 * mpmath.cosh(mpmath.mpf(kappa)))
+    assert got.item() == pytest.approx(float(reference), rel=1e-13, abs=1e-15)
+    # The density sums to 1 over the two points: C_1 (e^kappa + e^-kappa) = 1.
+    assert math.exp(got.item() + kappa) + math.exp(got.item() - kappa) == (
+        pytest.approx(1.0, rel=1e-12)
+    )
+
+
+@pytest.mark.parametrize("kappa", [1e-3, 0.5, 3.0, 40.0])
+def test_log_vmf_normalizer_on_s0_gradient_is_minus_tanh(kappa: float) -> None:
+    k = torch.tensor(kappa, dtype=F64, requires_grad=True)
+    log_vmf_normalizer(1, k).backward()
+    assert k.grad is not None
+    assert k.grad.item() == pytest.approx(-math.tanh(kappa), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("kappa", [0.2, 2.0, 25.0])
+def test_min_sphere_entropy_on_s0(kappa: float) -> None:
+    # -log C_1 - kappa = log(2 cosh kappa) - kappa = log(1 + e^(-2 kappa)); the
+    # subtraction leaves an absolute error of a few ulps of kappa.
+    assert min_sphere_entropy(1, kappa) == pytest.approx(
+        math.log1p(math.exp(-2.0 * kappa)), rel=1e-12, abs=1e-13
+    )
+
+
+def _s0_entropy(n_plus: int, n_minus: int, kappa: float, estimator: str) -> float:
+    """The KDE entropy of n_plus points at +1 and n_minus at -1, by counting."""
+    n = n_plus + n_minus
+    log_c = _log_c1(kappa)
+
+    def log_p(same: int, other: int) -> float:
+        return (
+            log_c
+            + math.log(same * math.exp(kappa) + other * math.exp(-kappa))
+            - (math.log(n))
+        )
+
+    logs = [log_p(n_plus, n_minus)] * n_plus + [log_p(n_minus, n_plus)] * n_minus
+    if estimator == "joe":
+        return -sum(logs) / n
+    weights = softmax(np.array(logs))
+    return float(-(weights * np.array(logs)).sum())
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize(("n_plus", "n_minus"), [(1, 0), (3, 1), (5, 5), (2, 7)])
+@pytest.mark.parametrize("kappa", [0.3, 2.0, 12.0])
+def test_sphere_entropy_on_s0_matches_counting(
+    n_plus: int, n_minus: int, kappa: float, estimator: str
+) -> None:
+    z = torch.tensor([[1.0]] * n_plus + [[-1.0]] * n_minus, dtype=F64)
+    got = sphere_entropy(z, kappa, estimator)  # type: ignore[arg-type]
+    expected = _s0_entropy(n_plus, n_minus, kappa, estimator)
+    assert got.item() == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_vmf_reconstruction_on_s0() -> None:
+    target = torch.tensor([[1.0], [-1.0], [1.0], [1.0]], dtype=F64)
+    pred = torch.tensor([[1.0], [1.0], [-1.0], [1.0]], dtype=F64)
+    # mean of z_pred z_target = (1 - 1 - 1 + 1) / 4 = 0
+    got = vmf_reconstruction(target, pred, 3.0)
+    assert got.item() == pytest.approx(_log_c1(3.0), rel=1e-13)
+    got = vmf_reconstruction(target, target, 3.0)
+    assert got.item() == pytest.approx(_log_c1(3.0) + 3.0, rel=1e-13)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize(("dim", "kappa"), [(1, 2.0), (3, 0.5), (128, 10.0)])
+def test_sphere_entropy_of_one_sample_is_the_minimum(
+    dim: int, kappa: float, estimator: str
+) -> None:
+    z = _unit_rows(1, dim).requires_grad_(True)
+    got = sphere_entropy(z, kappa, estimator)  # type: ignore[arg-type]
+    assert got.item() == pytest.approx(min_sphere_entropy(dim, kappa), rel=1e-12)
+    got.backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all()
+
+
+def test_the_constant_marker_is_what_torch_sets() -> None:
+    # lightly_er marks its normaliser cache as torch.compiler.assume_constant_result
+    # does, without importing torch._dynamo at import time; the two must agree.
+    from lightly_er.functional._special import log_vmf_normalizer_constant
+
+    def probe() -> None:
+        pass
+
+    assert torch.compiler.assume_constant_result(probe) is probe
+    assert vars(probe) == {"_dynamo_marked_constant": True}
+    assert vars(log_vmf_normalizer_constant) == {"_dynamo_marked_constant": True}

@@ -19,6 +19,8 @@ except ImportError:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 PINS_FILE = ROOT / ".ci" / "min-versions.txt"
 NOT_PINNED = {"torch", "torchvision"}  # served by this machine; floors from API use
+# Optional dependencies (the `benchmarks` extra) that the min-versions tests use too.
+PINNED_EXTRAS = {"scikit-learn", "matplotlib", "pillow"}
 
 
 def _name(raw: str) -> str:
@@ -34,12 +36,17 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def _dependencies() -> dict[str, list[str]]:
-    """[project] dependencies: name -> its version specifiers."""
+def _dependencies(extra: str | None = None) -> dict[str, list[str]]:
+    """[project] dependencies (or those of an extra): name -> version specifiers."""
     with open(ROOT / "pyproject.toml", "rb") as f:
         project = tomllib.load(f)["project"]
+    requirements = (
+        project["dependencies"]
+        if extra is None
+        else project["optional-dependencies"][extra]
+    )
     deps: dict[str, list[str]] = {}
-    for requirement in project["dependencies"]:
+    for requirement in requirements:
         text = requirement.split(";", 1)[0].strip()
         match = re.fullmatch(r"([A-Za-z0-9._-]+)\s*(?:\[[^\]]*\])?\s*(.*)", text)
         assert match, f"cannot parse dependency {requirement!r}"
@@ -64,7 +71,16 @@ def _pins() -> dict[str, str]:
 
 
 def test_pins_are_exactly_the_runtime_dependencies() -> None:
-    assert set(_pins()) == set(_dependencies()) - NOT_PINNED
+    assert set(_pins()) == (set(_dependencies()) - NOT_PINNED) | PINNED_EXTRAS
+
+
+def test_pinned_extras_are_optional_with_their_floor() -> None:
+    extras = _dependencies("benchmarks")
+    assert PINNED_EXTRAS <= set(extras)
+    assert not PINNED_EXTRAS & set(_dependencies())
+    for name in sorted(PINNED_EXTRAS):
+        floors = [s[2:].strip() for s in extras[name] if s.startswith(">=")]
+        assert floors and _release(floors[0]) == _release(_pins()[name]), name
 
 
 def test_every_dependency_has_a_floor() -> None:

@@ -2,14 +2,17 @@
 
 Each adapter keeps its lightly parent's constructor arguments and ``forward``
 signature, so swapping the class name in a lightly training script is the whole change.
+:func:`resolve_kappa` is the one rule for the vMF concentration, and
+:func:`entropy_settings` applies it to a criterion for the meters and the monitor.
 """
 
-from lightly_er.loss._base import (
+from lightly_er.loss._base import ERComponents
+from lightly_er.loss._kappa import (
     DEFAULT_ESTIMATOR,
     DEFAULT_KAPPA,
-    ERComponents,
     default_kappa,
     entropy_settings,
+    resolve_kappa,
 )
 from lightly_er.loss.dino_er_loss import ERDINOLoss
 from lightly_er.loss.er_loss import ERLoss
@@ -23,6 +26,7 @@ __all__ = [
     "ERComponents",
     "default_kappa",
     "entropy_settings",
+    "resolve_kappa",
     "ERDINOLoss",
     "ERLoss",
     "ERNegativeCosineSimilarity",

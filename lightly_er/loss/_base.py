@@ -1,96 +1,44 @@
-"""Pieces shared by the ER loss modules: the components, the kappa rule, checks."""
+"""Pieces shared by the ER loss modules: the components, the recording, the checks.
+
+The math is :mod:`lightly_er.functional`'s; what lives here is how a loss module
+combines it: gathering across processes, the constant log C_d(kappa) added once,
+the NaN/Inf check of the first calls, and the single-sample warning.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+import warnings
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from torch import Tensor
 from torch import distributed as torch_dist
 
-from lightly_er.functional import (
-    _at_least_float32,
-    _check_estimator,
-    discrete_entropy,
-    discrete_reconstruction,
-    sphere_entropy,
+from lightly_er.functional import discrete_entropy
+from lightly_er.functional._checks import SphereEstimator, at_least_float32
+from lightly_er.functional._discrete import mean_distribution
+from lightly_er.functional._sphere import relative_sphere_entropy
+from lightly_er.loss._kappa import (
+    DEFAULT_ESTIMATOR,
+    DEFAULT_KAPPA,
+    default_kappa,
+    entropy_settings,
+    resolve_kappa,
 )
 from lightly_er.utils.checks import (
     check_bool,
     check_choice,
-    check_int,
+    check_estimator,
     check_matrix,
-    check_positive,
     check_real,
     check_same_shape,
 )
 from lightly_er.utils.dist import gather_rows
 
-DEFAULT_KAPPA = 10.0
-"""kappa where the parent loss has no temperature: the authors' reference default."""
-
-DEFAULT_ESTIMATOR = "plugin"
-"""The sphere entropy estimator of the authors' reference code."""
-
 VALIDATE_MODES: Tuple[str, ...] = ("first", "always", "never")
 FIRST_CALLS_CHECKED = 10
 """With ``validate="first"``, the number of calls whose loss is checked for NaN/Inf."""
-
-
-def default_kappa(temperature: Optional[float] = None) -> float:
-    """The kappa rule of lightly-er: 1 / temperature where the parent has one, else 10.
-
-    A contrastive parent (NT-Xent) scales cosine similarities by 1 / temperature; with
-    kappa = 1 / temperature the vMF reconstruction is on the parent's logit scale. A
-    parent without a temperature (negative cosine similarity) gets the authors'
-    reference value, 10. The heads' meters and the monitor use the same number
-    (:func:`entropy_settings`). docs/kappa.md explains the choice.
-
-    Raises:
-        ValueError: If temperature is given and not positive.
-    """
-    if temperature is None:
-        return DEFAULT_KAPPA
-    check_positive(temperature, "temperature")
-    return 1.0 / float(temperature)
-
-
-def entropy_settings(criterion: Any) -> Optional[Dict[str, Any]]:
-    """How the ER entropy of the outputs fed to criterion is measured, by the one rule.
-
-    Returns keyword arguments for :class:`lightly_er.monitoring.EntropyMeter`:
-    ``{"support": "sphere", "kappa": ..., "estimator": ...}`` for NT-Xent, negative
-    cosine similarity and their ER versions, ``{"support": "discrete",
-    "temperature": ...}`` for DINO and SwAV (the student's, resp. the prediction's,
-    softmax temperature), or None for a criterion the rule does not know. An
-    original lightly loss and its ER version give the same settings, so a
-    benchmark's original run is measured at the kappa of its ER twin.
-
-    Examples:
-        >>> from lightly.loss import NTXentLoss
-        >>> from lightly_er.loss import entropy_settings
-        >>> entropy_settings(NTXentLoss(temperature=0.5))
-        {'support': 'sphere', 'kappa': 2.0, 'estimator': 'plugin'}
-    """
-    kappa = getattr(criterion, "kappa", None)
-    estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
-    support = getattr(criterion, "support", None)
-    if support == "discrete":
-        return {"support": "discrete", "temperature": float(criterion.temperature)}
-    if kappa is not None:
-        return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
-    if isinstance(criterion, NTXentLoss):
-        kappa = default_kappa(float(criterion.temperature))
-        return {"support": "sphere", "kappa": kappa, "estimator": estimator}
-    if isinstance(criterion, NegativeCosineSimilarity):
-        return {"support": "sphere", "kappa": DEFAULT_KAPPA, "estimator": estimator}
-    if isinstance(criterion, DINOLoss):
-        return {"support": "discrete", "temperature": float(criterion.student_temp)}
-    if isinstance(criterion, SwaVLoss):
-        return {"support": "discrete", "temperature": float(criterion.temperature)}
-    return None
 
 
 class ERComponents(NamedTuple):
@@ -131,6 +79,12 @@ class ERLossMixin:
     validate: str = "first"
     loss_scale: float = 1.0
     _calls_checked: int = 0
+    _warned_single_sample: bool = False
+    # Set by the sphere losses only: entropy_settings reads a kappa attribute as
+    # "this loss lives on the sphere".
+    kappa: float
+    estimator: SphereEstimator
+    leave_one_out: bool
 
     def _set_validate(self, validate: str) -> None:
         check_choice(validate, "validate", VALIDATE_MODES)
@@ -138,9 +92,27 @@ class ERLossMixin:
         self._calls_checked = 0
 
     def _record(
-        self, entropy: Tensor, reconstruction: Tensor, entropy_weight: float
+        self,
+        entropy: Tensor,
+        reconstruction: Tensor,
+        entropy_weight: float,
+        log_norm: float = 0.0,
     ) -> ERComponents:
+        """Returns (and keeps) the loss and its terms.
+
+        With ``log_norm`` = log C_d(kappa) (the sphere losses), the terms come
+        without their constants: entropy + log_norm and reconstruction - log_norm.
+        """
         loss = -(entropy_weight * entropy + reconstruction)
+        if log_norm != 0.0:
+            # -log C_d in the entropy and +log C_d in the reconstruction cancel at
+            # entropy_weight 1; the rest is added once, a Python double. At large d
+            # the constant (-270,000 nats at d = 65,536) would swamp float32 terms.
+            offset = (1.0 - entropy_weight) * log_norm
+            if offset != 0.0:
+                loss = loss - offset
+            entropy = entropy - log_norm
+            reconstruction = reconstruction + log_norm
         if self.loss_scale != 1.0:
             loss = loss / self.loss_scale
         if self._due_for_check():
@@ -158,6 +130,7 @@ class ERLossMixin:
         return components
 
     def _due_for_check(self) -> bool:
+        # The check reads the loss on the host: a sync the compiled graph must not have.
         if self.validate == "never" or torch.compiler.is_compiling():
             return False
         if self.validate == "always":
@@ -165,22 +138,63 @@ class ERLossMixin:
         self._calls_checked += 1
         return self._calls_checked <= FIRST_CALLS_CHECKED
 
+    def _sphere_entropy(
+        self, z: Tensor, extra_support: Optional[Tensor] = None
+    ) -> Tensor:
+        """The vMF entropy of the (gathered) rows z, without the constant -log C_d.
+
+        A batch of one sample without extra kernel centres has only its own kernel:
+        the estimate is H_min, constant, and leave-one-out has no other sample to
+        use, so the self-term is kept. This warns once per loss.
+        """
+        leave_one_out = self.leave_one_out
+        centres = z.shape[0] + (0 if extra_support is None else extra_support.shape[0])
+        # A Python int from the shapes: deciding costs no host sync.
+        if centres == 1:
+            self._warn_single_sample()
+            leave_one_out = False
+        return relative_sphere_entropy(
+            z,
+            self.kappa,
+            estimator=self.estimator,
+            leave_one_out=leave_one_out,
+            extra_support=extra_support,
+            validate=False,
+        )
+
+    def _warn_single_sample(self) -> None:
+        if self._warned_single_sample:
+            return
+        self._warned_single_sample = True
+        warnings.warn(
+            f"{type(self).__name__} got a batch of 1 sample (over all processes) and "
+            "no memory bank: its entropy estimate is the constant H_min, with no "
+            "gradient, so only the reconstruction trains on such a batch (use "
+            "drop_last=True to avoid it). Warned once per loss.",
+            UserWarning,
+            stacklevel=2,
+        )
+
 
 def check_er_arguments(
-    kappa: Optional[float],
-    entropy_weight: float,
-    estimator: str,
-    gather_distributed: bool,
+    kappa: Optional[float], entropy_weight: float, estimator: str
 ) -> None:
     """Raises a ValueError/TypeError naming the first bad ER keyword argument."""
     if kappa is not None:
-        check_positive(kappa, "kappa")
+        resolve_kappa(kappa)
     check_real(entropy_weight, "entropy_weight")
     if entropy_weight < 0:
         raise ValueError(
             f"entropy_weight must be finite and >= 0, got {entropy_weight}"
         )
-    _check_estimator(estimator)
+    check_estimator(estimator)
+
+
+def check_gather_distributed(gather_distributed: bool) -> None:
+    """Raises unless gather_distributed is a bool, and True only where it can work.
+
+    For the losses whose lightly parent does not check it itself (NTXentLoss does).
+    """
     check_bool(gather_distributed, "gather_distributed")
     if gather_distributed and not torch_dist.is_available():
         raise ValueError(
@@ -190,6 +204,7 @@ def check_er_arguments(
 
 def log_softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
     """log_softmax(logits / temperature) in at least float32, outside autocast."""
+    # Sharp temperatures (DINO's teacher: 0.04) turn fp16 logits into overflows.
     with torch.autocast(device_type=logits.device.type, enabled=False):
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
@@ -199,78 +214,14 @@ def log_softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
 def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raises a TypeError/ValueError naming the argument unless a, b are (N, D) alike."""
     for x, name in ((a, a_name), (b, b_name)):
-        check_matrix(x, name, min_rows=1, min_dim=2, check_values=False)
+        check_matrix(x, name, min_rows=1, min_dim=1, check_values=False)
     check_same_shape(a, a_name, b, b_name)
 
 
 def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
     """L2-normalises the rows of x in at least float32 (exactly unit norm in bf16)."""
-    return F.normalize(_at_least_float32(x), dim=1, eps=eps)
-
-
-def gather_batch(z: Tensor, gather_distributed: bool) -> Tensor:
-    """gather_rows, with an error naming the batch size if fewer than 2 rows result."""
-    z_all = gather_rows(z, gather_distributed)
-    if z_all.shape[0] < 2:
-        raise ValueError(
-            "the entropy estimate needs a batch of at least 2 samples (over all "
-            f"processes), got {z_all.shape[0]}"
-        )
-    return z_all
-
-
-def cross_view_reconstruction(
-    p_target: Sequence[Tensor], log_pred: Sequence[Tensor]
-) -> Tensor:
-    """Mean over view pairs (t, s), t != s, of discrete_reconstruction(p_t, log q_s).
-
-    The pairs are those of DINO and SwAV: target view t and prediction view s index
-    the same crop when t == s, and these pairs are left out. As the reconstruction is
-    linear in the target, the pairs of prediction view s are summed exactly into one
-    call of :func:`lightly_er.functional.discrete_reconstruction` whose target is the
-    mean of the p_t over t != s, weighted by their number: one call per prediction
-    view instead of one per pair, and no copy of a prediction.
-
-    Args:
-        p_target:
-            T target distributions, each of shape (batch_size, K), without gradient.
-        log_pred:
-            S predicted log-probabilities, each of shape (batch_size, K).
-
-    Returns:
-        The mean reconstruction in nats, a scalar tensor.
-
-    Raises:
-        ValueError: If there is no pair t != s (T = S = 1).
-    """
-    num_targets, num_preds = len(p_target), len(log_pred)
-    num_terms = num_targets * num_preds - min(num_targets, num_preds)
-    if num_terms == 0:
-        raise ValueError(
-            "at least two views in total are needed (the pair of a view with itself "
-            f"is excluded), got {num_targets} target view(s) and {num_preds} "
-            "prediction view(s)"
-        )
-    mean_target: Optional[Tensor] = None
-    total: Optional[Tensor] = None
-    for s, log_q in enumerate(log_pred):
-        others = [p for t, p in enumerate(p_target) if t != s]
-        if not others:
-            continue
-        if len(others) == 1:
-            target = others[0]
-        elif s >= num_targets:
-            if mean_target is None:
-                mean_target = torch.stack(others).mean(dim=0)
-            target = mean_target
-        else:
-            target = torch.stack(others).mean(dim=0)
-        term = len(others) * discrete_reconstruction(
-            target, log_q, log_input=True, validate=False
-        )
-        total = term if total is None else total + term
-    assert total is not None
-    return total / num_terms
+    # bf16 rows normalised in bf16 miss unit norm by 1e-2, which kappa multiplies.
+    return F.normalize(at_least_float32(x), dim=1, eps=eps)
 
 
 def marginal_entropy(
@@ -280,46 +231,18 @@ def marginal_entropy(
 ) -> Tensor:
     """Entropy of the mean of the rows exp(log_p) (and extra_p), gathered if asked.
 
-    The rows are averaged on this process into one row of K numbers; with
+    The rows are averaged on this process into one row of K numbers
+    (:func:`lightly_er.functional._discrete.mean_distribution`); with
     gather_distributed the rows of all processes are gathered (with gradient) and
     :func:`lightly_er.functional.discrete_entropy` takes their mean, which is the
     mean over the global batch when all processes hold as many rows.
-
-    Args:
-        log_p:
-            Log-probability rows, tensors of shape (N_i, K).
-        gather_distributed:
-            Whether to average over the processes.
-        extra_p:
-            Further probability rows, shape (M, K), included in the mean.
-
-    Returns:
-        The entropy in nats, a scalar tensor.
     """
-    total = torch.stack([view.exp().sum(dim=0) for view in log_p]).sum(dim=0)
-    count = sum(view.shape[0] for view in log_p)
-    if extra_p is not None:
-        total = total + extra_p.to(total.dtype).sum(dim=0)
-        count += extra_p.shape[0]
-    mean = gather_rows((total / count).unsqueeze(0), gather_distributed)
-    return discrete_entropy(mean, validate=False)
-
-
-def gathered_sphere_entropy(
-    z: Tensor,
-    kappa: float,
-    estimator: str,
-    leave_one_out: bool,
-    gather_distributed: bool,
-) -> Tensor:
-    """sphere_entropy of L2-normalised z over the batch of all processes if asked."""
-    return sphere_entropy(
-        gather_batch(z, gather_distributed),
-        kappa,
-        estimator=estimator,  # type: ignore[arg-type]
-        leave_one_out=leave_one_out,
-        validate=False,
+    # One row of K per process is gathered, not the N x K rows: the mean of the
+    # means is the global marginal when every process holds as many rows.
+    mean = gather_rows(
+        mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
     )
+    return discrete_entropy(mean, validate=False)
 
 
 __all__ = [
@@ -327,7 +250,7 @@ __all__ = [
     "DEFAULT_KAPPA",
     "ERComponents",
     "ERLossMixin",
-    "check_int",
     "default_kappa",
     "entropy_settings",
+    "resolve_kappa",
 ]

@@ -9,15 +9,16 @@ from lightly.loss import DINOLoss
 from lightly.models.modules.center import CENTER_MODE_TO_FUNCTION
 from torch import Tensor
 
+from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    cross_view_reconstruction,
+    check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive, check_real
 
 
@@ -92,6 +93,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring and DINOLoss for arguments."""
+        # The parent checks none of these; a bad value would surface as NaN later.
         check_int(output_dim, "output_dim", 1)
         check_positive(warmup_teacher_temp, "warmup_teacher_temp")
         check_positive(teacher_temp, "teacher_temp")
@@ -108,7 +110,8 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
                 f"got {center_mode!r}"
             )
         check_bool(centering, "centering")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_gather_distributed(gather_distributed)
         super().__init__(
             output_dim=output_dim,
             warmup_teacher_temp=warmup_teacher_temp,
@@ -190,18 +193,23 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         _check_same_batch(teacher_out, student_out)
         temperature = self.teacher_temperature(teacher_temp, epoch)
 
+        # The teacher is a target: no gradient, as in DINOLoss.
         with torch.no_grad():
             teacher_stacked = torch.stack(teacher_out)
             teacher_logits = teacher_stacked
             if self.centering:
                 teacher_logits = teacher_logits - self.center
             p_teacher = log_softmax_float32(teacher_logits, temperature).exp_()
+        # log_softmax, not log(softmax): sharp student distributions keep finite logs.
         log_q = [log_softmax_float32(view, self.student_temp) for view in student_out]
 
         reconstruction = cross_view_reconstruction(list(p_teacher.unbind(0)), log_q)
+        # The entropy term replaces centering, which acts on the global crops only:
+        # the student's global crops are the first len(teacher_out) views.
         num_global = min(len(teacher_out), len(student_out))
         entropy = marginal_entropy(log_q[:num_global], self.gather_distributed)
         if self.centering:
+            # After the teacher's probabilities, as DINOLoss updates it.
             self.update_center(teacher_stacked)
         return self._record(entropy, reconstruction, self.entropy_weight)
 

@@ -10,19 +10,19 @@ from lightly_er.functional import (
     SphereEstimator,
     discrete_entropy,
     discrete_reconstruction,
-    vmf_reconstruction,
 )
+from lightly_er.functional._special import log_vmf_normalizer_constant
+from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
-    DEFAULT_KAPPA,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
+    check_gather_distributed,
     check_view_pair,
-    gathered_sphere_entropy,
     log_softmax_float32,
     normalize_rows,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, resolve_kappa
 from lightly_er.utils.checks import check_choice, check_positive
 from lightly_er.utils.dist import gather_rows
 
@@ -46,7 +46,9 @@ class ERLoss(ERLossMixin, nn.Module):
       mean_i p_i and the reconstruction the negative cross-entropy, averaged over
       both directions.
 
-    docs/objectives.md explains the choices where the paper leaves room.
+    docs/objectives.md explains the choices where the paper leaves room, and the
+    edges: a batch of 1 (its sphere entropy is the constant H_min; this warns once)
+    and dimension 1 are accepted.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
@@ -97,10 +99,11 @@ class ERLoss(ERLossMixin, nn.Module):
         check_choice(support, "support", _SUPPORTS)
         if kappa is None:
             raise TypeError("kappa must be a float, got None")
-        check_er_arguments(kappa, entropy_weight, estimator, gather_distributed)
+        check_er_arguments(kappa, entropy_weight, estimator)
+        check_gather_distributed(gather_distributed)
         check_positive(temperature, "temperature")
         self.support = support
-        self.kappa = float(kappa)
+        self.kappa = resolve_kappa(kappa)
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
         self.leave_one_out = leave_one_out
@@ -135,26 +138,22 @@ class ERLoss(ERLossMixin, nn.Module):
             :class:`ERComponents` (loss, entropy, reconstruction), with gradients.
         """
         check_view_pair(out0, "out0", out1, "out1")
-        if self.support == "sphere":
-            entropy, reconstruction = self._sphere_terms(out0, out1)
-        else:
+        if self.support == "discrete":
             entropy, reconstruction = self._discrete_terms(out0, out1)
-        return self._record(entropy, reconstruction, self.entropy_weight)
-
-    def _sphere_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:
+            return self._record(entropy, reconstruction, self.entropy_weight)
         z0 = normalize_rows(out0)
         z1 = normalize_rows(out1)
-        entropy0 = self._sphere_entropy(z0)
-        entropy1 = self._sphere_entropy(z1)
-        reconstruction = vmf_reconstruction(z1, z0, self.kappa, validate=False)
-        return 0.5 * (entropy0 + entropy1), reconstruction
-
-    def _sphere_entropy(self, z: Tensor) -> Tensor:
-        return gathered_sphere_entropy(
-            z, self.kappa, self.estimator, self.leave_one_out, self.gather_distributed
+        # Both views train, so both views' entropies count.
+        entropy = 0.5 * (
+            self._sphere_entropy(gather_rows(z0, self.gather_distributed))
+            + self._sphere_entropy(gather_rows(z1, self.gather_distributed))
         )
+        reconstruction = relative_vmf_reconstruction(z1, z0, self.kappa, validate=False)
+        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
+        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
 
     def _discrete_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:
+        # Both views train: each predicts the other, as in the authors' reference.
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()

@@ -7,17 +7,19 @@ from typing import Tuple, cast
 from lightly.loss import NegativeCosineSimilarity
 from torch import Tensor
 
-from lightly_er.functional import SphereEstimator, vmf_reconstruction
+from lightly_er.functional import SphereEstimator
+from lightly_er.functional._special import log_vmf_normalizer_constant
+from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
-    DEFAULT_KAPPA,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
+    check_gather_distributed,
     check_view_pair,
-    gathered_sphere_entropy,
     normalize_rows,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, resolve_kappa
+from lightly_er.utils.dist import gather_rows
 
 
 class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type: ignore[misc]
@@ -34,7 +36,9 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     nats: with ``entropy_weight=0`` the gradient is exactly that of
     NegativeCosineSimilarity, so the same optimiser and learning rate are a fair
     comparison. lightly's BYOL calls ``criterion(p, z)``, its SimSiam
-    ``criterion(z, p)``; both orders work. docs/objectives.md explains the choices.
+    ``criterion(z, p)``; both orders work. Like the parent it accepts a batch of 1
+    (its entropy is the constant H_min; this warns once) and dimension 1.
+    docs/objectives.md explains the choices.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
@@ -85,6 +89,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         super().__init__(dim=dim, eps=eps)
+        # The ER terms need one row per sample; the parent also accepts feature maps.
         if isinstance(dim, bool) or dim not in (1, -1):
             raise ValueError(
                 "dim must be 1 (inputs of shape (batch_size, dim)) for the ER terms, "
@@ -92,8 +97,10 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
             )
         if kappa is None:
             raise TypeError("kappa must be a float, got None")
-        check_er_arguments(kappa, entropy_weight, estimator, gather_distributed)
-        self.kappa = float(kappa)
+        check_er_arguments(kappa, entropy_weight, estimator)
+        check_gather_distributed(gather_distributed)
+        self.kappa = resolve_kappa(kappa)
+        # In units of 1 / kappa nats: at entropy_weight 0 the gradient is the parent's.
         self.loss_scale = self.kappa
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
@@ -118,35 +125,38 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     def forward_components(self, x0: Tensor, x1: Tensor) -> ERComponents:
         """Returns the loss and its entropy and reconstruction terms (in nats).
 
-        The prediction is the input that requires grad; if both do, the entropy is
-        the mean of both entropies; if neither does, it is that of x0.
+        The prediction is the input that requires grad; if both or neither do
+        (symmetric use, evaluation), the entropy is the mean of both entropies, so
+        ``loss(x0, x1) == loss(x1, x0)`` as for the parent.
         """
         check_view_pair(x0, "x0", x1, "x1")
+        # The parent's eps: a zero row gives cosine 0, as in cosine_similarity.
         z0 = normalize_rows(x0, eps=self.eps)
         z1 = normalize_rows(x1, eps=self.eps)
         prediction, target, entropy = self._split(
             z0, x0.requires_grad, z1, x1.requires_grad
         )
-        reconstruction = vmf_reconstruction(
+        # The vMF reconstruction is symmetric in its arguments (kappa * cosine).
+        reconstruction = relative_vmf_reconstruction(
             target, prediction, self.kappa, validate=False
         )
-        return self._record(entropy, reconstruction, self.entropy_weight)
+        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
+        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
 
     def _split(
         self, z0: Tensor, grad0: bool, z1: Tensor, grad1: bool
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Returns (prediction, target, entropy) from which inputs require grad."""
-        if grad0 and grad1:
+        if grad0 == grad1:
             entropy = 0.5 * (self._entropy(z0) + self._entropy(z1))
             return z0, z1, entropy
+        # Only the branch that trains can resist collapse: its entropy is the term.
         if grad1:
             return z1, z0, self._entropy(z1)
         return z0, z1, self._entropy(z0)
 
     def _entropy(self, z: Tensor) -> Tensor:
-        return gathered_sphere_entropy(
-            z, self.kappa, self.estimator, self.leave_one_out, self.gather_distributed
-        )
+        return self._sphere_entropy(gather_rows(z, self.gather_distributed))
 
 
 __all__ = ["ERNegativeCosineSimilarity"]

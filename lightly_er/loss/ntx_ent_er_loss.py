@@ -8,17 +8,19 @@ from lightly.loss import NTXentLoss
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_er.functional import SphereEstimator, sphere_entropy, vmf_reconstruction
+from lightly_er.functional import SphereEstimator
+from lightly_er.functional._special import log_vmf_normalizer_constant
+from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
     check_view_pair,
-    default_kappa,
-    gather_batch,
     normalize_rows,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, resolve_kappa
+from lightly_er.utils.checks import check_bool
+from lightly_er.utils.dist import gather_rows
 
 
 class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
@@ -39,6 +41,9 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
       NTXentLoss. InfoNCE's denominator is such an entropy estimate up to
       constants; docs/objectives.md derives it and lists the choices made here.
 
+    Like NTXentLoss it accepts a batch of 1 (without a bank its entropy is the
+    constant H_min; this warns once) and embeddings of dimension 1.
+
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
     - [2] MoCo, 2020, https://arxiv.org/abs/1911.05722
@@ -52,7 +57,9 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             If True, the entropy (and, as in the parent, the bank update) uses the
             batches of all processes.
         kappa:
-            Concentration of the vMF kernel and reconstruction density.
+            Concentration of the vMF kernel and reconstruction density:
+            :func:`lightly_er.loss.resolve_kappa`, 1 / temperature unless given (10,
+            with a warning, for a non-positive temperature).
         entropy_weight:
             Weight of the entropy term.
         estimator:
@@ -90,20 +97,16 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
+        check_bool(gather_distributed, "gather_distributed")
+        # The parent checks the temperature, the bank size and that torch.distributed
+        # is available (lightly's tests count that call: it must happen once).
         super().__init__(
             temperature=temperature,
             memory_bank_size=memory_bank_size,
             gather_distributed=gather_distributed,
         )
-        check_er_arguments(kappa, entropy_weight, estimator, gather_distributed)
-        if kappa is None:
-            if not temperature > 0:
-                raise ValueError(
-                    "temperature must be positive when kappa is not given "
-                    f"(kappa defaults to 1 / temperature), got {temperature}"
-                )
-            kappa = default_kappa(temperature)
-        self.kappa = float(kappa)
+        check_er_arguments(kappa, entropy_weight, estimator)
+        self.kappa = resolve_kappa(kappa, temperature=temperature)
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
         self.leave_one_out = leave_one_out
@@ -143,26 +146,26 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         z0 = normalize_rows(out0)
         z1 = normalize_rows(out1)
         # negatives: (dim, bank_size), read before this batch's keys are enqueued.
+        # As in the parent, the bank is updated only in training (queries with grad).
         z1, negatives = self.memory_bank.forward(z1, update=out0.requires_grad)
-        z0_all = gather_batch(z0, self.gather_distributed)
+        z0_all = gather_rows(z0, self.gather_distributed)
         if negatives is None:
-            z1_all = gather_batch(z1, self.gather_distributed)
-            entropy = 0.5 * (self._entropy(z0_all, None) + self._entropy(z1_all, None))
+            # SimCLR: both views train, so both views' entropies count.
+            z1_all = gather_rows(z1, self.gather_distributed)
+            entropy = 0.5 * (
+                self._sphere_entropy(z0_all) + self._sphere_entropy(z1_all)
+            )
         else:
+            # MoCo: the keys have no gradient; the bank's keys are further kernel
+            # centres for the queries' density, as they are InfoNCE's negatives.
+            # Normalised again: lightly's bank starts as random normal vectors.
             bank = F.normalize(negatives.T.detach().to(z0.device), dim=1)
-            entropy = self._entropy(z0_all, bank)
-        reconstruction = vmf_reconstruction(z1, z0, self.kappa, validate=False)
-        return self._record(entropy, reconstruction, self.entropy_weight)
-
-    def _entropy(self, z: Tensor, extra_support: Optional[Tensor]) -> Tensor:
-        return sphere_entropy(
-            z,
-            self.kappa,
-            estimator=self.estimator,
-            leave_one_out=self.leave_one_out,
-            validate=False,
-            extra_support=extra_support,
-        )
+            entropy = self._sphere_entropy(z0_all, bank)
+        # validate=False: the inputs were just normalised here; the loss itself is
+        # checked for NaN/Inf in _record instead (no host sync per input).
+        reconstruction = relative_vmf_reconstruction(z1, z0, self.kappa, validate=False)
+        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
+        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
 
 
 __all__ = ["ERNTXentLoss"]

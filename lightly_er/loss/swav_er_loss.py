@@ -9,15 +9,16 @@ from lightly.loss import SwaVLoss
 from lightly.loss.swav_loss import sinkhorn
 from torch import Tensor
 
+from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
-    DEFAULT_ESTIMATOR,
     ERComponents,
     ERLossMixin,
     check_er_arguments,
-    cross_view_reconstruction,
+    check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
 )
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive
 
 
@@ -89,12 +90,14 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         validate: str = "first",
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
+        # The parent checks none of these; a bad value would surface as NaN later.
         check_positive(temperature, "temperature")
         check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
         check_bool(sinkhorn_gather_distributed, "sinkhorn_gather_distributed")
         check_bool(use_sinkhorn, "use_sinkhorn")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR, gather_distributed)
+        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_gather_distributed(gather_distributed)
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,
@@ -150,6 +153,8 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         reconstruction = cross_view_reconstruction(codes, log_q)
         queue_p: Optional[Tensor] = None
         if queue_outputs is not None:
+            # The queue enlarges the batch the marginal is estimated on, as it
+            # enlarges Sinkhorn's; it holds earlier batches, so no gradient.
             with torch.no_grad():
                 queue_p = log_softmax_float32(
                     torch.cat([q.detach() for q in queue_outputs]), self.temperature
@@ -168,6 +173,8 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
             if out.dtype in (torch.float16, torch.bfloat16):
                 out = out.float()
             if not self.use_sinkhorn:
+                # Sinkhorn's per-sample step alone: the equipartition it would add
+                # is what the entropy term now asks for explicitly.
                 return log_softmax_float32(out, self.sinkhorn_epsilon).exp_()
             if queue is not None:
                 out = torch.cat([out, queue.detach().to(out.dtype)])
@@ -177,6 +184,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
                 epsilon=self.sinkhorn_epsilon,
                 gather_distributed=self.sinkhorn_gather_distributed,
             )
+            # The queue only conditions Sinkhorn; the codes are this batch's.
             return codes[:batch_size]
 
 

@@ -19,7 +19,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lightly_er.monitoring.meter import EntropyMeter, Support
-from lightly_er.utils.dist import gather_rows_no_grad
 
 if TYPE_CHECKING:
     from lightly_er.monitoring.callback import (
@@ -43,5 +42,4 @@ __all__ = [
     "EntropyMeter",
     "EntropyMonitor",
     "Support",
-    "gather_rows_no_grad",
 ]

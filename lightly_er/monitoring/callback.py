@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import torch
-from lightly.models.modules.heads import DINOProjectionHead, SwaVPrototypes
 from lightly.utils import dist
 from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.utilities import rank_zero_warn
-from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
+from torch import nn
 
 from lightly_er import functional
-from lightly_er.loss._base import DEFAULT_ESTIMATOR, entropy_settings
 from lightly_er.monitoring import report
-from lightly_er.monitoring.meter import SUPPORTS, EntropyMeter, Support
-from lightly_er.utils.checks import check_choice, check_int, check_positive, check_real
+from lightly_er.monitoring._watch import (
+    CONVENTIONAL_HEADS,
+    MeterSettings,
+    ModuleSpec,
+    Watch,
+    find_watches,
+    first_tensor,
+    trainable,
+)
+from lightly_er.monitoring.meter import SUPPORTS, EntropyMeter
+from lightly_er.utils.checks import (
+    check_choice,
+    check_estimator,
+    check_int,
+    check_positive,
+    check_real,
+)
 
 OnCollapse = str
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
-CONVENTIONAL_HEADS: Tuple[str, ...] = (
-    "projection_head",
-    "prediction_head",
-    "head",
-    "student_head",
-    "student_projection_head",
-    "prototypes",
-)
-"""The names lightly's examples and benchmarks give the heads that are trained."""
-
 DEFAULT_COLLAPSE_THRESHOLD = 0.5
 """A collapse score below it flags a check (docs/reading_the_numbers.md)."""
 
@@ -64,20 +66,6 @@ class CollapseAlarm:
     threshold: float
 
 
-@dataclass
-class _Watch:
-    """A watched module, its meter and the state of its collapse check."""
-
-    name: str
-    module: nn.Module
-    meter: EntropyMeter
-    handle: Optional[RemovableHandle] = None
-    outputs: List[Tensor] = field(default_factory=list)
-
-
-ModuleSpec = Union[Support, EntropyMeter]
-
-
 class EntropyMonitor(Callback):
     """Logs the entropy and collapse score of a model's heads, and raises an alarm.
 
@@ -106,7 +94,8 @@ class EntropyMonitor(Callback):
 
     Files: ``entropy_monitor.csv`` and ``entropy_monitor.png`` in ``log_dir`` (or the
     logger's directory), written atomically at the end of fit, and the CSV also when
-    training raises. With no ``log_dir`` and no logger it writes nothing, and says
+    training raises. The PNG needs matplotlib (optional): without it the monitor
+    writes the CSV and says so once. With no ``log_dir`` and no logger it writes nothing, and says
     so once.
 
     Attributes:
@@ -163,7 +152,7 @@ class EntropyMonitor(Callback):
         if kappa is not None:
             check_positive(kappa, "kappa")
         if estimator is not None:
-            functional._check_estimator(estimator)
+            check_estimator(estimator)
         if temperature is not None:
             check_positive(temperature, "temperature")
         for value, name in (
@@ -194,7 +183,7 @@ class EntropyMonitor(Callback):
         self.csv_path: Optional[Path] = None
         self.png_path: Optional[Path] = None
         self._streaks: Dict[str, int] = {}
-        self._watches: List[_Watch] = []
+        self._watches: List[Watch] = []
         self._capturing = False
         self._batch_step = -1
         self._last_captured_step = -1
@@ -246,7 +235,13 @@ class EntropyMonitor(Callback):
         """Resolves the watched modules, registers the hooks and the file paths."""
         self._remove_hooks()
         self._capturing = False
-        self._watches = self._resolve(pl_module)
+        self._watches = find_watches(
+            pl_module,
+            self.modules,
+            MeterSettings(
+                self.kappa, self.temperature, self.estimator, self.gather_distributed
+            ),
+        )
         for watch in self._watches:
             watch.handle = watch.module.register_forward_hook(self._hook(watch))
         if not self._watches:
@@ -269,87 +264,15 @@ class EntropyMonitor(Callback):
             self.csv_path = directory / self.CSV_NAME
             self.png_path = directory / self.PNG_NAME
 
-    def _meter_for(
-        self, module: nn.Module, support: Support, criterion: Any
-    ) -> EntropyMeter:
-        """A meter of the given support at the rule's kappa or temperature."""
-        own = getattr(module, "entropy_meter", None)
-        settings = entropy_settings(criterion) or {}
-        if settings.get("support") != support:
-            settings = {}
-        kappa = self.kappa
-        temperature = self.temperature
-        if isinstance(own, EntropyMeter):
-            # The callback's arguments first, then the head's own settings.
-            kappa = kappa if kappa is not None else own.kappa
-            temperature = temperature if temperature is not None else own.temperature
-        estimator = self.estimator or settings.get("estimator", DEFAULT_ESTIMATOR)
-        return EntropyMeter(
-            support,
-            kappa=kappa if kappa is not None else settings.get("kappa"),
-            estimator=estimator,
-            temperature=(
-                temperature if temperature is not None else settings.get("temperature")
-            ),
-            inputs=own.inputs if isinstance(own, EntropyMeter) else "logits",
-            gather_distributed=self.gather_distributed,
-        )
-
-    def _resolve(self, pl_module: LightningModule) -> List[_Watch]:
-        criterion = getattr(pl_module, "criterion", None)
-        watches: List[_Watch] = []
-        if self.modules is not None:
-            for name, spec in self.modules.items():
-                try:
-                    module = pl_module.get_submodule(name)
-                except AttributeError:
-                    children = ", ".join(n for n, _ in pl_module.named_children())
-                    raise ValueError(
-                        f"EntropyMonitor: {type(pl_module).__name__} has no submodule "
-                        f"{name!r}; its top-level submodules are: "
-                        f"{children or '(none)'}"
-                    ) from None
-                own = getattr(module, "entropy_meter", None)
-                if (
-                    isinstance(own, EntropyMeter)
-                    and isinstance(spec, str)
-                    and spec != own.support
-                ):
-                    raise ValueError(
-                        f"EntropyMonitor: module {name!r} is an ER head whose output "
-                        f"lives on the {own.support!r} support; got {spec!r} for it"
-                    )
-                meter = (
-                    spec
-                    if isinstance(spec, EntropyMeter)
-                    else self._meter_for(module, spec, criterion)
-                )
-                watches.append(_Watch(name, module, meter))
-            return watches
-        for name, module in pl_module.named_modules():
-            if not name or any(name.startswith(w.name + ".") for w in watches):
-                continue
-            own = getattr(module, "entropy_meter", None)
-            if isinstance(own, EntropyMeter):
-                support = own.support
-            elif name.rsplit(".", 1)[-1] in CONVENTIONAL_HEADS:
-                support = _support_of(module)
-            else:
-                continue
-            watches.append(
-                _Watch(name, module, self._meter_for(module, support, criterion))
-            )
-        return watches
-
-    def _hook(self, watch: _Watch) -> Callable[[nn.Module, Any, Any], None]:
+    def _hook(self, watch: Watch) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self._capturing or len(watch.outputs) >= 2:
                 return
             # Teachers never meter: they run without gradient or have no trainable
             # parameters (EMA copies).
-            if not torch.is_grad_enabled() or not _trainable(module):
+            if not torch.is_grad_enabled() or not trainable(module):
                 return
-            tensor = _first_tensor(output)
+            tensor = first_tensor(output)
             if tensor is not None and tensor.is_floating_point():
                 # A copy: a later in-place operation must not change what is measured.
                 watch.outputs.append(tensor.detach().to(torch.float32, copy=True))
@@ -403,10 +326,12 @@ class EntropyMonitor(Callback):
                     self._check(watch, metrics)
         self._maybe_stop(trainer, due)
 
-    def _measure(self, watch: _Watch) -> Optional[Dict[str, float]]:
+    def _measure(self, watch: Watch) -> Optional[Dict[str, float]]:
         outputs, watch.outputs = watch.outputs, []
         if not outputs:
             return None
+        # The first two captured calls of a step are the two views of one batch in
+        # lightly's training steps: the alignment pairs them if their shapes agree.
         x2 = None
         if (
             self.pair_views
@@ -418,8 +343,9 @@ class EntropyMonitor(Callback):
         return watch.meter.update(outputs[0], x2)
 
     def _log(
-        self, watch: _Watch, metrics: Dict[str, float], pl_module: LightningModule
+        self, watch: Watch, metrics: Dict[str, float], pl_module: LightningModule
     ) -> None:
+        # A gathered meter already measured the global batch: no second reduction.
         sync = dist.world_size() > 1 and not watch.meter.gather_distributed
         for metric, value in metrics.items():
             self.history.append((self._batch_step, watch.name, metric, value))
@@ -432,7 +358,7 @@ class EntropyMonitor(Callback):
                 sync_dist=sync,
             )
 
-    def _check(self, watch: _Watch, metrics: Dict[str, float]) -> None:
+    def _check(self, watch: Watch, metrics: Dict[str, float]) -> None:
         flagged: Optional[Tuple[str, float, float]] = None
         for metric, threshold in (
             ("collapse_score", self.collapse_threshold),
@@ -451,6 +377,7 @@ class EntropyMonitor(Callback):
             return
         streak = self._streaks.get(watch.name, 0) + 1
         self._streaks[watch.name] = streak
+        # Alarm once per streak, when it reaches patience, not on every later check.
         if streak != self.patience:
             return
         metric, value, threshold = flagged
@@ -493,12 +420,16 @@ class EntropyMonitor(Callback):
         """Writes the CSV and the PNG (rank zero)."""
         self._write_csv()
         if dist.rank() == 0 and self.png_path is not None and self.history:
-            report.write_png(
-                self.png_path,
-                self.history,
-                [(a.module, a.step) for a in self.alarms],
-                self.collapse_threshold,
-            )
+            try:
+                report.write_png(
+                    self.png_path,
+                    self.history,
+                    [(a.module, a.step) for a in self.alarms],
+                    self.collapse_threshold,
+                )
+            except ModuleNotFoundError as error:
+                # The plot is a convenience: the CSV (written above) has the data.
+                rank_zero_warn(f"EntropyMonitor wrote no plot: {error}")
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
@@ -510,29 +441,6 @@ class EntropyMonitor(Callback):
     def _write_csv(self) -> None:
         if dist.rank() == 0 and self.csv_path is not None:
             report.write_csv(self.csv_path, self.history)
-
-
-def _support_of(module: nn.Module) -> Support:
-    """Prototype layers give scores of a discrete distribution; other heads embed."""
-    if isinstance(module, (DINOProjectionHead, SwaVPrototypes)):
-        return "discrete"
-    return "sphere"
-
-
-def _trainable(module: nn.Module) -> bool:
-    return any(p.requires_grad for p in module.parameters())
-
-
-def _first_tensor(output: Any) -> Optional[Tensor]:
-    """The output if it is a tensor, else the first tensor of a (nested) tuple/list."""
-    if isinstance(output, Tensor):
-        return output
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            found = _first_tensor(item)
-            if found is not None:
-                return found
-    return None
 
 
 __all__ = ["CollapseAlarm", "CollapseWarning", "EntropyMonitor"]

@@ -11,16 +11,19 @@ import warnings
 from typing import Any, Dict, Literal, Optional, Tuple
 
 import torch
-from lightly.utils.debug import std_of_l2_normalized
 from torch import Tensor
 from torch import distributed as torch_dist
 from torch.nn import functional as F
 
 from lightly_er import functional
-from lightly_er.loss._base import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, entropy_settings
+from lightly_er.functional._special import log_vmf_normalizer_constant
+from lightly_er.functional._sphere import relative_sphere_entropy
+from lightly_er.loss import entropy_settings, resolve_kappa
+from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_TEMPERATURE
 from lightly_er.utils.checks import (
     check_bool,
     check_choice,
+    check_estimator,
     check_positive,
     check_real,
 )
@@ -31,8 +34,6 @@ DiscreteInputs = Literal["logits", "probabilities"]
 
 SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 DISCRETE_INPUTS: Tuple[str, ...] = ("logits", "probabilities")
-DEFAULT_TEMPERATURE = 0.1
-"""Softmax temperature of discrete logits: DINO's student and SwAV's prediction."""
 
 
 class EntropyMeter:
@@ -108,7 +109,7 @@ class EntropyMeter:
         check_choice(support, "support", SUPPORTS)
         if kappa is not None:
             check_positive(kappa, "kappa")
-        functional._check_estimator(estimator)
+        check_estimator(estimator)
         if temperature is not None:
             check_positive(temperature, "temperature")
         check_choice(inputs, "inputs", DISCRETE_INPUTS)
@@ -138,23 +139,30 @@ class EntropyMeter:
         """A meter that measures what criterion's ER term sees, at its kappa.
 
         Uses :func:`lightly_er.loss.entropy_settings`, so an original lightly loss
-        and its ER version give the same meter.
+        and its ER version give the same meter; ``support``, ``kappa``,
+        ``temperature`` and ``estimator`` in overrides win over the criterion's,
+        by the same rule. Other overrides are passed to the constructor.
 
         Raises:
             ValueError: If the rule does not know criterion and no support is given.
         """
-        settings = entropy_settings(criterion)
-        if settings is None and "support" not in overrides:
+        chosen = {
+            key: overrides.pop(key)
+            for key in ("support", "kappa", "temperature", "estimator")
+            if key in overrides
+        }
+        settings = entropy_settings(criterion, **chosen)
+        if settings is None:
             raise ValueError(
                 f"no entropy settings are known for {type(criterion).__name__}; "
                 "pass support= (and kappa= or temperature=)"
             )
-        return cls(**{**(settings or {}), **overrides})
+        return cls(**settings, **overrides)
 
     @property
     def effective_kappa(self) -> float:
-        """kappa, or the authors' default 10 where it is not set."""
-        return DEFAULT_KAPPA if self.kappa is None else self.kappa
+        """kappa, or the authors' default 10 where it is not set (resolve_kappa)."""
+        return resolve_kappa(self.kappa)
 
     @property
     def effective_temperature(self) -> float:
@@ -241,14 +249,17 @@ class EntropyMeter:
                     f"{tuple(x2.shape)}"
                 )
         if self.gather_distributed:
+            # Without gradient, and padded: a last batch may be smaller on one rank.
             x = gather_rows_no_grad(x)
             x2 = None if x2 is None else gather_rows_no_grad(x2)
+        # One sample has no spread to measure (its gap is 0 by construction).
         if x.shape[0] < 2:
             return None
         finite = bool(torch.isfinite(x).all()) and (
             x2 is None or bool(torch.isfinite(x2).all())
         )
         if not finite:
+            # A diagnostic must not stop training: the loss's own check reports it.
             warnings.warn(
                 "EntropyMeter skipped a batch with NaN or Inf values", stacklevel=2
             )
@@ -264,19 +275,22 @@ class EntropyMeter:
         return {name: float(v) for name, v in zip(names, numbers)}  # noqa: B905
 
     def _sphere_metrics(self, x: Tensor, x2: Optional[Tensor]) -> Dict[str, Tensor]:
+        # Imported here: lightly.utils.debug imports matplotlib.pyplot (1.2 s) at
+        # import, which `import lightly_er` should not pay.
+        from lightly.utils.debug import std_of_l2_normalized
+
         n, dim = x.shape
-        if dim < 2:
-            raise ValueError(
-                f"sphere embeddings must have dim >= 2, got shape {tuple(x.shape)}"
-            )
         kappa = self.effective_kappa
         z = F.normalize(x, dim=1)
-        entropy = functional.sphere_entropy(
+        relative = relative_sphere_entropy(
             z, kappa, estimator=self.estimator, validate=False
         )
-        gap = (entropy - functional.min_sphere_entropy(dim, kappa)).clamp_min(0.0)
+        log_norm = log_vmf_normalizer_constant(dim, kappa)
+        # The gap from the constant-free estimate: H - H_min = relative + kappa, exact
+        # in float32 where H itself is about 270,000 nats (d = 65,536).
+        gap = (relative + kappa).clamp_min(0.0)
         values = {
-            "entropy": entropy,
+            "entropy": relative - log_norm,
             "entropy_gap": gap,
             "normalized_entropy": (gap / math.log(n)).clamp(0.0, 1.0),
             "collapse_score": functional.collapse_score(z, self.resolution),
@@ -304,6 +318,8 @@ class EntropyMeter:
         else:
             p = x
             entropy = functional.discrete_entropy(p)
+        from lightly.utils.debug import std_of_l2_normalized  # see _sphere_metrics
+
         return {
             "entropy": entropy,
             "normalized_entropy": (entropy / math.log(num_classes)).clamp(0.0, 1.0),

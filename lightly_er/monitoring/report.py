@@ -47,9 +47,19 @@ def write_png(
     One row per module; the columns are the metrics of :data:`PLOTTED` the module
     has (the entropy gap for sphere modules, the normalised entropy for discrete
     ones). Alarms are red dashed lines, the collapse threshold a grey line.
+
+    Raises:
+        ModuleNotFoundError: If matplotlib, an optional dependency, is missing.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        # Optional, as in lightly: imported only when a plot is written.
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"writing {path.name} needs matplotlib, an optional dependency: "
+            "pip install matplotlib (or lightly-er[benchmarks])"
+        ) from error
 
     modules = list(dict.fromkeys(module for _, module, _, _ in history))
     panels = [

@@ -8,8 +8,10 @@
 """
 
 from lightly_er.utils.checks import (
+    SPHERE_ESTIMATORS,
     check_bool,
     check_choice,
+    check_estimator,
     check_int,
     check_matrix,
     check_positive,
@@ -20,9 +22,11 @@ from lightly_er.utils.dist import gather_rows, gather_rows_no_grad, global_rank
 from lightly_er.utils.io import atomic_path, write_atomic
 
 __all__ = [
+    "SPHERE_ESTIMATORS",
     "atomic_path",
     "check_bool",
     "check_choice",
+    "check_estimator",
     "check_int",
     "check_matrix",
     "check_positive",

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+SPHERE_ESTIMATORS: Tuple[str, ...] = ("joe", "plugin")
+"""The entropy estimators of :func:`lightly_er.functional.sphere_entropy`."""
 
 
 def check_real(value: Any, name: str) -> None:
@@ -56,6 +59,11 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> None:
         raise ValueError(
             f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )
+
+
+def check_estimator(estimator: Any, name: str = "estimator") -> None:
+    """Raises unless estimator names a sphere entropy estimator (SPHERE_ESTIMATORS)."""
+    check_choice(estimator, name, SPHERE_ESTIMATORS)
 
 
 def check_matrix(

@@ -50,7 +50,8 @@ def test_finite_inputs_pass(name: str) -> None:
 
 
 def test_check_int_names_the_argument_and_bound() -> None:
-    from lightly_er.loss._base import check_int
+    # check_int lives in lightly_er.utils.checks (loss._base no longer exports it).
+    from lightly_er.utils.checks import check_int
 
     check_int(0, "n", 0)
     check_int(3, "n", 1)

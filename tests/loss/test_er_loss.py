@@ -15,6 +15,7 @@ from lightly_er.functional import (
     discrete_entropy,
     discrete_reconstruction,
     log_vmf_normalizer,
+    min_sphere_entropy,
     sphere_entropy,
     vmf_reconstruction,
 )
@@ -143,9 +144,14 @@ def test_bad_shapes_raise(
         loss_fn(torch.randn(shape0), torch.randn(shape1))
 
 
-def test_single_sample_raises_for_sphere() -> None:
-    with pytest.raises(ValueError, match="at least 2 samples"):
-        ERLoss()(torch.randn(1, 8), torch.randn(1, 8))
+def test_single_sample_is_the_minimum_entropy_for_sphere() -> None:
+    # One sample used to raise; its plug-in estimate is one kernel's, H_min (issue
+    # 23), with a warning (tests/loss/test_edges.py has the other losses).
+    with pytest.warns(UserWarning, match="batch of 1 sample"):
+        components = ERLoss().forward_components(torch.randn(1, 8), torch.randn(1, 8))
+    assert components.entropy.item() == pytest.approx(
+        min_sphere_entropy(8, 10.0), rel=1e-5
+    )
 
 
 # ---------------------------------------------------------------------------------------

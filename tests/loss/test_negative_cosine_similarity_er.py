@@ -210,8 +210,13 @@ def test_entropy_when_both_or_neither_require_grad() -> None:
     )
     with torch.no_grad():
         neither = criterion.forward_components(target, prediction)
-    torch.testing.assert_close(neither.entropy, _entropy(target))
+    # Neither (evaluation): both entropies too, so the loss is symmetric as the
+    # parent's (lightly's test_forward_pass asserts it); it was the first input's.
+    torch.testing.assert_close(neither.entropy, both.entropy)
     torch.testing.assert_close(neither.reconstruction, both.reconstruction)
+    with torch.no_grad():
+        swapped = criterion.forward_components(prediction, target)
+    torch.testing.assert_close(swapped.loss, neither.loss)
 
 
 def test_target_is_used_as_given() -> None:

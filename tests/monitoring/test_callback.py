@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import sys
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -665,6 +666,20 @@ def test_files_go_to_the_loggers_directory(tmp_path: Path) -> None:
     with open(directory / "metrics.csv", newline="") as f:
         header = next(csv.reader(f))
     assert "entropy/projection_head/collapse_score" in header
+
+
+def test_without_matplotlib_the_csv_is_written_and_the_plot_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # matplotlib is optional: a None entry in sys.modules makes its import fail.
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monitor = EntropyMonitor(every_n_steps=2, patience=10, log_dir=tmp_path)
+    with pytest.warns(UserWarning, match="wrote no plot: .*pip install matplotlib"):
+        _trainer(4, [monitor]).fit(Collapsing(), _collapsing_data(4))
+    with open(tmp_path / EntropyMonitor.CSV_NAME, newline="") as f:
+        assert len(list(csv.DictReader(f))) == len(monitor.history) == 2 * 7
+    assert not (tmp_path / EntropyMonitor.PNG_NAME).exists()
+    assert list(tmp_path.glob(".entropy_monitor*")) == []
 
 
 def test_a_failing_run_still_writes_its_csv(tmp_path: Path) -> None:

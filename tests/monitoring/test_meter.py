@@ -190,9 +190,13 @@ def test_entropy_gap_spans_zero_to_log_n() -> None:
     )
 
 
-def test_sphere_rejects_one_dimension() -> None:
-    with pytest.raises(ValueError, match="dim >= 2"):
-        EntropyMeter("sphere").update(torch.randn(8, 1))
+def test_sphere_measures_one_dimension() -> None:
+    # S^0 = {-1, +1}: the losses accept d = 1 (issue 23), so the meter does too (it
+    # rejected it before); its values are the estimators'.
+    x = torch.tensor([[2.0], [-0.5], [1.0], [3.0], [-1.0], [0.2]])
+    _assert_metrics(
+        EntropyMeter("sphere", kappa=2.0).update(x), _expected_sphere(x, None, 2.0)
+    )
 
 
 # -- discrete --------------------------------------------------------------------------
@@ -506,17 +510,17 @@ def test_resolution_reaches_the_collapse_score() -> None:
 
 def test_the_package_exports() -> None:
     import lightly_er.monitoring as monitoring
-    from lightly_er.utils.dist import gather_rows_no_grad
 
     assert monitoring.EntropyMeter is EntropyMeter
-    assert monitoring.gather_rows_no_grad is gather_rows_no_grad
+    # gather_rows_no_grad is lightly_er.utils's (lightly_er.utils.dist), no longer
+    # re-exported here.
+    assert not hasattr(monitoring, "gather_rows_no_grad")
     assert set(monitoring.__all__) == {
         "CollapseAlarm",
         "CollapseWarning",
         "EntropyMeter",
         "EntropyMonitor",
         "Support",
-        "gather_rows_no_grad",
     }
     with pytest.raises(AttributeError, match="has no attribute 'EntropyMonitr'"):
         monitoring.EntropyMonitr  # noqa: B018

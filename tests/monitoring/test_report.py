@@ -7,6 +7,7 @@ import io
 import math
 import os
 import struct
+import sys
 from pathlib import Path
 from typing import List, Tuple
 
@@ -180,3 +181,12 @@ def test_report_exports() -> None:
         "write_png",
     }
     assert report.CSV_COLUMNS == ("step", "module", "metric", "value")
+
+
+def test_write_png_without_matplotlib_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)
+    with pytest.raises(ModuleNotFoundError, match="needs matplotlib.*pip install"):
+        write_png(tmp_path / "plot.png", _history())
+    assert list(tmp_path.iterdir()) == []

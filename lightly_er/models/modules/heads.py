@@ -2,7 +2,7 @@
 
 Each ER head subclasses its lightly parent with the parent's constructor arguments and
 ``forward`` unchanged: it returns exactly what the parent returns, bit for bit, and
-its ``state_dict`` is the parent's. What it adds is an
+its ``state_dict`` is the parent's. What it adds (:class:`MeteredHead`) is an
 :class:`lightly_er.monitoring.EntropyMeter` in ``entropy_meter`` (a plain attribute,
 not a submodule) that says how the head's output is measured: on the unit sphere at
 a vMF concentration ``kappa`` (projection and prediction heads), or as a discrete
@@ -10,8 +10,11 @@ distribution softmax(scores / temperature) (DINO's head, SwAV's prototypes).
 :class:`lightly_er.monitoring.EntropyMonitor` finds the ER heads of a model and
 measures them at its cadence; a plain PyTorch loop can call
 ``head.entropy_meter.update(output)`` itself. ``kappa=None`` (the default) lets the
-monitor take the kappa of the model's loss (:func:`lightly_er.loss.entropy_settings`)
-and means 10 otherwise.
+monitor take the kappa of the model's loss, by the rule of
+:func:`lightly_er.loss.resolve_kappa`, and means 10 otherwise; ``temperature=None``
+likewise takes the loss's softmax temperature, and means 0.1 otherwise.
+docs/architecture.md says why the heads are kept now that the monitor also finds
+lightly's own heads by name.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -29,20 +32,38 @@ from lightly.models.modules.heads import (
     SwaVPrototypes,
 )
 
-from lightly_er.monitoring.meter import EntropyMeter
+from lightly_er.monitoring.meter import EntropyMeter, Support
 
 
-class ERSimCLRProjectionHead(SimCLRProjectionHead):  # type: ignore[misc]
+class MeteredHead:
+    """What every ER head adds to its lightly parent: an ``entropy_meter``.
+
+    Attributes:
+        entropy_meter:
+            The :class:`lightly_er.monitoring.EntropyMeter` of the head's output.
+    """
+
+    entropy_meter: EntropyMeter
+
+    def _attach_meter(
+        self,
+        support: Support,
+        kappa: Optional[float] = None,
+        temperature: Optional[float] = None,
+    ) -> None:
+        # A plain attribute (EntropyMeter is no nn.Module): the parameters, buffers,
+        # submodules and state_dict stay exactly the parent's.
+        self.entropy_meter = EntropyMeter(support, kappa=kappa, temperature=temperature)
+
+
+class ERSimCLRProjectionHead(MeteredHead, SimCLRProjectionHead):  # type: ignore[misc]
     """SimCLR projection head [1] with an entropy meter on the unit sphere [0].
+
+    Arguments as :class:`lightly.models.modules.heads.SimCLRProjectionHead`, plus
+    ``kappa``, the vMF concentration of the meter (None: the loss's; see the module).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
-
-    Args:
-        input_dim, hidden_dim, output_dim, num_layers, batch_norm:
-            As :class:`lightly.models.modules.heads.SimCLRProjectionHead`.
-        kappa:
-            vMF concentration of the meter; None: the loss's (see the module).
 
     Examples:
         >>> import torch
@@ -66,26 +87,22 @@ class ERSimCLRProjectionHead(SimCLRProjectionHead):  # type: ignore[misc]
     ) -> None:
         """Initialises the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim, num_layers, batch_norm)
-        self.entropy_meter = EntropyMeter("sphere", kappa=kappa)
+        self._attach_meter("sphere", kappa=kappa)
 
 
-class ERBYOLProjectionHead(BYOLProjectionHead):  # type: ignore[misc]
+class ERBYOLProjectionHead(MeteredHead, BYOLProjectionHead):  # type: ignore[misc]
     """BYOL projection head [1] with an entropy meter on the unit sphere [0].
+
+    Arguments as :class:`lightly.models.modules.heads.BYOLProjectionHead`, plus
+    ``kappa`` (see :class:`ERSimCLRProjectionHead`).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
-    Args:
-        input_dim, hidden_dim, output_dim:
-            As :class:`lightly.models.modules.heads.BYOLProjectionHead`.
-        kappa:
-            vMF concentration of the meter; None: the loss's (see the module).
-
     Examples:
         >>> import torch
         >>> from lightly_er.models.modules import ERBYOLProjectionHead
-        >>> head = ERBYOLProjectionHead(32, 64, 16)
-        >>> head(torch.randn(8, 32)).shape
+        >>> ERBYOLProjectionHead(32, 64, 16)(torch.randn(8, 32)).shape
         torch.Size([8, 16])
     """
 
@@ -99,28 +116,23 @@ class ERBYOLProjectionHead(BYOLProjectionHead):  # type: ignore[misc]
     ) -> None:
         """Initialises the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
-        self.entropy_meter = EntropyMeter("sphere", kappa=kappa)
+        self._attach_meter("sphere", kappa=kappa)
 
 
-class ERBYOLPredictionHead(BYOLPredictionHead):  # type: ignore[misc]
+class ERBYOLPredictionHead(MeteredHead, BYOLPredictionHead):  # type: ignore[misc]
     """BYOL prediction head [1] with an entropy meter on the unit sphere [0].
 
-    The prediction is what BYOL-ER's entropy term is estimated on.
+    The prediction is what BYOL-ER's entropy term is estimated on. Arguments as
+    :class:`lightly.models.modules.heads.BYOLPredictionHead`, plus ``kappa`` (see
+    :class:`ERSimCLRProjectionHead`).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] BYOL, 2020, https://arxiv.org/abs/2006.07733
 
-    Args:
-        input_dim, hidden_dim, output_dim:
-            As :class:`lightly.models.modules.heads.BYOLPredictionHead`.
-        kappa:
-            vMF concentration of the meter; None: the loss's (see the module).
-
     Examples:
         >>> import torch
         >>> from lightly_er.models.modules import ERBYOLPredictionHead
-        >>> head = ERBYOLPredictionHead(16, 64, 16)
-        >>> head(torch.randn(8, 16)).shape
+        >>> ERBYOLPredictionHead(16, 64, 16)(torch.randn(8, 16)).shape
         torch.Size([8, 16])
     """
 
@@ -134,25 +146,20 @@ class ERBYOLPredictionHead(BYOLPredictionHead):  # type: ignore[misc]
     ) -> None:
         """Initialises the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
-        self.entropy_meter = EntropyMeter("sphere", kappa=kappa)
+        self._attach_meter("sphere", kappa=kappa)
 
 
-class ERDINOProjectionHead(DINOProjectionHead):  # type: ignore[misc]
+class ERDINOProjectionHead(MeteredHead, DINOProjectionHead):  # type: ignore[misc]
     """DINO projection head [1] with an entropy meter on its prototype scores [0].
 
     The meter measures softmax(scores / temperature), the student's distribution of
-    :class:`lightly_er.loss.ERDINOLoss`.
+    :class:`lightly_er.loss.ERDINOLoss`. Arguments as
+    :class:`lightly.models.modules.heads.DINOProjectionHead`, plus ``temperature``,
+    the softmax temperature of the meter (None: the loss's student temperature, see
+    the module).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
-
-    Args:
-        input_dim, hidden_dim, bottleneck_dim, output_dim, batch_norm,
-        freeze_last_layer, norm_last_layer:
-            As :class:`lightly.models.modules.heads.DINOProjectionHead`.
-        temperature:
-            Softmax temperature of the meter; None: the loss's student temperature
-            (see the module), 0.1 otherwise.
 
     Examples:
         >>> import torch
@@ -184,26 +191,22 @@ class ERDINOProjectionHead(DINOProjectionHead):  # type: ignore[misc]
             freeze_last_layer,
             norm_last_layer,
         )
-        self.entropy_meter = EntropyMeter("discrete", temperature=temperature)
+        self._attach_meter("discrete", temperature=temperature)
 
 
-class ERSwaVProjectionHead(SwaVProjectionHead):  # type: ignore[misc]
+class ERSwaVProjectionHead(MeteredHead, SwaVProjectionHead):  # type: ignore[misc]
     """SwAV projection head [1] with an entropy meter on the unit sphere [0].
+
+    Arguments as :class:`lightly.models.modules.heads.SwaVProjectionHead`, plus
+    ``kappa`` (see :class:`ERSimCLRProjectionHead`).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SwAV, 2020, https://arxiv.org/abs/2006.09882
 
-    Args:
-        input_dim, hidden_dim, output_dim:
-            As :class:`lightly.models.modules.heads.SwaVProjectionHead`.
-        kappa:
-            vMF concentration of the meter; None means 10.
-
     Examples:
         >>> import torch
         >>> from lightly_er.models.modules import ERSwaVProjectionHead
-        >>> head = ERSwaVProjectionHead(32, 64, 16)
-        >>> head(torch.randn(8, 32)).shape
+        >>> ERSwaVProjectionHead(32, 64, 16)(torch.randn(8, 32)).shape
         torch.Size([8, 16])
     """
 
@@ -217,25 +220,19 @@ class ERSwaVProjectionHead(SwaVProjectionHead):  # type: ignore[misc]
     ) -> None:
         """Initialises the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
-        self.entropy_meter = EntropyMeter("sphere", kappa=kappa)
+        self._attach_meter("sphere", kappa=kappa)
 
 
-class ERSwaVPrototypes(SwaVPrototypes):  # type: ignore[misc]
+class ERSwaVPrototypes(MeteredHead, SwaVPrototypes):  # type: ignore[misc]
     """SwAV prototypes [1] with an entropy meter on the prototype scores [0].
 
     The meter measures softmax(scores / temperature), the prediction of
     :class:`lightly_er.loss.ERSwaVLoss` (of the first prototype set when there are
-    several).
+    several). Arguments as :class:`lightly.models.modules.heads.SwaVPrototypes`,
+    plus ``temperature`` (see :class:`ERDINOProjectionHead`).
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SwAV, 2020, https://arxiv.org/abs/2006.09882
-
-    Args:
-        input_dim, n_prototypes, n_steps_frozen_prototypes:
-            As :class:`lightly.models.modules.heads.SwaVPrototypes`.
-        temperature:
-            Softmax temperature of the meter; None: the loss's (see the module),
-            0.1 otherwise.
 
     Examples:
         >>> import torch
@@ -255,7 +252,7 @@ class ERSwaVPrototypes(SwaVPrototypes):  # type: ignore[misc]
     ) -> None:
         """Initialises the prototypes; see the class docstring for the arguments."""
         super().__init__(input_dim, n_prototypes, n_steps_frozen_prototypes)
-        self.entropy_meter = EntropyMeter("discrete", temperature=temperature)
+        self._attach_meter("discrete", temperature=temperature)
 
 
 __all__ = [

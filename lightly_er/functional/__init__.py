@@ -1,0 +1,56 @@
+"""Stateless estimators of the ER bound on the mutual information between two views.
+
+Everything here is a pure PyTorch function: no state, no distributed communication,
+differentiable, in float32 or float64. Loss modules, heads and callbacks call these
+functions; they never re-derive the math.
+
+The ER bound [0] on the mutual information between two views Z1 and Z2 reads
+
+    I(Z1; Z2) >= H(Z1) + E[log q(Z2 | Z1)]
+
+an entropy term and a reconstruction term. Every function returns nats, and higher is
+better: ER = entropy + reconstruction.
+
+The implementation is split by concern into private modules: ``_special`` (Bessel
+and vMF-normaliser numerics), ``_sphere`` and ``_discrete`` (the ER terms on the
+sphere and on a discrete support), ``_diagnostics`` (label-free monitors) and
+``_checks`` (input checks). Import from here.
+
+- [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in Multi-View
+  Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
+"""
+
+from lightly_er.functional._checks import Kappa as Kappa
+from lightly_er.functional._checks import SphereEstimator as SphereEstimator
+from lightly_er.functional._diagnostics import (
+    alignment,
+    collapse_score,
+    effective_rank,
+    uniformity,
+)
+from lightly_er.functional._discrete import discrete_entropy, discrete_reconstruction
+from lightly_er.functional._special import log_bessel_iv, log_vmf_normalizer
+from lightly_er.functional._sphere import (
+    min_sphere_entropy,
+    sphere_entropy,
+    vmf_reconstruction,
+)
+from lightly_er.utils.checks import check_estimator as _public_check_estimator
+
+# The old private name of lightly_er.utils.checks.check_estimator, kept while
+# benchmark code imports it from here.
+_check_estimator = _public_check_estimator
+
+__all__ = [
+    "log_bessel_iv",
+    "log_vmf_normalizer",
+    "sphere_entropy",
+    "discrete_entropy",
+    "vmf_reconstruction",
+    "discrete_reconstruction",
+    "min_sphere_entropy",
+    "collapse_score",
+    "effective_rank",
+    "alignment",
+    "uniformity",
+]

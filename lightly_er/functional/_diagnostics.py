@@ -1,0 +1,266 @@
+"""Label-free diagnostics of a representation: collapse score, effective rank,
+alignment and uniformity.
+
+Private: the public names are re-exported by :mod:`lightly_er.functional`. Unlike the
+ER terms, these are not terms of the bound; they are differentiable all the same.
+Alignment and uniformity keep the sign of their paper: loss-like, lower is better.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from lightly_er.functional._checks import at_least_float32, check_sphere
+from lightly_er.utils.checks import (
+    check_matrix,
+    check_positive,
+    check_real,
+    check_same_shape,
+)
+
+_RANKME_EPS = 1e-7
+
+
+_COLLAPSE_RESOLUTION = 1e-3
+
+
+def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tensor:
+    """A collapse score in [0, 1]: 1 for a batch spread over all directions, 0 for one point.
+
+    The rows are L2-normalised and centred, z_c = z/||z|| - mean. The score is
+
+        (v / (v + resolution)) * log(1 + r) / log(1 + min(N - 1, d))
+
+    where v = mean_i ||z_c,i||^2 = 1 - ||mean||^2 is the total variance of the
+    batch on the unit sphere and r is the effective rank (RankMe [0]) of z_c, 0 when
+    z_c is zero. The second factor counts the affine dimensions the batch spans on a
+    log scale: one point 0, two antipodal points log 2 / log(1 + m), a random rank-k
+    batch about log(1 + k) / log(1 + m), an isotropic batch about 1. Centring is what
+    lets it see a narrow cone (post-ReLU features of an untrained network, with a
+    mean cosine of 0.98) as the spread batch it is. The first factor makes the score
+    scale-aware: variation far below ``resolution`` (a root-mean-square angle of
+    about 0.03 rad at the default) counts as collapse, not as a spread batch.
+    docs/reading_the_numbers.md has the calibration.
+
+    - [0] Garrido et al., RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
+
+    Args:
+        z:
+            Embeddings, shape (N, d), N >= 2, d >= 1; any scale (rows are normalised
+            here; zero rows stay zero).
+        resolution:
+            The total variance on the unit sphere below which spread counts as
+            collapse, > 0.
+
+    Returns:
+        The score, a scalar tensor in [0, 1], float32 for half-precision inputs and
+        the dtype of z otherwise. A diagnostic: its gradient is not meant for
+        training.
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or resolution not a number.
+        ValueError: If z is not (N, d) with N >= 2, is not finite, or resolution is
+            not positive.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import collapse_score
+        >>> round(collapse_score(torch.ones(256, 128)).item(), 3)  # one point
+        0.0
+        >>> two = torch.cat([torch.ones(128, 128), -torch.ones(128, 128)])
+        >>> round(collapse_score(two).item(), 3)  # (1 / 1.001) * log 2 / log 129
+        0.142
+        >>> collapse_score(torch.randn(256, 128)).item() > 0.95
+        True
+    """
+    check_matrix(z, "z", min_rows=2)
+    check_positive(resolution, "resolution")
+    n, dim = z.shape
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = at_least_float32(z)
+        z = torch.nn.functional.normalize(z, dim=1)
+        # Centred: a narrow cone (post-ReLU features) is a spread batch, not one point.
+        centred = z - z.mean(dim=0, keepdim=True)
+        variance = centred.pow(2).sum(dim=1).mean()
+        singular_values = torch.linalg.svdvals(centred)
+        total = singular_values.sum()
+        p = singular_values / total.clamp_min(torch.finfo(z.dtype).tiny)
+        rank = torch.exp(-torch.special.xlogy(p, p).sum())
+        # Centring removes one dimension: N points span at most N - 1.
+        max_rank = min(n - 1, dim)
+        # All rows equal: no singular value, rank 0 (the formula gives 1).
+        rank = torch.where(total > 0, rank, torch.zeros_like(rank)).clamp(0, max_rank)
+        dimensions = torch.log1p(rank) / math.log1p(max_rank)
+        spread = variance / (variance + resolution)
+        return (spread * dimensions).clamp(0.0, 1.0)
+
+
+def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
+    """Effective rank of a batch of embeddings, RankMe [0].
+
+    With sigma_1 .. sigma_m the singular values of z, m = min(N, d), and
+    p_k = sigma_k / sum_l sigma_l + eps, the effective rank is exp(-sum_k p_k log p_k),
+    the exponential of the Shannon entropy of the normalised singular values [0, 1].
+    It is k for a matrix with k equal non-zero singular values and the rest zero, 1
+    for a collapsed batch (all rows parallel, or all zero), and close to m only if
+    the embeddings spread evenly over m directions; a dimensional collapse shows as
+    an effective rank well below the embedding size. The rows are used as given, not
+    centred, as in [0]. The eps of [0] (1e-7) keeps log p_k finite for zero singular
+    values; it moves the result by less than m * eps * log(1 / eps), and the result
+    is clamped to [1, m].
+
+    - [0] Garrido et al., RankMe: Assessing the Downstream Performance of Pretrained
+      Self-Supervised Representations by Their Rank, ICML 2023,
+      https://arxiv.org/abs/2210.02885
+    - [1] Roy & Vetterli, The effective rank: a measure of effective dimensionality,
+      EUSIPCO 2007.
+
+    Args:
+        z:
+            Embeddings, shape (N, d), N >= 1, d >= 1; any scale.
+        eps:
+            The small constant added to the normalised singular values, >= 0.
+
+    Returns:
+        The effective rank, a scalar tensor in [1, min(N, d)]; float32 for half
+        precision inputs, the dtype of z otherwise.
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or eps not a real number.
+        ValueError: If z is not (N, d) with N >= 1 and d >= 1, is not finite, or eps
+            is negative or not finite.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import effective_rank
+        >>> z = torch.randn(512, 16) @ torch.diag(torch.tensor([1.0] * 4 + [0.0] * 12))
+        >>> round(effective_rank(z).item())  # 4 directions used out of 16
+        4
+        >>> round(effective_rank(torch.ones(512, 16)).item(), 3)  # collapsed
+        1.0
+    """
+    check_matrix(z, "z", min_rows=1)
+    check_real(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = at_least_float32(z)
+        singular_values = torch.linalg.svdvals(z)
+        # A zero matrix: no division by 0; every p is eps and the rank clamps to 1.
+        total = singular_values.sum().clamp_min(torch.finfo(z.dtype).tiny)
+        p = singular_values / total + eps
+        entropy = -(p * torch.log(p)).sum()
+        return torch.exp(entropy).clamp(1.0, float(min(z.shape)))
+
+
+def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
+    """Alignment of two views on the unit sphere, mean_i ||z1_i - z2_i||^alpha [0].
+
+    How close the embeddings of two views of the same input are, on L2-normalised
+    embeddings. Like its paper [0], and unlike the entropies of this module, it is a
+    loss-like quantity: lower is better. 0 means the views embed identically (which a
+    collapsed representation also achieves, so read it together with
+    :func:`uniformity` or an entropy); with alpha = 2 it equals 2 - 2 mean_i cos(z1_i,
+    z2_i) and lies in [0, 4].
+
+    - [0] Wang & Isola, Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere, ICML 2020,
+      https://arxiv.org/abs/2005.10242
+
+    Args:
+        z1:
+            L2-normalised embeddings of the first views, shape (N, d), N >= 1, d >= 1.
+        z2:
+            L2-normalised embeddings of the second views, same shape; row i is the
+            other view of the input of row i of z1.
+        alpha:
+            The exponent alpha > 0 of the distance (2 in [0]).
+
+    Returns:
+        The alignment, a scalar tensor in [0, 2^alpha].
+
+    Raises:
+        TypeError: If an input is not a floating point tensor, or alpha is not a real
+            number.
+        ValueError: If the shapes differ or are not (N, d) with N >= 1 and d >= 1, if
+            an input is not finite or not unit-norm, or alpha is not positive.
+
+    Examples:
+        >>> import torch
+        >>> from torch.nn.functional import normalize
+        >>> from lightly_er.functional import alignment
+        >>> z1 = normalize(torch.randn(256, 32), dim=1)
+        >>> alignment(z1, z1).item()
+        0.0
+        >>> alignment(z1, -z1).item()  # antipodal views: ||z1 - (-z1)||^2 = 4
+        4.0
+    """
+    check_sphere(z1, "z1", min_samples=1)
+    check_sphere(z2, "z2", min_samples=1)
+    check_same_shape(z1, "z1", z2, "z2")
+    check_positive(alpha, "alpha")
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        z1 = at_least_float32(z1)
+        z2 = at_least_float32(z2).to(z1.dtype)
+        # The squared distance, not the norm: exactly 0 for identical views, with a
+        # finite gradient there (the norm has none at 0).
+        squared = (z1 - z2).pow(2).sum(dim=1)
+        if alpha == 2:
+            return squared.mean()
+        return squared.pow(alpha / 2.0).mean()
+
+
+def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
+    """Uniformity of embeddings on the unit sphere, log mean exp(-t ||z_i - z_j||^2) [0].
+
+    The logarithm of the mean Gaussian potential over the N (N - 1) / 2 distinct
+    pairs i < j. Like its paper [0] it is loss-like: lower is better (more uniform).
+    It is 0 for a collapsed batch (all rows equal) and lies in [-4 t, 0]; for points
+    spread uniformly over a high-dimensional sphere it approaches -2 t. Computed in
+    log-sum-exp form from the Gram matrix, so identical rows have a finite gradient.
+
+    - [0] Wang & Isola, Understanding Contrastive Representation Learning through
+      Alignment and Uniformity on the Hypersphere, ICML 2020,
+      https://arxiv.org/abs/2005.10242
+
+    Args:
+        z:
+            L2-normalised embeddings, shape (N, d), N >= 2, d >= 1.
+        t:
+            The scale t > 0 of the Gaussian potential (2 in [0]).
+
+    Returns:
+        The uniformity, a scalar tensor in [-4 t, 0].
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or t is not a real number.
+        ValueError: If z is not (N, d) with N >= 2 and d >= 1, is not finite or not
+            unit-norm, or t is not positive.
+
+    Examples:
+        >>> import torch
+        >>> from torch.nn.functional import normalize
+        >>> from lightly_er.functional import uniformity
+        >>> uniformity(normalize(torch.ones(64, 8), dim=1)).item()  # collapsed
+        0.0
+        >>> z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])  # one antipodal pair
+        >>> uniformity(z, t=2.0).item()  # log exp(-2 * 4)
+        -8.0
+    """
+    check_sphere(z, "z", min_samples=2)
+    check_positive(t, "t")
+    n = z.shape[0]
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = at_least_float32(z)
+        rows, cols = torch.triu_indices(n, n, offset=1, device=z.device)
+        # ||z_i||^2 + ||z_j||^2 - 2 z_i^T z_j with the actual norms, not 2 - 2 cos,
+        # so rows that are unit-norm only to rounding still give 0 for equal rows.
+        squared_norms = z.pow(2).sum(dim=1)
+        gram = z @ z.T
+        squared = (
+            squared_norms[rows] + squared_norms[cols] - 2.0 * gram[rows, cols]
+        ).clamp_min(0.0)
+        return torch.logsumexp(-t * squared, dim=0) - math.log(rows.numel())

@@ -1,0 +1,198 @@
+"""The one kappa resolver, and the measuring settings of a criterion built on it.
+
+Every place that needs the vMF concentration of a loss asks :func:`resolve_kappa`
+(directly, or through :func:`entropy_settings`): the ER losses' constructors, the
+heads' meters, :class:`lightly_er.monitoring.EntropyMeter` and
+:class:`lightly_er.monitoring.EntropyMonitor`. So a run can never measure at a kappa
+its loss does not use. docs/kappa.md explains the rule.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Dict, Optional
+
+from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
+
+from lightly_er.utils.checks import (
+    check_choice,
+    check_estimator,
+    check_positive,
+    check_real,
+)
+
+DEFAULT_KAPPA = 10.0
+"""kappa where the parent loss has no (positive) temperature: the authors' default."""
+
+DEFAULT_ESTIMATOR = "plugin"
+"""The sphere entropy estimator of the authors' reference code."""
+
+DEFAULT_TEMPERATURE = 0.1
+"""Softmax temperature of discrete logits when none is known: DINO's student's and
+SwAV's prediction temperature."""
+
+
+def resolve_kappa(
+    kappa: Optional[float] = None, temperature: Optional[float] = None
+) -> float:
+    """The kappa of an ER objective: the one rule of lightly-er.
+
+    An explicit ``kappa`` wins. Otherwise kappa = 1 / temperature, where the lightly
+    parent has a positive temperature (NT-Xent: the vMF reconstruction is then on
+    the parent's logit scale). Otherwise the authors' reference value, 10: for a
+    parent without a temperature (negative cosine similarity, ``ERLoss``), and for a
+    non-positive temperature, which lightly's NTXentLoss accepts but which gives no
+    concentration; that case warns, as the loss then differs from the parent's scale.
+    docs/kappa.md explains the choice.
+
+    Args:
+        kappa:
+            An explicit concentration, > 0, or None.
+        temperature:
+            The parent loss's temperature (NT-Xent's), or None if it has none.
+
+    Returns:
+        kappa, a Python float > 0.
+
+    Raises:
+        TypeError: If kappa or temperature is not a real number.
+        ValueError: If kappa is not positive and finite, or temperature not finite.
+
+    Examples:
+        >>> from lightly_er.loss import resolve_kappa
+        >>> resolve_kappa(temperature=0.5)
+        2.0
+        >>> resolve_kappa(kappa=4.0, temperature=0.5)
+        4.0
+        >>> resolve_kappa()
+        10.0
+    """
+    if kappa is not None:
+        check_positive(kappa, "kappa")
+        return float(kappa)
+    if temperature is None:
+        return DEFAULT_KAPPA
+    check_real(temperature, "temperature")
+    if temperature > 0:
+        return 1.0 / float(temperature)
+    warnings.warn(
+        f"kappa cannot be 1 / temperature for temperature={temperature}: using the "
+        f"authors' default kappa = {DEFAULT_KAPPA:g} (pass kappa= to choose; "
+        "docs/kappa.md)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return DEFAULT_KAPPA
+
+
+def default_kappa(temperature: Optional[float] = None) -> float:
+    """``resolve_kappa(temperature=temperature)``, under its earlier name.
+
+    Examples:
+        >>> from lightly_er.loss import default_kappa
+        >>> default_kappa(0.2)
+        5.0
+    """
+    return resolve_kappa(temperature=temperature)
+
+
+def entropy_settings(
+    criterion: Any,
+    *,
+    support: Optional[str] = None,
+    kappa: Optional[float] = None,
+    temperature: Optional[float] = None,
+    estimator: Optional[str] = None,
+) -> Optional[Dict[str, Any]]:
+    """How the ER entropy of the outputs fed to criterion is measured, by the one rule.
+
+    Returns keyword arguments for :class:`lightly_er.monitoring.EntropyMeter`:
+    ``{"support": "sphere", "kappa": ..., "estimator": ...}`` for NT-Xent, negative
+    cosine similarity and their ER versions (kappa from :func:`resolve_kappa`),
+    ``{"support": "discrete", "temperature": ...}`` for DINO and SwAV (the student's,
+    resp. the prediction's, softmax temperature). An original lightly loss and its
+    ER version give the same settings, so a benchmark's original run is measured at
+    the kappa of its ER twin.
+
+    Args:
+        criterion:
+            The loss, or None.
+        support:
+            ``"sphere"`` or ``"discrete"``: the support to measure; None: the
+            criterion's. The criterion's numbers are used only where its support is
+            the one measured.
+        kappa, temperature, estimator:
+            Explicit settings (a monitor's or a head's); each wins over the
+            criterion's.
+
+    Returns:
+        The settings, or None when the support is neither given nor known from the
+        criterion.
+
+    Raises:
+        ValueError: If support, estimator, kappa or temperature is invalid.
+
+    Examples:
+        >>> from lightly.loss import NTXentLoss
+        >>> from lightly_er.loss import entropy_settings
+        >>> entropy_settings(NTXentLoss(temperature=0.5))
+        {'support': 'sphere', 'kappa': 2.0, 'estimator': 'plugin'}
+    """
+    if support is not None:
+        check_choice(support, "support", ("sphere", "discrete"))
+    if estimator is not None:
+        check_estimator(estimator)
+    if temperature is not None:
+        check_positive(temperature, "temperature")
+    known = _criterion_settings(criterion)
+    if support is None:
+        support = known.get("support")
+        if support is None:
+            return None
+    elif known.get("support") != support:
+        known = {}
+    if support == "discrete":
+        if temperature is None:
+            temperature = known.get("temperature", DEFAULT_TEMPERATURE)
+        return {"support": "discrete", "temperature": float(temperature)}
+    resolved = resolve_kappa(
+        kappa if kappa is not None else known.get("kappa"),
+        temperature=known.get("parent_temperature"),
+    )
+    estimator = estimator or known.get("estimator", DEFAULT_ESTIMATOR)
+    return {"support": "sphere", "kappa": resolved, "estimator": estimator}
+
+
+def _criterion_settings(criterion: Any) -> Dict[str, Any]:
+    """What criterion says about its support, kappa (or its source) and temperature."""
+    if criterion is None:
+        return {}
+    estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
+    if getattr(criterion, "support", None) == "discrete":  # ERLoss(support="discrete")
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
+    kappa = getattr(criterion, "kappa", None)
+    if kappa is not None:  # an ER loss: its kappa was resolved by its constructor
+        return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
+    if isinstance(criterion, NTXentLoss):
+        return {
+            "support": "sphere",
+            "parent_temperature": float(criterion.temperature),
+            "estimator": estimator,
+        }
+    if isinstance(criterion, NegativeCosineSimilarity):
+        return {"support": "sphere", "estimator": estimator}
+    if isinstance(criterion, DINOLoss):
+        return {"support": "discrete", "temperature": float(criterion.student_temp)}
+    if isinstance(criterion, SwaVLoss):
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
+    return {}
+
+
+__all__ = [
+    "DEFAULT_ESTIMATOR",
+    "DEFAULT_KAPPA",
+    "DEFAULT_TEMPERATURE",
+    "default_kappa",
+    "entropy_settings",
+    "resolve_kappa",
+]
