@@ -30,17 +30,17 @@ if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script from a checkout: make the repository importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lightly_er.benchmarking.cli import check_accelerator, check_log_dir
-from lightly_er.benchmarking.datasets import DATASETS
-from lightly_er.benchmarking.methods import METHODS
-from lightly_er.benchmarking.stability import StudyConfig, run_study, study_config
-from lightly_er.benchmarking.sweep import (
+from benchmarks.cifar.data import DATASETS
+from benchmarks.cifar.methods import METHODS
+from benchmarks.cifar.run import (
     BACKBONES,
     PRESETS,
     SweepConfig,
     config_from_preset,
     run_sweep,
 )
+from benchmarks.common.checks import check_accelerator, check_log_dir
+from benchmarks.studies.stability import StudyConfig, run_study, study_config
 
 STABILITY = "stability"
 """The preset of the stability study: its runs are fixed by the protocol."""

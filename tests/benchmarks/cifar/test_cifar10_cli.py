@@ -14,13 +14,13 @@ from typing import Any, List
 
 import pytest
 
-from lightly_er.benchmarking import sweep
-from lightly_er.benchmarking.methods import METHODS
-from lightly_er.benchmarking.results import RunResult, load_results
-from lightly_er.benchmarking.sweep import SweepConfig, run_sweep
-from tests.benchmarking.scripts import load_script
+from benchmarks.cifar import run as sweep
+from benchmarks.cifar.methods import METHODS
+from benchmarks.cifar.run import SweepConfig, run_sweep
+from benchmarks.common.records import RunResult, load_results
+from tests.benchmarks.scripts import load_script
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "benchmarks" / "cifar10.py"
 
 
@@ -259,7 +259,7 @@ def test_missing_cifar10_files_exit_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No network and no files: one line naming what was expected, exit code 2."""
-    import lightly_er.benchmarking.datasets as datasets
+    import benchmarks.cifar.data as datasets
 
     def no_network(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Error downloading cifar-10-python.tar.gz:\nno network")
@@ -278,7 +278,7 @@ def test_cifar10_downloads_to_the_default_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --data-dir, CIFAR-10 goes to datasets/cifar10 (download requested)."""
-    import lightly_er.benchmarking.datasets as datasets
+    import benchmarks.cifar.data as datasets
 
     seen: List[Any] = []
 

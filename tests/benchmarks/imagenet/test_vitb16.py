@@ -1,7 +1,7 @@
 """The ImageNet ViT benchmark (benchmarks/imagenet/vitb16) is lightly's DINO.
 
 - The original module, transform, flags and evaluations are checked against
-  benchmarks.imagenet.settings.LIGHTLY_VITB16 (the transcription of lightly's
+  tests.benchmarks.lightly_imagenet.LIGHTLY_VITB16 (the transcription of lightly's
   vitb16 scripts); built in lightly's order, it holds lightly's weights bit for bit.
 - DINO-ER and DINO, built under one seed, have identical weights, buffers and
   outputs.
@@ -41,14 +41,14 @@ from timm.models.vision_transformer import VisionTransformer, vit_small_patch16_
 from torch import Tensor, nn
 
 from benchmarks.imagenet import _common
-from benchmarks.imagenet.settings import (
+from benchmarks.imagenet.vitb16 import dino, evaluation
+from benchmarks.imagenet.vitb16 import main as bench
+from tests.benchmarks.lightly_imagenet import (
     LIGHTLY_EVALUATION,
     LIGHTLY_VITB16,
     LIGHTLY_VITB16_CLI,
 )
-from benchmarks.imagenet.vitb16 import dino, evaluation
-from benchmarks.imagenet.vitb16 import main as bench
-from tests.benchmarking.state import assert_same_state
+from tests.benchmarks.state import assert_same_state
 
 NUM_CLASSES = 5
 IMAGES_PER_CLASS = 4

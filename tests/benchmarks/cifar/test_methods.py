@@ -21,14 +21,14 @@ from torch.utils.data import DataLoader
 
 import lightly_er.loss as er_loss
 import lightly_er.models.modules as er_heads
-from lightly_er.benchmarking.datasets import (
+from benchmarks.cifar.data import (
     ImageArrayDataset,
     eval_transform,
     train_transform,
 )
-from lightly_er.benchmarking.methods import METHOD_CLASSES, METHODS, MoCo, parse_method
-from lightly_er.benchmarking.sweep import build_backbone
-from tests.benchmarking.state import assert_same_state
+from benchmarks.cifar.methods import METHOD_CLASSES, METHODS, MoCo, parse_method
+from benchmarks.cifar.run import build_backbone
+from tests.benchmarks.state import assert_same_state
 
 PARENT_LOSS = {
     "simclr": NTXentLoss,

@@ -1,7 +1,7 @@
 """The original CIFAR-10 modules are lightly's benchmark, value for value.
 
-Each test builds a module of lightly_er.benchmarking.methods the way the sweep does
-and checks it against lightly_er.benchmarking.settings.LIGHTLY_CIFAR10, the
+Each test builds a module of benchmarks.cifar.methods the way the sweep does
+and checks it against tests.benchmarks.lightly_cifar10.LIGHTLY_CIFAR10, the
 transcription of lightly's script. The table of deliberate differences in
 benchmarks/README.md must equal DIFFERENCES.
 """
@@ -28,21 +28,21 @@ from lightly.transforms import (
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lightly_er.benchmarking import methods
-from lightly_er.benchmarking.datasets import (
+from benchmarks.cifar import methods
+from benchmarks.cifar.data import (
     ImageArrayDataset,
     eval_transform,
     train_transform,
 )
-from lightly_er.benchmarking.settings import (
+from benchmarks.cifar.run import SweepConfig, build_backbone
+from tests.benchmarks.lightly_cifar10 import (
     DIFFERENCES,
     LIGHTLY_CIFAR10,
     LIGHTLY_SHARED,
     differences_markdown,
 )
-from lightly_er.benchmarking.sweep import SweepConfig, build_backbone
 
-README = Path(__file__).resolve().parents[2] / "benchmarks" / "README.md"
+README = Path(__file__).resolve().parents[3] / "benchmarks" / "README.md"
 
 
 def _fingerprint(obj: Any, depth: int = 0) -> Any:

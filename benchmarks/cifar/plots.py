@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from lightly_er.benchmarking.results import RunResult, aggregate
+from benchmarks.common.records import RunResult, aggregate
 from lightly_er.utils.io import write_atomic
 
 

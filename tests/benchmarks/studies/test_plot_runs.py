@@ -7,13 +7,13 @@ from typing import Any, Optional
 
 import pytest
 
-from lightly_er.benchmarking.results import RunResult
-from tests.benchmarking.records import make_record
-from tests.benchmarking.scripts import load_script
+from benchmarks.common.records import RunResult
+from tests.benchmarks.records import make_record
+from tests.benchmarks.scripts import load_script
 
 
 def _cli() -> Any:
-    return load_script("plot_runs")
+    return load_script("studies/plot_runs")
 
 
 def _record(method: str, ema: Optional[float], seed: int, epochs: int) -> RunResult:
@@ -34,7 +34,7 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 def test_select_applies_every_filter(log_dir: Path) -> None:
-    from lightly_er.benchmarking.results import load_results
+    from benchmarks.common.records import load_results
 
     select = _cli().select
     results = load_results(log_dir)

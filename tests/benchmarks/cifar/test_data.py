@@ -11,8 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from lightly_er.benchmarking import datasets
-from lightly_er.benchmarking.datasets import (
+from benchmarks.cifar import data as datasets
+from benchmarks.cifar.data import (
     CIFAR10_FILES,
     ImageArrayDataset,
     eval_transform,

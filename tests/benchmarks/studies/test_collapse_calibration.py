@@ -12,14 +12,14 @@ from typing import Dict
 import pytest
 import torch
 
-from lightly_er.benchmarking.calibration import (
+from benchmarks.cifar.data import DEBIAN_FASHION_MNIST
+from benchmarks.studies.collapse_calibration import (
     markdown,
     real_images,
     simsiam_heads,
     synthetic,
     untrained_features,
 )
-from lightly_er.benchmarking.datasets import DEBIAN_FASHION_MNIST
 from lightly_er.functional import collapse_score
 from lightly_er.monitoring import EntropyMeter
 from lightly_er.monitoring.callback import DEFAULT_COLLAPSE_THRESHOLD

@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from lightly_er.benchmarking.results import RunResult, load_results, write_tables
-from lightly_er.benchmarking.sweep import RunSpec, SweepConfig, run_specs
+from benchmarks.cifar.run import RunSpec, SweepConfig, run_specs
+from benchmarks.common.records import RunResult, load_results, write_tables
 from lightly_er.utils.dist import global_rank
 from lightly_er.utils.io import write_atomic
 
@@ -467,7 +467,7 @@ def entropy_table(results: Sequence[RunResult]) -> str:
 
 def plot_study(results: Sequence[RunResult], directory: Path) -> List[Path]:
     """kNN vs EMA, kNN vs batch (best and final), and per-epoch entropy curves."""
-    from lightly_er.benchmarking.plots import _pyplot, save_figure_atomic
+    from benchmarks.cifar.plots import _pyplot, save_figure_atomic
 
     plt = _pyplot()
     paths = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from lightly_er.benchmarking.results import RunResult
+from benchmarks.common.records import RunResult
 
 
 def make_record(

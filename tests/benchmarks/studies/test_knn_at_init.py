@@ -6,12 +6,12 @@ from types import ModuleType
 
 import pytest
 
-from lightly_er.benchmarking.sweep import SweepConfig
-from tests.benchmarking.scripts import load_script
+from benchmarks.cifar.run import SweepConfig
+from tests.benchmarks.scripts import load_script
 
 
 def _module() -> ModuleType:
-    return load_script("knn_at_init")
+    return load_script("studies/knn_at_init")
 
 
 def test_untrained_backbone_is_far_above_chance_on_digits() -> None:

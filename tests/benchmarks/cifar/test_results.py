@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lightly_er.benchmarking.plots import plot_curves, plot_sweep, sweep_series
-from lightly_er.benchmarking.results import (
+from benchmarks.cifar.plots import plot_curves, plot_sweep, sweep_series
+from benchmarks.common.records import (
     RunResult,
     aggregate,
     load_results,

@@ -33,7 +33,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lightly_er.benchmarking.datasets import (
+from benchmarks.cifar.data import (
     DATASETS,
     ImageArrayDataset,
     ImageArrays,
@@ -41,15 +41,15 @@ from lightly_er.benchmarking.datasets import (
     load_dataset,
     train_transform,
 )
-from lightly_er.benchmarking.methods import (
+from benchmarks.cifar.methods import (
     LIGHTLY_EMA,
     METHODS,
     MoCo,
     SSLMethod,
     parse_method,
 )
-from lightly_er.benchmarking.plots import plot_curves, plot_sweep
-from lightly_er.benchmarking.results import (
+from benchmarks.cifar.plots import plot_curves, plot_sweep
+from benchmarks.common.records import (
     RunResult,
     load_results,
     run_id,
@@ -69,7 +69,7 @@ class SweepConfig:
     """Every setting of a sweep; :data:`PRESETS` gives the named starting points.
 
     The defaults are lightly's CIFAR-10 benchmark; every other value is a deliberate
-    difference listed in :data:`lightly_er.benchmarking.settings.DIFFERENCES`.
+    difference listed in :data:`tests.benchmarks.lightly_cifar10.DIFFERENCES`.
 
     Attributes:
         methods: Method names (``simclr``, ``simclr_er``, ...).

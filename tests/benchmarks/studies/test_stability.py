@@ -8,9 +8,9 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
-from lightly_er.benchmarking import stability
-from lightly_er.benchmarking.results import RunResult
-from lightly_er.benchmarking.stability import (
+from benchmarks.common.records import RunResult
+from benchmarks.studies import stability
+from benchmarks.studies.stability import (
     Comparison,
     entropy_deviation,
     h1,
@@ -20,8 +20,8 @@ from lightly_er.benchmarking.stability import (
     study_specs,
     verdicts,
 )
-from tests.benchmarking.records import make_record as _record
-from tests.benchmarking.scripts import load_script
+from tests.benchmarks.records import make_record as _record
+from tests.benchmarks.scripts import load_script
 
 
 def _pair(

@@ -23,8 +23,8 @@ from torch import Tensor, nn
 from torch.nn.functional import normalize
 from torch.utils.data import DataLoader
 
-from lightly_er.benchmarking.datasets import DATASETS, load_dataset
-from lightly_er.benchmarking.sweep import (
+from benchmarks.cifar.data import DATASETS, load_dataset
+from benchmarks.cifar.run import (
     BACKBONES,
     SweepConfig,
     build_backbone,

@@ -3,7 +3,7 @@
 :data:`LIGHTLY_CIFAR10` transcribes lightly's
 ``docs/source/getting_started/benchmarks/cifar10_benchmark.py`` (lightly commit
 e8d317f, 2026-08-21; the library at 1.6.0) per method. The tests build each original
-module of :mod:`lightly_er.benchmarking.methods` and check it against these values, so
+module of :mod:`benchmarks.cifar.methods` and check it against these values, so
 a drift from lightly fails a test. :data:`DIFFERENCES` is the one list of what the
 benchmark does differently, each an option that is off by default (or a fact of the
 machine it runs on); ``benchmarks/README.md`` renders it as a table, and a test keeps

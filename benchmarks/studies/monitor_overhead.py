@@ -32,13 +32,13 @@ from pytorch_lightning.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lightly_er.benchmarking.datasets import (
+from benchmarks.cifar.data import (
     ImageArrayDataset,
     eval_transform,
     load_dataset,
     train_transform,
 )
-from lightly_er.benchmarking.methods import BYOL
+from benchmarks.cifar.methods import BYOL
 from lightly_er.monitoring import EntropyMonitor
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 if __name__ == "__main__" and __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lightly_er.benchmarking.plots import plot_curves
-from lightly_er.benchmarking.results import RunResult, load_results
+from benchmarks.cifar.plots import plot_curves
+from benchmarks.common.records import RunResult, load_results
 
 
 def select(

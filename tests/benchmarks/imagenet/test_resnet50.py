@@ -1,7 +1,7 @@
 """The ImageNet ResNet-50 benchmark (benchmarks/imagenet/resnet50) is lightly's.
 
 - The original modules, transforms, flags and evaluations are checked against
-  benchmarks.imagenet.settings (the transcription of lightly's scripts), and built
+  tests.benchmarks.lightly_imagenet (the transcription of lightly's scripts), and built
   in lightly's order they hold lightly's weights bit for bit.
 - An ER module and its original, built under one seed, have identical weights,
   buffers and outputs.
@@ -72,17 +72,17 @@ from torchvision.models import resnet50
 from benchmarks.imagenet import _common
 from benchmarks.imagenet.resnet50 import byol, dino, evaluation, mocov2, simclr, swav
 from benchmarks.imagenet.resnet50 import main as bench
-from benchmarks.imagenet.settings import (
+from tests.benchmarks.lightly_imagenet import (
     DIFFERENCES,
     LIGHTLY_EVALUATION,
     LIGHTLY_RESNET50,
     LIGHTLY_RESNET50_CLI,
     differences_markdown,
 )
-from tests.benchmarking.state import assert_same_state, unset_buffers
+from tests.benchmarks.state import assert_same_state, unset_buffers
 from tests.loss.dist_harness import run_distributed_and_single
 
-README = Path(__file__).resolve().parents[2] / "benchmarks" / "imagenet" / "README.md"
+README = Path(__file__).resolve().parents[3] / "benchmarks" / "imagenet" / "README.md"
 NUM_CLASSES = 5
 IMAGES_PER_CLASS = 4
 METHOD_MODULES = {

@@ -8,7 +8,7 @@ independently initialised teacher head. ``objective="er"`` swaps the loss and th
 heads for their lightly-er subclasses and changes nothing else: with the same seed
 both modules hold the same parameters and buffers and compute the same outputs.
 Every deliberate difference from lightly's script is an option that is off by default
-and listed in :data:`lightly_er.benchmarking.settings.DIFFERENCES`.
+and listed in :data:`tests.benchmarks.lightly_cifar10.DIFFERENCES`.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """

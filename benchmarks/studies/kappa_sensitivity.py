@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 if __name__ == "__main__" and __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lightly_er.benchmarking.datasets import load_dataset
-from lightly_er.benchmarking.plots import _pyplot, save_figure_atomic
-from lightly_er.benchmarking.results import RunResult
-from lightly_er.benchmarking.stability import study_config
-from lightly_er.benchmarking.sweep import RunSpec, SweepConfig, run_one
+from benchmarks.cifar.data import load_dataset
+from benchmarks.cifar.plots import _pyplot, save_figure_atomic
+from benchmarks.cifar.run import RunSpec, SweepConfig, run_one
+from benchmarks.common.records import RunResult
+from benchmarks.studies.stability import study_config
 from lightly_er.loss import default_kappa
 from lightly_er.utils.io import write_atomic
 
