@@ -6,16 +6,23 @@ lightly's ``BenchmarkModule``. Sources:
 
 - ``cifar10``: torchvision's CIFAR-10 in ``data_dir`` (downloaded there when missing
   and the machine has a network).
-- ``fashion-mnist``: the IDX files of Debian's ``dataset-fashion-mnist`` package
-  (``/usr/share/datasets/fashion-mnist``), of ``data_dir``, or of torchvision's layout
-  ``data_dir/FashionMNIST/raw``; downloaded by torchvision as a last resort.
+- ``fashion-mnist``: the four IDX files (gzip-compressed or not) in ``data_dir`` or in
+  torchvision's layout ``data_dir/FashionMNIST/raw``; downloaded there by torchvision
+  as a last resort when ``data_dir`` was given.
 - ``digits``: scikit-learn's bundled 8x8 digits (1797 images), always offline; a fixed
   stratified 80/20 split.
+
+Without ``data_dir`` a dataset is looked for in ``<root>/<name>``, where the root is
+the environment variable ``LIGHTLY_ER_DATA_DIR`` or ``datasets`` (relative to the
+working directory): ``LIGHTLY_ER_DATA_DIR=/usr/share/datasets`` finds the files of
+Debian's ``dataset-fashion-mnist`` package, and CIFAR-10 goes to ``datasets/cifar10``
+by default.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -36,9 +43,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-CIFAR10_DEFAULT_DIR = Path("datasets/cifar10")
-"""Where CIFAR-10 is read from, or downloaded to, when no folder is given."""
+DATA_DIR_ENV = "LIGHTLY_ER_DATA_DIR"
+"""The environment variable naming the folder that holds one folder per dataset."""
+DEFAULT_DATA_ROOT = Path("datasets")
+"""The root when the environment variable is not set (relative: the working folder)."""
 CIFAR10_FILES: Tuple[str, ...] = tuple(
     f"cifar-10-batches-py/{name}"
     for name in (
@@ -159,16 +167,21 @@ def _find_idx(directory: Path, stem: str) -> Optional[Path]:
     return None
 
 
+def default_data_dir(name: str) -> Path:
+    """Where a dataset is looked for without ``--data-dir``: ``<root>/<name>``.
+
+    The root is ``$LIGHTLY_ER_DATA_DIR``, or ``datasets`` where it is not set.
+    """
+    return Path(os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_ROOT) / name
+
+
 def _fashion_mnist_dirs(data_dir: Optional[Path]) -> List[Path]:
-    dirs = []
-    if data_dir is not None:
-        dirs += [data_dir, data_dir / "FashionMNIST" / "raw"]
-    dirs.append(DEBIAN_FASHION_MNIST)
-    return dirs
+    folder = data_dir if data_dir is not None else default_data_dir("fashion-mnist")
+    return [folder, folder / "FashionMNIST" / "raw"]
 
 
 def load_fashion_mnist(data_dir: Optional[Path] = None) -> ImageArrays:
-    """Fashion-MNIST from IDX files, looked up in data_dir then Debian's folder.
+    """Fashion-MNIST from IDX files in data_dir (or the default folder).
 
     Raises:
         FileNotFoundError: If no folder holds the four IDX files and torchvision cannot
@@ -199,8 +212,9 @@ def load_fashion_mnist(data_dir: Optional[Path] = None) -> ImageArrays:
     raise FileNotFoundError(
         "Fashion-MNIST not found: expected "
         + ", ".join(f"{v}[.gz]" for v in FASHION_MNIST_FILES.values())
-        + f" in one of {searched}; install Debian's dataset-fashion-mnist package "
-        f"or put the files in --data-dir{reason}"
+        + f" in one of {searched}; put the files in --data-dir, or set "
+        f"{DATA_DIR_ENV} to a folder whose fashion-mnist folder holds them "
+        f"(/usr/share/datasets for Debian's dataset-fashion-mnist package){reason}"
     )
 
 
@@ -279,7 +293,9 @@ def load_dataset(name: str, data_dir: Optional[Path] = None) -> ImageArrays:
     if name == "fashion-mnist":
         return load_fashion_mnist(data_dir)
     if name == "cifar10":
-        return load_cifar10(data_dir if data_dir is not None else CIFAR10_DEFAULT_DIR)
+        return load_cifar10(
+            data_dir if data_dir is not None else default_data_dir(name)
+        )
     raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
 
 

@@ -5,10 +5,11 @@ The original modules are lightly's CIFAR-10 benchmark
 repository) value for value: the heads, losses, optimiser and learning-rate scaling,
 the constant EMA of 0.99, MoCo's split batch norm and key-batch shuffle, DINO's
 independently initialised teacher head. ``objective="er"`` swaps the loss and the
-heads for their lightly-er subclasses and changes nothing else: with the same seed
-both modules hold the same parameters and buffers and compute the same outputs.
-Every deliberate difference from lightly's script is an option that is off by default
-and listed in :data:`tests.benchmarks.lightly_cifar10.DIFFERENCES`.
+heads for their lightly-er subclasses (:class:`benchmarks.common.objective.ObjectiveSwitch`)
+and changes nothing else: with the same seed both modules hold the same parameters and
+buffers and compute the same outputs. Every deliberate difference from lightly's
+script is an option that is off by default and listed in
+:data:`benchmarks.cifar.differences.DIFFERENCES`.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -16,7 +17,7 @@ and listed in :data:`tests.benchmarks.lightly_cifar10.DIFFERENCES`.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
@@ -26,12 +27,12 @@ from lightly.utils.benchmarking import BenchmarkModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from benchmarks.common.objective import Objective, ObjectiveSwitch
 from lightly_er.loss import (
     ERDINOLoss,
     ERNegativeCosineSimilarity,
     ERNTXentLoss,
     ERSwaVLoss,
-    default_kappa,
 )
 from lightly_er.models.modules import (
     ERBYOLPredictionHead,
@@ -41,16 +42,12 @@ from lightly_er.models.modules import (
     ERSwaVProjectionHead,
     ERSwaVPrototypes,
 )
-from lightly_er.monitoring.meter import EntropyMeter
-
-Objective = Literal["original", "er"]
-T = TypeVar("T")
 
 LIGHTLY_EMA = 0.99
 """The constant teacher EMA coefficient of lightly's CIFAR-10 benchmark."""
 
 
-class SSLMethod(BenchmarkModule):  # type: ignore[misc]
+class SSLMethod(ObjectiveSwitch, BenchmarkModule):  # type: ignore[misc]
     """Shared glue: objective switch, loss logging, kNN evaluation (lightly's).
 
     Args:
@@ -65,7 +62,7 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         knn_k: Neighbours of the kNN classifier (200, lightly's).
         knn_t: Temperature of the kNN classifier (0.1, lightly's).
         er_kwargs: Extra keyword arguments of the ER loss (kappa, entropy_weight,
-            estimator); the ER heads' meters get the same kappa.
+            estimator); the ER heads' meters take their kappa from the loss.
         gather_distributed: Gather across processes in the losses (DDP option).
     """
 
@@ -89,8 +86,7 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         gather_distributed: bool = False,
     ) -> None:
         super().__init__(dataloader_knn, num_classes, knn_k=knn_k, knn_t=knn_t)
-        if objective not in ("original", "er"):
-            raise ValueError(f"objective must be 'original' or 'er', got {objective!r}")
+        self.init_objective(objective, er_kwargs)
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         if max_epochs < 1 or batch_size < 1:
@@ -98,39 +94,12 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
                 f"max_epochs and batch_size must be >= 1, got {max_epochs} and "
                 f"{batch_size}"
             )
-        if er_kwargs and objective != "er":
-            raise ValueError("er_kwargs apply to the ER objective only")
         self.backbone = backbone
         self.feature_dim = feature_dim
         self.max_epochs = max_epochs
         self.batch_size = batch_size
-        self.objective: Objective = objective
         self.ema = ema
-        self.er_kwargs: Dict[str, Any] = dict(er_kwargs or {})
         self.gather_distributed = gather_distributed
-
-    # -- the objective switch ------------------------------------------------------
-    def pick(self, original: Type[T], er: Type[T]) -> Type[T]:
-        """The lightly class, or its ER subclass when the objective is ER."""
-        return er if self.objective == "er" else original
-
-    def make_loss(self, original: type, er: type, **kwargs: Any) -> nn.Module:
-        """lightly's loss with kwargs, or its ER subclass with kwargs + er_kwargs."""
-        if self.objective == "er":
-            loss: nn.Module = er(**kwargs, **self.er_kwargs)
-        else:
-            loss = original(**kwargs)
-        return loss
-
-    def head_kwargs(self, temperature: Optional[float] = None) -> Dict[str, Any]:
-        """Keywords of an ER sphere head: its meter measures at the loss's kappa.
-
-        ``temperature`` is that of the method's NT-Xent loss, if any (the kappa rule,
-        :func:`lightly_er.loss.default_kappa`).
-        """
-        if self.objective != "er":
-            return {}
-        return {"kappa": self.er_kwargs.get("kappa", default_kappa(temperature))}
 
     # -- what the benchmark measures ------------------------------------------------
     def features(self, x: Tensor) -> Tensor:
@@ -142,29 +111,10 @@ class SSLMethod(BenchmarkModule):  # type: ignore[misc]
         """The output whose entropy the ER objective estimates (eval use)."""
         raise NotImplementedError
 
-    def entropy_meter(self) -> EntropyMeter:
-        """A meter of :meth:`objective_output` at the run's kappa (one rule)."""
-        return EntropyMeter.for_loss(self.criterion)
-
-    def er_settings(self) -> Dict[str, Any]:
-        """kappa, estimator and entropy weight of the run, for its record."""
-        settings = self.entropy_meter().settings()
-        return {
-            "kappa": settings.get("kappa"),
-            "estimator": settings.get("estimator"),
-            "temperature": settings.get("temperature"),
-            "entropy_weight": getattr(self.criterion, "entropy_weight", None),
-        }
-
     def log_loss(self, loss: Tensor, batch_size: int) -> None:
         """Logs the loss (as lightly) and an ER loss's terms in nats."""
         self.log("train_loss_ssl", loss, batch_size=batch_size)
-        components = getattr(self.criterion, "last_components", None)
-        if components is not None:
-            self.log("train_entropy", components.entropy, batch_size=batch_size)
-            self.log(
-                "train_reconstruction", components.reconstruction, batch_size=batch_size
-            )
+        self.log_er_terms(batch_size)
 
     def lr_factor(self) -> float:
         """lightly's linear learning-rate scaling: batch_size / 128."""
@@ -194,15 +144,16 @@ class SimCLR(SSLMethod):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        head = self.pick(heads.SimCLRProjectionHead, ERSimCLRProjectionHead)
-        # NTXentLoss() of lightly's script: temperature 0.5, so kappa = 2.
-        self.projection_head = head(
-            self.feature_dim, self.feature_dim, 128, **self.head_kwargs(0.5)
-        )
         gather: Dict[str, Any] = (
             {"gather_distributed": True} if self.gather_distributed else {}
         )
+        # The loss first (it draws no random numbers): the head's meter takes its
+        # kappa, 1 / 0.5 for NTXentLoss() of lightly's script.
         self.criterion = self.make_loss(NTXentLoss, ERNTXentLoss, **gather)
+        head = self.pick(heads.SimCLRProjectionHead, ERSimCLRProjectionHead)
+        self.projection_head = head(
+            self.feature_dim, self.feature_dim, 128, **self.meter_kwargs("sphere")
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.projection_head(self.features(x))
@@ -310,15 +261,16 @@ class BYOL(_MomentumMethod):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        projection = self.pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
-        prediction = self.pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
-        kwargs_head = self.head_kwargs()
-        self.projection_head = projection(self.feature_dim, 1024, 256, **kwargs_head)
-        self.prediction_head = prediction(256, 1024, 256, **kwargs_head)
-        self._init_momentum()
+        # The loss first (it draws no random numbers): the heads' meters take its kappa.
         self.criterion = self.make_loss(
             NegativeCosineSimilarity, ERNegativeCosineSimilarity
         )
+        projection = self.pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
+        prediction = self.pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
+        meter = self.meter_kwargs("sphere")
+        self.projection_head = projection(self.feature_dim, 1024, 256, **meter)
+        self.prediction_head = prediction(256, 1024, 256, **meter)
+        self._init_momentum()
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.prediction_head(self.projection_head(self.features(x)))
@@ -401,22 +353,31 @@ class DINO(SSLMethod):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The loss first (it draws no random numbers): the heads' meters take its
+        # student temperature.
+        self.criterion = self.make_loss(
+            DINOLoss,
+            ERDINOLoss,
+            er_only={"gather_distributed": True} if self.gather_distributed else {},
+            output_dim=2048,
+        )
         self.head = self._build_projection_head()
         self.teacher_backbone = copy.deepcopy(self.backbone)
         # As lightly: the teacher head is a second, independently initialised head.
         self.teacher_head = self._build_projection_head()
         model_utils.deactivate_requires_grad(self.teacher_backbone)
         model_utils.deactivate_requires_grad(self.teacher_head)
-        gather: Dict[str, Any] = (
-            {"gather_distributed": True}
-            if self.gather_distributed and self.objective == "er"
-            else {}
-        )
-        self.criterion = self.make_loss(DINOLoss, ERDINOLoss, output_dim=2048, **gather)
 
     def _build_projection_head(self) -> heads.DINOProjectionHead:
         head_cls = self.pick(heads.DINOProjectionHead, ERDINOProjectionHead)
-        head = head_cls(self.feature_dim, 2048, 256, 2048, batch_norm=True)
+        head = head_cls(
+            self.feature_dim,
+            2048,
+            256,
+            2048,
+            batch_norm=True,
+            **self.meter_kwargs("discrete"),
+        )
         # lightly: only 2 layers for CIFAR-10.
         head.layers = heads.ProjectionHead(
             [
@@ -463,23 +424,19 @@ class SwAV(SSLMethod):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        head = self.pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)
-        prototypes = self.pick(heads.SwaVPrototypes, ERSwaVPrototypes)
-        self.projection_head = head(
-            self.feature_dim, self.feature_dim, 128, **self.head_kwargs()
-        )
-        self.prototypes = prototypes(128, 512)
-        gather: Dict[str, Any] = (
-            {"gather_distributed": True}
-            if self.gather_distributed and self.objective == "er"
-            else {}
-        )
+        # The loss first (it draws no random numbers): the heads' meters ask it.
         self.criterion = self.make_loss(
             SwaVLoss,
             ERSwaVLoss,
+            er_only={"gather_distributed": True} if self.gather_distributed else {},
             sinkhorn_gather_distributed=self.gather_distributed,
-            **gather,
         )
+        head = self.pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)
+        prototypes = self.pick(heads.SwaVPrototypes, ERSwaVPrototypes)
+        self.projection_head = head(
+            self.feature_dim, self.feature_dim, 128, **self.meter_kwargs("sphere")
+        )
+        self.prototypes = prototypes(128, 512, **self.meter_kwargs("discrete"))
 
     def forward(self, x: Tensor) -> Tensor:
         z = self.projection_head(self.features(x))

@@ -1,29 +1,13 @@
-"""Plots of benchmark results: curves per epoch, and original vs ER over a sweep."""
+"""Plots of a CIFAR-10 sweep: curves per epoch, and original vs ER over a sweep."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.common.records import RunResult, aggregate
-from lightly_er.utils.io import write_atomic
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure_atomic(figure: Any, path: Path) -> None:
-    """Saves a matplotlib figure as PNG, atomically."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    write_atomic(path, buffer.getvalue())
+from benchmarks.cifar.tables import aggregate
+from benchmarks.common.figures import pyplot, save_figure_atomic
+from benchmarks.common.records import RunResult
 
 
 def _label(r: RunResult) -> str:
@@ -49,7 +33,7 @@ def plot_curves(results: Sequence[RunResult], path: Path) -> None:
     the collapse score and RankMe of the backbone features. One line per run; solid
     for the ER objective, dashed for the original.
     """
-    plt = _pyplot()
+    plt = pyplot()
     models = sorted({r.model for r in results})
     figure, axes = plt.subplots(
         len(CURVES),
@@ -137,7 +121,7 @@ def plot_sweep(
     if len({r[column] for r in rows}) < 2:
         return None
     models = sorted({r["Model"] for r in rows})
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(
         1, len(models), figsize=(3.6 * len(models), 3.4), squeeze=False
     )

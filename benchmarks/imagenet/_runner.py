@@ -5,7 +5,7 @@ module, optionally compile it, pretrain it (or load a checkpoint with ``--epochs
 then score its backbone with kNN, a linear classifier and fine-tuning, and print the
 results. The flags are lightly's, with lightly's defaults, plus options of our own
 whose defaults reproduce lightly's run; every difference is a row of
-:data:`benchmarks.imagenet.settings.DIFFERENCES`.
+:data:`benchmarks.imagenet.differences.DIFFERENCES`.
 
 Every method writes ``<log-dir>/<method>/<timestamp>/``: ``pretrain``, ``knn_eval``,
 ``linear_eval`` and ``finetune_eval`` (TensorBoard events and ``metrics.csv`` in
@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import os
 import shutil
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,7 +30,6 @@ from typing import (
     Dict,
     List,
     Mapping,
-    NoReturn,
     Optional,
     Sequence,
     Tuple,
@@ -56,20 +53,22 @@ from pytorch_lightning.callbacks import (
 )
 from pytorch_lightning.strategies import StrategyRegistry
 
+from benchmarks.common.cli import OneLineErrorParser, fail
+from benchmarks.common.history import best_metrics
+from benchmarks.common.objective import Objective
+from benchmarks.common.records import save_json
 from lightly_er.monitoring import EntropyMonitor
 from lightly_er.utils.dist import global_rank
-from lightly_er.utils.io import write_atomic
 
 from ._common import (
     RunConfig,
-    best_metrics,
     count_classes,
     eval_transform,
     make_loader,
     make_loggers,
     metrics_table,
 )
-from ._method import Objective, SSLMethod
+from ._method import SSLMethod
 
 RUN_STAMP_ENV = "LIGHTLY_ER_IMAGENET_RUN"
 """Passes the run folder's timestamp from the first process to the DDP ranks."""
@@ -152,29 +151,18 @@ class Benchmark:
     check_image_size: Callable[[str, int], Optional[str]] = any_image_size
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line message for a bad argument (exit status 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        """Prints ``error: <message>`` to stderr and exits with status 2."""
-        fail(message)
-
-
-def fail(message: str) -> NoReturn:
-    """Prints one line ``error: <message>`` to stderr and exits with status 2."""
-    print(f"error: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
 def _limit(value: str) -> float | int:
     """An int number of batches or a float fraction, as Lightning's limits."""
     number = float(value)
     return int(number) if number.is_integer() and "." not in value else number
 
 
-def build_parser(bench: Benchmark) -> ArgumentParser:
-    """lightly's flags with lightly's defaults, then the options of lightly-er."""
-    parser = ArgumentParser(description=bench.title)
+def build_parser(bench: Benchmark) -> OneLineErrorParser:
+    """lightly's flags with lightly's defaults, then the options of lightly-er.
+
+    A bad argument is one line ``error: <message>`` and exit status 2.
+    """
+    parser = OneLineErrorParser(description=bench.title, error_prefix="error: ")
     add = parser.add_argument
     # lightly's main.py, in its order.
     add("--train-dir", type=Path, default="/datasets/imagenet/train")
@@ -560,8 +548,7 @@ def run_method(
         print_rank_zero(f"Results for {method}:")
         print_rank_zero(metrics_table(stages))
     if global_rank() == 0:
-        text = json.dumps(results, indent=2, sort_keys=True) + "\n"
-        write_atomic(run_dir / "results.json", text)
+        save_json(run_dir / "results.json", results)
     return results
 
 

@@ -29,8 +29,9 @@ from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import heads
 from torch import Tensor, nn
 
+from benchmarks.cifar.backbones import build_backbone
 from benchmarks.cifar.data import eval_transform, load_dataset
-from benchmarks.cifar.run import build_backbone
+from benchmarks.common.tables import markdown_table
 from lightly_er.functional import collapse_score, effective_rank
 from lightly_er.monitoring.callback import DEFAULT_COLLAPSE_THRESHOLD
 
@@ -165,14 +166,15 @@ def calibration(
 
 def markdown(rows: Sequence[Row]) -> str:
     threshold = DEFAULT_COLLAPSE_THRESHOLD
-    lines = [
-        f"| Batch (N = 256) | Collapse score | RankMe | Flagged (< {threshold:g}) |",
-        "|---|---:|---:|:---:|",
-    ]
-    for name, score, rank in rows:
-        flagged = "yes" if score < threshold else "no"
-        lines.append(f"| {name} | {score:.3f} | {rank:.1f} | {flagged} |")
-    return "\n".join(lines) + "\n"
+    columns = ("Batch (N = 256)", "Collapse score", "RankMe")
+    return markdown_table(
+        (*columns, f"Flagged (< {threshold:g})"),
+        (
+            (name, f"{score:.3f}", f"{rank:.1f}", "yes" if score < threshold else "no")
+            for name, score, rank in rows
+        ),
+        "lrrc",
+    )
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

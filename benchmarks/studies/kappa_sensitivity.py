@@ -12,7 +12,7 @@ Records the final kNN top-1 and the final ER entropy gap of each run, writes
 ``kappa_sensitivity.md`` and ``kappa_sensitivity.png`` to --log-dir, and resumes
 like the sweep (finished runs are kept).
 
-    python benchmarks/kappa_sensitivity.py --log-dir runs/kappa --epochs 5
+    python benchmarks/studies/kappa_sensitivity.py --log-dir runs/kappa --epochs 5
 
 The plot in docs/kappa.md came from this command.
 """
@@ -23,24 +23,39 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from torch import nn
+
+from benchmarks.cifar.config import RunSpec, SweepConfig
 from benchmarks.cifar.data import load_dataset
-from benchmarks.cifar.plots import _pyplot, save_figure_atomic
-from benchmarks.cifar.run import RunSpec, SweepConfig, run_one
+from benchmarks.cifar.run import run_one
+from benchmarks.common.figures import pyplot, save_figure_atomic
 from benchmarks.common.records import RunResult
+from benchmarks.common.tables import markdown_table
 from benchmarks.studies.stability import study_config
-from lightly_er.loss import default_kappa
+from lightly_er.loss import ERNegativeCosineSimilarity, ERNTXentLoss, entropy_settings
 from lightly_er.utils.io import write_atomic
 
 KAPPAS: Tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 WEIGHTS: Tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
 ESTIMATORS: Tuple[str, ...] = ("plugin", "joe")
-METHODS: Dict[str, Optional[float]] = {"simclr_er": 0.5, "byol_er": None}
-"""ER method -> the temperature that sets its default kappa (None: 10)."""
+METHODS: Dict[str, Callable[[], nn.Module]] = {
+    "simclr_er": lambda: ERNTXentLoss(temperature=0.5),  # lightly's CIFAR-10 SimCLR
+    "byol_er": ERNegativeCosineSimilarity,
+}
+"""ER method -> its loss as the benchmark builds it (without --kappa)."""
+
+
+def default_kappa(method: str) -> float:
+    """The kappa the method's loss uses by default: asked of the loss itself."""
+    settings = entropy_settings(METHODS[method]())
+    assert settings is not None and settings["support"] == "sphere"
+    return float(settings["kappa"])
+
 
 Setting = Tuple[str, str, Any]
 
@@ -48,8 +63,8 @@ Setting = Tuple[str, str, Any]
 def settings() -> List[Setting]:
     """(method, knob, value) of every run; the default setting appears once."""
     out: List[Setting] = []
-    for method, temperature in METHODS.items():
-        rule = default_kappa(temperature)
+    for method in METHODS:
+        rule = default_kappa(method)
         out += [(method, "kappa", k) for k in KAPPAS]
         out += [(method, "entropy_weight", w) for w in WEIGHTS if w != 1.0]
         out += [(method, "estimator", "joe")]
@@ -83,20 +98,25 @@ def run_setting(
 
 
 def table(rows: Sequence[Tuple[Setting, RunResult]]) -> str:
-    lines = [
-        "| Method | Setting | κ | kNN top-1 final | ER entropy gap final (nats) |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for (method, knob, value), r in rows:
-        lines.append(
-            f"| {method} | {knob} = {value} | {r.kappa:g} | {r.knn_top1_final:.3f} | "
-            f"{r.er_entropy_per_epoch[-1]:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+    columns = ("Method", "Setting", "κ", "kNN top-1 final")
+    return markdown_table(
+        (*columns, "ER entropy gap final (nats)"),
+        (
+            (
+                method,
+                f"{knob} = {value}",
+                f"{r.kappa:g}",
+                f"{r.knn_top1_final:.3f}",
+                f"{r.er_entropy_per_epoch[-1]:.3f}",
+            )
+            for (method, knob, value), r in rows
+        ),
+        "llrrr",
+    )
 
 
 def plot(rows: Sequence[Tuple[Setting, RunResult]], path: Path) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     for method in METHODS:
         mine = [(s, r) for s, r in rows if s[0] == method]
@@ -118,7 +138,7 @@ def plot(rows: Sequence[Tuple[Setting, RunResult]], path: Path) -> None:
             + [
                 (1.0, r)
                 for s, r in mine
-                if s[1] == "kappa" and r.kappa == default_kappa(METHODS[method])
+                if s[1] == "kappa" and r.kappa == default_kappa(method)
             ]
         )
         axes[2].plot(

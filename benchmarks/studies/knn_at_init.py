@@ -5,8 +5,8 @@ On small, easy datasets a randomly initialised CNN already separates the classes
 this reference. It uses the same data, subsets, backbone and kNN classifier as
 ``benchmarks/cifar10.py``, with the backbone in eval mode as after construction.
 
-    python benchmarks/knn_at_init.py --dataset digits --knn-k 20
-    python benchmarks/knn_at_init.py --dataset fashion-mnist \\
+    python benchmarks/studies/knn_at_init.py --dataset digits --knn-k 20
+    python benchmarks/studies/knn_at_init.py --dataset fashion-mnist \\
         --train-subset 2048 --test-subset 2000 --seeds 0 1
 """
 
@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
 from typing import List, Optional, Tuple
+
+if __name__ == "__main__" and __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from lightly.utils.benchmarking import knn_predict
@@ -23,13 +27,10 @@ from torch import Tensor, nn
 from torch.nn.functional import normalize
 from torch.utils.data import DataLoader
 
+from benchmarks.cifar.backbones import BACKBONES, build_backbone
+from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import DATASETS, load_dataset
-from benchmarks.cifar.run import (
-    BACKBONES,
-    SweepConfig,
-    build_backbone,
-    make_loaders,
-)
+from benchmarks.cifar.run import make_loaders
 
 
 @torch.no_grad()

@@ -4,23 +4,29 @@ Both losses of a pair run on the same inputs, interleaved in one process (parent
 parent, ER, ...), and the table reports the median time of each and their ratio, so
 machine load affects both alike. Target: ER <= 1.15x its parent in every case.
 
-    python benchmarks/loss_speed.py                # all cases, CPU
-    python benchmarks/loss_speed.py --device cuda  # on a GPU
-    python benchmarks/loss_speed.py --cases simclr-256 byol-256 --repeats 5
+    python benchmarks/studies/loss_speed.py                # all cases, CPU
+    python benchmarks/studies/loss_speed.py --device cuda  # on a GPU
+    python benchmarks/studies/loss_speed.py --cases simclr-256 byol-256 --repeats 5
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
+
+if __name__ == "__main__" and __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
 from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
 from torch import Tensor, nn
 
+from benchmarks.common.tables import markdown_header, markdown_row
 from lightly_er.loss import (
     ERDINOLoss,
     ERNegativeCosineSimilarity,
@@ -175,17 +181,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     )
     print(f"torch {torch.__version__}, {where}, median of {args.repeats} runs")
     print()
-    print("| Case | lightly (ms) | ER (ms) | ER / lightly | target |")
-    print("|---|---:|---:|---:|:---:|")
+    columns = ("Case", "lightly (ms)", "ER (ms)", "ER / lightly", "target")
+    print(markdown_header(columns, "lrrrc"))
     for name in args.cases:
         case = cases[name]()
         result = run_case(case, device, args.repeats, args.warmup)
         verdict = "ok" if result["ratio"] <= args.target else "over"
-        print(
-            f"| {case.description} | {result['parent_ms']:.1f} | {result['er_ms']:.1f}"
-            f" | {result['ratio']:.2f} | {verdict} |",
-            flush=True,
+        cells = (
+            case.description,
+            f"{result['parent_ms']:.1f}",
+            f"{result['er_ms']:.1f}",
+            f"{result['ratio']:.2f}",
+            verdict,
         )
+        print(markdown_row(cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,21 @@ time of the monitored and plain runs; on a shared machine its run-to-run noise i
 larger than the effect, so read it as a bound on what noise does. The monitored runs
 keep their ``entropy_monitor.csv`` and ``.png`` in --log-dir.
 
-    python benchmarks/monitor_overhead.py
-    python benchmarks/monitor_overhead.py --steps 300 --every-n-steps 10 --log-dir runs/monitor
+    python benchmarks/studies/monitor_overhead.py
+    python benchmarks/studies/monitor_overhead.py --steps 300 --every-n-steps 10 --log-dir runs/monitor
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
+
+if __name__ == "__main__" and __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pytorch_lightning as pl
 import torch
@@ -39,6 +43,7 @@ from benchmarks.cifar.data import (
     train_transform,
 )
 from benchmarks.cifar.methods import BYOL
+from benchmarks.common.tables import markdown_table
 from lightly_er.monitoring import EntropyMonitor
 
 
@@ -146,14 +151,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         f"{args.repeats} x {args.steps} steps each, every_n_steps={args.every_n_steps}"
     )
     print()
-    print("| Measure | value |")
-    print("|---|---:|")
-    print(f"| time in the monitor's hooks / step time | {100 * direct:.3f}% |")
-    print(f"| mean step without the monitor (end to end) | {1e3 * base:.1f} ms |")
-    print(f"| mean step with the monitor (end to end) | {1e3 * watched:.1f} ms |")
-    print(
-        f"| end-to-end difference (noise included) | {100 * (watched / base - 1):+.2f}% |"
-    )
+    rows = [
+        ("time in the monitor's hooks / step time", f"{100 * direct:.3f}%"),
+        ("mean step without the monitor (end to end)", f"{1e3 * base:.1f} ms"),
+        ("mean step with the monitor (end to end)", f"{1e3 * watched:.1f} ms"),
+        (
+            "end-to-end difference (noise included)",
+            f"{100 * (watched / base - 1):+.2f}%",
+        ),
+    ]
+    print(markdown_table(("Measure", "value"), rows, "lr"), end="")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ by method, batch size, EMA, seed and epochs, and draws their per-epoch kNN top-1
 entropy of the output, backbone collapse score and RankMe, one column per model (solid:
 ER, dashed: original). Nothing is trained.
 
-    python benchmarks/plot_runs.py /work/runs/stability --methods byol byol_er \\
+    python benchmarks/studies/plot_runs.py /work/runs/stability --methods byol byol_er \\
         --batch-sizes 128 --ema 0.99 0 --epochs 30 --out byol_curves.png
 """
 

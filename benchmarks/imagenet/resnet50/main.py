@@ -6,7 +6,7 @@ lightly's ``benchmarks/imagenet/resnet50/main.py`` for ``simclr``, ``mocov2``,
 method pretrains on an ImageFolder tree, then its backbone is scored by kNN (k=200,
 t=0.1), a linear classifier (90 epochs) and fine-tuning (30 epochs). The differences
 from lightly's script are the table of ``benchmarks/imagenet/README.md``
-(:data:`benchmarks.imagenet.settings.DIFFERENCES`); the run folder is described in
+(:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
 :mod:`benchmarks.imagenet._runner`.
 
 Examples (from the repository root)::
@@ -32,6 +32,8 @@ if __name__ == "__main__" and not __package__:
     raise SystemExit(0)
 
 from typing import Dict, Optional, Sequence  # noqa: E402
+
+from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 
 from .. import _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
@@ -61,7 +63,7 @@ BENCHMARK = _runner.Benchmark(
 )
 
 
-def build_parser() -> _runner.ArgumentParser:
+def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
     return _runner.build_parser(BENCHMARK)
 

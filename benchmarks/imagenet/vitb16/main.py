@@ -5,7 +5,7 @@ flags and defaults: kNN temperature 0.07, MAE's linear and fine-tuning evaluatio
 and ``dino_er``, the same module trained with lightly-er's ER objective [0]. The
 backbone is timm's ViT-S/16 (the folder's name is lightly's). The differences from
 lightly's script are the table of ``benchmarks/imagenet/README.md``
-(:data:`benchmarks.imagenet.settings.DIFFERENCES`); the run folder is described in
+(:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
 :mod:`benchmarks.imagenet._runner`.
 
 Examples (from the repository root)::
@@ -34,6 +34,8 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 
 from lightly.data.multi_view_collate import MultiViewCollate  # noqa: E402
 
+from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
+
 from .. import _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from ..resnet50.evaluation import knn_eval  # noqa: E402
@@ -59,7 +61,7 @@ BENCHMARK = _runner.Benchmark(
 )
 
 
-def build_parser() -> _runner.ArgumentParser:
+def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
     return _runner.build_parser(BENCHMARK)
 

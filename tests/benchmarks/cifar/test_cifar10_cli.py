@@ -6,6 +6,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ from typing import Any, List
 
 import pytest
 
-from benchmarks.cifar import run as sweep
+from benchmarks.cifar import config as cifar_config
+from benchmarks.cifar import data, pool, run, sweep
+from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.methods import METHODS
-from benchmarks.cifar.run import SweepConfig, run_sweep
+from benchmarks.cifar.sweep import run_sweep
 from benchmarks.common.records import RunResult, load_results
 from tests.benchmarks.scripts import load_script
 
@@ -151,6 +154,25 @@ def test_resume_keeps_finished_runs_and_redoes_nothing(
     assert "| BYOL " in (tmp_path / "results.md").read_text()
 
 
+def test_resume_keeps_a_record_written_before_the_move(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record of lightly_er.benchmarking (record version 2) counts as done."""
+    old = ROOT / "tests" / "benchmarks" / "data" / "record_v2.json"
+    record = RunResult.load(old)
+    (tmp_path / "runs").mkdir()
+    shutil.copy(old, tmp_path / "runs" / f"{record.run_id}.json")
+
+    def no_run(*args: Any) -> RunResult:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(sweep, "run_one", no_run)
+    config = _tiny(tmp_path, methods=["byol_er"], epochs=2, knn_k=5)
+    (result,) = run_sweep(config)
+    assert result == record
+    assert "(done before, kept)" in capsys.readouterr().out
+
+
 def test_interrupted_run_resumes_from_its_last_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -175,7 +197,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(
 
     config = _tiny(tmp_path, methods=["simclr_er"], epochs=2)
     cli = _cli()
-    monkeypatch.setattr(sweep.pl, "Trainer", trainer_with(CtrlC()))
+    monkeypatch.setattr(run.pl, "Trainer", trainer_with(CtrlC()))
     code = _run_main(cli, config, monkeypatch)
     assert code == 130
     err = capsys.readouterr().err
@@ -192,7 +214,7 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(
         ) -> None:
             epochs_started.append(trainer.current_epoch)
 
-    monkeypatch.setattr(sweep.pl, "Trainer", trainer_with(Record()))
+    monkeypatch.setattr(run.pl, "Trainer", trainer_with(Record()))
     assert _run_main(cli, config, monkeypatch) == 0
     assert epochs_started == [1]  # epoch 0 came from the checkpoint
     (result,) = load_results(tmp_path)
@@ -259,7 +281,7 @@ def test_missing_cifar10_files_exit_with_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No network and no files: one line naming what was expected, exit code 2."""
-    import benchmarks.cifar.data as datasets
+    datasets = data
 
     def no_network(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("Error downloading cifar-10-python.tar.gz:\nno network")
@@ -278,8 +300,9 @@ def test_cifar10_downloads_to_the_default_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --data-dir, CIFAR-10 goes to datasets/cifar10 (download requested)."""
-    import benchmarks.cifar.data as datasets
-
+    datasets = data
+    # The default folder, not one the environment names (CI names Debian's).
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     seen: List[Any] = []
 
     def fake(root: str, train: bool = True, download: bool = False) -> Any:
@@ -336,13 +359,13 @@ def test_history_matches_the_logged_accuracy_of_every_epoch(tmp_path: Path) -> N
 
 
 def test_precision_auto_is_mixed_only_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: True)
-    assert sweep.resolve_precision("auto", "auto") == "16-mixed"
-    assert sweep.resolve_precision("auto", "gpu") == "16-mixed"
-    assert sweep.resolve_precision("auto", "cpu") == "32-true"
-    assert sweep.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(sweep.torch.cuda, "is_available", lambda: False)
-    assert sweep.resolve_precision("auto", "auto") == "32-true"
+    monkeypatch.setattr(cifar_config.torch.cuda, "is_available", lambda: True)
+    assert cifar_config.resolve_precision("auto", "auto") == "16-mixed"
+    assert cifar_config.resolve_precision("auto", "gpu") == "16-mixed"
+    assert cifar_config.resolve_precision("auto", "cpu") == "32-true"
+    assert cifar_config.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    monkeypatch.setattr(cifar_config.torch.cuda, "is_available", lambda: False)
+    assert cifar_config.resolve_precision("auto", "auto") == "32-true"
 
 
 def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
@@ -379,10 +402,10 @@ def test_resume_refuses_records_made_with_other_settings(tmp_path: Path) -> None
 
 
 def test_test_subset_is_the_same_for_every_seed(tmp_path: Path) -> None:
-    data = sweep.load_dataset("digits")
+    digits = data.load_dataset("digits")
     config = _tiny(tmp_path, test_subset=50)
-    _, knn_train_0, test_0 = sweep.make_loaders(data, "simclr", 16, config, seed=0)
-    _, knn_train_1, test_1 = sweep.make_loaders(data, "simclr", 16, config, seed=1)
+    _, knn_train_0, test_0 = run.make_loaders(digits, "simclr", 16, config, seed=0)
+    _, knn_train_1, test_1 = run.make_loaders(digits, "simclr", 16, config, seed=1)
     labels_0 = [int(y) for _, y, _ in test_0.dataset]  # type: ignore[attr-defined]
     labels_1 = [int(y) for _, y, _ in test_1.dataset]  # type: ignore[attr-defined]
     assert len(labels_0) == 50 and labels_0 == labels_1
@@ -404,7 +427,7 @@ def test_jobs_train_in_processes_with_the_same_results(
         alone = {r.method: r for r in run_sweep(_tiny(tmp_path / "one"))}
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(sweep.os, "cpu_count", lambda: 2)  # 2 // jobs = 1 thread
+    monkeypatch.setattr(pool.os, "cpu_count", lambda: 2)  # 2 // jobs = 1 thread
     together = {r.method: r for r in run_sweep(_tiny(tmp_path / "two", jobs=2))}
     assert sorted(together) == ["byol_er", "simclr"]
     for method, record in together.items():
@@ -424,11 +447,11 @@ def test_run_processes_start_their_loader_workers_as_this_process_does() -> None
 
     if multiprocessing.get_start_method() == "spawn":
         pytest.skip("this platform starts processes by spawn: nothing to tell apart")
-    with sweep._worker_pool(1, 2) as pool:
+    with pool._worker_pool(1, 2) as processes:
         # a function of this module, run there: multiprocessing.get_start_method
         # itself would be pickled with this process's context and report it
-        method = pool.submit(_start_method).result()
-        threads = pool.submit(_threads).result()
+        method = processes.submit(_start_method).result()
+        threads = processes.submit(_threads).result()
     assert method == multiprocessing.get_start_method()
     assert threads == max(1, (os.cpu_count() or 1) // 2)
 

@@ -65,7 +65,7 @@ def test_read_idx_rejects_truncated_file(tmp_path: Path) -> None:
 def test_fashion_mnist_from_generated_idx_files(
     tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "absent"))
     where = tmp_path if layout == "flat" else tmp_path / "FashionMNIST" / "raw"
     arrays = _fake_fashion(
         where, compress=layout == "flat", rng=np.random.default_rng(0)
@@ -80,7 +80,7 @@ def test_fashion_mnist_from_generated_idx_files(
 def test_fashion_mnist_missing_names_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "absent"))
     with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte"):
         load_dataset("fashion-mnist", None)
 

@@ -21,13 +21,13 @@ from torch.utils.data import DataLoader
 
 import lightly_er.loss as er_loss
 import lightly_er.models.modules as er_heads
+from benchmarks.cifar.backbones import build_backbone
 from benchmarks.cifar.data import (
     ImageArrayDataset,
     eval_transform,
     train_transform,
 )
 from benchmarks.cifar.methods import METHOD_CLASSES, METHODS, MoCo, parse_method
-from benchmarks.cifar.run import build_backbone
 from tests.benchmarks.state import assert_same_state
 
 PARENT_LOSS = {

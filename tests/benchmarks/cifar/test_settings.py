@@ -3,7 +3,7 @@
 Each test builds a module of benchmarks.cifar.methods the way the sweep does
 and checks it against tests.benchmarks.lightly_cifar10.LIGHTLY_CIFAR10, the
 transcription of lightly's script. The table of deliberate differences in
-benchmarks/README.md must equal DIFFERENCES.
+benchmarks/README.md must equal benchmarks.cifar.differences.DIFFERENCES.
 """
 
 from __future__ import annotations
@@ -29,18 +29,16 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmarks.cifar import methods
+from benchmarks.cifar.backbones import build_backbone
+from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import (
     ImageArrayDataset,
     eval_transform,
     train_transform,
 )
-from benchmarks.cifar.run import SweepConfig, build_backbone
-from tests.benchmarks.lightly_cifar10 import (
-    DIFFERENCES,
-    LIGHTLY_CIFAR10,
-    LIGHTLY_SHARED,
-    differences_markdown,
-)
+from benchmarks.cifar.differences import DIFFERENCES
+from benchmarks.common.differences import differences_markdown
+from tests.benchmarks.lightly_cifar10 import LIGHTLY_CIFAR10, LIGHTLY_SHARED
 
 README = Path(__file__).resolve().parents[3] / "benchmarks" / "README.md"
 
@@ -231,7 +229,7 @@ def test_defaults_are_lightlys() -> None:
 
 def test_readme_lists_the_differences() -> None:
     text = README.read_text(encoding="utf-8")
-    assert differences_markdown() in text
+    assert differences_markdown(DIFFERENCES) in text
     assert len(DIFFERENCES) == len({d.setting for d in DIFFERENCES}), (
         "a setting is listed twice"
     )

@@ -10,7 +10,7 @@
 - DINO keeps its last layer frozen in the first epoch and clips the gradient norm
   to 3; the entropy monitor does not change training; a failing run leaves no empty
   folder; a bad value is one line and exit status 2; the README's table of
-  differences is settings.DIFFERENCES.
+  differences is benchmarks.imagenet.differences.DIFFERENCES.
 """
 
 from __future__ import annotations
@@ -69,15 +69,15 @@ from torch import Tensor, nn
 from torch.utils.data import RandomSampler, SequentialSampler
 from torchvision.models import resnet50
 
+from benchmarks.common.differences import differences_markdown
 from benchmarks.imagenet import _common
+from benchmarks.imagenet.differences import DIFFERENCES
 from benchmarks.imagenet.resnet50 import byol, dino, evaluation, mocov2, simclr, swav
 from benchmarks.imagenet.resnet50 import main as bench
 from tests.benchmarks.lightly_imagenet import (
-    DIFFERENCES,
     LIGHTLY_EVALUATION,
     LIGHTLY_RESNET50,
     LIGHTLY_RESNET50_CLI,
-    differences_markdown,
 )
 from tests.benchmarks.state import assert_same_state, unset_buffers
 from tests.loss.dist_harness import run_distributed_and_single
@@ -1047,7 +1047,7 @@ def test_resume_from_checkpoint(image_folder: Path, tmp_path: Path) -> None:
 
 def test_readme_lists_the_differences() -> None:
     text = README.read_text(encoding="utf-8")
-    assert differences_markdown() in text
+    assert differences_markdown(DIFFERENCES) in text
     assert len(DIFFERENCES) == len({d.setting for d in DIFFERENCES})
     # Every option of ours that the table names exists on the command line.
     flags = {

@@ -1,7 +1,8 @@
 """Calibration of the collapse score against batches whose state is known.
 
-Real images: scikit-learn's digits always, Fashion-MNIST where Debian's package is
-installed (CI installs it). The default alarm is the monitor's: a collapse score
+Real images: scikit-learn's digits always, Fashion-MNIST where its files are in the
+default folder (CI installs Debian's package and names its folder in
+LIGHTLY_ER_DATA_DIR). The default alarm is the monitor's: a collapse score
 below DEFAULT_COLLAPSE_THRESHOLD.
 """
 
@@ -12,7 +13,7 @@ from typing import Dict
 import pytest
 import torch
 
-from benchmarks.cifar.data import DEBIAN_FASHION_MNIST
+from benchmarks.cifar.data import default_data_dir
 from benchmarks.studies.collapse_calibration import (
     markdown,
     real_images,
@@ -26,7 +27,7 @@ from lightly_er.monitoring.callback import DEFAULT_COLLAPSE_THRESHOLD
 
 DATASETS = ["digits"] + (
     ["fashion-mnist"]
-    if (DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file()
+    if (default_data_dir("fashion-mnist") / "t10k-images-idx3-ubyte.gz").is_file()
     else []
 )
 

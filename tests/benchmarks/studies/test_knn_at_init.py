@@ -6,7 +6,7 @@ from types import ModuleType
 
 import pytest
 
-from benchmarks.cifar.run import SweepConfig
+from benchmarks.cifar.config import SweepConfig
 from tests.benchmarks.scripts import load_script
 
 

@@ -8,16 +8,16 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from benchmarks.cifar.data import default_data_dir
 from benchmarks.common.records import RunResult
-from benchmarks.studies import stability
-from benchmarks.studies.stability import (
+from benchmarks.studies import stability, stability_report
+from benchmarks.studies.stability import study_config, study_specs
+from benchmarks.studies.stability_report import (
     Comparison,
     entropy_deviation,
     h1,
     h4,
     robustness,
-    study_config,
-    study_specs,
     verdicts,
 )
 from tests.benchmarks.records import make_record as _record
@@ -32,7 +32,10 @@ def _pair(
     ]
 
 
-def test_the_study_has_the_preregistered_runs() -> None:
+def test_the_study_has_the_preregistered_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stability.os, "cpu_count", lambda: 2)  # one run per core
     specs = study_specs(study_config())
     assert len(specs) == 90
     assert len(set(specs)) == 90
@@ -159,6 +162,11 @@ def test_verdicts_cover_every_preregistered_case() -> None:
     assert all(r[2] == "missing" for r in rows)
 
 
+@pytest.mark.skipif(
+    not default_data_dir("fashion-mnist").is_dir(),
+    reason="Fashion-MNIST is not in $LIGHTLY_ER_DATA_DIR/fashion-mnist (CI puts "
+    "Debian's dataset-fashion-mnist there)",
+)
 def test_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     """--preset stability with one seed, one epoch and a subset: every output."""
     cli = _cli()
@@ -200,7 +208,7 @@ def test_flattening_table() -> None:
         runs.append(r)
     other = _record("byol", 128, 0.0, 0, 0.9)  # not the default setting
     other.knn_top1_per_epoch = [0.9] * 12
-    table = stability.flattening_table([*runs, other])
+    table = stability_report.flattening_table([*runs, other])
     rows = [line for line in table.splitlines() if line.startswith("| BYOL")]
     assert rows == [
         "| BYOL | original | 2: 0.030 → 7: 0.080 → 12: 0.130 | +0.050 | 2 |"
@@ -230,13 +238,14 @@ def test_preset_rejects_fixed_axes(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_preset_trains_two_runs_at_once_on_one_cpu_device_only(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli = _cli()
+    monkeypatch.setattr(stability.os, "cpu_count", lambda: 2)  # one run per core
+    cli = stability
     log = ["--log-dir", str(tmp_path)]
-    assert cli.parse_config(["--preset", "stability", *log]).jobs == 2
-    assert cli.parse_config(["--preset", "stability", "--jobs", "3", *log]).jobs == 3
-    ddp = cli.parse_config(["--preset", "stability", "--devices", "2", *log])
+    assert cli.parse_config([*log]).jobs == 2
+    assert cli.parse_config(["--jobs", "3", *log]).jobs == 3
+    ddp = cli.parse_config(["--devices", "2", *log])
     assert (ddp.devices, ddp.jobs) == (2, 1)
 
 

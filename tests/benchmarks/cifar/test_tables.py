@@ -1,4 +1,4 @@
-"""Run records, aggregated tables and atomic writes."""
+"""The results table of a sweep (aggregated over seeds, Markdown and CSV) and its plots."""
 
 from __future__ import annotations
 
@@ -9,14 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cifar.plots import plot_curves, plot_sweep, sweep_series
-from benchmarks.common.records import (
-    RunResult,
-    aggregate,
-    load_results,
-    markdown_table,
-    run_id,
-    write_tables,
-)
+from benchmarks.cifar.tables import aggregate, markdown_table, write_tables
+from benchmarks.common.records import RunResult
 
 
 def _result(
@@ -44,31 +38,6 @@ def _result(
         rankme_per_epoch=[20.0, 30.0],
         runtime_s=120.0,
     )
-
-
-def test_round_trip(tmp_path: Path) -> None:
-    r = _result("byol_er", 32, 1, 0.8)
-    r.save(tmp_path / "runs" / "a.json")
-    assert load_results(tmp_path) == [r]
-
-
-def test_load_rejects_partial_json(tmp_path: Path) -> None:
-    (tmp_path / "x.json").write_text('{"method": "byol"')
-    with pytest.raises(ValueError, match="not a run record"):
-        RunResult.load(tmp_path / "x.json")
-
-
-def test_load_rejects_records_of_another_version(tmp_path: Path) -> None:
-    record = _result("byol", 32, 0, 0.7)
-    record.record_version = 1
-    record.save(tmp_path / "old.json")
-    with pytest.raises(ValueError, match="version 1, not 2"):
-        RunResult.load(tmp_path / "old.json")
-
-
-def test_run_id() -> None:
-    assert run_id("byol_er", 32, 0.9, 200, 1) == "byol_er-bs32-ema0.9-ep200-seed1"
-    assert run_id("simclr", 128, None, 5, 0) == "simclr-bs128-ep5-seed0"
 
 
 def test_aggregate_mean_std_over_seeds() -> None:
