@@ -121,8 +121,9 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     parser.add_argument(
         "--kappa",
         type=float,
-        help="ER runs: kappa of the loss and meters (default: the rule, 1 / "
-        "temperature for SimCLR and MoCo, 10 for BYOL and SimSiam)",
+        help="ER runs: kappa given to the ER loss, which the meters then use "
+        "(default: the loss's own, 1 / temperature for SimCLR and MoCo, 10 for "
+        "BYOL and SimSiam)",
     )
     parser.add_argument(
         "--entropy-weight",

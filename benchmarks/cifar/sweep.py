@@ -22,7 +22,7 @@ from benchmarks.cifar.pool import run_in_processes
 from benchmarks.cifar.run import run_one, summary_line
 from benchmarks.cifar.tables import write_tables
 from benchmarks.common.records import RunResult, load_results
-from lightly_er.utils.dist import global_rank
+from lightly_er.utils import global_rank
 
 
 def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import csv_table as write_csv
 from benchmarks.common.tables import markdown_table as write_markdown
-from lightly_er.utils.io import write_atomic
+from lightly_er.utils import write_atomic
 
 TABLE_COLUMNS: Tuple[str, ...] = (
     "Model",

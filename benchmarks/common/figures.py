@@ -6,7 +6,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from lightly_er.utils.io import write_atomic
+from lightly_er.utils import write_atomic
 
 
 def pyplot() -> Any:

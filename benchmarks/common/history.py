@@ -70,8 +70,8 @@ class EpochHistory(MetricCallback):  # type: ignore[misc]
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         if "val_metrics" not in state_dict:
-            # A checkpoint of the CIFAR-10 benchmark before 0.1: the probe's values
-            # alone, one list per key.
+            # A checkpoint written by lightly_er.benchmarking (before the move to
+            # benchmarks/): the held-out history alone, one list per record key.
             state_dict = {"train_metrics": {}, "val_metrics": state_dict}
         self.train_metrics = _lists(state_dict["train_metrics"])
         self.val_metrics = _lists(state_dict["val_metrics"])

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from lightly_er.utils.io import write_atomic
+from lightly_er.utils import write_atomic
 
 RECORD_VERSION = 2
 

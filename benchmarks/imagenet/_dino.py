@@ -2,10 +2,11 @@
 
 The loss (``DINOLoss()``, or :class:`lightly_er.loss.ERDINOLoss` whose entropy term
 replaces the centering and is estimated on the batch gathered from all processes
-[0]), the step (teacher on the two global crops, student on all crops, a constant
+[0]), the step (the teacher's EMA coefficient on a cosine schedule from 0.996 to 1,
+updated first; teacher on the two global crops, student on all crops, a constant
 teacher temperature of 0.04) and the multi-crop augmentation at other crop sizes.
-Each script keeps its backbones, heads, optimiser and EMA update (its tests spy on
-``update_momentum`` in its own module).
+Each script keeps its backbones, heads, optimiser and the EMA update itself (its
+tests spy on ``update_momentum`` in its own module).
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
@@ -64,18 +65,21 @@ class DINOMethod(SSLMethod):
         projections: Tensor = self.student_projection_head(features)
         return projections
 
-    def dino_step(
-        self,
-        batch: Tuple[List[Tensor], Tensor, List[str]],
-        batch_idx: int,
-        momentum: float,
+    def update_teacher(self, momentum: float) -> None:
+        """Moves the teacher towards the student (each script's own update)."""
+        raise NotImplementedError
+
+    def training_step(
+        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
     ) -> Tensor:
-        """The loss of a batch of multi-crop views, after the EMA update.
+        """The EMA update, then the loss of a batch of multi-crop views.
 
         The online classifier trains on the teacher's features of the first global
         crop (DINO's own linear evaluation of a ViT concatenates the last four
         blocks' tokens).
         """
+        momentum = self.teacher_momentum(start_value=0.996)
+        self.update_teacher(momentum)
         views, targets = batch[0], batch[1]
         global_views = torch.cat(views[:2])
         local_views = torch.cat(views[2:])

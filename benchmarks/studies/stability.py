@@ -47,8 +47,7 @@ from benchmarks.studies.stability_report import (
     verdict_table,
     verdicts,
 )
-from lightly_er.utils.dist import global_rank
-from lightly_er.utils.io import write_atomic
+from lightly_er.utils import global_rank, write_atomic
 
 PROG = "benchmarks/studies/stability.py"
 

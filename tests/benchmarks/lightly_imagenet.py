@@ -31,6 +31,48 @@ LIGHTLY_SOURCE = (
 
 _GROUPS = ("{name}", "{name}_no_weight_decay", "online_classifier")
 
+
+def _dino_heads(input_dim: int, norm_last_layer: bool) -> Dict[str, Any]:
+    """The DINOProjectionHead pair of both DINO scripts: the teacher's, then the
+    student's with its last layer frozen in the first epoch; 65536 prototypes."""
+    layers = ((input_dim, 2048), (2048, 2048), (2048, 256), (256, 65536))
+    return {
+        name: (
+            "DINOProjectionHead",
+            layers,
+            {"freeze_last_layer": frozen, "norm_last_layer": norm_last_layer},
+        )
+        for name, frozen in (("projection_head", -1), ("student_projection_head", 1))
+    }
+
+
+_DINO: Dict[str, Any] = {
+    "loss": (
+        "DINOLoss",
+        {
+            "output_dim": 65536,
+            "warmup_teacher_temp": 0.04,
+            "teacher_temp": 0.04,
+            "warmup_teacher_temp_epochs": 30,
+            "student_temp": 0.1,
+            "center_momentum": 0.9,
+        },
+    ),
+    "teacher_temp": 0.04,
+    "param_groups": _GROUPS,
+    "trained": ("student_backbone", "student_projection_head"),
+    "warmup_epochs": 10,
+    "end_value": 0.001,
+    "ema": ("cosine", 0.996, 1.0),
+    "ema_pairs": (
+        ("student_backbone", "backbone"),
+        ("student_projection_head", "projection_head"),
+    ),
+    "online_knn": False,
+}
+"""What lightly's two DINO scripts (ResNet-50 and ViT) share, value for value."""
+
+
 LIGHTLY_RESNET50: Dict[str, Dict[str, Any]] = {
     "simclr": {
         "transform": ("SimCLRTransform", {}),
@@ -121,52 +163,20 @@ LIGHTLY_RESNET50: Dict[str, Dict[str, Any]] = {
         "online_knn": False,
     },
     "dino": {
+        **_DINO,
         "transform": (
             "DINOTransform",
             {"global_crop_scale": (0.14, 1), "local_crop_scale": (0.05, 0.14)},
         ),
-        "heads": {
-            "projection_head": (
-                "DINOProjectionHead",
-                ((2048, 2048), (2048, 2048), (2048, 256), (256, 65536)),
-                {"freeze_last_layer": -1, "norm_last_layer": True},
-            ),
-            "student_projection_head": (
-                "DINOProjectionHead",
-                ((2048, 2048), (2048, 2048), (2048, 256), (256, 65536)),
-                {"freeze_last_layer": 1, "norm_last_layer": True},
-            ),
-        },
+        "heads": _dino_heads(2048, norm_last_layer=True),
         "teachers": {
             "student_backbone": "copy:backbone",
             "student_projection_head": "fresh",
         },
-        "loss": (
-            "DINOLoss",
-            {
-                "output_dim": 65536,
-                "warmup_teacher_temp": 0.04,
-                "teacher_temp": 0.04,
-                "warmup_teacher_temp_epochs": 30,
-                "student_temp": 0.1,
-                "center_momentum": 0.9,
-            },
-        ),
-        "teacher_temp": 0.04,
         "optimizer": ("SGD", {"momentum": 0.9, "weight_decay": 1e-4}),
         "lr": ("linear", 0.03),
-        "param_groups": _GROUPS,
-        "trained": ("student_backbone", "student_projection_head"),
-        "warmup_epochs": 10,
-        "end_value": 0.001,
-        "ema": ("cosine", 0.996, 1.0),
-        "ema_pairs": (
-            ("student_backbone", "backbone"),
-            ("student_projection_head", "projection_head"),
-        ),
         "frozen_on_train_start": ("backbone", "projection_head"),
         "gradient_clip": ("norm", 3.0),
-        "online_knn": False,
     },
     "swav": {
         "transform": ("SwaVTransform", {"crop_counts": (2, 6)}),
@@ -213,6 +223,7 @@ and the loss."""
 
 LIGHTLY_VITB16: Dict[str, Dict[str, Any]] = {
     "dino": {
+        **_DINO,
         "transform": (
             "DINOTransform",
             {
@@ -227,34 +238,11 @@ LIGHTLY_VITB16: Dict[str, Dict[str, Any]] = {
             {"dynamic_img_size": True, "drop_path_rate": 0.1},
         ),
         "embed_dim": 384,
-        "heads": {
-            "projection_head": (
-                "DINOProjectionHead",
-                ((384, 2048), (2048, 2048), (2048, 256), (256, 65536)),
-                {"freeze_last_layer": -1, "norm_last_layer": False},
-            ),
-            "student_projection_head": (
-                "DINOProjectionHead",
-                ((384, 2048), (2048, 2048), (2048, 256), (256, 65536)),
-                {"freeze_last_layer": 1, "norm_last_layer": False},
-            ),
-        },
+        "heads": _dino_heads(384, norm_last_layer=False),
         "teachers": {
             "student_backbone": "fresh",
             "student_projection_head": "fresh",
         },
-        "loss": (
-            "DINOLoss",
-            {
-                "output_dim": 65536,
-                "warmup_teacher_temp": 0.04,
-                "teacher_temp": 0.04,
-                "warmup_teacher_temp_epochs": 30,
-                "student_temp": 0.1,
-                "center_momentum": 0.9,
-            },
-        ),
-        "teacher_temp": 0.04,
         "optimizer": ("AdamW", {"betas": (0.9, 0.999)}),
         "group_weight_decay": {
             "dino": 0.04,
@@ -263,17 +251,7 @@ LIGHTLY_VITB16: Dict[str, Dict[str, Any]] = {
         },
         "weight_decay_schedule": ("cosine", 0.04, 0.4),
         "lr": ("linear", 0.0005),
-        "param_groups": _GROUPS,
-        "trained": ("student_backbone", "student_projection_head"),
-        "warmup_epochs": 10,
-        "end_value": 0.001,
-        "ema": ("cosine", 0.996, 1.0),
-        "ema_pairs": (
-            ("student_backbone", "backbone"),
-            ("student_projection_head", "projection_head"),
-        ),
         "gradient_clip": None,
-        "online_knn": False,
     },
 }
 """lightly's ViT DINO, in the notation of :data:`LIGHTLY_RESNET50`; the backbones are

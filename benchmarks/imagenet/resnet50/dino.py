@@ -20,7 +20,7 @@ cosine schedule from 0.996 to 1, updated at the start of each step.
 from __future__ import annotations
 
 import copy
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
 from lightly.models.utils import (
     activate_requires_grad,
@@ -28,7 +28,6 @@ from lightly.models.utils import (
     update_momentum,
 )
 from lightly.transforms.dino_transform import DINOTransform
-from torch import Tensor
 from torch.optim import SGD, Optimizer
 
 from benchmarks.common.objective import Objective
@@ -78,13 +77,10 @@ class DINO(DINOMethod, ResNetMethod):
         activate_requires_grad(self.backbone)
         activate_requires_grad(self.projection_head)
 
-    def training_step(
-        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
-    ) -> Tensor:
-        momentum = self.teacher_momentum(start_value=0.996)
+    def update_teacher(self, momentum: float) -> None:
+        """The teacher follows the student, as in lightly's script."""
         update_momentum(self.student_backbone, self.backbone, m=momentum)
         update_momentum(self.student_projection_head, self.projection_head, m=momentum)
-        return self.dino_step(batch, batch_idx, momentum)
 
     def configure_optimizers(self) -> Any:
         """SGD on the student, lr 0.03 per 256 images, 10 warmup epochs."""

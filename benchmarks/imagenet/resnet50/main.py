@@ -35,12 +35,12 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 
 from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 
-from .. import _runner  # noqa: E402
+from .. import _cli, _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from . import byol, dino, evaluation, mocov2, simclr, swav  # noqa: E402
 from ._base import BACKBONES  # noqa: E402
 
-METHODS = _runner.method_specs(
+METHODS = _cli.method_specs(
     {
         "simclr": (simclr.SimCLR, simclr.transform),
         "mocov2": (mocov2.MoCoV2, mocov2.transform),
@@ -51,7 +51,7 @@ METHODS = _runner.method_specs(
 )
 """Every ``--methods`` choice: the five methods and their ``_er`` twins."""
 
-BENCHMARK = _runner.Benchmark(
+BENCHMARK = _cli.Benchmark(
     title="ImageNet ResNet-50 benchmark of lightly methods and their ER versions",
     methods=METHODS,
     backbones=BACKBONES,
@@ -65,7 +65,7 @@ BENCHMARK = _runner.Benchmark(
 
 def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _runner.build_parser(BENCHMARK)
+    return _cli.build_parser(BENCHMARK)
 
 
 def build_model(

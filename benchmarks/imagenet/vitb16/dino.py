@@ -22,7 +22,7 @@ it clips no gradients.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
 from lightly.models.modules import MaskedVisionTransformerTIMM
 from lightly.models.utils import update_momentum
@@ -144,13 +144,10 @@ class DINO(DINOMethod):
         """The teacher's class token of x, shape (batch_size, feature_dim)."""
         return self.backbone(x)
 
-    def training_step(
-        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
-    ) -> Tensor:
-        momentum = self.teacher_momentum(start_value=0.996)
+    def update_teacher(self, momentum: float) -> None:
+        """The teacher follows the student, as in lightly's script."""
         update_momentum(self.student_backbone, self.backbone, m=momentum)
         update_momentum(self.student_projection_head, self.projection_head, m=momentum)
-        return self.dino_step(batch, batch_idx, momentum)
 
     def configure_optimizers(self) -> Any:
         """AdamW on the student, lr 0.0005 per 256 images, 10 warmup epochs."""

@@ -36,15 +36,15 @@ from lightly.data.multi_view_collate import MultiViewCollate  # noqa: E402
 
 from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 
-from .. import _runner  # noqa: E402
+from .. import _cli, _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from ..resnet50.evaluation import knn_eval  # noqa: E402
 from . import dino, evaluation  # noqa: E402
 
-METHODS = _runner.method_specs({"dino": (dino.DINO, dino.transform)})
+METHODS = _cli.method_specs({"dino": (dino.DINO, dino.transform)})
 """Every ``--methods`` choice: ``dino`` and ``dino_er``."""
 
-BENCHMARK = _runner.Benchmark(
+BENCHMARK = _cli.Benchmark(
     title="ImageNet ViT benchmark of lightly's DINO and its ER version",
     methods=METHODS,
     backbones=tuple(dino.VIT_BACKBONES),
@@ -63,7 +63,7 @@ BENCHMARK = _runner.Benchmark(
 
 def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _runner.build_parser(BENCHMARK)
+    return _cli.build_parser(BENCHMARK)
 
 
 def build_model(

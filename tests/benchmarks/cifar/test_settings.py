@@ -8,7 +8,6 @@ benchmarks/README.md must equal benchmarks.cifar.differences.DIFFERENCES.
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Any, Dict
 
@@ -39,32 +38,9 @@ from benchmarks.cifar.data import (
 from benchmarks.cifar.differences import DIFFERENCES
 from benchmarks.common.differences import differences_markdown
 from tests.benchmarks.lightly_cifar10 import LIGHTLY_CIFAR10, LIGHTLY_SHARED
+from tests.benchmarks.state import fingerprint
 
 README = Path(__file__).resolve().parents[3] / "benchmarks" / "README.md"
-
-
-def _fingerprint(obj: Any, depth: int = 0) -> Any:
-    """The public state of a (nested) transform, comparable across instances."""
-    if depth > 12:
-        return "..."
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return str(obj)
-    if isinstance(obj, (list, tuple)):
-        return [_fingerprint(item, depth + 1) for item in obj]
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {k: _fingerprint(v, depth + 1) for k, v in obj.items()}
-    if not hasattr(obj, "__dict__"):
-        return type(obj).__name__
-    state = {
-        key: _fingerprint(value, depth + 1)
-        for key, value in vars(obj).items()
-        if not key.startswith("_") and key != "training"
-    }
-    return (type(obj).__name__, state)
 
 
 def _lightly_transform(method: str) -> Any:
@@ -118,10 +94,10 @@ def _linear_dims(module: nn.Module) -> tuple[int, ...]:
 
 @pytest.mark.parametrize("method", sorted(LIGHTLY_CIFAR10))
 def test_transform_is_lightlys(method: str) -> None:
-    ours = _fingerprint(train_transform(method, 32))
-    assert ours == _fingerprint(_lightly_transform(method))
+    ours = fingerprint(train_transform(method, 32))
+    assert ours == fingerprint(_lightly_transform(method))
     # The ER objective trains on the same augmentation.
-    assert _fingerprint(train_transform(f"{method}_er", 32)) == ours
+    assert fingerprint(train_transform(f"{method}_er", 32)) == ours
 
 
 @pytest.mark.parametrize("method", sorted(LIGHTLY_CIFAR10))

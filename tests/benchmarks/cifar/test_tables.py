@@ -10,42 +10,15 @@ import pytest
 
 from benchmarks.cifar.plots import plot_curves, plot_sweep, sweep_series
 from benchmarks.cifar.tables import aggregate, markdown_table, write_tables
-from benchmarks.common.records import RunResult
-
-
-def _result(
-    method: str, batch_size: int, seed: int, top1: float, **kw: object
-) -> RunResult:
-    objective = "er" if method.endswith("_er") else "original"
-    return RunResult(
-        method=method,
-        model="BYOL",
-        objective=objective,
-        dataset="digits",
-        batch_size=batch_size,
-        ema=kw.get("ema", 0.99),  # type: ignore[arg-type]
-        epochs=2,
-        seed=seed,
-        knn_top1=top1,
-        knn_top1_final=top1 - 0.05,
-        knn_top1_per_epoch=[top1 - 0.1, top1],
-        kappa=10.0,
-        estimator="plugin",
-        entropy_weight=1.0 if objective == "er" else None,
-        er_entropy_per_epoch=[2.0, 3.0 + seed],
-        output_collapse_score_per_epoch=[0.6, 0.7],
-        collapse_score_per_epoch=[0.5, 0.25 + seed / 10],
-        rankme_per_epoch=[20.0, 30.0],
-        runtime_s=120.0,
-    )
+from tests.benchmarks.records import sweep_record
 
 
 def test_aggregate_mean_std_over_seeds() -> None:
     rows = aggregate(
         [
-            _result("byol", 32, 0, 0.70),
-            _result("byol", 32, 1, 0.80),
-            _result("byol_er", 32, 0, 0.75),
+            sweep_record("byol", 32, 0, 0.70),
+            sweep_record("byol", 32, 1, 0.80),
+            sweep_record("byol_er", 32, 0, 0.75),
         ]
     )
     assert [(r["Objective"], r["Runs"]) for r in rows] == [("ER", 1), ("original", 2)]
@@ -64,7 +37,10 @@ def test_aggregate_mean_std_over_seeds() -> None:
 
 
 def test_tables_written_and_parse(tmp_path: Path) -> None:
-    rs = [_result("byol", 32, 0, 0.7), _result("byol_er", 128, 0, 0.9, ema=0.9)]
+    rs = [
+        sweep_record("byol", 32, 0, 0.7),
+        sweep_record("byol_er", 128, 0, 0.9, ema=0.9),
+    ]
     table = write_tables(tmp_path, rs)
     assert (tmp_path / "results.md").read_text() == table
     header = table.splitlines()[0]
@@ -95,10 +71,10 @@ def test_markdown_table_of_nothing_is_header_only() -> None:
 
 def test_plots_are_written(tmp_path: Path) -> None:
     rs = [
-        _result("byol", 32, 0, 0.7),
-        _result("byol_er", 32, 0, 0.8),
-        _result("byol", 128, 0, 0.75),
-        _result("byol_er", 128, 0, 0.85),
+        sweep_record("byol", 32, 0, 0.7),
+        sweep_record("byol_er", 32, 0, 0.8),
+        sweep_record("byol", 128, 0, 0.75),
+        sweep_record("byol_er", 128, 0, 0.85),
     ]
     plot_curves(rs, tmp_path / "curves.png")
     assert plot_sweep(rs, "batch_size", tmp_path / "bs.png") == tmp_path / "bs.png"
@@ -112,12 +88,12 @@ def test_plots_are_written(tmp_path: Path) -> None:
 
 def test_sweep_series_never_averages_over_the_other_axis() -> None:
     rs = [
-        _result("byol", 32, 0, 0.50),
-        _result("byol", 32, 1, 0.60),
-        _result("byol", 128, 0, 0.40),
-        _result("byol", 128, 0, 0.90, ema=0.9),  # the EMA sweep, at batch 128 only
-        _result("byol_er", 32, 0, 0.70),
-        _result("byol_er", 128, 0, 0.80),
+        sweep_record("byol", 32, 0, 0.50),
+        sweep_record("byol", 32, 1, 0.60),
+        sweep_record("byol", 128, 0, 0.40),
+        sweep_record("byol", 128, 0, 0.90, ema=0.9),  # the EMA sweep, at batch 128 only
+        sweep_record("byol_er", 32, 0, 0.70),
+        sweep_record("byol_er", 128, 0, 0.80),
     ]
     rows = aggregate(rs)
     by_batch = sweep_series(rows, "BYOL", "batch_size")

@@ -8,39 +8,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks.common.records import RunResult, load_results, run_id
+from tests.benchmarks.records import sweep_record
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _result(
-    method: str, batch_size: int, seed: int, top1: float, **kw: object
-) -> RunResult:
-    objective = "er" if method.endswith("_er") else "original"
-    return RunResult(
-        method=method,
-        model="BYOL",
-        objective=objective,
-        dataset="digits",
-        batch_size=batch_size,
-        ema=kw.get("ema", 0.99),  # type: ignore[arg-type]
-        epochs=2,
-        seed=seed,
-        knn_top1=top1,
-        knn_top1_final=top1 - 0.05,
-        knn_top1_per_epoch=[top1 - 0.1, top1],
-        kappa=10.0,
-        estimator="plugin",
-        entropy_weight=1.0 if objective == "er" else None,
-        er_entropy_per_epoch=[2.0, 3.0 + seed],
-        output_collapse_score_per_epoch=[0.6, 0.7],
-        collapse_score_per_epoch=[0.5, 0.25 + seed / 10],
-        rankme_per_epoch=[20.0, 30.0],
-        runtime_s=120.0,
-    )
-
-
 def test_round_trip(tmp_path: Path) -> None:
-    r = _result("byol_er", 32, 1, 0.8)
+    r = sweep_record("byol_er", 32, 1, 0.8)
     r.save(tmp_path / "runs" / "a.json")
     assert load_results(tmp_path) == [r]
 
@@ -52,7 +26,7 @@ def test_load_rejects_partial_json(tmp_path: Path) -> None:
 
 
 def test_load_rejects_records_of_another_version(tmp_path: Path) -> None:
-    record = _result("byol", 32, 0, 0.7)
+    record = sweep_record("byol", 32, 0, 0.7)
     record.record_version = 1
     record.save(tmp_path / "old.json")
     with pytest.raises(ValueError, match="version 1, not 2"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import enum
 import functools
 import json
 import math
@@ -79,7 +78,7 @@ from tests.benchmarks.lightly_imagenet import (
     LIGHTLY_RESNET50,
     LIGHTLY_RESNET50_CLI,
 )
-from tests.benchmarks.state import assert_same_state, unset_buffers
+from tests.benchmarks.state import assert_same_state, fingerprint, unset_buffers
 from tests.loss.dist_harness import run_distributed_and_single
 
 README = Path(__file__).resolve().parents[3] / "benchmarks" / "imagenet" / "README.md"
@@ -177,30 +176,6 @@ def _csv_metrics(stage_dir: Path) -> Dict[str, List[float]]:
     return out
 
 
-def _fingerprint(obj: Any, depth: int = 0) -> Any:
-    """The public state of a (nested) transform, comparable across instances."""
-    if depth > 12:
-        return "..."
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return str(obj)
-    if isinstance(obj, (list, tuple)):
-        return [_fingerprint(item, depth + 1) for item in obj]
-    if isinstance(obj, Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {k: _fingerprint(v, depth + 1) for k, v in obj.items()}
-    if not hasattr(obj, "__dict__"):
-        return type(obj).__name__
-    state = {
-        key: _fingerprint(value, depth + 1)
-        for key, value in vars(obj).items()
-        if not key.startswith("_") and key != "training"
-    }
-    return (type(obj).__name__, state)
-
-
 def _linears(module: nn.Module) -> Tuple[Tuple[int, int], ...]:
     return tuple(
         (m.in_features, m.out_features)
@@ -281,10 +256,10 @@ def _lightly_transform(method: str) -> Any:
 
 @pytest.mark.parametrize("method", sorted(LIGHTLY_RESNET50))
 def test_transform_is_lightlys(method: str) -> None:
-    ours = _fingerprint(METHOD_MODULES[method].transform())
-    assert ours == _fingerprint(_lightly_transform(method))
+    ours = fingerprint(METHOD_MODULES[method].transform())
+    assert ours == fingerprint(_lightly_transform(method))
     # Not vacuous: another crop size changes the fingerprint.
-    assert _fingerprint(METHOD_MODULES[method].transform(32)) != ours
+    assert fingerprint(METHOD_MODULES[method].transform(32)) != ours
     # The ER objective trains on the same augmentation.
     assert bench.METHODS[f"{method}_er"].transform is bench.METHODS[method].transform
 
@@ -310,9 +285,9 @@ def test_evaluation_transforms_are_lightlys() -> None:
             normalize,
         ]
     )
-    assert _fingerprint(_common.eval_transform()) == _fingerprint(lightly_eval)
-    assert _fingerprint(_common.train_transform()) == _fingerprint(lightly_train)
-    assert _fingerprint(_common.eval_transform(32)) != _fingerprint(lightly_eval)
+    assert fingerprint(_common.eval_transform()) == fingerprint(lightly_eval)
+    assert fingerprint(_common.train_transform()) == fingerprint(lightly_train)
+    assert fingerprint(_common.eval_transform(32)) != fingerprint(lightly_eval)
 
 
 @pytest.mark.parametrize("method", sorted(LIGHTLY_RESNET50))
@@ -600,7 +575,7 @@ def test_evaluations_are_lightlys(
     captured: Dict[str, Any] = {}
 
     def fake_fit(classifier: Any, config: Any, log_dir: Any, stage: str, epochs: int, images: Any) -> Dict[str, float]:  # fmt: skip
-        captured[stage] = (classifier, epochs, _fingerprint(images))
+        captured[stage] = (classifier, epochs, fingerprint(images))
         return {}
 
     monkeypatch.setattr(evaluation, "fit_classifier", fake_fit)
@@ -616,7 +591,7 @@ def test_evaluations_are_lightlys(
         assert type(classifier).__name__ == spec[name]["classifier"]
         assert classifier.lr == spec[name]["lr"] and epochs == spec[name]["epochs"]
         assert classifier.feature_dim == 512 and classifier.topk == (1, 5)
-        assert images == _fingerprint(_common.train_transform())
+        assert images == fingerprint(_common.train_transform())
     assert type(captured["linear_eval"][0]) is LinearClassifier
     assert type(captured["finetune_eval"][0]) is FinetuneClassifier
 

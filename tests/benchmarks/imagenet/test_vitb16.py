@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import csv
-import enum
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -48,7 +47,7 @@ from tests.benchmarks.lightly_imagenet import (
     LIGHTLY_VITB16,
     LIGHTLY_VITB16_CLI,
 )
-from tests.benchmarks.state import assert_same_state
+from tests.benchmarks.state import assert_same_state, fingerprint
 
 NUM_CLASSES = 5
 IMAGES_PER_CLASS = 4
@@ -135,30 +134,6 @@ def _csv_metrics(stage_dir: Path) -> Dict[str, List[float]]:
     return out
 
 
-def _fingerprint(obj: Any, depth: int = 0) -> Any:
-    """The public state of a (nested) transform, comparable across instances."""
-    if depth > 12:
-        return "..."
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return str(obj)
-    if isinstance(obj, (list, tuple)):
-        return [_fingerprint(item, depth + 1) for item in obj]
-    if isinstance(obj, Tensor):
-        return obj.tolist()
-    if isinstance(obj, dict):
-        return {k: _fingerprint(v, depth + 1) for k, v in obj.items()}
-    if not hasattr(obj, "__dict__"):
-        return type(obj).__name__
-    state = {
-        key: _fingerprint(value, depth + 1)
-        for key, value in vars(obj).items()
-        if not key.startswith("_") and key != "training"
-    }
-    return (type(obj).__name__, state)
-
-
 def _linears(module: nn.Module) -> Tuple[Tuple[int, int], ...]:
     return tuple(
         (m.in_features, m.out_features)
@@ -219,9 +194,9 @@ def _views(batch_size: int = 4) -> List[Tensor]:
 def test_transform_is_lightlys() -> None:
     name, kwargs = EXPECTED["transform"]
     assert name == "DINOTransform"
-    ours = _fingerprint(dino.transform())
-    assert ours == _fingerprint(DINOTransform(**kwargs))
-    assert _fingerprint(dino.transform(56)) != ours
+    ours = fingerprint(dino.transform())
+    assert ours == fingerprint(DINOTransform(**kwargs))
+    assert fingerprint(dino.transform(56)) != ours
     assert bench.METHODS["dino_er"].transform is bench.METHODS["dino"].transform
 
 
