@@ -1,15 +1,16 @@
 """Data, logging and trainer pieces shared by the ResNet-50 and ViT benchmarks.
 
 The values follow lightly's ``benchmarks/imagenet/*/main.py`` and its ``*_eval.py``
-files (see :mod:`benchmarks.imagenet.settings`); where this module departs from them,
-the departure is a row of :data:`benchmarks.imagenet.settings.DIFFERENCES`.
+files (transcribed in ``tests/benchmarks/lightly_imagenet.py``); where this module
+departs from them, the departure is a row of
+:data:`benchmarks.imagenet.differences.DIFFERENCES`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from lightly.data import LightlyDataset
 from lightly.transforms.torchvision_v2_compatibility import torchvision_transforms as T
@@ -20,6 +21,9 @@ from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader
+
+from benchmarks.common.history import best_metrics
+from benchmarks.common.tables import markdown_table
 
 Limit = Union[int, float, None]
 
@@ -172,18 +176,6 @@ def make_loggers(log_dir: Path, name: str) -> List[Logger]:
     ]
 
 
-def best_metrics(callback: MetricCallback, prefixes: Sequence[str]) -> Dict[str, float]:
-    """The maximum over the validation epochs of each metric with a given prefix.
-
-    A ``/dataloader_idx_<i>`` suffix that Lightning adds is dropped.
-    """
-    out: Dict[str, float] = {}
-    for name, values in callback.val_metrics.items():
-        if values and any(name.startswith(p) for p in prefixes):
-            out[name.split("/")[0]] = float(max(values))
-    return out
-
-
 def warmup_steps(trainer: Trainer, warmup_epochs: float) -> int:
     """lightly's warmup length in steps, capped at the length of the run.
 
@@ -270,9 +262,11 @@ def metrics_table(metrics: Dict[str, Dict[str, float]]) -> str:
         |:---:|:---:|:---:|
         | knn | val_knn_top1 | 0.50 |
     """
-    rows = ["| Eval Name | Metric Name | Value |", "|:---:|:---:|:---:|"]
-    for stage, values in metrics.items():
-        rows += [
-            f"| {stage} | {name} | {value:.2f} |" for name, value in values.items()
-        ]
-    return "\n".join(rows)
+    rows = [
+        (stage, name, f"{value:.2f}")
+        for stage, values in metrics.items()
+        for name, value in values.items()
+    ]
+    # lightly prints its results table centred and without a final newline.
+    columns = ("Eval Name", "Metric Name", "Value")
+    return markdown_table(columns, rows, "ccc").rstrip("\n")

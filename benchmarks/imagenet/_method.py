@@ -1,39 +1,38 @@
 """The LightningModule pieces that every method of the ImageNet benchmarks shares.
 
-A method is one module with an ``objective`` switch: ``"original"`` builds lightly's
-loss and heads, ``"er"`` their lightly-er versions (:meth:`SSLMethod.pick`), which
-take the same arguments, consume the random generator the same way and return the
-same outputs; so the two objectives start from the same weights under one seed.
-Everything else (backbone, augmentation, optimiser, schedules, teacher updates,
-online classifier) is lightly's, written out in each method's module.
+A method is one module with the benchmarks' objective switch
+(:class:`benchmarks.common.objective.ObjectiveSwitch`): ``"original"`` builds lightly's
+loss and heads, ``"er"`` their lightly-er versions, so the two objectives start from
+the same weights under one seed. Everything else (backbone, augmentation, optimiser,
+schedules, teacher updates, online classifier) is lightly's, written out in each
+method's module.
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Iterable, List, Literal, Optional, TypeVar
+from typing import Any, ClassVar, Dict, Iterable, List, Optional
 
 from lightly.models.utils import get_weight_decay_parameters
 from lightly.utils.benchmarking import OnlineLinearClassifier
 from lightly.utils.scheduler import CosineWarmupScheduler, cosine_schedule
-from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from benchmarks.common.objective import Objective, ObjectiveSwitch
+
 from ._common import warmup_steps
 
-Objective = Literal["original", "er"]
-OBJECTIVES = ("original", "er")
-T = TypeVar("T")
 
-
-class SSLMethod(LightningModule):
+class SSLMethod(ObjectiveSwitch):
     """Objective switch, online classifier, logging and schedules of every method.
 
-    A subclass builds, in lightly's order, its backbone, heads and loss (the classes
-    chosen with :meth:`pick`) and then :meth:`add_online_classifier`; it implements
-    ``training_step`` and ``configure_optimizers`` as lightly's script does.
+    A subclass builds its backbone, loss and heads (the classes chosen with
+    :meth:`pick` and :meth:`make_loss`; the loss before the ER heads, whose meters
+    take its kappa, which changes no weight: lightly's losses draw no random numbers)
+    and then :meth:`add_online_classifier`; it implements ``training_step`` and
+    ``configure_optimizers`` as lightly's script does.
 
     Attributes:
         name:
@@ -74,8 +73,7 @@ class SSLMethod(LightningModule):
         ema: Optional[float] = None,
     ) -> None:
         super().__init__()
-        if objective not in OBJECTIVES:
-            raise ValueError(f"objective must be 'original' or 'er', got {objective!r}")
+        self.init_objective(objective)
         if ema is not None and not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         if batch_size_per_device < 1 or num_classes < 1:
@@ -85,18 +83,9 @@ class SSLMethod(LightningModule):
             )
         self.batch_size_per_device = batch_size_per_device
         self.num_classes = num_classes
-        self.objective: Objective = objective
         self.ema = ema
 
     # -- building ---------------------------------------------------------------------
-    def pick(self, original: type[T], er: type[T]) -> type[T]:
-        """lightly's class, or its lightly-er version for the ER objective."""
-        return er if self.objective == "er" else original
-
-    def er_kwargs(self, **kwargs: Any) -> Dict[str, Any]:
-        """The keyword arguments only the ER classes take (empty for the original)."""
-        return kwargs if self.objective == "er" else {}
-
     def add_online_classifier(self, feature_dim: int) -> None:
         """lightly's online linear classifier, built last as in lightly's scripts."""
         self.online_classifier = OnlineLinearClassifier(
@@ -131,16 +120,7 @@ class SSLMethod(LightningModule):
             sync_dist=True,
             batch_size=batch_size,
         )
-        components = getattr(getattr(self, "criterion", None), "last_components", None)
-        if components is not None:
-            self.log_dict(
-                {
-                    "train_entropy": components.entropy,
-                    "train_reconstruction": components.reconstruction,
-                },
-                sync_dist=True,
-                batch_size=batch_size,
-            )
+        self.log_er_terms(batch_size, sync_dist=True)
 
     def online_step(self, features: Tensor, targets: Tensor, batch_idx: int) -> Tensor:
         """Trains the online classifier on detached features; returns its loss."""

@@ -35,11 +35,6 @@ from lightly_er.functional._sphere import (
     sphere_entropy,
     vmf_reconstruction,
 )
-from lightly_er.utils.checks import check_estimator as _public_check_estimator
-
-# The old private name of lightly_er.utils.checks.check_estimator, kept while
-# benchmark code imports it from here.
-_check_estimator = _public_check_estimator
 
 __all__ = [
     "log_bessel_iv",

@@ -13,7 +13,9 @@ from typing import Any, Optional, Tuple
 import torchvision
 from torch import Tensor, nn
 
-from .._method import Objective, SSLMethod
+from benchmarks.common.objective import Objective
+
+from .._method import SSLMethod
 
 BACKBONES: Tuple[str, ...] = ("resnet50", "resnet18", "resnet34", "resnet101")
 """torchvision ResNets accepted as backbone (``resnet50`` is lightly's)."""

@@ -2,10 +2,9 @@
 
 Original: ``BYOLProjectionHead()``, ``BYOLPredictionHead()`` and
 ``NegativeCosineSimilarity()``. ER: :class:`lightly_er.models.modules.ERBYOLProjectionHead`,
-:class:`lightly_er.models.modules.ERBYOLPredictionHead` (meters at kappa 10, the rule
-of :func:`lightly_er.loss.default_kappa`) and
-:class:`lightly_er.loss.ERNegativeCosineSimilarity`, which estimates its entropy on
-the batch gathered from all processes [0]. Both: LARS (lr 0.45 per 256 images,
+:class:`lightly_er.models.modules.ERBYOLPredictionHead` (meters at the loss's kappa)
+and :class:`lightly_er.loss.ERNegativeCosineSimilarity`, which estimates its entropy
+on the batch gathered from all processes [0]. Both: LARS (lr 0.45 per 256 images,
 weight decay 1e-6), 10 warmup epochs of a per-step cosine schedule, BYOL's asymmetric
 augmentation, and a teacher made of a copy of the backbone and a freshly initialised
 projection head, whose EMA coefficient follows a cosine schedule from 0.99 to 1 and
@@ -32,10 +31,10 @@ from lightly.transforms.byol_transform import (
 from lightly.utils.lars import LARS
 from torch import Tensor
 
-from lightly_er.loss import ERNegativeCosineSimilarity, default_kappa
+from benchmarks.common.objective import Objective
+from lightly_er.loss import ERNegativeCosineSimilarity
 from lightly_er.models.modules import ERBYOLPredictionHead, ERBYOLProjectionHead
 
-from .._method import Objective
 from ._base import ResNetMethod
 
 
@@ -63,15 +62,18 @@ class BYOL(ResNetMethod):
     ) -> None:
         super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
         self.save_hyperparameters()
+        self.criterion = self.make_loss(
+            NegativeCosineSimilarity,
+            ERNegativeCosineSimilarity,
+            er_only={"gather_distributed": True},
+        )
         projection = self.pick(BYOLProjectionHead, ERBYOLProjectionHead)
         prediction = self.pick(BYOLPredictionHead, ERBYOLPredictionHead)
-        kappa = self.er_kwargs(kappa=default_kappa())
+        kappa = self.meter_kwargs("sphere")
         self.projection_head = projection(self.feature_dim, **kappa)
         self.prediction_head = prediction(**kappa)
         self.teacher_backbone = copy.deepcopy(self.backbone)
         self.teacher_projection_head = projection(self.feature_dim, **kappa)
-        loss = self.pick(NegativeCosineSimilarity, ERNegativeCosineSimilarity)
-        self.criterion = loss(**self.er_kwargs(gather_distributed=True))
         self.add_online_classifier(self.feature_dim)
 
     def forward_student(self, x: Tensor) -> Tuple[Tensor, Tensor]:

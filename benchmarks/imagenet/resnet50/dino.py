@@ -3,9 +3,9 @@
 Original: ``DINOProjectionHead()`` for the teacher, ``DINOProjectionHead(
 freeze_last_layer=1)`` for the student (each initialised on its own; 65536
 prototypes) and ``DINOLoss()``. ER: :class:`lightly_er.models.modules.ERDINOProjectionHead`
-(meter at the loss's student temperature 0.1) and :class:`lightly_er.loss.ERDINOLoss`,
+(meter at the loss's student temperature) and :class:`lightly_er.loss.ERDINOLoss`,
 whose explicit entropy term replaces the centering and is estimated on the batch
-gathered from all processes [0]. Both: SGD (lr 0.03 per 256 images, momentum 0.9,
+gathered from all processes [0] (:mod:`benchmarks.imagenet._dino`). Both: SGD (lr 0.03 per 256 images, momentum 0.9,
 weight decay 1e-4), 10 warmup epochs of a per-step cosine schedule, a constant
 teacher temperature of 0.04, gradients clipped to norm 3 and the student's last layer
 frozen in the first epoch (both in ``configure_gradient_clipping``), DINO's multi-crop
@@ -20,33 +20,25 @@ cosine schedule from 0.996 to 1, updated at the start of each step.
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Optional, Union
 
-import torch
-from lightly.loss import DINOLoss
-from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import (
     activate_requires_grad,
     deactivate_requires_grad,
     update_momentum,
 )
 from lightly.transforms.dino_transform import DINOTransform
-from torch import Tensor
 from torch.optim import SGD, Optimizer
 
-from lightly_er.loss import ERDINOLoss
-from lightly_er.models.modules import ERDINOProjectionHead
+from benchmarks.common.objective import Objective
 
-from .._common import scaled_size
-from .._method import Objective
+from .._dino import DINOMethod, dino_transform
 from ._base import ResNetMethod
 
-TEACHER_TEMPERATURE = 0.04
-STUDENT_TEMPERATURE = 0.1  # DINOLoss's default
 GRADIENT_CLIP = 3.0
 
 
-class DINO(ResNetMethod):
+class DINO(DINOMethod, ResNetMethod):
     """DINO (Caron et al., 2021); ``objective="er"`` for DINO-ER.
 
     Args:
@@ -56,9 +48,6 @@ class DINO(ResNetMethod):
             A constant EMA coefficient instead of lightly's cosine schedule from
             0.996 to 1, or None.
     """
-
-    name = "dino"
-    has_teacher = True
 
     def __init__(
         self,
@@ -70,22 +59,13 @@ class DINO(ResNetMethod):
     ) -> None:
         super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
         self.save_hyperparameters()
-        head = self.pick(DINOProjectionHead, ERDINOProjectionHead)
-        meter = self.er_kwargs(temperature=STUDENT_TEMPERATURE)
+        head, meter = self.build_loss()
         self.projection_head = head(self.feature_dim, **meter)
         self.student_backbone = copy.deepcopy(self.backbone)
         self.student_projection_head = head(
             self.feature_dim, freeze_last_layer=1, **meter
         )
-        loss = self.pick(DINOLoss, ERDINOLoss)
-        self.criterion = loss(**self.er_kwargs(gather_distributed=True))
         self.add_online_classifier(self.feature_dim)
-
-    def forward_student(self, x: Tensor) -> Tensor:
-        """The student's prototype scores of x."""
-        features = self.student_backbone(x).flatten(start_dim=1)
-        projections: Tensor = self.student_projection_head(features)
-        return projections
 
     def on_train_start(self) -> None:
         """The teacher gets no gradients while training."""
@@ -97,30 +77,10 @@ class DINO(ResNetMethod):
         activate_requires_grad(self.backbone)
         activate_requires_grad(self.projection_head)
 
-    def training_step(
-        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
-    ) -> Tensor:
-        momentum = self.teacher_momentum(start_value=0.996)
+    def update_teacher(self, momentum: float) -> None:
+        """The teacher follows the student, as in lightly's script."""
         update_momentum(self.student_backbone, self.backbone, m=momentum)
         update_momentum(self.student_projection_head, self.projection_head, m=momentum)
-
-        views, targets = batch[0], batch[1]
-        global_views = torch.cat(views[:2])
-        local_views = torch.cat(views[2:])
-        teacher_features = self.forward(global_views).flatten(start_dim=1)
-        teacher_projections = self.projection_head(teacher_features)
-        student_projections = torch.cat(
-            [self.forward_student(global_views), self.forward_student(local_views)]
-        )
-        loss: Tensor = self.criterion(
-            teacher_out=list(teacher_projections.chunk(2)),
-            student_out=list(student_projections.chunk(len(views))),
-            # A constant teacher temperature, the authors' ResNet-50 setting.
-            teacher_temp=TEACHER_TEMPERATURE,
-        )
-        self.log_loss(loss, len(targets), {"ema_momentum": momentum})
-        cls_loss = self.online_step(teacher_features.chunk(2)[0], targets, batch_idx)
-        return loss + cls_loss
 
     def configure_optimizers(self) -> Any:
         """SGD on the student, lr 0.03 per 256 images, 10 warmup epochs."""
@@ -153,14 +113,6 @@ def transform(image_size: int = 224) -> DINOTransform:
 
     At another crop size, the local crops are 96 / 224 of it.
     """
-    sizes: Dict[str, Any] = (
-        {}
-        if image_size == 224
-        else {
-            "global_crop_size": image_size,
-            "local_crop_size": scaled_size(image_size, 96),
-        }
-    )
-    return DINOTransform(
-        global_crop_scale=(0.14, 1), local_crop_scale=(0.05, 0.14), **sizes
+    return dino_transform(
+        image_size, global_crop_scale=(0.14, 1), local_crop_scale=(0.05, 0.14)
     )

@@ -26,9 +26,10 @@ from lightly.utils.benchmarking import (
 from lightly.utils.dist import print_rank_zero
 from pytorch_lightning import Trainer
 
+from benchmarks.common.history import best_metrics
+
 from .._common import (
     RunConfig,
-    best_metrics,
     eval_transform,
     fit_classifier,
     make_loader,

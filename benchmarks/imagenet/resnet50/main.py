@@ -6,7 +6,7 @@ lightly's ``benchmarks/imagenet/resnet50/main.py`` for ``simclr``, ``mocov2``,
 method pretrains on an ImageFolder tree, then its backbone is scored by kNN (k=200,
 t=0.1), a linear classifier (90 epochs) and fine-tuning (30 epochs). The differences
 from lightly's script are the table of ``benchmarks/imagenet/README.md``
-(:data:`benchmarks.imagenet.settings.DIFFERENCES`); the run folder is described in
+(:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
 :mod:`benchmarks.imagenet._runner`.
 
 Examples (from the repository root)::
@@ -33,12 +33,14 @@ if __name__ == "__main__" and not __package__:
 
 from typing import Dict, Optional, Sequence  # noqa: E402
 
-from .. import _runner  # noqa: E402
+from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
+
+from .. import _cli, _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from . import byol, dino, evaluation, mocov2, simclr, swav  # noqa: E402
 from ._base import BACKBONES  # noqa: E402
 
-METHODS = _runner.method_specs(
+METHODS = _cli.method_specs(
     {
         "simclr": (simclr.SimCLR, simclr.transform),
         "mocov2": (mocov2.MoCoV2, mocov2.transform),
@@ -49,7 +51,7 @@ METHODS = _runner.method_specs(
 )
 """Every ``--methods`` choice: the five methods and their ``_er`` twins."""
 
-BENCHMARK = _runner.Benchmark(
+BENCHMARK = _cli.Benchmark(
     title="ImageNet ResNet-50 benchmark of lightly methods and their ER versions",
     methods=METHODS,
     backbones=BACKBONES,
@@ -61,9 +63,9 @@ BENCHMARK = _runner.Benchmark(
 )
 
 
-def build_parser() -> _runner.ArgumentParser:
+def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _runner.build_parser(BENCHMARK)
+    return _cli.build_parser(BENCHMARK)
 
 
 def build_model(

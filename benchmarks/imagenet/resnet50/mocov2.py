@@ -27,9 +27,9 @@ from lightly.transforms.moco_transform import MoCoV2Transform
 from torch import Tensor
 from torch.optim import SGD
 
+from benchmarks.common.objective import Objective
 from lightly_er.loss import ERNTXentLoss
 
-from .._method import Objective
 from ._base import ResNetMethod
 
 MOMENTUM = 0.999
@@ -61,9 +61,12 @@ class MoCoV2(ResNetMethod):
         self.projection_head = MoCoProjectionHead(self.feature_dim)
         self.key_backbone = copy.deepcopy(self.backbone)
         self.key_projection_head = MoCoProjectionHead(self.feature_dim)
-        loss = self.pick(NTXentLoss, ERNTXentLoss)
-        self.criterion = loss(
-            temperature=0.2, memory_bank_size=(65536, 128), gather_distributed=True
+        self.criterion = self.make_loss(
+            NTXentLoss,
+            ERNTXentLoss,
+            temperature=0.2,
+            memory_bank_size=(65536, 128),
+            gather_distributed=True,
         )
         self.add_online_classifier(self.feature_dim)
 

@@ -2,10 +2,10 @@
 
 Original: ``SimCLRProjectionHead()`` and ``NTXentLoss(temperature=0.1,
 gather_distributed=True)``. ER: :class:`lightly_er.models.modules.ERSimCLRProjectionHead`
-(its meter at kappa = 1 / 0.1, the rule of :func:`lightly_er.loss.default_kappa`) and
-:class:`lightly_er.loss.ERNTXentLoss` with the same arguments [0]. Both: LARS with
-learning rate 0.075 * sqrt(global batch size), weight decay 1e-6 (none on norm layers,
-biases and the online classifier), 10 warmup epochs of a per-step cosine schedule,
+(its meter at the loss's kappa, 1 / 0.1) and :class:`lightly_er.loss.ERNTXentLoss`
+with the same arguments [0]. Both: LARS with learning rate 0.075 * sqrt(global batch
+size), weight decay 1e-6 (none on norm layers, biases and the online classifier), 10
+warmup epochs of a per-step cosine schedule,
 SimCLR's augmentation, and an online kNN classifier (k=``knn_k``, t=``knn_t``) that
 runs on every validation, as lightly's main.py gives it two validation loaders.
 
@@ -25,10 +25,10 @@ from lightly.utils.benchmarking import KNNClassifier
 from lightly.utils.lars import LARS
 from torch import Tensor
 
-from lightly_er.loss import ERNTXentLoss, default_kappa
+from benchmarks.common.objective import Objective
+from lightly_er.loss import ERNTXentLoss
 from lightly_er.models.modules import ERSimCLRProjectionHead
 
-from .._method import Objective
 from ._base import ResNetMethod
 
 TEMPERATURE = 0.1
@@ -73,12 +73,11 @@ class SimCLR(ResNetMethod):
     ) -> None:
         super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
         self.save_hyperparameters()
-        head = self.pick(SimCLRProjectionHead, ERSimCLRProjectionHead)
-        self.projection_head = head(
-            self.feature_dim, **self.er_kwargs(kappa=default_kappa(TEMPERATURE))
+        self.criterion = self.make_loss(
+            NTXentLoss, ERNTXentLoss, temperature=TEMPERATURE, gather_distributed=True
         )
-        loss = self.pick(NTXentLoss, ERNTXentLoss)
-        self.criterion = loss(temperature=TEMPERATURE, gather_distributed=True)
+        head = self.pick(SimCLRProjectionHead, ERSimCLRProjectionHead)
+        self.projection_head = head(self.feature_dim, **self.meter_kwargs("sphere"))
         self.add_online_classifier(self.feature_dim)
         self.knn_classifier = OnlineKNNClassifier(
             model=None,

@@ -4,9 +4,9 @@ Original: ``SwaVProjectionHead()``, ``SwaVPrototypes(n_steps_frozen_prototypes=1
 (3000 prototypes, frozen in the first epoch) and
 ``SwaVLoss(sinkhorn_gather_distributed=True)``. ER:
 :class:`lightly_er.models.modules.ERSwaVProjectionHead`,
-:class:`lightly_er.models.modules.ERSwaVPrototypes` (meters at kappa 10 and at the
-loss's temperature 0.1) and :class:`lightly_er.loss.ERSwaVLoss` with the same
-arguments, whose explicit entropy term replaces Sinkhorn's equipartition and is
+:class:`lightly_er.models.modules.ERSwaVPrototypes` (meters at the library's default
+kappa and at the loss's temperature) and :class:`lightly_er.loss.ERSwaVLoss` with the
+same arguments, whose explicit entropy term replaces Sinkhorn's equipartition and is
 estimated on the batch gathered from all processes [0]. Both: LARS (lr 0.6 per 256
 images, weight decay 1e-6), 10 warmup epochs of a per-step cosine schedule whose end
 factor is 0.0006 per 256 images (lightly's value), multi-crop (2 x 224 and 6 x 96
@@ -30,15 +30,14 @@ from torch import Tensor
 from torch.nn import ModuleList
 from torch.nn import functional as F
 
-from lightly_er.loss import ERSwaVLoss, default_kappa
+from benchmarks.common.objective import Objective
+from lightly_er.loss import ERSwaVLoss
 from lightly_er.models.modules import ERSwaVProjectionHead, ERSwaVPrototypes
 
 from .._common import scaled_size
-from .._method import Objective
 from ._base import ResNetMethod
 
 CROP_COUNTS: Tuple[int, int] = (2, 6)
-TEMPERATURE = 0.1  # SwaVLoss's default
 QUEUE_START_EPOCH = 15
 QUEUE_BATCHES = 15
 PROJECTION_DIM = 128
@@ -65,18 +64,17 @@ class SwAV(ResNetMethod):
     ) -> None:
         super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
         self.save_hyperparameters()
+        self.criterion = self.make_loss(
+            SwaVLoss,
+            ERSwaVLoss,
+            er_only={"gather_distributed": True},
+            sinkhorn_gather_distributed=True,
+        )
         head = self.pick(SwaVProjectionHead, ERSwaVProjectionHead)
         prototypes = self.pick(SwaVPrototypes, ERSwaVPrototypes)
-        self.projection_head = head(
-            self.feature_dim, **self.er_kwargs(kappa=default_kappa())
-        )
+        self.projection_head = head(self.feature_dim, **self.meter_kwargs("sphere"))
         self.prototypes = prototypes(
-            n_steps_frozen_prototypes=1, **self.er_kwargs(temperature=TEMPERATURE)
-        )
-        loss = self.pick(SwaVLoss, ERSwaVLoss)
-        self.criterion = loss(
-            sinkhorn_gather_distributed=True,
-            **self.er_kwargs(gather_distributed=True),
+            n_steps_frozen_prototypes=1, **self.meter_kwargs("discrete")
         )
         self.add_online_classifier(self.feature_dim)
         # A queue for small batches (<= 256), one per high-resolution crop.

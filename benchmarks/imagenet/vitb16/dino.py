@@ -6,8 +6,9 @@ initialised on their own, in lightly's ``MaskedVisionTransformerTIMM``; heads
 ``DINOProjectionHead(input_dim=384, norm_last_layer=False)`` (the student's with
 ``freeze_last_layer=1``) and ``DINOLoss()``. ER:
 :class:`lightly_er.models.modules.ERDINOProjectionHead` (meter at the loss's student
-temperature 0.1) and :class:`lightly_er.loss.ERDINOLoss`, whose entropy term replaces
-the centering and is estimated on the batch gathered from all processes [0]. Both:
+temperature) and :class:`lightly_er.loss.ERDINOLoss`, whose entropy term replaces
+the centering and is estimated on the batch gathered from all processes [0]
+(:mod:`benchmarks.imagenet._dino`). Both:
 AdamW (lr 0.0005 per 256 images) with a weight decay that follows a cosine schedule
 from 0.04 to 0.4 (set before every optimiser step, none on norm layers, biases and
 the online classifier), 10 warmup epochs of a per-step cosine learning-rate schedule,
@@ -21,11 +22,9 @@ it clips no gradients.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional
 
-import torch
-from lightly.loss import DINOLoss
-from lightly.models.modules import DINOProjectionHead, MaskedVisionTransformerTIMM
+from lightly.models.modules import MaskedVisionTransformerTIMM
 from lightly.models.utils import update_momentum
 from lightly.transforms.dino_transform import DINOTransform
 from lightly.utils.optim import update_param_groups
@@ -38,14 +37,11 @@ from timm.models.vision_transformer import (
 from torch import Tensor
 from torch.optim import AdamW, Optimizer
 
-from lightly_er.loss import ERDINOLoss
-from lightly_er.models.modules import ERDINOProjectionHead
+from benchmarks.common.objective import Objective
 
 from .._common import scaled_size
-from .._method import Objective, SSLMethod
+from .._dino import DINOMethod, dino_transform
 
-TEACHER_TEMPERATURE = 0.04
-STUDENT_TEMPERATURE = 0.1  # DINOLoss's default
 STUDENT_DROP_PATH_RATE = 0.1
 
 VIT_BACKBONES: Dict[str, int] = {
@@ -98,7 +94,7 @@ def check_image_size(backbone: str, image_size: int) -> Optional[str]:
     return None
 
 
-class DINO(SSLMethod):
+class DINO(DINOMethod):
     """DINO (Caron et al., 2021) on a ViT; ``objective="er"`` for DINO-ER.
 
     ``backbone`` and ``projection_head`` are the teacher (the network evaluated);
@@ -114,8 +110,7 @@ class DINO(SSLMethod):
             0.996 to 1, or None.
     """
 
-    name = "dino"
-    has_teacher = True
+    teacher_no_grad = True
 
     def __init__(
         self,
@@ -127,10 +122,10 @@ class DINO(SSLMethod):
     ) -> None:
         super().__init__(batch_size_per_device, num_classes, objective, ema)
         self.save_hyperparameters()
-        self.backbone = MaskedVisionTransformerTIMM(vit=build_vit(backbone))
-        self.feature_dim = int(self.backbone.vit.embed_dim)
-        head = self.pick(DINOProjectionHead, ERDINOProjectionHead)
-        meter = self.er_kwargs(temperature=STUDENT_TEMPERATURE)
+        teacher = MaskedVisionTransformerTIMM(vit=build_vit(backbone))
+        self.backbone = teacher
+        self.feature_dim = int(teacher.vit.embed_dim)
+        head, meter = self.build_loss()
         self.projection_head = head(
             input_dim=self.feature_dim, norm_last_layer=False, **meter
         )
@@ -143,47 +138,16 @@ class DINO(SSLMethod):
             norm_last_layer=False,
             **meter,
         )
-        loss = self.pick(DINOLoss, ERDINOLoss)
-        self.criterion = loss(**self.er_kwargs(gather_distributed=True))
         self.add_online_classifier(self.feature_dim)
 
     def forward(self, x: Tensor) -> Any:
         """The teacher's class token of x, shape (batch_size, feature_dim)."""
         return self.backbone(x)
 
-    def forward_student(self, x: Tensor) -> Tensor:
-        """The student's prototype scores of x."""
-        features = self.student_backbone(x).flatten(start_dim=1)
-        projections: Tensor = self.student_projection_head(features)
-        return projections
-
-    def training_step(
-        self, batch: Tuple[List[Tensor], Tensor, List[str]], batch_idx: int
-    ) -> Tensor:
-        momentum = self.teacher_momentum(start_value=0.996)
+    def update_teacher(self, momentum: float) -> None:
+        """The teacher follows the student, as in lightly's script."""
         update_momentum(self.student_backbone, self.backbone, m=momentum)
         update_momentum(self.student_projection_head, self.projection_head, m=momentum)
-
-        views, targets = batch[0], batch[1]
-        global_views = torch.cat(views[:2])
-        local_views = torch.cat(views[2:])
-        with torch.no_grad():
-            teacher_cls_token = self.forward(global_views).flatten(start_dim=1)
-            teacher_projections = self.projection_head(teacher_cls_token)
-        student_projections = torch.cat(
-            [self.forward_student(global_views), self.forward_student(local_views)]
-        )
-        loss: Tensor = self.criterion(
-            teacher_out=list(teacher_projections.chunk(2)),
-            student_out=list(student_projections.chunk(len(views))),
-            # A constant teacher temperature, the authors' vanilla setting.
-            teacher_temp=TEACHER_TEMPERATURE,
-        )
-        self.log_loss(loss, len(targets), {"ema_momentum": momentum})
-        # The teacher's class token of the first global crop (DINO's own linear
-        # evaluation concatenates the last four blocks' tokens).
-        cls_loss = self.online_step(teacher_cls_token.chunk(2)[0], targets, batch_idx)
-        return loss + cls_loss
 
     def configure_optimizers(self) -> Any:
         """AdamW on the student, lr 0.0005 per 256 images, 10 warmup epochs."""
@@ -221,17 +185,9 @@ def transform(image_size: int = 224) -> DINOTransform:
 
     At another crop size, the local crops are 96 / 224 of it.
     """
-    sizes: Dict[str, Any] = (
-        {}
-        if image_size == 224
-        else {
-            "global_crop_size": image_size,
-            "local_crop_size": scaled_size(image_size, 96),
-        }
-    )
-    return DINOTransform(
+    return dino_transform(
+        image_size,
         global_crop_scale=(0.4, 1),
         local_crop_scale=(0.05, 0.4),
         n_local_views=8,
-        **sizes,
     )

@@ -5,7 +5,7 @@ flags and defaults: kNN temperature 0.07, MAE's linear and fine-tuning evaluatio
 and ``dino_er``, the same module trained with lightly-er's ER objective [0]. The
 backbone is timm's ViT-S/16 (the folder's name is lightly's). The differences from
 lightly's script are the table of ``benchmarks/imagenet/README.md``
-(:data:`benchmarks.imagenet.settings.DIFFERENCES`); the run folder is described in
+(:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
 :mod:`benchmarks.imagenet._runner`.
 
 Examples (from the repository root)::
@@ -34,15 +34,17 @@ from typing import Dict, Optional, Sequence  # noqa: E402
 
 from lightly.data.multi_view_collate import MultiViewCollate  # noqa: E402
 
-from .. import _runner  # noqa: E402
+from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
+
+from .. import _cli, _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from ..resnet50.evaluation import knn_eval  # noqa: E402
 from . import dino, evaluation  # noqa: E402
 
-METHODS = _runner.method_specs({"dino": (dino.DINO, dino.transform)})
+METHODS = _cli.method_specs({"dino": (dino.DINO, dino.transform)})
 """Every ``--methods`` choice: ``dino`` and ``dino_er``."""
 
-BENCHMARK = _runner.Benchmark(
+BENCHMARK = _cli.Benchmark(
     title="ImageNet ViT benchmark of lightly's DINO and its ER version",
     methods=METHODS,
     backbones=tuple(dino.VIT_BACKBONES),
@@ -59,9 +61,9 @@ BENCHMARK = _runner.Benchmark(
 )
 
 
-def build_parser() -> _runner.ArgumentParser:
+def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _runner.build_parser(BENCHMARK)
+    return _cli.build_parser(BENCHMARK)
 
 
 def build_model(

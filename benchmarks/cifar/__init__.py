@@ -1,0 +1,1 @@
+"""The pieces of ``benchmarks/cifar10.py``: methods, data, config, run loop."""

@@ -1,0 +1,1 @@
+"""Pre-registered studies and one-off measurements, each a script of its own."""

@@ -1,1 +1,0 @@
-"""Reusable pieces of the lightly-er benchmarks: methods, datasets, results, plots."""

@@ -1,0 +1,69 @@
+"""The benchmarks' one-line-error parser, the run wrapper and the shared checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from benchmarks.common.cli import (
+    OneLineErrorParser,
+    check_estimator,
+    check_log_dir,
+    run_command,
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "line"),
+    [
+        (
+            {"prog": "x.py", "hint": " (see --help)"},
+            "x.py: error: argument --n: invalid int value: 'a' (see --help)",
+        ),
+        ({"error_prefix": "error: "}, "error: argument --n: invalid int value: 'a'"),
+    ],
+)
+def test_parser_errors_are_one_line_with_status_2(
+    kwargs: dict, line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = OneLineErrorParser(**kwargs)
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(["--n", "a"])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == line + "\n"
+
+
+def test_run_command_turns_user_errors_into_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def missing() -> NoReturn:
+        raise FileNotFoundError("no dataset\n  here")
+
+    assert run_command("p.py", missing) == 2
+    assert capsys.readouterr().err == "p.py: error: no dataset here\n"
+
+    def interrupted() -> NoReturn:
+        raise KeyboardInterrupt
+
+    assert run_command("p.py", interrupted) == 130
+    assert "finished runs are kept" in capsys.readouterr().err
+    assert run_command("p.py", lambda: None) == 0
+
+
+def test_check_estimator_is_the_librarys() -> None:
+    for name in ("plugin", "joe"):
+        check_estimator(name)
+    with pytest.raises(ValueError, match="estimator"):
+        check_estimator("knn")
+
+
+def test_check_log_dir_creates_nothing(tmp_path: Path) -> None:
+    check_log_dir(tmp_path / "a" / "b")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="exists and is not a directory"):
+        check_log_dir(tmp_path / "file")
