@@ -12,8 +12,8 @@ import torch
 from benchmarks.cifar.backbones import BACKBONES
 from benchmarks.cifar.data import DATASETS
 from benchmarks.cifar.methods import LIGHTLY_EMA, METHODS, MoCo, parse_method
-from benchmarks.common.cli import check_estimator
 from benchmarks.common.records import run_id
+from lightly_er.utils.checks import check_estimator
 
 
 @dataclass

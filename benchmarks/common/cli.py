@@ -20,8 +20,6 @@ from typing import Any, Callable, NoReturn
 
 import torch
 
-from lightly_er.utils.checks import check_estimator
-
 
 def fail(message: str, prefix: str = "error: ", hint: str = "") -> NoReturn:
     """Prints ``<prefix><message><hint>`` as one line on stderr and exits with 2."""

@@ -9,7 +9,6 @@ import pytest
 
 from benchmarks.common.cli import (
     OneLineErrorParser,
-    check_estimator,
     check_log_dir,
     run_command,
 )
@@ -52,13 +51,6 @@ def test_run_command_turns_user_errors_into_one_line(
     assert run_command("p.py", interrupted) == 130
     assert "finished runs are kept" in capsys.readouterr().err
     assert run_command("p.py", lambda: None) == 0
-
-
-def test_check_estimator_is_the_librarys() -> None:
-    for name in ("plugin", "joe"):
-        check_estimator(name)
-    with pytest.raises(ValueError, match="estimator"):
-        check_estimator("knn")
 
 
 def test_check_log_dir_creates_nothing(tmp_path: Path) -> None:
