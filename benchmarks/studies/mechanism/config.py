@@ -198,8 +198,8 @@ class StudyConfig:
         return dataclasses.asdict(self)
 
 
-MECHANISM_STEPS: Optional[int] = None
-"""S of the registered study, filled in from the pilot's outcome (None: not yet)."""
+MECHANISM_STEPS: Optional[int] = 1000
+"""S of the registered study: the pilot's outcome (2026-12-02, P(1,000) = 3.20 h)."""
 
 
 def preset(name: str, steps: Optional[int] = None) -> StudyConfig:
