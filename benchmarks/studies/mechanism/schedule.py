@@ -15,9 +15,10 @@ import multiprocessing
 import os
 import sys
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from benchmarks.studies.mechanism.config import (
     ARMS,
@@ -50,6 +51,8 @@ STEP_MS: Dict[str, float] = {
 }
 """One-thread milliseconds per batch-128 step (phase 1): the ETA's cost model."""
 EVAL_S = 2.5
+WINDOW = 12
+"""Finished tasks whose rate the ETA extrapolates."""
 STREAM_IMAGES_PER_S = 1500.0
 
 
@@ -119,9 +122,22 @@ class Progress:
         self.start = time.time()
         self.running: List[str] = []
         self.failed: List[str] = []
+        self.recent: Deque[Tuple[float, float]] = deque(maxlen=WINDOW)
 
     def eta(self) -> float:
-        elapsed = time.time() - self.start
+        """Remaining estimated cost over the rate of the last tasks (or all so far).
+
+        The rate is that of the last :data:`WINDOW` finished tasks, so that the ETA
+        follows the machine's current load rather than its history.
+        """
+        now = time.time()
+        if len(self.recent) >= 3:
+            (first, _), *rest = self.recent
+            span = now - first
+            done = sum(cost for _, cost in rest)
+            if span > 0 and done > 0:
+                return self.remaining_cost * span / done
+        elapsed = now - self.start
         if self.done_cost > 0 and elapsed > 0:
             return self.remaining_cost * elapsed / self.done_cost
         return self.remaining_cost / self.workers
@@ -132,6 +148,7 @@ class Progress:
         cost = task_cost(task, self.config)
         self.remaining_cost -= cost
         self.done_cost += cost
+        self.recent.append((time.time(), cost))
         self.finished += 1
         if error is not None:
             self.failed.append(task.key)

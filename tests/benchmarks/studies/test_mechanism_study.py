@@ -293,3 +293,28 @@ def test_a_worker_stops_when_its_main_process_is_gone(tmp_path: Path) -> None:
     env.parent = -1
     with pytest.raises(SystemExit, match="main process is gone"):
         env.check_parent()
+
+
+def test_eta_follows_the_rate_of_the_last_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.studies.mechanism import schedule
+
+    cfg = preset("smoke")
+    tasks = config.all_tasks(cfg)
+    clock = [1000.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    progress = schedule.Progress(tasks, [], cfg, tmp_path, 2, open(os.devnull, "w"))
+    total = progress.remaining_cost
+    # a slow start (100 s per task), then 10 s per task: once the window of the last
+    # 12 tasks holds only fast ones, the ETA is the fast rate's
+    steps = [100.0] * 3 + [10.0] * 14
+    for step in steps:
+        clock[0] += step
+        progress.update(tasks[0], {"wall_s": step, "cpu_s": step})
+    cost = schedule.task_cost(tasks[0], cfg)
+    assert progress.remaining_cost == pytest.approx(total - len(steps) * cost)
+    assert progress.eta() == pytest.approx(progress.remaining_cost * 10.0 / cost)
+    cumulative = progress.remaining_cost * sum(steps) / (len(steps) * cost)
+    assert progress.eta() < cumulative / 2
+    assert json.loads((tmp_path / "status.json").read_text())["done"] == len(steps)
