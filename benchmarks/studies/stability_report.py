@@ -4,6 +4,12 @@ The criteria are those fixed in ``benchmarks/studies/stability_preregistration.m
 (and ``_v2.md``) before any run: :func:`verdicts` applies them to the run records,
 :func:`write_report` writes one table per hypothesis, the plots and the verdicts.
 
+Corrected in issue 22: the verdicts are :mod:`benchmarks.studies.stats`'s functions
+(the rule as written: "inconclusive (the original is not hurt)" takes precedence
+over "not supported (ER is hurt more)", which the first code let override it), on
+t-intervals with n - 1 degrees of freedom (the pre-registration's "mean ± 2 SE" is
+an 82 % interval at n = 3) with Holm's correction over the 15 interval comparisons.
+
 Hypotheses (the paper's claims, Rodriguez-Galvez et al., ICML 2023):
 
 - H1: at the default batch size and EMA, ER is competitive with the original.
@@ -21,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import markdown_table
+from benchmarks.studies import stats
 
 TEACHER_METHODS: Tuple[str, ...] = ("byol", "dino")
 BATCH_METHODS: Tuple[str, ...] = ("byol", "dino", "simclr")
@@ -37,6 +44,12 @@ STABLE_DEVIATION = 0.2
 # ---------------------------------------------------------------------------------------
 # Statistics and verdicts
 # ---------------------------------------------------------------------------------------
+ALPHA = 0.05
+"""Family-wise error rate of the Holm family of a protocol's interval comparisons."""
+FAMILY_SIZE = 15
+"""H1's 3, H2's 6 and H3's 6 interval comparisons (H4 is a rule, not a test)."""
+
+
 @dataclass
 class Cell:
     """One setting of one method and objective: per-seed values."""
@@ -58,9 +71,14 @@ class Cell:
 
 @dataclass
 class Comparison:
-    """A paired (by seed) difference and its two-standard-error interval."""
+    """A paired (by seed) difference and its two-sided t-interval (n - 1 df).
+
+    ``confidence`` is the interval's level: 0.95 alone, the comparison's Holm
+    level in :func:`verdicts` (:mod:`benchmarks.studies.stats`).
+    """
 
     differences: Dict[int, float]
+    confidence: float = 1.0 - ALPHA
 
     @property
     def n(self) -> int:
@@ -77,13 +95,21 @@ class Comparison:
             return math.inf
         return statistics.stdev(values) / math.sqrt(len(values))
 
+    def interval(self) -> stats.Interval:
+        """The t-interval at :attr:`confidence` (needs 2 seeds or more)."""
+        return stats.t_interval(list(self.differences.values()), self.confidence)
+
     @property
     def low(self) -> float:
-        return self.mean - 2 * self.se
+        return self.interval().low
 
     @property
     def high(self) -> float:
-        return self.mean + 2 * self.se
+        return self.interval().high
+
+    def p_value(self, threshold: float = 0.0) -> float:
+        """Two-sided p-value of the t-test of "the mean difference is ``threshold``"."""
+        return stats.p_value(self.mean, self.se, self.n, threshold)
 
     def __str__(self) -> str:
         return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
@@ -126,22 +152,26 @@ def setting_of(axis: str, value: Any, base: str) -> Tuple[int, Optional[float]]:
 
 
 def h1(
-    results: Sequence[RunResult], base: str, metric: str = "final"
+    results: Sequence[RunResult],
+    base: str,
+    metric: str = "final",
+    confidence: float = 1.0 - ALPHA,
 ) -> Tuple[str, Optional[Comparison]]:
-    """H1 for one method: ER - original at the default setting; non-inferiority."""
+    """H1 for one method: ER - original at the default setting; non-inferiority.
+
+    Supported if the t-interval at ``confidence`` lies above -MARGIN, not
+    supported if below, inconclusive otherwise (:func:`stats.noninferiority`).
+    """
     ema = teacher_ema(base)
     original = cell(results, base, DEFAULT_BATCH, ema, metric)
     er = cell(results, f"{base}_er", DEFAULT_BATCH, ema, metric)
     if original is None or er is None:
         return "missing", None
     diff = _paired(er, original)
+    diff.confidence = confidence
     if diff.n < 2:
         return "inconclusive (fewer than 2 seeds)", diff
-    if diff.low > -MARGIN:
-        return "supported", diff
-    if diff.high < -MARGIN:
-        return "not supported", diff
-    return "inconclusive", diff
+    return stats.noninferiority(diff.interval(), MARGIN), diff
 
 
 def robustness(
@@ -150,14 +180,16 @@ def robustness(
     default: Tuple[int, Optional[float]],
     other: Tuple[int, Optional[float]],
     metric: str = "final",
+    confidence: float = 1.0 - ALPHA,
 ) -> Tuple[str, Optional[Comparison], Optional[Comparison]]:
     """H2/H3 for one method and one smaller setting.
 
-    drop(objective) = kNN(default) - kNN(other), paired by seed; the verdict is on
-    D = drop(original) - drop(ER) (positive: ER is hurt less). Supported if D's
-    two-SE interval is above 0; not supported if it is below 0 (ER is hurt more);
-    inconclusive otherwise, and also when the original is not hurt (its drop's
-    interval reaches 0 or below), since then there is nothing to be robust to.
+    drop(objective) = kNN(default) - kNN(other), paired by seed; D =
+    drop(original) - drop(ER) (positive: ER is hurt less). As pre-registered:
+    inconclusive (the original is not hurt) when the original's drop interval
+    reaches 0 or below, whatever D; otherwise supported if D's interval lies above
+    0, not supported (ER is hurt more) if below, inconclusive otherwise
+    (:func:`stats.robustness`; both intervals at ``confidence``).
 
     Returns (verdict, D, drop of the original).
     """
@@ -171,19 +203,27 @@ def robustness(
     drop_er = _paired(cells[(f"{base}_er", "default")], cells[(f"{base}_er", "other")])  # type: ignore[arg-type]
     seeds = sorted(set(drop_original.differences) & set(drop_er.differences))
     d = Comparison(
-        {s: drop_original.differences[s] - drop_er.differences[s] for s in seeds}
+        {s: drop_original.differences[s] - drop_er.differences[s] for s in seeds},
+        confidence,
     )
+    drop_original.confidence = confidence
     if d.n < 2:
         return "inconclusive (fewer than 2 seeds)", d, drop_original
-    if d.low > 0:
-        verdict = "supported"
-    elif d.high < 0:
-        verdict = "not supported (ER is hurt more)"
-    else:
-        verdict = "inconclusive"
-    if drop_original.low <= 0 and verdict != "not supported (ER is hurt more)":
-        verdict = "inconclusive (the original is not hurt)"
-    return verdict, d, drop_original
+    return stats.robustness(d.interval(), drop_original.interval()), d, drop_original
+
+
+def h1_p_value(diff: Comparison) -> float:
+    """H1's p-value in the Holm family: the t-test of ER - original = -MARGIN."""
+    return diff.p_value(-MARGIN)
+
+
+def robustness_p_value(d: Comparison, drop_original: Comparison) -> float:
+    """max(p of drop(original) = 0 if its mean is positive else 1, p of D = 0).
+
+    The verdict needs both conditions (an intersection-union test).
+    """
+    p_drop = drop_original.p_value() if drop_original.mean > 0 else 1.0
+    return max(p_drop, d.p_value())
 
 
 def h4(
@@ -194,7 +234,8 @@ def h4(
     Per seed at the default setting, the largest relative deviation of the ER
     entropy from its median over epochs 2..E. Supported if it is at most 20% in
     every seed; not supported if it exceeds 20% in a majority of seeds;
-    inconclusive otherwise. Returns (verdict, deviation per seed).
+    inconclusive otherwise (:func:`stats.stable_entropy`). Returns (verdict,
+    deviation per seed).
     """
     method = base if objective == "original" else f"{base}_er"
     runs = [
@@ -207,12 +248,7 @@ def h4(
     deviations = [entropy_deviation(r.er_entropy_per_epoch) for r in runs]
     if len(runs) < 2:
         return "inconclusive (fewer than 2 seeds)", deviations
-    unstable = sum(d > STABLE_DEVIATION for d in deviations)
-    if unstable == 0:
-        return "supported", deviations
-    if unstable > len(deviations) / 2:
-        return "not supported", deviations
-    return "inconclusive", deviations
+    return stats.stable_entropy(deviations, STABLE_DEVIATION), deviations
 
 
 def entropy_deviation(values: Sequence[float]) -> float:
@@ -226,59 +262,75 @@ def entropy_deviation(values: Sequence[float]) -> float:
     return max(abs(v - median) for v in tail) / abs(median)
 
 
-def verdicts(results: Sequence[RunResult]) -> List[Tuple[str, str, str, str]]:
-    """(hypothesis, case, verdict, evidence) for every pre-registered test."""
-    rows: List[Tuple[str, str, str, str]] = []
-    for base in BATCH_METHODS:
-        verdict, diff = h1(results, base)
-        rows.append(
-            (
-                "H1",
-                display_name(base),
-                verdict,
-                f"ER - original: {diff}" if diff else "-",
-            )
-        )
+def _cases() -> List[Tuple[str, str, str, Any]]:
+    """(hypothesis, case, base, settings) of the interval comparisons, in order."""
+    cases: List[Tuple[str, str, str, Any]] = [
+        ("H1", display_name(base), base, None) for base in BATCH_METHODS
+    ]
     for base in TEACHER_METHODS:
         for ema in EMAS:
-            if ema == DEFAULT_EMA:
-                continue
-            verdict, d, drop = robustness(
-                results, base, (DEFAULT_BATCH, DEFAULT_EMA), (DEFAULT_BATCH, ema)
-            )
-            rows.append(
-                (
-                    "H2",
-                    f"{display_name(base)}, EMA 0.99 → {ema:g}",
-                    verdict,
-                    _robust_text(d, drop),
-                )
-            )
+            if ema != DEFAULT_EMA:
+                name = f"{display_name(base)}, EMA 0.99 → {ema:g}"
+                setting = ((DEFAULT_BATCH, DEFAULT_EMA), (DEFAULT_BATCH, ema))
+                cases.append(("H2", name, base, setting))
     for base in BATCH_METHODS:
         for batch in BATCHES:
-            if batch == DEFAULT_BATCH:
-                continue
-            fixed = teacher_ema(base)
-            verdict, d, drop = robustness(
-                results, base, (DEFAULT_BATCH, fixed), (batch, fixed)
-            )
-            rows.append(
-                (
-                    "H3",
-                    f"{display_name(base)}, batch 128 → {batch}",
-                    verdict,
-                    _robust_text(d, drop),
+            if batch != DEFAULT_BATCH:
+                fixed = teacher_ema(base)
+                name = f"{display_name(base)}, batch 128 → {batch}"
+                cases.append(
+                    ("H3", name, base, ((DEFAULT_BATCH, fixed), (batch, fixed)))
                 )
+    return cases
+
+
+def verdicts(results: Sequence[RunResult]) -> List[Tuple[str, str, str, str]]:
+    """(hypothesis, case, verdict, evidence) for every pre-registered test.
+
+    The rule as pre-registered, on two-sided t-intervals with n - 1 degrees of
+    freedom, with Holm's correction over the family of the 15 interval
+    comparisons (H1-H3; a missing one enters with p = 1): each case's intervals
+    are read at its Holm confidence level (:func:`stats.holm_confidences`). H4's
+    two verdicts are a rule on per-seed deviations, not tests.
+    """
+    cases = _cases()
+    p_values = []
+    for hypothesis, _, base, setting in cases:
+        if hypothesis == "H1":
+            _, diff = h1(results, base)
+            ok = diff is not None and diff.n >= 2
+            p_values.append(h1_p_value(diff) if ok and diff is not None else 1.0)
+        else:
+            _, d, drop = robustness(results, base, *setting)
+            ok = d is not None and drop is not None and d.n >= 2
+            p_values.append(
+                robustness_p_value(d, drop)
+                if ok and d is not None and drop is not None
+                else 1.0
             )
+    levels = stats.holm_confidences(p_values, ALPHA)
+    rows: List[Tuple[str, str, str, str]] = []
+    for (hypothesis, name, base, setting), level in zip(cases, levels, strict=True):
+        at = f" (Holm level {level:.4f})"
+        if hypothesis == "H1":
+            verdict, diff = h1(results, base, confidence=level)
+            evidence = f"ER - original: {diff}{at}" if diff and diff.n >= 2 else "-"
+        else:
+            default, other = setting
+            verdict, d, drop = robustness(
+                results, base, default, other, confidence=level
+            )
+            evidence = _robust_text(d, drop) + at if d and d.n >= 2 else "-"
+        rows.append((hypothesis, name, verdict, evidence))
     for base in TEACHER_METHODS:
         verdict, deviations = h4(results, base)
-        evidence = ", ".join(f"{d:.1%}" for d in deviations) or "-"
+        text = ", ".join(f"{d:.1%}" for d in deviations) or "-"
         rows.append(
             (
                 "H4",
                 f"{display_name(base)} (original)",
                 verdict,
-                f"max deviation per seed: {evidence}",
+                f"max deviation per seed: {text}",
             )
         )
     return rows
@@ -331,7 +383,10 @@ def setting_table(
 
 def verdict_table(rows: Sequence[Tuple[str, str, str, str]]) -> str:
     columns = ("Hypothesis", "Case", "Verdict")
-    evidence = "Evidence (mean [±2 SE], kNN top-1 final)"
+    evidence = (
+        f"Evidence (mean [t-interval, n - 1 df, at the Holm level over the "
+        f"{FAMILY_SIZE} comparisons H1-H3, α = {ALPHA}], kNN top-1 final)"
+    )
     return markdown_table((*columns, evidence), rows)
 
 
@@ -423,6 +478,8 @@ def entropy_table(results: Sequence[RunResult]) -> str:
 
 
 __all__ = [
+    "ALPHA",
+    "FAMILY_SIZE",
     "Cell",
     "Comparison",
     "entropy_deviation",

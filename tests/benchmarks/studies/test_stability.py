@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.cifar.data import default_data_dir
 from benchmarks.common.records import RunResult
-from benchmarks.studies import stability, stability_report
+from benchmarks.studies import stability, stability_report, stats
 from benchmarks.studies.stability import study_config, study_specs
 from benchmarks.studies.stability_report import (
     Comparison,
@@ -64,13 +64,16 @@ def test_the_study_has_the_preregistered_runs(
     assert (config.accelerator, config.jobs) == ("cpu", 2)
 
 
-def test_comparison_interval() -> None:
+def test_comparison_interval_is_a_t_interval_with_n_minus_1_df() -> None:
     c = Comparison({0: 0.01, 1: 0.03, 2: 0.02})
     assert c.mean == pytest.approx(0.02)
     assert c.se == pytest.approx(0.01 / math.sqrt(3))
-    assert (c.low, c.high) == pytest.approx(
-        (0.02 - 0.02 / math.sqrt(3), 0.02 + 0.02 / math.sqrt(3))
-    )
+    half = (
+        4.302653 * 0.01 / math.sqrt(3)
+    )  # t_{0.975, 2}, not the old 2 (an 82 % interval)
+    assert (c.low, c.high) == pytest.approx((0.02 - half, 0.02 + half), rel=1e-6)
+    c.confidence = 1 - 0.05 / 15
+    assert c.high - c.mean == pytest.approx(stats.t_quantile(1 - 0.025 / 15, 2) * c.se)
 
 
 @pytest.mark.parametrize(
@@ -129,8 +132,10 @@ def test_robustness_inconclusive_when_the_original_is_not_hurt() -> None:
         {"default": [0.70, 0.71, 0.72], "small": [0.70, 0.72, 0.71]},  # no drop
         {"default": [0.70, 0.71, 0.72], "small": [0.60, 0.60, 0.60]},
     )
+    # The rule as pre-registered: "the original is not hurt" comes first, even
+    # when ER is hurt (the first implementation let "ER is hurt more" override it).
     verdict = robustness(results, "dino", (128, 0.99), (128, 0.0))[0]
-    assert verdict == "not supported (ER is hurt more)"
+    assert verdict == "inconclusive (the original is not hurt)"
     results = _robust(
         {"default": [0.70, 0.71, 0.72], "small": [0.70, 0.72, 0.71]},
         {"default": [0.70, 0.71, 0.72], "small": [0.72, 0.73, 0.74]},
@@ -151,6 +156,33 @@ def test_h4_stability_of_the_entropy() -> None:
         assert got == verdict
         assert len(deviations) == 3
     assert entropy_deviation([3.0, 1.0, 1.1, 0.9]) == pytest.approx(0.1)
+
+
+def test_verdicts_read_every_interval_at_its_holm_level_over_15() -> None:
+    # H2 DINO EMA 0: a large, consistent collapse of the original, ER robust; every
+    # other comparison is absent (p = 1, still in the family of 15).
+    results = _robust(
+        {"default": [0.70, 0.71, 0.72], "small": [0.40, 0.41, 0.42]},  # drop 0.30
+        {"default": [0.70, 0.71, 0.72], "small": [0.70, 0.71, 0.715]},  # drop ~0
+    )
+    rows = verdicts(results)
+    (dino0,) = [r for r in rows if r[1] == "DINO, EMA 0.99 → 0"]
+    assert dino0[2] == "supported"
+    # Second in the family (H1 DINO, decided too, comes first): 1 - 0.05 / 14.
+    assert "Holm level 0.9964" in dino0[3]
+    d = Comparison({0: 0.30, 1: 0.30, 2: 0.295}, 1 - 0.05 / 14)
+    assert str(d) in dino0[3]
+    # The same data decided at 95 % but not at the first Holm step:
+    wide = _robust(
+        {"default": [0.70, 0.71, 0.72], "small": [0.60, 0.58, 0.64]},
+        {"default": [0.70, 0.71, 0.72], "small": [0.69, 0.70, 0.72]},
+    )
+    verdict95 = robustness(wide, "dino", (128, 0.99), (128, 0.0))[0]
+    (holm,) = [r for r in verdicts(wide) if r[1] == "DINO, EMA 0.99 → 0"]
+    assert (verdict95, holm[2]) == (
+        "supported",
+        "inconclusive (the original is not hurt)",  # its drop's interval reaches 0
+    )
 
 
 def test_verdicts_cover_every_preregistered_case() -> None:

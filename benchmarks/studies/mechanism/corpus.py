@@ -1,0 +1,227 @@
+"""The collapse corpus: every run's head outputs on a held-out batch, over steps.
+
+Format version 1, as ``benchmarks/studies/mechanism_preregistration.md`` fixes it::
+
+    DIR/corpus/index.json        the runs, one entry each
+    DIR/corpus/<run_id>.npz      every snapshot of a finished run
+    DIR/corpus/partial/<run_id>/step_<000000>.npz
+                                 snapshots of an unfinished run
+
+A ``<run_id>.npz`` holds ``step`` (T,), ``knn_top1``, ``train_loss``,
+``train_entropy``, ``train_reconstruction`` (T,), ``image_index`` and ``label``
+(N,), and per head a float16 array (T, N, d) (``center``: float32 (T, 2048)).
+:func:`load_run` reads one; :func:`read_index` the index.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Sequence
+
+import numpy as np
+
+from lightly_er.utils.io import atomic_path, write_atomic
+
+FORMAT = "lightly-er collapse corpus"
+VERSION = 1
+SCALARS = ("knn_top1", "train_loss", "train_entropy", "train_reconstruction")
+"""Per-snapshot numbers (float32, NaN where there is none)."""
+FLOAT32_KEYS = ("center",)
+"""Head outputs kept in float32 (the rest are float16)."""
+
+
+def corpus_dir(log_dir: Path) -> Path:
+    return log_dir / "corpus"
+
+
+def partial_path(log_dir: Path, run_id: str, step: int) -> Path:
+    return corpus_dir(log_dir) / "partial" / run_id / f"step_{step:06d}.npz"
+
+
+def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # uncompressed
+
+
+def write_snapshot(
+    log_dir: Path,
+    run_id: str,
+    step: int,
+    outputs: Mapping[str, Any],
+    scalars: Mapping[str, float],
+) -> None:
+    """Writes one snapshot of an unfinished run (atomically)."""
+    arrays: Dict[str, np.ndarray] = {}
+    for key, value in outputs.items():
+        array = value.detach().cpu().numpy() if hasattr(value, "detach") else value
+        dtype = np.float32 if key in FLOAT32_KEYS else np.float16
+        arrays[key] = np.asarray(array, dtype=dtype)
+    for key in SCALARS:
+        arrays[key] = np.asarray(scalars.get(key, float("nan")), dtype=np.float32)
+    _save_npz(partial_path(log_dir, run_id, step), arrays)
+
+
+def merge_run(
+    log_dir: Path,
+    run_id: str,
+    steps: Sequence[int],
+    image_index: np.ndarray,
+    labels: np.ndarray,
+) -> Path:
+    """Stacks the snapshots of ``steps`` into ``<run_id>.npz``; removes the partials."""
+    snapshots = []
+    for step in steps:
+        with np.load(partial_path(log_dir, run_id, step)) as f:
+            snapshots.append({k: f[k] for k in f.files})
+    keys = list(snapshots[0])
+    arrays: Dict[str, np.ndarray] = {"step": np.asarray(steps, dtype=np.int64)}
+    for key in keys:
+        arrays[key] = np.stack([s[key] for s in snapshots])
+    arrays["image_index"] = np.asarray(image_index, dtype=np.int64)
+    arrays["label"] = np.asarray(labels, dtype=np.int64)
+    path = corpus_dir(log_dir) / f"{run_id}.npz"
+    _save_npz(path, arrays)
+    shutil.rmtree(corpus_dir(log_dir) / "partial" / run_id, ignore_errors=True)
+    return path
+
+
+def load_run(path: Path) -> Dict[str, np.ndarray]:
+    """Every array of one run's corpus file."""
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def index_entry(record: Mapping[str, Any]) -> Dict[str, Any]:
+    """A run's entry of index.json, from its run record."""
+    spec = record["spec"]
+    return {
+        "run_id": record["run_id"],
+        "file": f"{record['run_id']}.npz",
+        "arm": spec["arm"],
+        "method": record["method"],
+        "entropy_weight": spec["weight"],
+        "ema": record["ema"],
+        "batch_size": spec["batch"],
+        "steps": spec["steps"],
+        "seed": spec["seed"],
+        "untrained_knn": record["untrained_knn"],
+        "final_knn": record["final_knn"],
+        "final_probe": record["final_probe"],
+        "label": record["label"],
+        "first_below_step": record["first_below_step"],
+        "heads": record["heads"],
+        "loss": record["loss"],
+        "lightly": record["versions"]["lightly"],
+        "torch": record["versions"]["torch"],
+        "wall_s": record["timing"]["wall_s"],
+    }
+
+
+def index_document(
+    records: Sequence[Mapping[str, Any]],
+    held_out: Mapping[str, Any],
+    knn: Mapping[str, Any],
+) -> Dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "held_out": dict(held_out),
+        "knn": dict(knn),
+        "runs": [index_entry(r) for r in records],
+    }
+
+
+def write_index(path: Path, document: Mapping[str, Any]) -> None:
+    write_atomic(path, json.dumps(document, indent=1) + "\n")
+
+
+def read_index(corpus: Path) -> Dict[str, Any]:
+    """The corpus's index.json, checked for format and version.
+
+    Raises:
+        ValueError: If it is not a version-1 collapse corpus index.
+    """
+    document: Dict[str, Any] = json.loads((corpus / "index.json").read_text())
+    if document.get("format") != FORMAT or document.get("version") != VERSION:
+        raise ValueError(f"{corpus / 'index.json'} is not a {FORMAT} version {VERSION}")
+    return document
+
+
+SAMPLE_ARMS: Dict[str, str] = {
+    "byol": "byol-nopred",
+    "simsiam": "simsiam-nosg",
+    "dino": "dino-nocenter",
+    "swav": "swav-nosinkhorn",
+    "simclr": "simclr-er",
+}
+"""The device-removed arm of each method in the committed sample."""
+SAMPLE_IMAGES = 8
+"""Held-out images in the committed sample (the first of the held-out batch)."""
+SAMPLE_LIMIT = 5_000_000
+"""The committed sample's size limit in bytes."""
+
+
+def write_sample(
+    corpus: Path, out: Path, images: int = SAMPLE_IMAGES, limit: int = SAMPLE_LIMIT
+) -> List[str]:
+    """Writes the committed sample: per method, the first seed's w = 0 and w = 1 runs
+    of its device-removed arm (batch 128), the first ``images`` held-out images,
+    every snapshot; the same format. Returns the run ids.
+
+    Raises:
+        FileNotFoundError: If the corpus or one of the runs is missing.
+        ValueError: If the sample would exceed ``limit`` bytes.
+    """
+    index = read_index(corpus)
+    runs = index["runs"]
+    chosen = []
+    for arm in SAMPLE_ARMS.values():
+        candidates = [
+            r for r in runs if r["arm"] == arm and r["entropy_weight"] in (0.0, 1.0)
+        ]
+        if not candidates:
+            raise FileNotFoundError(f"no run of {arm} in {corpus}")
+        # The first seed with both weights at one setting (the reference batch:
+        # the device-removed arms run nowhere else).
+        settings = sorted(
+            {(r["seed"], r["batch_size"], r["steps"]) for r in candidates}
+        )
+        for seed, batch, steps in settings:
+            pair = [
+                [
+                    r
+                    for r in candidates
+                    if (r["seed"], r["batch_size"], r["steps"]) == (seed, batch, steps)
+                    and r["entropy_weight"] == weight
+                ]
+                for weight in (0.0, 1.0)
+            ]
+            if all(len(p) == 1 for p in pair):
+                chosen += [p[0] for p in pair]
+                break
+        else:
+            raise FileNotFoundError(f"no seed of {arm} has both weights in {corpus}")
+    out.mkdir(parents=True, exist_ok=True)
+    total = 0
+    for run in chosen:
+        arrays = load_run(corpus / run["file"])
+        per_image = {"image_index", "label"}
+        sample = {
+            k: (v[:images] if k in per_image else v[:, :images] if v.ndim == 3 else v)
+            for k, v in arrays.items()
+        }
+        _save_npz(out / run["file"], sample)
+        total += (out / run["file"]).stat().st_size
+    document = dict(index)
+    document["held_out"] = dict(index["held_out"], size=images)
+    document["runs"] = chosen
+    document["sample_of"] = (
+        "the full corpus: python benchmarks/studies/mechanism.py --preset mechanism"
+    )
+    write_index(out / "index.json", document)
+    total += (out / "index.json").stat().st_size
+    if total > limit:
+        raise ValueError(f"the sample holds {total} bytes, over the limit of {limit}")
+    return [r["run_id"] for r in chosen]

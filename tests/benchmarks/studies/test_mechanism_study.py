@@ -1,0 +1,320 @@
+"""The mechanism study end to end on a tiny budget: plan, runs, resume, report, corpus."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+from benchmarks.studies.mechanism import cli, config, corpus, report
+from benchmarks.studies.mechanism.config import RunSpec, Task, preset
+from benchmarks.studies.mechanism.runner import Env, Interrupted, checkpoint_path
+from benchmarks.studies.mechanism.schedule import execute
+from tests.benchmarks.studies.mechanism_data import fake_fashion_mnist
+
+
+# ---------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------
+def test_registered_plan_counts_and_order() -> None:
+    cfg = preset("mechanism", 750)
+    blocks = config.plan(cfg)
+    runs = config.run_specs(cfg)
+    assert len(runs) == 192
+    assert len({r.run_id for r in runs}) == 192
+    tasks = config.all_tasks(cfg)
+    assert sum(t.kind == "stream" for t in tasks) == 25
+    assert sum(t.kind == "untrained" for t in tasks) == 5
+    sizes = [(name, sum(t.kind == "run" for t in block)) for name, block in blocks]
+    assert [n for _, n in sizes] == [0, 54, 30, 54, 36, 18]
+    # every run's stream and untrained evaluation come before it
+    seen = set()
+    for task in tasks:
+        assert set(task.depends) <= seen
+        seen.add(task.key)
+    # w = 0 and w = 1 of an arm and seed are adjacent
+    for a, b in zip(runs, runs[1:], strict=False):
+        if a.weight == 0.0:
+            assert (b.arm, b.weight, b.seed, b.batch) == (a.arm, 1.0, a.seed, a.batch)
+    assert {t.spec.seed for t in blocks[1][1] if t.spec} == {0, 1, 2}
+    assert {t.spec.seed if t.spec else t.seed for t in blocks[4][1]} == {3, 4}
+
+
+def test_run_ids_and_batch_axis() -> None:
+    cfg = preset("mechanism", 750)
+    assert RunSpec("dino-nocenter", 0.0, 128, 1000, 3).run_id == (
+        "dino-nocenter_w0_b128_s1000_seed3"
+    )
+    assert RunSpec("simclr", None, 128, 750, 0).run_id == "simclr_b128_s750_seed0"
+    axis = {
+        (s.arm, s.weight, s.batch, s.steps) for s in config.batch_axis_specs(0, cfg)
+    }
+    assert ("byol", 0.0, 32, 750) in axis  # fixed steps
+    assert ("byol", 0.0, 32, 3000) in axis  # fixed samples
+    assert ("byol", 0.0, 512, 188) in axis  # fixed samples, S / 4 rounded up
+    assert len(axis) == 18
+    assert config.stream_samples(cfg) == 512 * 188
+
+
+def test_eval_steps_are_every_tenth_rounded() -> None:
+    assert config.eval_steps(750, 10) == list(range(0, 751, 75))
+    assert config.eval_steps(188, 10) == [
+        0,
+        19,
+        38,
+        56,
+        75,
+        94,
+        113,
+        132,
+        150,
+        169,
+        188,
+    ]
+
+
+def test_mechanism_preset_needs_the_pilots_s() -> None:
+    if config.MECHANISM_STEPS is None:
+        with pytest.raises(ValueError, match="pilot"):
+            preset("mechanism")
+    assert preset("mechanism", 500).steps == 500
+
+
+# ---------------------------------------------------------------------------------------
+# End to end
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fake_fashion_mnist(tmp_path_factory.mktemp("fashion"))
+
+
+@pytest.fixture(scope="module")
+def smoke_study(fashion: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    log_dir = tmp_path_factory.mktemp("study")
+    code = cli.main(
+        [
+            "--preset",
+            "smoke",
+            "--log-dir",
+            str(log_dir),
+            "--data-dir",
+            str(fashion),
+            "--workers",
+            "1",
+        ]
+    )
+    assert code == 0
+    return log_dir
+
+
+def test_preset_writes_every_table_plot_verdict_and_corpus_file(
+    smoke_study: Path,
+) -> None:
+    cfg = preset("smoke")
+    out = smoke_study / "report"
+    for name in report.expected_files():
+        assert (out / name).stat().st_size > 0, name
+    for name in report.PLOTS:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "report.md").read_text()
+    for hypothesis in report.HYPOTHESES:
+        assert f"## {hypothesis} (Holm family of" in text
+    verdicts = (out / "verdicts.txt").read_text().splitlines()
+    assert verdicts[-1].startswith("Verdicts: H-control: ")
+    assert sum(line.startswith("H-control | ") for line in verdicts) == 9
+    assert sum(line.startswith("H-batch | ") for line in verdicts) == 9
+    assert len(verdicts) == 9 * 2 + 4 + 3 + 1 + 9 + 1
+
+    index = corpus.read_index(smoke_study / "corpus")
+    specs = config.run_specs(cfg)
+    assert [r["run_id"] for r in index["runs"]] == [s.run_id for s in specs]
+    assert index["held_out"] == {
+        "dataset": "fashion-mnist", "split": "test", "first": 32, "size": 32,
+        "view": "eval", "mode": "eval",
+    }  # fmt: skip
+    for entry, spec in zip(index["runs"], specs, strict=True):
+        arrays = corpus.load_run(smoke_study / "corpus" / entry["file"])
+        steps = config.eval_steps(spec.steps, cfg.evaluations)
+        np.testing.assert_array_equal(arrays["step"], steps)
+        assert arrays["backbone"].shape == (len(steps), 32, 128)
+        assert arrays["backbone"].dtype == np.float16
+        assert arrays["knn_top1"][-1] == pytest.approx(entry["final_knn"])
+        np.testing.assert_array_equal(arrays["image_index"], np.arange(32, 64))
+        assert set(entry["heads"]) == set(arrays) - {
+            "step", "image_index", "label", *corpus.SCALARS,
+        }  # fmt: skip
+        assert entry["label"] in ("collapsed", "learned", "no gain")
+        assert (
+            np.isnan(arrays["train_loss"][0])
+            and np.isfinite(arrays["train_loss"][1:]).all()
+        )
+    by_arm = {e["run_id"]: e for e in index["runs"]}
+    dino = by_arm["dino-nocenter_w1_b16_s4_seed0"]
+    assert dino["loss"]["centering"] is False and dino["loss"]["class"] == "ERDINOLoss"
+    assert dino["heads"]["student_logits"] == 2048 and dino["heads"]["center"] == 2048
+    assert "prediction" not in by_arm["byol-nopred_w0_b16_s4_seed0"]["heads"]
+    assert by_arm["swav-nosinkhorn_w0_b16_s4_seed0"]["loss"]["sinkhorn"] is False
+    assert by_arm["simclr_b16_s4_seed0"]["loss"]["class"] == "NTXentLoss"
+    # nothing half-written or left over
+    assert not list(smoke_study.rglob("*.tmp"))
+    assert not list((smoke_study / "checkpoints").glob("*"))
+    assert not (smoke_study / "corpus" / "partial").exists() or not list(
+        (smoke_study / "corpus" / "partial").iterdir()
+    )
+
+
+def test_finished_study_is_not_run_again(
+    smoke_study: Path, fashion: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in (smoke_study / "records").glob("*.json")}
+    assert (
+        cli.main(
+            [
+                "--preset",
+                "smoke",
+                "--log-dir",
+                str(smoke_study),
+                "--data-dir",
+                str(fashion),
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
+    assert "104 of 104 tasks already done" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+
+
+def test_another_budget_in_the_same_log_dir_is_refused(
+    smoke_study: Path, fashion: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli.main(
+        [
+            "--preset",
+            "smoke",
+            "--steps",
+            "8",
+            "--log-dir",
+            str(smoke_study),
+            "--data-dir",
+            str(fashion),
+        ]
+    )
+    assert code == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_corpus_sample(smoke_study: Path, tmp_path: Path) -> None:
+    code = cli.main(
+        ["--log-dir", str(smoke_study), "--corpus-sample", str(tmp_path / "sample")]
+    )
+    assert code == 0
+    index = corpus.read_index(tmp_path / "sample")
+    assert [r["run_id"] for r in index["runs"]] == [
+        f"{arm}_w{w}_b16_s4_seed0"
+        for arm in corpus.SAMPLE_ARMS.values()
+        for w in (0, 1)
+    ]
+    assert index["held_out"]["size"] == corpus.SAMPLE_IMAGES
+    full = corpus.load_run(smoke_study / "corpus" / index["runs"][4]["file"])
+    sample = corpus.load_run(tmp_path / "sample" / index["runs"][4]["file"])
+    np.testing.assert_array_equal(
+        sample["student_logits"], full["student_logits"][:, :8]
+    )
+    np.testing.assert_array_equal(sample["center"], full["center"])
+    np.testing.assert_array_equal(sample["image_index"], full["image_index"][:8])
+    total = sum(p.stat().st_size for p in (tmp_path / "sample").iterdir())
+    assert total <= corpus.SAMPLE_LIMIT
+
+
+def test_status_line(smoke_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--status", "--log-dir", str(smoke_study)]) == 0
+    assert capsys.readouterr().out.startswith("104/104 tasks done")
+
+
+# ---------------------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------------------
+def _without_timing(record: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "timing"}
+
+
+@pytest.mark.parametrize(
+    "arm, weight", [("byol", 1.0), ("dino-nocenter", 0.0), ("swav", 1.0)]
+)
+def test_resume_after_an_interruption_gives_the_same_record(
+    fashion: Path, tmp_path: Path, arm: str, weight: float
+) -> None:
+    cfg = config.StudyConfig(
+        "resume", 6, batch=16, small_batch=4, large_batch=64, evaluations=3,
+        seeds=(0,), small_seeds=(0,), train_size=None, test_size=None,
+        bank_size=200, held_out=32, probe_iterations=10,
+    )  # fmt: skip
+    spec = RunSpec(arm, weight, 16, 6, 0)
+    method = spec.method
+    tasks = [
+        Task("stream", method, 0),
+        Task("untrained", seed=0),
+        Task("run", spec=spec),
+    ]
+
+    whole = tmp_path / "whole"
+    execute(tasks, cfg, whole, fashion, workers=1)
+
+    cut = tmp_path / "cut"
+    for stop in (3, 1, 2):  # stopped three times, between and after evaluations
+        env = Env(cfg, cut, fashion, stop_after=stop)
+        with pytest.raises(Interrupted):
+            execute(tasks, cfg, cut, fashion, workers=1, env=env)
+        assert checkpoint_path(cut, spec.run_id).exists()
+    execute(tasks, cfg, cut, fashion, workers=1)
+
+    a = json.loads((whole / "records" / f"{spec.run_id}.json").read_text())
+    b = json.loads((cut / "records" / f"{spec.run_id}.json").read_text())
+    # resumed three times; the second stop came before its next checkpoint, so
+    # the checkpoints remember two of them
+    assert b["timing"]["resumes"] == 2
+    assert _without_timing(a) == _without_timing(b)
+    ca = corpus.load_run(whole / "corpus" / f"{spec.run_id}.npz")
+    cb = corpus.load_run(cut / "corpus" / f"{spec.run_id}.npz")
+    assert set(ca) == set(cb)
+    for key in ca:
+        np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)
+
+
+def test_a_worker_stops_when_its_main_process_is_gone(tmp_path: Path) -> None:
+    env = Env(preset("smoke"), tmp_path, None, parent=os.getppid())
+    env.check_parent()
+    env.parent = -1
+    with pytest.raises(SystemExit, match="main process is gone"):
+        env.check_parent()
+
+
+def test_eta_follows_the_rate_of_the_last_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.studies.mechanism import schedule
+
+    cfg = preset("smoke")
+    tasks = config.all_tasks(cfg)
+    clock = [1000.0]
+    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    progress = schedule.Progress(tasks, [], cfg, tmp_path, 2, open(os.devnull, "w"))
+    total = progress.remaining_cost
+    # a slow start (100 s per task), then 10 s per task: once the window of the last
+    # 12 tasks holds only fast ones, the ETA is the fast rate's
+    steps = [100.0] * 3 + [10.0] * 14
+    for step in steps:
+        clock[0] += step
+        progress.update(tasks[0], {"wall_s": step, "cpu_s": step})
+    cost = schedule.task_cost(tasks[0], cfg)
+    assert progress.remaining_cost == pytest.approx(total - len(steps) * cost)
+    assert progress.eta() == pytest.approx(progress.remaining_cost * 10.0 / cost)
+    cumulative = progress.remaining_cost * sum(steps) / (len(steps) * cost)
+    assert progress.eta() < cumulative / 2
+    assert json.loads((tmp_path / "status.json").read_text())["done"] == len(steps)
