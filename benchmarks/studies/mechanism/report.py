@@ -105,6 +105,13 @@ def write_report(log_dir: Path, config: StudyConfig) -> str:
         "comparison's Holm level. Margins: collapse c = "
         f"{config.collapse_margin}, non-inferiority δ = {config.noninferiority_margin}.\n",
     ]
+    if len(records) < total:
+        # A partial report must not be read as the registered analysis.
+        parts.append(
+            "**Interim report**: the study is not finished; the registered analysis "
+            "is the one over all runs. The verdicts below use the seeds finished so "
+            "far (n per row) at the registered Holm levels.\n"
+        )
     untrained_cells = [
         [str(s), f"{u['knn']:.4f}", f"{u['probe']:.4f}"]
         for s, u in sorted(untrained.items())

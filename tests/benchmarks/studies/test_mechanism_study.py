@@ -129,6 +129,7 @@ def test_preset_writes_every_table_plot_verdict_and_corpus_file(
     assert sum(line.startswith("H-batch | ") for line in verdicts) == 9
     assert len(verdicts) == 9 * 2 + 4 + 3 + 1 + 9 + 1
 
+    assert "Interim report" not in text  # every run finished
     index = corpus.read_index(smoke_study / "corpus")
     specs = config.run_specs(cfg)
     assert [r["run_id"] for r in index["runs"]] == [s.run_id for s in specs]
@@ -318,3 +319,18 @@ def test_eta_follows_the_rate_of_the_last_tasks(
     cumulative = progress.remaining_cost * sum(steps) / (len(steps) * cost)
     assert progress.eta() < cumulative / 2
     assert json.loads((tmp_path / "status.json").read_text())["done"] == len(steps)
+
+
+def test_a_partial_study_is_labelled_interim(smoke_study: Path, tmp_path: Path) -> None:
+    import shutil
+
+    partial = tmp_path / "partial"
+    for name in ("records", "untrained", "corpus"):
+        shutil.copytree(smoke_study / name, partial / name)
+    dropped = sorted((partial / "records").glob("*.json"))[-1]
+    dropped.unlink()
+    report.write_report(partial, preset("smoke"))
+    text = (partial / "report" / "report.md").read_text()
+    assert "Interim report" in text
+    finished = len(list((partial / "records").glob("*.json")))
+    assert f"{finished} of {finished + 1} runs finished" in text
