@@ -13,6 +13,7 @@ from benchmarks.common.records import RunResult
 from benchmarks.studies import stability, stability_report
 from benchmarks.studies.stability import study_config, study_specs
 from benchmarks.studies.stability_report import (
+    Cell,
     Comparison,
     entropy_deviation,
     h1,
@@ -279,3 +280,9 @@ def _cli() -> Any:
 
 def test_module_exports() -> None:
     assert set(stability.__all__) >= {"run_study", "study_specs", "verdicts"}
+
+
+def test_a_cell_of_one_seed_shows_no_spread() -> None:
+    assert str(Cell({0: 0.75})) == "0.750"
+    # statistics.stdev of 0.7 and 0.8: 0.0707...
+    assert str(Cell({0: 0.7, 1: 0.8})) == "0.750 ± 0.071"
