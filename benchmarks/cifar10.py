@@ -28,11 +28,17 @@ if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script from a checkout: make the repository importable.
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+# Only what the command line needs: torch, lightly and Lightning load after the
+# arguments are parsed, so --help and a bad argument answer at once.
 from benchmarks.cifar.config import PRESETS, SweepConfig, config_from_preset
-from benchmarks.cifar.methods import METHODS
+from benchmarks.cifar.names import METHODS
 from benchmarks.cifar.options import add_sweep_options, check_methods, checked
-from benchmarks.cifar.sweep import run_sweep
-from benchmarks.common.cli import OneLineErrorParser, quiet_lightning, run_command
+from benchmarks.common.cli import (
+    DefaultsHelpFormatter,
+    OneLineErrorParser,
+    quiet_lightning,
+    run_command,
+)
 
 PROG = "benchmarks/cifar10.py"
 
@@ -47,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=PROG,
         hint=" (see --help)",
+        formatter_class=DefaultsHelpFormatter,
         description=__doc__.splitlines()[0] if __doc__ else None,
         epilog="methods: "
         + ", ".join(METHODS)
@@ -64,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[*PRESETS, *STUDY_PRESETS],
         default=None,
         help="a named starting point; 'stability' runs the pre-registered study "
-        "(python benchmarks/studies/stability.py with the other arguments)",
+        "(python benchmarks/studies/stability.py with the other arguments) "
+        "(default: none, lightly's settings)",
     )
     add_sweep_options(parser, SweepConfig())
     return parser
@@ -102,6 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         code: int = importlib.import_module(study).main(rest)
         return code
     config = parse_config(argv)
+    from benchmarks.cifar.sweep import run_sweep
+
     quiet_lightning()
     return run_command(PROG, lambda: run_sweep(config))
 

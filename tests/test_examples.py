@@ -23,9 +23,10 @@ reaches for outside is replaced, for the duration of one test (monkeypatch):
   then gathers from one process.
 
 Each test checks that the script trains with its method's ER loss and ER heads, that
-the plain PyTorch scripts print finite ER terms every epoch and a collapse score at
-step 0, and that the Lightning scripts log finite ER terms and their EntropyMonitor
-watched and measured at least one module.
+the plain PyTorch scripts print ER and the entropy gap every epoch (free of the
+normaliser's constant: checked against the loss's terms and an independent H_min) and
+a collapse score at step 0, and that the Lightning scripts log ER and the entropy gap
+and their EntropyMonitor watched and measured at least one module.
 
 The fake dataset holds exactly one batch for the plain PyTorch scripts (their
 10 epochs are then 10 steps) and two for the Lightning scripts (two steps). Torch
@@ -87,10 +88,12 @@ PYTORCH_EPOCHS = 10
 
 NUMBER = r"(-?(?:\d+\.\d*|nan|inf))"
 EPOCH_LINE = re.compile(
-    rf"^epoch: (\d+), loss: {NUMBER}, entropy: {NUMBER}, "
-    rf"reconstruction: {NUMBER}$",
+    rf"^epoch: (\d+), loss: {NUMBER}, ER: {NUMBER}, entropy gap: {NUMBER}$",
     flags=re.MULTILINE,
 )
+SPHERE_DIMS = {"simclr": 128, "moco": 128, "byol": 256, "simsiam": 128}
+"""The output dimension of the plain PyTorch scripts' sphere losses (DINO and SwAV
+are on prototypes, where the entropy's floor is 0)."""
 STEP_LINE = re.compile(rf"^step: +0, collapse score: {NUMBER}, ", flags=re.MULTILINE)
 
 
@@ -198,15 +201,45 @@ def _finite(value: Any) -> bool:
     return math.isfinite(float(value))
 
 
-def _check_plain_pytorch(namespace: Dict[str, Any], out: str) -> None:
-    """The epoch lines print finite ER terms, and the meter measured step 0."""
+def _min_sphere_entropy(dim: int, kappa: float) -> float:
+    """-log C_d(kappa) - kappa, from scipy's scaled Bessel function (independent of
+    lightly_er.functional)."""
+    from scipy.special import ive
+
+    order = dim / 2 - 1
+    log_bessel = math.log(ive(order, kappa)) + kappa
+    log_c = order * math.log(kappa) - dim / 2 * math.log(2 * math.pi) - log_bessel
+    return -log_c - kappa
+
+
+def _check_plain_pytorch(method: str, namespace: Dict[str, Any], out: str) -> None:
+    """The epoch lines print ER and the entropy gap, free of the constants, and the
+    meter measured step 0."""
     epochs = EPOCH_LINE.findall(out)
     assert [int(e[0]) for e in epochs] == list(range(PYTORCH_EPOCHS)), out
     assert all(_finite(v) for epoch in epochs for v in epoch[1:]), out
     step = STEP_LINE.search(out)
     assert step is not None and 0.0 <= float(step.group(1)) <= 1.0, out
-    components = namespace["criterion"].last_components
+    criterion = namespace["criterion"]
+    components = criterion.last_components
     assert components is not None and all(_finite(t) for t in components)
+    # One batch per epoch: the last epoch's line is the last step's terms.
+    _, er, gap = (float(v) for v in epochs[-1][1:])
+    entropy, reconstruction = (
+        float(components.entropy),
+        float(components.reconstruction),
+    )
+    assert er == pytest.approx(entropy + reconstruction, abs=2e-3)
+    if method in SPHERE_DIMS:
+        floor = _min_sphere_entropy(SPHERE_DIMS[method], criterion.kappa)
+        assert abs(floor) > 100  # the constant the line leaves out
+        # ER in [-2 kappa, log N]; the gap in [0, log N] (MoCo: N counts the bank).
+        assert -2 * criterion.kappa - 1e-3 <= er <= math.log(BATCH_SIZE + 4096)
+    else:
+        floor = 0.0  # prototypes: all mass on one has entropy 0
+        assert er <= gap + 1e-3  # the reconstruction is a negative cross-entropy
+    assert gap == pytest.approx(entropy - floor, abs=2e-3)
+    assert -1e-3 <= gap <= math.log(BATCH_SIZE + 4096)
 
 
 def _check_lightning(namespace: Dict[str, Any]) -> None:
@@ -214,8 +247,11 @@ def _check_lightning(namespace: Dict[str, Any]) -> None:
     trainer = namespace["trainer"]
     assert trainer.state.finished and trainer.global_step == LIGHTNING_BATCHES
     metrics = trainer.callback_metrics
-    for name in ("train_loss", "er/entropy", "er/reconstruction"):
+    for name in ("train_loss", "er/er", "er/entropy_gap"):
         assert _finite(metrics[name]), (name, metrics)
+    # Free of the constant -/+ log C_d(kappa) (126 nats at d = 128, kappa = 10).
+    assert abs(float(metrics["er/er"])) < 50
+    assert -1e-3 <= float(metrics["er/entropy_gap"]) < 50
     monitors = [cb for cb in trainer.callbacks if isinstance(cb, EntropyMonitor)]
     assert len(monitors) == 1
     monitor = monitors[0]
@@ -246,6 +282,6 @@ def test_example_trains(
     for head in ER_HEADS[method]:
         assert hasattr(getattr(model, head), "entropy_meter"), head
     if plain:
-        _check_plain_pytorch(namespace, out)
+        _check_plain_pytorch(method, namespace, out)
     else:
         _check_lightning(namespace)

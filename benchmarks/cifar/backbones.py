@@ -8,7 +8,7 @@ from lightly.models import ResNetGenerator
 from lightly.models.batchnorm import get_norm_layer
 from torch import nn
 
-BACKBONES: Tuple[str, ...] = ("resnet18", "small")
+from benchmarks.cifar.names import BACKBONES as BACKBONES
 
 
 class SmallBackbone(nn.Sequential):

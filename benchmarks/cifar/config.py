@@ -1,19 +1,26 @@
-"""The settings of a CIFAR-10 sweep, its presets, and the runs they describe."""
+"""The settings of a CIFAR-10 sweep, its presets, and the runs they describe.
+
+Importable without torch (the command line's ``--help`` reads the defaults here).
+"""
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import torch
-
-from benchmarks.cifar.backbones import BACKBONES
-from benchmarks.cifar.data import DATASETS
-from benchmarks.cifar.methods import LIGHTLY_EMA, METHODS, MoCo, parse_method
+from benchmarks.cifar.names import (
+    BACKBONES,
+    DATASETS,
+    LIGHTLY_EMA,
+    METHODS,
+    MOCO_SPLITS,
+    TEACHER_METHODS,
+    split_method,
+)
 from benchmarks.common.records import run_id
-from lightly_er.utils.checks import check_estimator
 
 
 @dataclass
@@ -48,7 +55,8 @@ class SweepConfig:
         estimator: Sphere entropy estimator of the ER loss and of all meters.
         progress_bar: Show Lightning's progress bar.
         jobs: Runs trained at once on the CPU, each in its own process with
-            ``cpu_count // jobs`` threads; 1 trains them one after another here.
+            ``cpu_count // jobs`` threads; 1 trains them one after another here;
+            :data:`AUTO_JOBS` (0) lets :func:`resolve_jobs` choose.
     """
 
     methods: List[str] = field(default_factory=lambda: list(METHODS))
@@ -80,10 +88,10 @@ class SweepConfig:
         if not self.methods:
             raise ValueError("methods must name at least one method")
         for method in self.methods:
-            parse_method(method)
+            split_method(method)
         if not self.batch_sizes or any(b < 2 for b in self.batch_sizes):
             raise ValueError(f"batch sizes must be >= 2, got {self.batch_sizes}")
-        splits = MoCo.num_splits
+        splits = MOCO_SPLITS
         if any(m.startswith("moco") for m in self.methods) and any(
             b % splits for b in self.batch_sizes
         ):
@@ -128,9 +136,13 @@ class SweepConfig:
             raise ValueError(f"kappa must be positive, got {self.kappa}")
         if not (math.isfinite(self.entropy_weight) and self.entropy_weight >= 0):
             raise ValueError(f"entropy weight must be >= 0, got {self.entropy_weight}")
+        from lightly_er.utils.checks import check_estimator  # loads torch
+
         check_estimator(self.estimator)
-        if self.jobs < 1:
-            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        if self.jobs < 0:
+            raise ValueError(
+                f"jobs must be >= 0 (0: one run per CPU core), got {self.jobs}"
+            )
         if self.jobs > 1 and (self.accelerator != "cpu" or self.devices != 1):
             raise ValueError(
                 "jobs > 1 trains several runs at once on the CPU: it needs "
@@ -140,7 +152,7 @@ class SweepConfig:
 
     def er_kwargs(self, method: str) -> Dict[str, Any]:
         """The ER loss keywords this sweep gives the ER objective of method."""
-        _, objective = parse_method(method)
+        _, objective = split_method(method)
         if objective != "er":
             return {}
         kwargs: Dict[str, Any] = {"entropy_weight": self.entropy_weight}
@@ -152,9 +164,15 @@ class SweepConfig:
         return kwargs
 
 
+AUTO_JOBS = 0
+"""``jobs`` that :func:`resolve_jobs` turns into one run per CPU core where the sweep
+trains on the CPU, and one run at a time elsewhere."""
+
 PRESETS: Dict[str, Dict[str, Any]] = {
-    # The README's main job: every method once on scikit-learn's digits, in about
-    # 3 minutes on 2 CPU cores. A pipeline check, not a comparison.
+    # The README's main job: every method once on scikit-learn's digits, in about a
+    # minute on 2 CPU cores. A pipeline check, not a comparison: its loader and
+    # scheduling settings are chosen for speed (no loader processes, which would
+    # start again every epoch; one run per core, one thread each).
     "smoke": dict(
         dataset="digits",
         backbone="small",
@@ -162,8 +180,9 @@ PRESETS: Dict[str, Dict[str, Any]] = {
         epochs=3,
         seeds=[0],
         emas=[LIGHTLY_EMA],
-        num_workers=2,
+        num_workers=0,
         knn_k=20,
+        jobs=AUTO_JOBS,
     ),
     # lightly's published CIFAR-10 settings.
     "lightly": dict(
@@ -209,13 +228,42 @@ def expand_runs(config: SweepConfig) -> List[RunSpec]:
     """Every run of the sweep; the EMA axis applies only to methods with a teacher."""
     specs = []
     for method in config.methods:
-        cls, _ = parse_method(method)
-        emas: Sequence[Optional[float]] = config.emas if cls.has_teacher else [None]
+        teacher = split_method(method)[0] in TEACHER_METHODS
+        emas: Sequence[Optional[float]] = config.emas if teacher else [None]
         for batch_size in config.batch_sizes:
             for ema in emas:
                 for seed in config.seeds:
                     specs.append(RunSpec(method, batch_size, ema, seed))
     return specs
+
+
+def resolve_jobs(config: SweepConfig) -> SweepConfig:
+    """config with :data:`AUTO_JOBS` resolved (any other ``jobs`` is kept).
+
+    One run per CPU core (at most one per run) where the sweep trains on one device
+    of the CPU: accelerator ``cpu``, or ``auto`` on a machine without a GPU (the
+    accelerator then becomes ``cpu``, which ``auto`` would have chosen); one run at
+    a time elsewhere.
+    """
+    if config.jobs != AUTO_JOBS:
+        return config
+    on_cpu = config.devices == 1 and (
+        config.accelerator == "cpu"
+        or (config.accelerator == "auto" and not on_cuda("auto") and not _on_mps())
+    )
+    if not on_cpu:
+        return replace(config, jobs=1)
+    jobs = max(1, min(os.cpu_count() or 1, len(expand_runs(config))))
+    return replace(
+        config, jobs=jobs, accelerator="cpu" if jobs > 1 else config.accelerator
+    )
+
+
+def _on_mps() -> bool:
+    import torch
+
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -226,4 +274,6 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 
 
 def on_cuda(accelerator: str) -> bool:
+    import torch
+
     return accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()

@@ -42,7 +42,8 @@ from lightly.transforms.utils import IMAGENET_NORMALIZE
 from PIL import Image
 from torch.utils.data import Dataset
 
-DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
+from benchmarks.cifar.names import DATASETS as DATASETS
+
 DATA_DIR_ENV = "LIGHTLY_ER_DATA_DIR"
 """The environment variable naming the folder that holds one folder per dataset."""
 DEFAULT_DATA_ROOT = Path("datasets")

@@ -27,6 +27,9 @@ from lightly.utils.benchmarking import BenchmarkModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+# The names live in benchmarks/cifar/names.py, importable without torch.
+from benchmarks.cifar.names import LIGHTLY_EMA, MOCO_SPLITS, split_method
+from benchmarks.cifar.names import METHODS as METHODS
 from benchmarks.common.objective import Objective, ObjectiveSwitch
 from lightly_er.loss import (
     ERDINOLoss,
@@ -42,9 +45,6 @@ from lightly_er.models.modules import (
     ERSwaVProjectionHead,
     ERSwaVPrototypes,
 )
-
-LIGHTLY_EMA = 0.99
-"""The constant teacher EMA coefficient of lightly's CIFAR-10 benchmark."""
 
 
 class SSLMethod(ObjectiveSwitch, BenchmarkModule):  # type: ignore[misc]
@@ -200,7 +200,7 @@ class MoCo(_MomentumMethod):
     """
 
     name = "moco"
-    num_splits = 8
+    num_splits = MOCO_SPLITS
     """lightly's split batch norm (8 splits, as sync batch norm is off)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -469,11 +469,6 @@ METHOD_CLASSES: Dict[str, Type[SSLMethod]] = {
 }
 """Method name -> module class. ``<name>_er`` selects the ER objective."""
 
-METHODS: Tuple[str, ...] = tuple(
-    name + suffix for name in METHOD_CLASSES for suffix in ("", "_er")
-)
-"""Every runnable method name: ``simclr``, ``simclr_er``, ``moco``, ..."""
-
 
 def parse_method(method: str) -> Tuple[Type[SSLMethod], Objective]:
     """Splits ``"byol_er"`` into (BYOL, "er") and ``"byol"`` into (BYOL, "original").
@@ -481,8 +476,5 @@ def parse_method(method: str) -> Tuple[Type[SSLMethod], Objective]:
     Raises:
         ValueError: If the method is unknown; the message lists the known ones.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if method.endswith("_er"):
-        return METHOD_CLASSES[method[: -len("_er")]], "er"
-    return METHOD_CLASSES[method], "original"
+    base, objective = split_method(method)
+    return METHOD_CLASSES[base], "er" if objective == "er" else "original"

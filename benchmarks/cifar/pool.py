@@ -1,8 +1,10 @@
 """Several runs of a sweep at once on the CPU, each in a process of its own.
 
 With ``--jobs N`` the unfinished runs train N at a time, each in a spawned process with
-``cpu_count // N`` threads; every run writes its record before the parent hears of
-it, and the first failure stops the runs not started yet.
+``cpu_count // N`` threads and no progress bar; every run takes its lock in the
+process that trains it and
+writes its record before the parent hears of it, and the first failure stops the runs
+not started yet.
 """
 
 from __future__ import annotations
@@ -12,14 +14,15 @@ import multiprocessing
 import os
 import warnings
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from benchmarks.cifar.config import RunSpec, SweepConfig
+from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import ImageArrays, load_dataset
-from benchmarks.cifar.run import run_one, summary_line
+from benchmarks.cifar.run import Status, Todo, summary_line, train_claimed
 from benchmarks.common.records import RunResult
 
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
@@ -39,14 +42,15 @@ def _init_worker(
     warnings.filters[:] = filters  # type: ignore[index]
 
 
-def _run_and_save(spec: RunSpec, config: SweepConfig, path: Path) -> RunResult:
-    """One run in a worker process; the record is written before the parent hears."""
+def _claim_and_run(
+    todo: Todo, total: int, config: SweepConfig
+) -> Tuple[Status, Optional[RunResult]]:
+    """One run in a worker process (unless another process holds it); the record is
+    written before the parent hears."""
     key = (config.dataset, config.data_dir)
     if key not in _worker_data:  # a worker trains several runs: load the data once
         _worker_data[key] = load_dataset(config.dataset, config.data_dir)
-    result = run_one(spec, config, _worker_data[key])
-    result.save(path)
-    return result
+    return train_claimed(todo, total, config, _worker_data[key])
 
 
 def _worker_pool(workers: int, jobs: int) -> ProcessPoolExecutor:
@@ -69,19 +73,33 @@ def _worker_pool(workers: int, jobs: int) -> ProcessPoolExecutor:
 
 
 def run_in_processes(
-    todo: Sequence[Tuple[int, RunSpec, Path]], total: int, config: SweepConfig
-) -> None:
-    """Trains the runs ``config.jobs`` at a time; the first failure stops the rest."""
+    todo: Sequence[Todo], total: int, config: SweepConfig
+) -> List[Todo]:
+    """Trains the runs ``config.jobs`` at a time; the first failure stops the rest.
+
+    Returns the runs another process holds (not trained here).
+    """
+    # Progress bars of several processes would overwrite each other: each run says
+    # when it starts and when it ends instead.
+    config = replace(config, progress_bar=False)
     pool = _worker_pool(min(config.jobs, len(todo)), config.jobs)
-    futures: Dict[Future[RunResult], int] = {}
+    futures: Dict[Future[Tuple[Status, Optional[RunResult]]], Todo] = {}
+    busy: List[Todo] = []
     try:
-        for index, spec, path in todo:
-            futures[pool.submit(_run_and_save, spec, config, path)] = index
+        for item in todo:
+            futures[pool.submit(_claim_and_run, item, total, config)] = item
         for future in as_completed(futures):
-            print(summary_line(future.result(), futures[future], total), flush=True)
+            item = futures[future]
+            status, result = future.result()
+            if result is None:
+                busy.append(item)
+                continue
+            note = "  (done by another process, kept)" if status != "trained" else ""
+            print(summary_line(result, item.number, total) + note, flush=True)
     except BaseException:
         # Runs not started are dropped; those under way finish (or are interrupted
         # with the parent by Ctrl-C); every finished record is on disk already.
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+    return sorted(busy, key=lambda item: item.number)

@@ -1,25 +1,30 @@
-"""One run of a CIFAR-10 sweep: its data loaders, its module, training, its record.
+"""One run of a CIFAR-10 sweep: its owner, data loaders, module, training, record.
 
 A run pretrains one method (original or ER objective) with PyTorch Lightning. After
 every epoch :class:`~benchmarks.common.history.EpochHistory` records lightly's kNN
 top-1 on the backbone features and, through :class:`HeldOutProbe`, on a fixed held-out
 batch of evaluation images: the ER entropy of the output the objective sees (measured
 as the run's loss measures it), and the collapse score and RankMe of the backbone
-features. A run resumes from its ``last.ckpt``.
+features.
+
+A run folder (``<log-dir>/lightning/<run id>``) has one owner at a time: the process
+that holds its ``run.lock`` (:mod:`benchmarks.common.lock`, :func:`train_claimed`). A
+run resumes from its ``last.ckpt``, keeping its ``metrics.csv`` and adding up the
+wall-clock time of every process that trained it (:mod:`benchmarks.common.resume`).
 """
 
 from __future__ import annotations
 
+import os
 import signal
-import time
 from dataclasses import asdict
-from typing import Any, Dict, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, Literal, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from torch import Tensor
 from torch.utils.data import DataLoader
 
@@ -36,12 +41,17 @@ from benchmarks.cifar.data import (
     eval_transform,
     train_transform,
 )
-from benchmarks.cifar.methods import LIGHTLY_EMA, MoCo, SSLMethod, parse_method
+from benchmarks.cifar.methods import MoCo, SSLMethod, parse_method
+from benchmarks.cifar.names import LIGHTLY_EMA
+from benchmarks.common.cli import UsageError
 from benchmarks.common.history import EpochHistory
+from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock
 from benchmarks.common.records import RunResult
+from benchmarks.common.resume import AppendingCSVLogger, RunClock
 from lightly_er.functional import collapse_score, effective_rank
 from lightly_er.loss import entropy_settings
 from lightly_er.monitoring import EntropyMeter
+from lightly_er.utils import global_rank
 
 HELDOUT_SIZE = 256
 """Evaluation images on which the per-epoch entropy metrics are measured."""
@@ -136,9 +146,6 @@ def make_loaders(
     train_images, train_labels = _subset(
         data.train_images, data.train_labels, config.train_subset, seed
     )
-    test_images, test_labels = _subset(
-        data.test_images, data.test_labels, config.test_subset, 0
-    )
     if batch_size > len(train_images):
         raise ValueError(
             f"batch size {batch_size} exceeds the {len(train_images)} training images"
@@ -157,17 +164,41 @@ def make_loaders(
         drop_last=True,
         **common,
     )
-    # The kNN images are deterministic: transformed once, served from memory.
-    evaluation = eval_transform(size)
+    # The kNN images are deterministic: transformed once, served from memory, and
+    # shared by the runs of a sweep that have the same images.
     knn_train = DataLoader(
-        ImageArrayDataset(train_images, train_labels, evaluation, precompute=True),
+        _evaluation_images(data, "train", config.train_subset, seed, size),
         batch_size=max(batch_size, 256),
     )
     knn_test = DataLoader(
-        ImageArrayDataset(test_images, test_labels, evaluation, precompute=True),
+        _evaluation_images(data, "test", config.test_subset, 0, size),
         batch_size=max(batch_size, 256),
     )
     return ssl, knn_train, knn_test
+
+
+_EVALUATION_CACHE: Dict[Tuple[int, str, Optional[int], int, int], Any] = {}
+
+
+def _evaluation_images(
+    data: ImageArrays, split: str, subset: Optional[int], seed: int, size: int
+) -> ImageArrayDataset:
+    """The evaluation view of a split's subset, computed once per sweep process."""
+    key = (id(data), split, subset, seed, size)
+    if key not in _EVALUATION_CACHE:
+        if len(_EVALUATION_CACHE) >= 4:  # a sweep's seeds at most, not a dataset zoo
+            _EVALUATION_CACHE.pop(next(iter(_EVALUATION_CACHE)))
+        images, labels = (
+            (data.train_images, data.train_labels)
+            if split == "train"
+            else (data.test_images, data.test_labels)
+        )
+        images, labels = _subset(images, labels, subset, seed)
+        views = ImageArrayDataset(images, labels, eval_transform(size), precompute=True)
+        # The data stays referenced with them, so that its id is not reused.
+        _EVALUATION_CACHE[key] = (data, views)
+    cached: ImageArrayDataset = _EVALUATION_CACHE[key][1]
+    return cached
 
 
 def heldout_batch(data: ImageArrays, config: SweepConfig) -> Tensor:
@@ -201,11 +232,19 @@ def build_model(
     )
 
 
+def run_dir_of(spec: RunSpec, config: SweepConfig) -> Path:
+    """The run's Lightning folder: checkpoints, metrics.csv and its lock."""
+    return config.log_dir / "lightning" / spec.run_id(config.epochs)
+
+
 def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
-    """Pretrains and evaluates one run; resumes from its last.ckpt if one exists."""
+    """Pretrains and evaluates one run; resumes from its last.ckpt if one exists.
+
+    The caller owns the run folder (:func:`train_claimed`).
+    """
     cls, objective = parse_method(spec.method)
     pl.seed_everything(spec.seed, workers=True)
-    run_dir = config.log_dir / "lightning" / spec.run_id(config.epochs)
+    run_dir = run_dir_of(spec, config)
     ssl, knn_train, knn_test = make_loaders(
         data, spec.method, spec.batch_size, config, spec.seed
     )
@@ -217,6 +256,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     distributed = config.devices > 1
     precision = resolve_precision(config.precision, config.accelerator)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+    clock = RunClock()
     trainer = pl.Trainer(
         max_epochs=config.epochs,
         accelerator=config.accelerator,
@@ -226,8 +266,8 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         sync_batchnorm=distributed and on_cuda(config.accelerator),
         use_distributed_sampler=distributed,
         precision=precision,  # type: ignore[arg-type]
-        logger=CSVLogger(str(run_dir), name="", version=""),
-        callbacks=[history, checkpoint],
+        logger=AppendingCSVLogger(str(run_dir), name="", version=""),
+        callbacks=[history, checkpoint, clock],
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         log_every_n_steps=max(1, min(50, len(ssl))),
@@ -238,7 +278,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     cuda = torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    start = time.perf_counter()
+    clock.start()
     sigint = signal.getsignal(signal.SIGINT)
     try:
         trainer.fit(
@@ -255,7 +295,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     finally:
         if signal.getsignal(signal.SIGINT) != sigint and sigint is not None:
             signal.signal(signal.SIGINT, sigint)
-    runtime = time.perf_counter() - start
+    runtime_parts = clock.parts()
     if trainer.interrupted:
         raise KeyboardInterrupt(f"run {spec.run_id(config.epochs)} was interrupted")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
@@ -298,7 +338,9 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         output_collapse_score_per_epoch=values["output_collapse_score"],
         collapse_score_per_epoch=values["collapse_score"],
         rankme_per_epoch=values["rankme"],
-        runtime_s=runtime,
+        runtime_s=sum(runtime_parts),
+        runtime_parts_s=runtime_parts,
+        rebuilt_from_checkpoint=clock.rebuilt,
         peak_gpu_memory_gb=peak,
         settings=settings,
     )
@@ -327,17 +369,155 @@ def _device_name(cuda: bool) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+def run_label(spec: RunSpec, index: int, total: int) -> str:
+    """``[3/12] byol       bs=64   ema=0.99   seed=0``: the start of a run's lines."""
+    ema = "-" if spec.ema is None else f"{spec.ema:g}"
+    return (
+        f"[{index}/{total}] {spec.method:<10} bs={spec.batch_size:<4} "
+        f"ema={ema:<6} seed={spec.seed}"
+    )
+
+
 def summary_line(result: RunResult, index: int, total: int) -> str:
     """The one line printed after a run finishes."""
-    return (
-        f"[{index}/{total}] {result.method:<10} bs={result.batch_size:<4} "
-        f"ema={'-' if result.ema is None else f'{result.ema:g}':<6} "
-        f"seed={result.seed}  kNN top-1 best {result.knn_top1:.3f} "
+    spec = RunSpec(result.method, result.batch_size, result.ema, result.seed)
+    line = (
+        f"{run_label(spec, index, total)}  kNN top-1 best {result.knn_top1:.3f} "
         f"final {result.knn_top1_final:.3f}  "
         f"collapse {_last(result.collapse_score_per_epoch)}  "
         f"{result.runtime_s:.0f}s"
     )
+    if len(result.runtime_parts_s) > 1:
+        line += f" ({len(result.runtime_parts_s)} processes)"
+    if result.rebuilt_from_checkpoint:
+        line += "  (record rebuilt from last.ckpt)"
+    return line
 
 
 def _last(values: Sequence[float]) -> str:
     return f"{values[-1]:.3f}" if values else "-"
+
+
+class Todo(NamedTuple):
+    """A run of the sweep without a finished record: its number and record path."""
+
+    number: int
+    spec: RunSpec
+    path: Path
+
+
+Status = Literal["trained", "done elsewhere", "busy"]
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher set it (0 outside DDP), known before
+    the process group exists (Lightning's rule: ``RANK``, then ``LOCAL_RANK``)."""
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(name)
+        if value is not None and value.isdigit():
+            return int(value)
+    return 0
+
+
+def train_claimed(
+    todo: Todo,
+    total: int,
+    config: SweepConfig,
+    data: ImageArrays,
+    locked: bool = False,
+) -> Tuple[Status, Optional[RunResult]]:
+    """Trains a run if no other process owns it; writes its record.
+
+    Returns ``("busy", None)`` when a live process holds the run's lock,
+    ``("done elsewhere", record)`` when another process finished it meanwhile, and
+    ``("trained", record)`` otherwise. ``locked``: the caller holds the lock (the
+    ranks of a multi-device run follow rank 0, which does).
+
+    Raises:
+        UsageError: If a lock names another host, or a record made meanwhile has
+            other result settings.
+    """
+    spec = todo.spec
+    rank = launched_rank()
+    lock: Optional[RunLock] = None
+    if not locked and rank == 0:
+        try:
+            lock = RunLock.acquire(run_dir_of(spec, config) / LOCK_NAME)
+        except LockInDoubt as error:
+            raise UsageError(f"run {spec.run_id(config.epochs)}: {error}") from None
+        if lock is None:
+            return "busy", None
+    try:
+        done = finished_record(todo.path)
+        if done is not None:  # another process finished it since the sweep began
+            check_same_settings(done, config, todo.path)
+            return "done elsewhere", done
+        label = run_label(spec, todo.number, total)
+        if rank == 0:
+            if lock is not None and lock.took_over is not None:
+                print(
+                    f"{label}  taking over from {lock.took_over.describe()}, which "
+                    "no longer runs",
+                    flush=True,
+                )
+            last = run_dir_of(spec, config) / "checkpoints" / "last.ckpt"
+            action = "resuming from last.ckpt" if last.is_file() else "started"
+            print(f"{label}  {action}", flush=True)
+        result = run_one(spec, config, data)
+        if rank == 0 and global_rank() == 0:
+            result.save(todo.path)
+        return "trained", result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def finished_record(path: Path) -> Optional[RunResult]:
+    """The finished record at path, or None (none, damaged, or of another format)."""
+    if not path.is_file():
+        return None
+    try:
+        return RunResult.load(path)
+    except ValueError:
+        return None  # a damaged record, or an older format: run it again
+
+
+# Settings that change a run's result but not its run id: a record made with other
+# values must not stand in for this sweep's run.
+RESULT_SETTINGS: Tuple[str, ...] = (
+    "dataset",
+    "backbone",
+    "image_size",
+    "train_subset",
+    "test_subset",
+    "knn_k",
+    "knn_t",
+    "entropy_weight",
+    "estimator",
+    "precision",
+)
+
+
+def check_same_settings(done: RunResult, config: SweepConfig, path: Path) -> None:
+    """Raises UsageError if a finished record was made with other result settings."""
+    for key in RESULT_SETTINGS:
+        old = done.settings.get(key)
+        if key == "image_size":
+            if config.image_size is None or old == config.image_size:
+                continue
+            new: Any = config.image_size
+        elif key == "precision":
+            new = resolve_precision(config.precision, config.accelerator)
+        else:
+            new = getattr(config, key)
+        if old != new:
+            raise UsageError(
+                f"{path} was run with {key}={old!r} but this sweep has {key}={new!r}; "
+                "give another --log-dir, or the same settings to resume"
+            )
+    if config.kappa is not None and done.objective == "er" and done.kappa is not None:
+        if done.kappa != config.kappa:
+            raise UsageError(
+                f"{path} was run with kappa={done.kappa!r} but this sweep has "
+                f"kappa={config.kappa!r}; give another --log-dir"
+            )

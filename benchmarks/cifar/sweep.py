@@ -3,26 +3,70 @@
 A finished run writes ``runs/<run id>.json``; a restarted sweep skips every run that
 has one (made with the same result settings), and resumes an unfinished run from its
 ``last.ckpt``. Tables and plots are rewritten from all records at the end.
+
+Before the first run starts, :func:`preflight` loads the dataset and checks what needs
+it (batch sizes and kNN k against the training images): a problem there is a
+:class:`~benchmarks.common.cli.UsageError`, one line. Every run is trained by the one
+process holding its lock (:func:`benchmarks.cifar.run.train_claimed`), so sweeps
+started twice on one ``--log-dir`` share the runs: each skips the runs another holds,
+then waits for them to finish (or takes over those whose process died), and both end
+with every record and the same tables. A multi-device (DDP) sweep takes the locks of
+all its runs up front and stops with one line if another process holds one.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, List, Optional, Sequence, Tuple
+import contextlib
+import math
+import time
+from typing import List, Sequence
 
-from benchmarks.cifar.config import (
-    RunSpec,
-    SweepConfig,
-    expand_runs,
-    resolve_precision,
-)
-from benchmarks.cifar.data import load_dataset
+from benchmarks.cifar.config import RunSpec, SweepConfig, expand_runs, resolve_jobs
+from benchmarks.cifar.data import ImageArrays, load_dataset
 from benchmarks.cifar.plots import plot_curves, plot_sweep
 from benchmarks.cifar.pool import run_in_processes
-from benchmarks.cifar.run import run_one, summary_line
+from benchmarks.cifar.run import (
+    RESULT_SETTINGS,
+    Todo,
+    check_same_settings,
+    finished_record,
+    launched_rank,
+    run_dir_of,
+    summary_line,
+    train_claimed,
+)
 from benchmarks.cifar.tables import write_tables
+from benchmarks.common.cli import UsageError
+from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock, read_owner
 from benchmarks.common.records import RunResult, load_results
 from lightly_er.utils import global_rank
+
+POLL_S = 2.0
+"""Seconds between two looks at the runs another process is training."""
+
+
+def preflight(config: SweepConfig, specs: Sequence[RunSpec]) -> ImageArrays:
+    """Loads the dataset and checks the runs against it, before any run starts.
+
+    Raises:
+        UsageError: If the dataset is missing, or a batch size or kNN k exceeds the
+            training images.
+    """
+    try:
+        data = load_dataset(config.dataset, config.data_dir)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from error
+    images = min(len(data.train_images), config.train_subset or math.inf)
+    for batch_size in sorted({s.batch_size for s in specs}, reverse=True):
+        if batch_size > images:
+            raise UsageError(
+                f"batch size {batch_size} exceeds the {images} training images"
+            )
+    if config.knn_k > images:
+        raise UsageError(
+            f"knn k {config.knn_k} exceeds the {images} training images of the kNN bank"
+        )
+    return data
 
 
 def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
@@ -30,34 +74,95 @@ def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
 
     With ``config.jobs`` > 1 the unfinished runs are trained ``jobs`` at a time, each
     in its own process; every run writes its record when it finishes. A finished
-    record made with other result settings is refused (ValueError).
+    record made with other result settings is refused (UsageError). ``jobs`` 0 is
+    resolved first (:func:`~benchmarks.cifar.config.resolve_jobs`).
     """
-    runs_dir = config.log_dir / "runs"
-    todo: List[Tuple[int, RunSpec, Path]] = []
+    config = resolve_jobs(config)
+    todo: List[Todo] = []
     for index, spec in enumerate(specs, start=1):
-        path = runs_dir / f"{spec.run_id(config.epochs)}.json"
-        if path.is_file():
-            try:
-                done: Optional[RunResult] = RunResult.load(path)
-            except ValueError:
-                done = None  # a damaged record, or an older format: run it again
-            if done is not None:
-                check_same_settings(done, config, path)
+        path = config.log_dir / "runs" / f"{spec.run_id(config.epochs)}.json"
+        done = finished_record(path)
+        if done is not None:
+            check_same_settings(done, config, path)
+            if launched_rank() == 0:
                 print(summary_line(done, index, len(specs)) + "  (done before, kept)")
-                continue
-        todo.append((index, spec, path))
+            continue
+        todo.append(Todo(index, spec, path))
     if not todo:
         return
-    if config.jobs > 1 and len(todo) > 1:
-        run_in_processes(todo, len(specs), config)
+    data = preflight(config, [t.spec for t in todo])
+    if config.devices > 1:
+        _run_all_locked(todo, len(specs), config, data)
         return
-    data = load_dataset(config.dataset, config.data_dir)
-    for index, spec, path in todo:
-        result = run_one(spec, config, data)
-        if global_rank() != 0:
-            continue  # under DDP, rank 0 alone writes records, tables and plots
-        result.save(path)
-        print(summary_line(result, index, len(specs)), flush=True)
+    if config.jobs > 1 and len(todo) > 1:
+        busy = run_in_processes(todo, len(specs), config)
+    else:
+        busy = []
+        for item in todo:
+            if not _train(item, len(specs), config, data):
+                busy.append(item)
+    wait_for_others(busy, len(specs), config, data)
+
+
+def _train(item: Todo, total: int, config: SweepConfig, data: ImageArrays) -> bool:
+    """Trains item unless another process holds it; False if it does."""
+    status, result = train_claimed(item, total, config, data)
+    if status == "busy":
+        return False
+    if result is not None and global_rank() == 0:
+        note = "  (done by another process, kept)" if status == "done elsewhere" else ""
+        print(summary_line(result, item.number, total) + note, flush=True)
+    return True
+
+
+def wait_for_others(
+    busy: List[Todo], total: int, config: SweepConfig, data: ImageArrays
+) -> None:
+    """Waits for the runs other processes hold; trains those whose process died."""
+    if not busy:
+        return
+    owners = {
+        owner.describe()
+        for item in busy
+        if (owner := read_owner(run_dir_of(item.spec, config) / LOCK_NAME))
+    }
+    print(
+        f"waiting for {len(busy)} run(s) another process is training ("
+        + (", ".join(sorted(owners)) or "its owner")
+        + "): "
+        + ", ".join(item.spec.run_id(config.epochs) for item in busy),
+        flush=True,
+    )
+    while busy:
+        time.sleep(POLL_S)
+        busy = [item for item in busy if not _train(item, total, config, data)]
+
+
+def _run_all_locked(
+    todo: List[Todo], total: int, config: SweepConfig, data: ImageArrays
+) -> None:
+    """DDP: rank 0 takes every run's lock first; the other ranks follow it."""
+    with contextlib.ExitStack() as stack:
+        if launched_rank() == 0:
+            for item in todo:
+                path = run_dir_of(item.spec, config) / LOCK_NAME
+                try:
+                    lock = RunLock.acquire(path)
+                except LockInDoubt as error:
+                    raise UsageError(str(error)) from None
+                if lock is None:
+                    owner = read_owner(path)
+                    raise UsageError(
+                        f"run {item.spec.run_id(config.epochs)} is being trained by "
+                        + (owner.describe() if owner else "another process")
+                        + "; a multi-device sweep needs all its runs: wait for it, "
+                        "or give another --log-dir"
+                    )
+                stack.callback(lock.release)
+        for item in todo:
+            status, result = train_claimed(item, total, config, data, locked=True)
+            if result is not None and global_rank() == 0:
+                print(summary_line(result, item.number, total), flush=True)
 
 
 def run_sweep(config: SweepConfig) -> List[RunResult]:
@@ -81,42 +186,12 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
     return results
 
 
-# Settings that change a run's result but not its run id: a record made with other
-# values must not stand in for this sweep's run.
-RESULT_SETTINGS: Tuple[str, ...] = (
-    "dataset",
-    "backbone",
-    "image_size",
-    "train_subset",
-    "test_subset",
-    "knn_k",
-    "knn_t",
-    "entropy_weight",
-    "estimator",
-    "precision",
-)
-
-
-def check_same_settings(done: RunResult, config: SweepConfig, path: Path) -> None:
-    """Raises ValueError if a finished record was made with other result settings."""
-    for key in RESULT_SETTINGS:
-        old = done.settings.get(key)
-        if key == "image_size":
-            if config.image_size is None or old == config.image_size:
-                continue
-            new: Any = config.image_size
-        elif key == "precision":
-            new = resolve_precision(config.precision, config.accelerator)
-        else:
-            new = getattr(config, key)
-        if old != new:
-            raise ValueError(
-                f"{path} was run with {key}={old!r} but this sweep has {key}={new!r}; "
-                "give another --log-dir, or the same settings to resume"
-            )
-    if config.kappa is not None and done.objective == "er" and done.kappa is not None:
-        if done.kappa != config.kappa:
-            raise ValueError(
-                f"{path} was run with kappa={done.kappa!r} but this sweep has "
-                f"kappa={config.kappa!r}; give another --log-dir"
-            )
+__all__ = [
+    "POLL_S",
+    "RESULT_SETTINGS",
+    "check_same_settings",
+    "preflight",
+    "run_specs",
+    "run_sweep",
+    "wait_for_others",
+]

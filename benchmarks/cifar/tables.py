@@ -2,6 +2,8 @@
 
 One row per (method, dataset, batch size, EMA, epochs), written as ``results.md``
 (lightly's columns plus the ER ones) and ``results.csv`` (numbers, no ± formatting).
+A row of one seed has no spread: its accuracy shows without ± and its CSV standard
+deviation is empty.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import csv_table as write_csv
 from benchmarks.common.tables import markdown_table as write_markdown
-from lightly_er.utils import write_atomic
+from lightly_er.utils.io import write_atomic
 
 TABLE_COLUMNS: Tuple[str, ...] = (
     "Model",
@@ -51,6 +53,11 @@ def _fmean_or_none(values: Iterable[Optional[float]]) -> Optional[float]:
     return statistics.fmean(present) if present else None
 
 
+def _mean_pm(mean: float, std: float, runs: int) -> str:
+    """``0.750 ± 0.071`` over several seeds; ``0.750`` for one (no spread to show)."""
+    return f"{mean:.3f} ± {std:.3f}" if runs > 1 else f"{mean:.3f}"
+
+
 def _format(value: Optional[float], digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -84,8 +91,8 @@ def aggregate(results: Iterable[RunResult]) -> List[Dict[str, Any]]:
                 "Batch Size": batch_size,
                 "EMA": "-" if ema is None else f"{ema:g}",
                 "Epochs": epochs,
-                "kNN Top-1 (best)": f"{top1_mean:.3f} ± {top1_std:.3f}",
-                "kNN Top-1 (final)": f"{final_mean:.3f} ± {final_std:.3f}",
+                "kNN Top-1 (best)": _mean_pm(top1_mean, top1_std, len(runs)),
+                "kNN Top-1 (final)": _mean_pm(final_mean, final_std, len(runs)),
                 "κ": "-" if first.kappa is None else f"{first.kappa:g}",
                 "Estimator": first.estimator or "-",
                 "Entropy Weight": (
@@ -158,9 +165,9 @@ def csv_table(rows: Sequence[Dict[str, Any]]) -> str:
                 "" if row["ema"] is None else row["ema"],
                 row["Epochs"],
                 f"{row['top1_mean']:.6f}",
-                f"{row['top1_std']:.6f}",
+                f"{row['top1_std']:.6f}" if row["Runs"] > 1 else "",
                 f"{row['final_mean']:.6f}",
-                f"{row['final_std']:.6f}",
+                f"{row['final_std']:.6f}" if row["Runs"] > 1 else "",
                 "" if row["κ"] == "-" else row["κ"],
                 "" if row["Estimator"] == "-" else row["Estimator"],
                 "" if row["Entropy Weight"] == "-" else row["Entropy Weight"],

@@ -1,10 +1,15 @@
 """The command lines of the benchmarks: one-line errors and the shared argument checks.
 
 A bad argument is one line on stderr and exit status 2 (:class:`OneLineErrorParser`,
-:func:`fail`), before anything is written; ``--help`` has the rest.
-:func:`run_command` gives a run the same treatment for the errors a user can fix
-(a missing dataset, a setting that does not fit), and says how to resume after
-Ctrl+C.
+:func:`fail`), before anything is written; ``--help`` has the rest (with every
+default, :class:`DefaultsHelpFormatter`). A check that needs the data (a missing
+dataset, a batch larger than the training set, records made with other settings)
+raises :class:`UsageError` before the first run starts, and :func:`run_command`
+gives it the same one line and exit status 2. Anything else that goes wrong during a
+run is a crash: its traceback and exit status 1. Ctrl+C says how to resume.
+
+Nothing here imports torch at module level: ``--help`` of every entry point parses
+its arguments before torch, lightly or Lightning load.
 """
 
 from __future__ import annotations
@@ -14,17 +19,37 @@ import logging
 import os
 import sys
 import tempfile
+import traceback
 import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-import torch
+
+class UsageError(ValueError):
+    """A setting the user can fix, found before any run started: one line, exit 2."""
 
 
 def fail(message: str, prefix: str = "error: ", hint: str = "") -> NoReturn:
     """Prints ``<prefix><message><hint>`` as one line on stderr and exits with 2."""
     print(f"{prefix}{message}{hint}", file=sys.stderr)
     raise SystemExit(2)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Adds ``(default: <value>)`` to every option whose help does not name one
+    (``(default: off)`` to a flag)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text
+            or not action.option_strings
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        return text + (
+            " (default: off)" if action.nargs == 0 else " (default: %(default)s)"
+        )
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -60,6 +85,8 @@ def check_accelerator(accelerator: str, devices: int = 1) -> None:
 
     ``auto`` and ``cpu`` are always available.
     """
+    import torch
+
     if accelerator in ("gpu", "cuda"):
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if available == 0:
@@ -116,18 +143,24 @@ def quiet_lightning() -> None:
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    # lightly's DINO head builds its last layer with the deprecated weight_norm.
+    warnings.filterwarnings(
+        "ignore", message=r".*torch\.nn\.utils\.weight_norm.* is deprecated"
+    )
 
 
 def run_command(prog: str, run: Callable[[], object]) -> int:
     """Runs a sweep; returns the exit code.
 
-    A FileNotFoundError or ValueError (a missing dataset, records made with other
-    settings) is one line ``<prog>: error: ...`` and exit code 2; Ctrl+C says that
-    the finished runs are kept and exits with 130.
+    A :class:`UsageError` (raised before the first run: a missing dataset, records
+    made with other settings) is one line ``<prog>: error: ...`` and exit code 2.
+    Any other exception is a crash: its traceback, a line saying that finished runs
+    are kept, exit code 1. Ctrl+C says that the finished runs are kept and exits
+    with 130.
     """
     try:
         run()
-    except (FileNotFoundError, ValueError) as error:
+    except UsageError as error:
         message = " ".join(str(error).split())  # one line, whatever the cause says
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
@@ -138,4 +171,12 @@ def run_command(prog: str, run: Callable[[], object]) -> int:
             file=sys.stderr,
         )
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            f"{prog}: a run failed (traceback above); finished runs are kept, and "
+            "the same command resumes the others",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -4,7 +4,8 @@ Every file is written atomically (a temporary file in the same folder, then
 ``os.replace``), so an interrupted run leaves either the old file or the new one, never
 half of one. A run's JSON is written only when the run has finished, which is what a
 resumed sweep checks to skip it. The format is that of record version 2, which the
-records of earlier releases already on disk use (a test loads one written then).
+records of earlier releases already on disk use (a test loads one written then);
+the fields added since have defaults, so those records still load.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
-
-from lightly_er.utils import write_atomic
 
 RECORD_VERSION = 2
 
@@ -47,7 +46,13 @@ class RunResult:
         output_collapse_score_per_epoch: The collapse score of that output.
         collapse_score_per_epoch: The collapse score of the backbone features.
         rankme_per_epoch: RankMe of the backbone features.
-        runtime_s: Wall-clock seconds of pretraining and evaluation.
+        runtime_s: Wall-clock seconds of pretraining and evaluation, summed over
+            the processes that trained the run (it resumes after an interruption).
+        runtime_parts_s: The seconds of each of those processes, in order (a
+            killed process's up to its last checkpoint); empty in older records.
+        rebuilt_from_checkpoint: True when the process that wrote the record
+            trained nothing: the run's ``last.ckpt`` was complete (its record had
+            been lost), and the record was rebuilt from it.
         peak_gpu_memory_gb: Peak GPU memory in GiB, or None on the CPU.
         settings: Every other setting of the run.
         record_version: The record format (records of another version are rerun).
@@ -73,6 +78,8 @@ class RunResult:
     collapse_score_per_epoch: List[float] = field(default_factory=list)
     rankme_per_epoch: List[float] = field(default_factory=list)
     runtime_s: float = 0.0
+    runtime_parts_s: List[float] = field(default_factory=list)
+    rebuilt_from_checkpoint: bool = False
     peak_gpu_memory_gb: Optional[float] = None
     settings: Dict[str, Any] = field(default_factory=dict)
     record_version: int = RECORD_VERSION
@@ -109,6 +116,8 @@ class RunResult:
 def save_json(path: Path, data: Dict[str, Any]) -> None:
     """Writes data as indented JSON with sorted keys, atomically: every record and
     results file of the benchmarks."""
+    from lightly_er.utils.io import write_atomic  # loads torch: not at --help
+
     write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 

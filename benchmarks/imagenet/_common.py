@@ -248,11 +248,6 @@ def fit_classifier(
     return metrics
 
 
-def count_classes(directory: Path) -> int:
-    """Number of class folders of an ImageFolder tree."""
-    return sum(1 for p in directory.iterdir() if p.is_dir())
-
-
 def metrics_table(metrics: Dict[str, Dict[str, float]]) -> str:
     """The evaluation results as a Markdown table (stage, metric, value).
 

@@ -35,12 +35,13 @@ from pytorch_lightning.callbacks import (
     ModelCheckpoint,
 )
 
+from benchmarks.common.cli import fail
 from benchmarks.common.history import best_metrics
 from benchmarks.common.records import save_json
 from lightly_er.monitoring import EntropyMonitor
 from lightly_er.utils import global_rank
 
-from ._cli import Benchmark, build_parser, check_args
+from ._cli import Benchmark, build_parser, check_args, check_knn_bank
 from ._common import (
     RunConfig,
     eval_transform,
@@ -81,7 +82,7 @@ def build_model(
         "batch_size_per_device": batch_size_per_device,
         "num_classes": num_classes,
     }
-    if {"knn_k", "knn_t"} <= inspect.signature(spec.model).parameters.keys():
+    if _takes_knn_args(spec.model):
         kwargs["knn_k"] = knn_k
         kwargs["knn_t"] = bench.knn_t if knn_t is None else knn_t
     kwargs["objective"] = spec.objective
@@ -89,6 +90,26 @@ def build_model(
     if spec.model.has_teacher:
         kwargs["ema"] = ema
     return spec.model(**kwargs)
+
+
+def _takes_knn_args(model: Any) -> bool:
+    return {"knn_k", "knn_t"} <= inspect.signature(model).parameters.keys()
+
+
+def check_run(bench: Benchmark, args: argparse.Namespace) -> None:
+    """The checks that need the methods' modules, before anything is written: the
+    crop size the backbone takes, and ``--knn-k`` against the kNN bank wherever a
+    kNN classifier runs (the kNN evaluation, SimCLR's online kNN). One line, exit 2.
+    """
+    message = bench.check_image_size(args.backbone, args.image_size)
+    if message is not None:
+        fail(message)
+    methods = args.methods or list(bench.methods)
+    online = args.epochs > 0 and any(
+        _takes_knn_args(bench.methods[m].model) for m in methods
+    )
+    if online or not args.skip_knn_eval:
+        check_knn_bank(args)
 
 
 def takes_online_knn(model: Any) -> bool:
@@ -303,6 +324,12 @@ def main(
     """
     args = build_parser(bench).parse_args(argv)
     check_args(bench, args)
+    return run(bench, args)
+
+
+def run(bench: Benchmark, args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
+    """Runs the benchmark with parsed and checked arguments (:func:`main`)."""
+    check_run(bench, args)
     print_rank_zero(f"Args: {vars(args)}")
     torch.set_float32_matmul_precision(args.float32_matmul_precision)
     config = RunConfig(

@@ -90,11 +90,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     scores = [knn_top1_at_init(config, seed) for seed in args.seeds]
-    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
     per_seed = ", ".join(f"{s:.3f}" for s in scores)
+    score = f"{statistics.mean(scores):.3f}"
+    if len(scores) > 1:  # one seed has no spread to show
+        score += f" ± {statistics.stdev(scores):.3f}"
     print(
-        f"{args.dataset} {args.backbone} at init: kNN top-1 "
-        f"{statistics.mean(scores):.3f} ± {spread:.3f} (seeds: {per_seed})"
+        f"{args.dataset} {args.backbone} at init: kNN top-1 {score} (seeds: {per_seed})"
     )
 
 

@@ -66,6 +66,9 @@ class Cell:
         return statistics.stdev(values) if len(values) > 1 else 0.0
 
     def __str__(self) -> str:
+        # One seed has no spread to show: no "± 0.000".
+        if len(self.values) == 1:
+            return f"{self.mean:.3f}"
         return f"{self.mean:.3f} ± {self.std:.3f}"
 
 

@@ -96,6 +96,11 @@ criterion = ERDINOLoss(  # lightly: DINOLoss(...)
 # The loss holds buffers: move it to the device too.
 criterion = criterion.to(device)
 
+# The epoch lines print ER = entropy + reconstruction in nats, the bound the loss
+# maximises, and the entropy gap: the entropy above its floor, which on prototypes
+# is 0 (all mass on one prototype), so here the entropy itself.
+entropy_floor = 0.0
+
 optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
 
 # The student head's meter measures softmax(output / 0.1), the student's
@@ -109,8 +114,8 @@ print("Starting Training")
 step = 0
 for epoch in range(epochs):
     total_loss = 0
-    total_entropy = 0
-    total_reconstruction = 0
+    total_er = 0
+    total_entropy_gap = 0
     momentum_val = cosine_schedule(epoch, epochs, 0.996, 1)
     for batch in dataloader:
         views = batch[0]
@@ -123,8 +128,9 @@ for epoch in range(epochs):
         loss = criterion(teacher_out, student_out, epoch=epoch)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         total_loss += loss.detach()
-        total_entropy += criterion.last_components.entropy
-        total_reconstruction += criterion.last_components.reconstruction
+        _, entropy, reconstruction = criterion.last_components
+        total_er += entropy + reconstruction
+        total_entropy_gap += entropy - entropy_floor
         loss.backward()
         # Only the student head's last layer is frozen in the first epoch.
         model.student_head.cancel_last_layer_gradients(current_epoch=epoch)
@@ -142,9 +148,9 @@ for epoch in range(epochs):
 
     num_batches = len(dataloader)
     avg_loss = total_loss / num_batches
-    avg_entropy = total_entropy / num_batches
-    avg_reconstruction = total_reconstruction / num_batches
+    avg_er = total_er / num_batches
+    avg_entropy_gap = total_entropy_gap / num_batches
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy_gap:.3f}"
     )

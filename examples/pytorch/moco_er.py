@@ -21,6 +21,7 @@ from lightly.transforms.moco_transform import MoCoV2Transform
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNTXentLoss
 from lightly_er.monitoring import EntropyMeter
 
@@ -72,6 +73,12 @@ dataloader = torch.utils.data.DataLoader(
 
 # The ER swap, with lightly's memory bank of 4096 keys of dimension 128.
 criterion = ERNTXentLoss(memory_bank_size=(4096, 128))  # lightly: NTXentLoss(...)
+
+# The epoch lines print ER = entropy + reconstruction in nats, the bound the
+# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
+# raw terms each carry the constant -/+ log C_128(kappa) (hundreds of nats).
+entropy_floor = min_sphere_entropy(128, criterion.kappa)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
 
 # A meter at the loss's kappa, for the queries (and the keys, for the alignment).
@@ -84,8 +91,8 @@ print("Starting Training")
 step = 0
 for epoch in range(epochs):
     total_loss = 0
-    total_entropy = 0
-    total_reconstruction = 0
+    total_er = 0
+    total_entropy_gap = 0
     momentum_val = cosine_schedule(epoch, epochs, 0.996, 1)
     for batch in dataloader:
         x_query, x_key = batch[0]
@@ -100,8 +107,9 @@ for epoch in range(epochs):
         loss = criterion(query, key)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         total_loss += loss.detach()
-        total_entropy += criterion.last_components.entropy
-        total_reconstruction += criterion.last_components.reconstruction
+        _, entropy, reconstruction = criterion.last_components
+        total_er += entropy + reconstruction
+        total_entropy_gap += entropy - entropy_floor
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -116,9 +124,9 @@ for epoch in range(epochs):
         step += 1
     num_batches = len(dataloader)
     avg_loss = total_loss / num_batches
-    avg_entropy = total_entropy / num_batches
-    avg_reconstruction = total_reconstruction / num_batches
+    avg_er = total_er / num_batches
+    avg_entropy_gap = total_entropy_gap / num_batches
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy_gap:.3f}"
     )

@@ -15,6 +15,7 @@ import torchvision
 from lightly.transforms.simclr_transform import SimCLRTransform
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNTXentLoss
 from lightly_er.models.modules import ERSimCLRProjectionHead
 
@@ -56,6 +57,12 @@ dataloader = torch.utils.data.DataLoader(
 # The ER swap. kappa, the concentration of the vMF densities, defaults to
 # 1 / temperature (2 with NTXentLoss's default temperature of 0.5).
 criterion = ERNTXentLoss()  # lightly: NTXentLoss()
+
+# The epoch lines print ER = entropy + reconstruction in nats, the bound the
+# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
+# raw terms each carry the constant -/+ log C_128(kappa) (hundreds of nats).
+entropy_floor = min_sphere_entropy(128, criterion.kappa)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
 
 # The head's meter measures the projections without gradient; measure them at the
@@ -68,8 +75,8 @@ print("Starting Training")
 step = 0
 for epoch in range(10):
     total_loss = 0
-    total_entropy = 0
-    total_reconstruction = 0
+    total_er = 0
+    total_entropy_gap = 0
     for batch in dataloader:
         x0, x1 = batch[0]
         x0 = x0.to(device)
@@ -79,8 +86,9 @@ for epoch in range(10):
         loss = criterion(z0, z1)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         total_loss += loss.detach()
-        total_entropy += criterion.last_components.entropy
-        total_reconstruction += criterion.last_components.reconstruction
+        _, entropy, reconstruction = criterion.last_components
+        total_er += entropy + reconstruction
+        total_entropy_gap += entropy - entropy_floor
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -95,9 +103,9 @@ for epoch in range(10):
         step += 1
     num_batches = len(dataloader)
     avg_loss = total_loss / num_batches
-    avg_entropy = total_entropy / num_batches
-    avg_reconstruction = total_reconstruction / num_batches
+    avg_er = total_er / num_batches
+    avg_entropy_gap = total_entropy_gap / num_batches
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy_gap:.3f}"
     )

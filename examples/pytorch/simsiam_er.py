@@ -17,6 +17,7 @@ from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from lightly.transforms import SimSiamTransform
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNegativeCosineSimilarity
 from lightly_er.monitoring import EntropyMeter
 
@@ -63,6 +64,12 @@ dataloader = torch.utils.data.DataLoader(
 # the entropy term its gradient is that of NegativeCosineSimilarity. The entropy is
 # that of the input with gradient, the predictions, in either argument order.
 criterion = ERNegativeCosineSimilarity()  # lightly: NegativeCosineSimilarity()
+
+# The epoch lines print ER = entropy + reconstruction in nats, the bound the
+# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
+# raw terms each carry the constant -/+ log C_128(kappa) (hundreds of nats).
+entropy_floor = min_sphere_entropy(128, criterion.kappa)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
 
 # A meter at the loss's kappa, for the predictions of both views.
@@ -73,8 +80,8 @@ print("Starting Training")
 step = 0
 for epoch in range(10):
     total_loss = 0
-    total_entropy = 0
-    total_reconstruction = 0
+    total_er = 0
+    total_entropy_gap = 0
     for batch in dataloader:
         x0, x1 = batch[0]
         x0 = x0.to(device)
@@ -85,8 +92,9 @@ for epoch in range(10):
         # Each term is -(entropy + reconstruction) / kappa, in nats; the components
         # kept are those of the last call, criterion(z1, p0).
         total_loss += loss.detach()
-        total_entropy += criterion.last_components.entropy
-        total_reconstruction += criterion.last_components.reconstruction
+        _, entropy, reconstruction = criterion.last_components
+        total_er += entropy + reconstruction
+        total_entropy_gap += entropy - entropy_floor
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -101,9 +109,9 @@ for epoch in range(10):
         step += 1
     num_batches = len(dataloader)
     avg_loss = total_loss / num_batches
-    avg_entropy = total_entropy / num_batches
-    avg_reconstruction = total_reconstruction / num_batches
+    avg_er = total_er / num_batches
+    avg_entropy_gap = total_entropy_gap / num_batches
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy_gap:.3f}"
     )

@@ -69,6 +69,11 @@ dataloader = torch.utils.data.DataLoader(
 
 # The ER swap: the entropy of the mean prediction replaces Sinkhorn's equipartition.
 criterion = ERSwaVLoss()  # lightly: SwaVLoss()
+
+# The epoch lines print ER = entropy + reconstruction in nats, the bound the
+# loss maximises, and the entropy gap: the entropy above its floor, which on
+# prototypes is 0 (all mass on one prototype), so here the entropy itself.
+entropy_floor = 0.0
 optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
 
 # The prototypes' meter measures softmax(scores / 0.1), the prediction that the
@@ -80,8 +85,8 @@ print("Starting Training")
 step = 0
 for epoch in range(10):
     total_loss = 0
-    total_entropy = 0
-    total_reconstruction = 0
+    total_er = 0
+    total_entropy_gap = 0
     for batch in dataloader:
         views = batch[0]
         model.prototypes.normalize()
@@ -91,8 +96,9 @@ for epoch in range(10):
         loss = criterion(high_resolution, low_resolution)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         total_loss += loss.detach()
-        total_entropy += criterion.last_components.entropy
-        total_reconstruction += criterion.last_components.reconstruction
+        _, entropy, reconstruction = criterion.last_components
+        total_er += entropy + reconstruction
+        total_entropy_gap += entropy - entropy_floor
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -107,9 +113,9 @@ for epoch in range(10):
         step += 1
     num_batches = len(dataloader)
     avg_loss = total_loss / num_batches
-    avg_entropy = total_entropy / num_batches
-    avg_reconstruction = total_reconstruction / num_batches
+    avg_er = total_er / num_batches
+    avg_entropy_gap = total_entropy_gap / num_batches
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy_gap:.3f}"
     )

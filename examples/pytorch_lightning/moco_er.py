@@ -22,6 +22,7 @@ from lightly.transforms.moco_transform import MoCoV2Transform
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNTXentLoss
 from lightly_er.monitoring import EntropyMonitor
 
@@ -60,9 +61,12 @@ class MoCo(pl.LightningModule):
         loss = self.criterion(query, key)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         _, entropy, reconstruction = self.criterion.last_components
+        # The entropy above its floor (a collapsed batch), free of the
+        # constant -log C_d(kappa) that the raw entropy carries.
+        entropy_gap = entropy - min_sphere_entropy(128, self.criterion.kappa)
         self.log("train_loss", loss, prog_bar=True)
-        self.log("er/entropy", entropy)
-        self.log("er/reconstruction", reconstruction)
+        self.log("er/er", entropy + reconstruction)
+        self.log("er/entropy_gap", entropy_gap)
         return loss
 
     def configure_optimizers(self):

@@ -16,6 +16,7 @@ import torchvision
 from lightly.transforms.simclr_transform import SimCLRTransform
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNTXentLoss
 from lightly_er.models.modules import ERSimCLRProjectionHead
 from lightly_er.monitoring import EntropyMonitor
@@ -41,9 +42,12 @@ class SimCLR(pl.LightningModule):
         loss = self.criterion(z0, z1)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         _, entropy, reconstruction = self.criterion.last_components
+        # The entropy above its floor (a collapsed batch), free of the
+        # constant -log C_d(kappa) that the raw entropy carries.
+        entropy_gap = entropy - min_sphere_entropy(2048, self.criterion.kappa)
         self.log("train_loss", loss, prog_bar=True)
-        self.log("er/entropy", entropy)
-        self.log("er/reconstruction", reconstruction)
+        self.log("er/er", entropy + reconstruction)
+        self.log("er/entropy_gap", entropy_gap)
         return loss
 
     def configure_optimizers(self):

@@ -18,6 +18,7 @@ from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 from lightly.transforms import SimSiamTransform
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNegativeCosineSimilarity
 from lightly_er.monitoring import EntropyMonitor
 
@@ -50,9 +51,12 @@ class SimSiam(pl.LightningModule):
         # that of the predictions; the components logged are those of the last
         # call, criterion(z1, p0).
         _, entropy, reconstruction = self.criterion.last_components
+        # The entropy above its floor (a collapsed batch), free of the
+        # constant -log C_d(kappa) that the raw entropy carries.
+        entropy_gap = entropy - min_sphere_entropy(128, self.criterion.kappa)
         self.log("train_loss", loss, prog_bar=True)
-        self.log("er/entropy", entropy)
-        self.log("er/reconstruction", reconstruction)
+        self.log("er/er", entropy + reconstruction)
+        self.log("er/entropy_gap", entropy_gap)
         return loss
 
     def configure_optimizers(self):

@@ -46,9 +46,11 @@ class SwaV(pl.LightningModule):
         loss = self.criterion(high_resolution, low_resolution)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         _, entropy, reconstruction = self.criterion.last_components
+        # On prototypes the entropy's floor is 0 (all mass on one).
+        entropy_gap = entropy
         self.log("train_loss", loss, prog_bar=True)
-        self.log("er/entropy", entropy)
-        self.log("er/reconstruction", reconstruction)
+        self.log("er/er", entropy + reconstruction)
+        self.log("er/entropy_gap", entropy_gap)
         return loss
 
     def configure_optimizers(self):

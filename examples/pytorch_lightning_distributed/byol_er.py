@@ -26,6 +26,7 @@ from lightly.transforms.byol_transform import (
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from lightly_er.functional import min_sphere_entropy
 from lightly_er.loss import ERNegativeCosineSimilarity
 from lightly_er.models.modules import ERBYOLPredictionHead, ERBYOLProjectionHead
 from lightly_er.monitoring import EntropyMonitor
@@ -74,9 +75,12 @@ class BYOL(pl.LightningModule):
         # Each term is -(entropy + reconstruction) / kappa, in nats; the components
         # logged are those of the last call, criterion(p1, z0).
         _, entropy, reconstruction = self.criterion.last_components
+        # The entropy above its floor (a collapsed batch), free of the
+        # constant -log C_d(kappa) that the raw entropy carries.
+        entropy_gap = entropy - min_sphere_entropy(256, self.criterion.kappa)
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
-        self.log("er/entropy", entropy, sync_dist=True)
-        self.log("er/reconstruction", reconstruction, sync_dist=True)
+        self.log("er/er", entropy + reconstruction, sync_dist=True)
+        self.log("er/entropy_gap", entropy_gap, sync_dist=True)
         return loss
 
     def configure_optimizers(self):

@@ -78,9 +78,11 @@ class DINO(pl.LightningModule):
         loss = self.criterion(teacher_out, student_out, epoch=self.current_epoch)
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         _, entropy, reconstruction = self.criterion.last_components
+        # On prototypes the entropy's floor is 0 (all mass on one).
+        entropy_gap = entropy
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
-        self.log("er/entropy", entropy, sync_dist=True)
-        self.log("er/reconstruction", reconstruction, sync_dist=True)
+        self.log("er/er", entropy + reconstruction, sync_dist=True)
+        self.log("er/entropy_gap", entropy_gap, sync_dist=True)
         return loss
 
     def on_after_backward(self):

@@ -31,41 +31,69 @@ if __name__ == "__main__" and not __package__:
     runpy.run_module("benchmarks.imagenet.resnet50.main", run_name="__main__")
     raise SystemExit(0)
 
-from typing import Dict, Optional, Sequence  # noqa: E402
+import functools  # noqa: E402
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence  # noqa: E402
 
+# Only the command line at import: the methods' modules (torch, lightly, Lightning)
+# load after the arguments are parsed, so --help and a bad argument answer at once.
 from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 
-from .. import _cli, _runner  # noqa: E402
-from .._method import SSLMethod  # noqa: E402
-from . import byol, dino, evaluation, mocov2, simclr, swav  # noqa: E402
-from ._base import BACKBONES  # noqa: E402
+from .. import _cli  # noqa: E402
 
-METHODS = _cli.method_specs(
-    {
-        "simclr": (simclr.SimCLR, simclr.transform),
-        "mocov2": (mocov2.MoCoV2, mocov2.transform),
-        "byol": (byol.BYOL, byol.transform),
-        "dino": (dino.DINO, dino.transform),
-        "swav": (swav.SwAV, swav.transform),
-    }
-)
-"""Every ``--methods`` choice: the five methods and their ``_er`` twins."""
+if TYPE_CHECKING:
+    from .._method import SSLMethod
 
-BENCHMARK = _cli.Benchmark(
+COMMAND_LINE = _cli.CommandLine(
     title="ImageNet ResNet-50 benchmark of lightly methods and their ER versions",
-    methods=METHODS,
-    backbones=BACKBONES,
+    methods=_cli.with_er_twins(("simclr", "mocov2", "byol", "dino", "swav")),
+    backbones=("resnet50", "resnet18", "resnet34", "resnet101"),
     knn_t=0.1,
     finetune_epochs=30,
-    linear_eval=evaluation.linear_eval,
-    finetune_eval=evaluation.finetune_eval,
-    knn_eval=evaluation.knn_eval,
 )
+"""The flags' choices and lightly's defaults (a test holds them equal to the
+modules': :data:`METHODS`, ``resnet50._base.BACKBONES``)."""
+
+
+@functools.cache
+def benchmark() -> _cli.Benchmark:
+    """The benchmark with its methods' modules (imported on the first call)."""
+    from . import byol, dino, evaluation, mocov2, simclr, swav
+    from ._base import BACKBONES
+
+    methods = _cli.method_specs(
+        {
+            "simclr": (simclr.SimCLR, simclr.transform),
+            "mocov2": (mocov2.MoCoV2, mocov2.transform),
+            "byol": (byol.BYOL, byol.transform),
+            "dino": (dino.DINO, dino.transform),
+            "swav": (swav.SwAV, swav.transform),
+        }
+    )
+    return _cli.Benchmark(
+        title=COMMAND_LINE.title,
+        methods=methods,
+        backbones=BACKBONES,
+        knn_t=COMMAND_LINE.knn_t,
+        finetune_epochs=COMMAND_LINE.finetune_epochs,
+        linear_eval=evaluation.linear_eval,
+        finetune_eval=evaluation.finetune_eval,
+        knn_eval=evaluation.knn_eval,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # METHODS (every --methods choice: the five methods and their _er twins) and
+    # BENCHMARK, built when first asked for.
+    if name == "METHODS":
+        return benchmark().methods
+    if name == "BENCHMARK":
+        return benchmark()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _cli.build_parser(BENCHMARK)
+    return _cli.build_parser(COMMAND_LINE)
 
 
 def build_model(
@@ -78,8 +106,10 @@ def build_model(
     knn_t: float = 0.1,
 ) -> SSLMethod:
     """The module of a method, as :func:`main` builds it."""
+    from .. import _runner
+
     return _runner.build_model(
-        BENCHMARK,
+        benchmark(),
         method,
         batch_size_per_device=batch_size_per_device,
         num_classes=num_classes,
@@ -92,7 +122,11 @@ def build_model(
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     """Runs the benchmark; returns ``{method: {"<stage>/<metric>": best value}}``."""
-    return _runner.main(BENCHMARK, argv)
+    args = build_parser().parse_args(argv)
+    _cli.check_args(COMMAND_LINE, args)
+    from .. import _runner
+
+    return _runner.run(benchmark(), args)
 
 
 if __name__ == "__main__":

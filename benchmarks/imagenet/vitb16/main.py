@@ -30,40 +30,70 @@ if __name__ == "__main__" and not __package__:
     runpy.run_module("benchmarks.imagenet.vitb16.main", run_name="__main__")
     raise SystemExit(0)
 
-from typing import Dict, Optional, Sequence  # noqa: E402
+import functools  # noqa: E402
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence  # noqa: E402
 
-from lightly.data.multi_view_collate import MultiViewCollate  # noqa: E402
-
+# Only the command line at import: the methods' modules (torch, lightly, Lightning,
+# timm) load after the arguments are parsed, so --help and a bad argument answer at
+# once.
 from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 
-from .. import _cli, _runner  # noqa: E402
-from .._method import SSLMethod  # noqa: E402
-from ..resnet50.evaluation import knn_eval  # noqa: E402
-from . import dino, evaluation  # noqa: E402
+from .. import _cli  # noqa: E402
 
-METHODS = _cli.method_specs({"dino": (dino.DINO, dino.transform)})
-"""Every ``--methods`` choice: ``dino`` and ``dino_er``."""
+if TYPE_CHECKING:
+    from .._method import SSLMethod
 
-BENCHMARK = _cli.Benchmark(
+COMMAND_LINE = _cli.CommandLine(
     title="ImageNet ViT benchmark of lightly's DINO and its ER version",
-    methods=METHODS,
-    backbones=tuple(dino.VIT_BACKBONES),
+    methods=_cli.with_er_twins(("dino",)),
+    backbones=("vit_small_patch16_224", "vit_tiny_patch16_224", "vit_test"),
     knn_t=0.07,
     finetune_epochs=100,
-    linear_eval=evaluation.linear_eval,
-    finetune_eval=evaluation.finetune_eval,
-    knn_eval=knn_eval,
-    eval_methods=evaluation.EVAL_METHODS,
-    collate_fn=MultiViewCollate(),
-    pretrain_sanity_steps=0,
-    seed_without_flag=True,
-    check_image_size=dino.check_image_size,
+    eval_methods=("mae", "simclr"),
 )
+"""The flags' choices and lightly's defaults (a test holds them equal to the
+modules': :data:`METHODS`, ``vitb16.dino.VIT_BACKBONES``,
+``vitb16.evaluation.EVAL_METHODS``)."""
+
+
+@functools.cache
+def benchmark() -> _cli.Benchmark:
+    """The benchmark with its methods' modules (imported on the first call)."""
+    from lightly.data.multi_view_collate import MultiViewCollate
+
+    from ..resnet50.evaluation import knn_eval
+    from . import dino, evaluation
+
+    return _cli.Benchmark(
+        title=COMMAND_LINE.title,
+        methods=_cli.method_specs({"dino": (dino.DINO, dino.transform)}),
+        backbones=tuple(dino.VIT_BACKBONES),
+        knn_t=COMMAND_LINE.knn_t,
+        finetune_epochs=COMMAND_LINE.finetune_epochs,
+        linear_eval=evaluation.linear_eval,
+        finetune_eval=evaluation.finetune_eval,
+        knn_eval=knn_eval,
+        eval_methods=evaluation.EVAL_METHODS,
+        collate_fn=MultiViewCollate(),
+        pretrain_sanity_steps=0,
+        seed_without_flag=True,
+        check_image_size=dino.check_image_size,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # METHODS (every --methods choice: dino and dino_er) and BENCHMARK, built when
+    # first asked for.
+    if name == "METHODS":
+        return benchmark().methods
+    if name == "BENCHMARK":
+        return benchmark()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_parser() -> OneLineErrorParser:
     """The command line: lightly's flags, then lightly-er's options."""
-    return _cli.build_parser(BENCHMARK)
+    return _cli.build_parser(COMMAND_LINE)
 
 
 def build_model(
@@ -74,8 +104,10 @@ def build_model(
     ema: Optional[float] = None,
 ) -> SSLMethod:
     """The module of a method, as :func:`main` builds it."""
+    from .. import _runner
+
     return _runner.build_model(
-        BENCHMARK,
+        benchmark(),
         method,
         batch_size_per_device=batch_size_per_device,
         num_classes=num_classes,
@@ -86,7 +118,11 @@ def build_model(
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     """Runs the benchmark; returns ``{method: {"<stage>/<metric>": best value}}``."""
-    return _runner.main(BENCHMARK, argv)
+    args = build_parser().parse_args(argv)
+    _cli.check_args(COMMAND_LINE, args)
+    from .. import _runner
+
+    return _runner.run(benchmark(), args)
 
 
 if __name__ == "__main__":

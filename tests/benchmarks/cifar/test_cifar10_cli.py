@@ -50,23 +50,29 @@ def _tiny(log_dir: Path, **overrides: Any) -> SweepConfig:
     return SweepConfig(**settings)
 
 
-def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
-    """The README's main job, exactly as a user runs it (a few minutes on 2 cores)."""
+HANG_GUARD_S = 3600
+"""A subprocess's time limit: a guard against a hang, not a speed check (a loaded
+2-core machine may take many times the usual seconds)."""
+
+
+def test_smoke_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
+    """The README's main job as a user runs it, every method, on a tiny budget.
+
+    CI runs the preset itself (the README's first command); here it runs on 128
+    training images for 2 epochs, so that the test does not depend on an idle machine.
+    """
     log_dir = tmp_path / "smoke"
     completed = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
-            "--preset",
-            "smoke",
-            "--log-dir",
-            str(log_dir),
-            "--no-progress-bar",
+            *("--preset", "smoke", "--epochs", "2", "--train-subset", "128"),
+            *("--test-subset", "100", "--log-dir", str(log_dir)),
         ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=1200,
+        timeout=HANG_GUARD_S,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     records = sorted((log_dir / "runs").glob("*.json"))
@@ -74,9 +80,9 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
     results = [RunResult.load(path) for path in records]
     assert sorted(r.method for r in results) == sorted(METHODS)
     for result in results:
-        # 10 classes: chance is 0.1. Every method must have learned something.
-        assert result.knn_top1 > 0.5, (result.method, result.knn_top1)
-        assert len(result.knn_top1_per_epoch) == result.epochs == 3
+        # 10 classes: chance is 0.1 (an untrained CNN already scores far above it).
+        assert result.knn_top1 > 0.2, (result.method, result.knn_top1)
+        assert len(result.knn_top1_per_epoch) == result.epochs == 2
         assert result.knn_top1 == max(result.knn_top1_per_epoch)
         assert result.knn_top1_final == result.knn_top1_per_epoch[-1]
         for curve in (
@@ -85,19 +91,31 @@ def test_smoke_preset_end_to_end(tmp_path: Path) -> None:
             result.collapse_score_per_epoch,
             result.rankme_per_epoch,
         ):
-            assert len(curve) == 3
+            assert len(curve) == 2
         assert all(0.0 <= c <= 1.0 for c in result.collapse_score_per_epoch)
         # The ER entropy: a gap in [0, log 256] on the sphere, H / log K otherwise.
         ceiling = math.log(256) if result.er_entropy_kind == "gap" else 1.0
         assert all(0.0 <= h <= ceiling for h in result.er_entropy_per_epoch)
         assert result.settings["dataset"] == "digits"
+        assert result.settings["train_images"] == 128
         assert result.peak_gpu_memory_gb is None  # CPU run
-    # One summary line per run, then the table.
-    summaries = [line for line in completed.stdout.splitlines() if "kNN top-1" in line]
-    assert len(summaries) == len(METHODS)
-    assert summaries[0].startswith(f"[1/{len(METHODS)}]")
+        assert result.runtime_parts_s == [result.runtime_s]  # one process
+        assert not result.rebuilt_from_checkpoint
+    # A line when each run starts, one when it ends, then the table.
+    lines = completed.stdout.splitlines()
+    started = [line for line in lines if line.endswith("  started")]
+    summaries = [line for line in lines if "kNN top-1" in line]
+    assert len(started) == len(summaries) == len(METHODS)
+    for start in started:  # (runs may train side by side, one per core)
+        label = start.removesuffix("  started")
+        (end,) = [line for line in summaries if line.startswith(label + "  kNN")]
+        assert lines.index(start) < lines.index(end)
+    assert {line.split()[0] for line in started} == {
+        f"[{i}/{len(METHODS)}]" for i in range(1, len(METHODS) + 1)
+    }
     table = (log_dir / "results.md").read_text()
     assert table.strip() in completed.stdout
+    assert "±" not in table  # one seed: no spread to show
     for model in ("SimCLR", "MoCo", "BYOL", "SimSiam", "DINO", "SwaV"):
         assert f"| {model} " in table
     with open(log_dir / "results.csv", newline="") as handle:
@@ -123,7 +141,7 @@ def test_resume_keeps_finished_runs_and_redoes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _tiny(tmp_path)
-    real_run_one = sweep.run_one
+    real_run_one = run.run_one
     calls: List[str] = []
 
     def interrupted_second_run(spec: Any, *args: Any) -> RunResult:
@@ -132,7 +150,7 @@ def test_resume_keeps_finished_runs_and_redoes_nothing(
             raise KeyboardInterrupt
         return real_run_one(spec, *args)
 
-    monkeypatch.setattr(sweep, "run_one", interrupted_second_run)
+    monkeypatch.setattr(run, "run_one", interrupted_second_run)
     with pytest.raises(KeyboardInterrupt):
         run_sweep(config)
     records = list((tmp_path / "runs").glob("*.json"))
@@ -166,7 +184,7 @@ def test_resume_keeps_a_record_written_before_the_move(
     def no_run(*args: Any) -> RunResult:
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(sweep, "run_one", no_run)
+    monkeypatch.setattr(run, "run_one", no_run)
     config = _tiny(tmp_path, methods=["byol_er"], epochs=2, knn_k=5)
     (result,) = run_sweep(config)
     assert result == record
@@ -221,6 +239,20 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(
     assert len(result.knn_top1_per_epoch) == 2  # history survived the interruption
     assert len(result.er_entropy_per_epoch) == 2
     assert len(result.collapse_score_per_epoch) == 2
+    # Both processes' time counts; the per-epoch log of the first one survived.
+    assert len(result.runtime_parts_s) == 2
+    assert result.runtime_s == pytest.approx(sum(result.runtime_parts_s))
+    assert not result.rebuilt_from_checkpoint
+    assert _logged_knn_epochs(run_dir / "metrics.csv") == [0, 1]
+
+
+def _logged_knn_epochs(metrics: Path) -> List[int]:
+    """The epochs of the kNN rows of a Lightning metrics.csv, header-consistent."""
+    with open(metrics, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    # A row with more fields than the header would have them under the key None.
+    assert all(None not in row for row in rows), rows
+    return [int(row["epoch"]) for row in rows if row.get("kNN_accuracy")]
 
 
 def _run_main(cli: ModuleType, config: SweepConfig, monkeypatch: Any) -> int:
@@ -395,12 +427,14 @@ def test_history_matches_the_logged_accuracy_of_every_epoch(tmp_path: Path) -> N
 
 
 def test_precision_auto_is_mixed_only_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cifar_config.torch.cuda, "is_available", lambda: True)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cifar_config.resolve_precision("auto", "auto") == "16-mixed"
     assert cifar_config.resolve_precision("auto", "gpu") == "16-mixed"
     assert cifar_config.resolve_precision("auto", "cpu") == "32-true"
     assert cifar_config.resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
-    monkeypatch.setattr(cifar_config.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert cifar_config.resolve_precision("auto", "auto") == "32-true"
 
 
@@ -418,7 +452,7 @@ def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        timeout=600,
+        timeout=HANG_GUARD_S,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     summaries = [line for line in completed.stdout.splitlines() if "kNN top-1" in line]
@@ -504,9 +538,15 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def test_jobs_pass_a_failed_run_to_the_caller(tmp_path: Path) -> None:
+def test_jobs_pass_a_failed_run_to_the_caller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run that raises in its process raises here, and leaves no record."""
     config = _tiny(tmp_path, batch_sizes=[128], jobs=2)  # 128 > the 64 images
+    # Past the check made before any run, so that the run processes fail.
+    monkeypatch.setattr(
+        sweep, "preflight", lambda config, specs: data.load_dataset(config.dataset)
+    )
     with pytest.raises(ValueError, match="batch size 128 exceeds the 64 training"):
         run_sweep(config)
     assert not (tmp_path / "runs").exists() or not list(
@@ -517,7 +557,7 @@ def test_jobs_pass_a_failed_run_to_the_caller(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(jobs=0), "jobs must be >= 1, got 0"),
+        (dict(jobs=-1), "jobs must be >= 0"),
         (dict(jobs=2, accelerator="auto"), "needs accelerator 'cpu' and devices 1"),
     ],
 )

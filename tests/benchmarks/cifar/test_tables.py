@@ -34,6 +34,9 @@ def test_aggregate_mean_std_over_seeds() -> None:
     assert rows[0]["Entropy Weight"] == "1"
     assert original["Runtime"] == "2.0 Min"
     assert original["Peak GPU Memory"] == "- (CPU)"
+    # One seed: no spread to show, so no "± 0.000".
+    assert rows[0]["kNN Top-1 (best)"] == "0.750"
+    assert rows[0]["kNN Top-1 (final)"] == "0.700"
 
 
 def test_tables_written_and_parse(tmp_path: Path) -> None:
@@ -63,6 +66,10 @@ def test_tables_written_and_parse(tmp_path: Path) -> None:
     assert parsed[0]["ema"] == "0.9"
     assert [p["kappa"] for p in parsed] == ["10", "10"]
     assert [p["entropy_weight"] for p in parsed] == ["1", ""]
+    # One seed per row: the standard deviations are empty, not 0.
+    assert [p["knn_top1_best_std"] for p in parsed] == ["", ""]
+    assert [p["knn_top1_final_std"] for p in parsed] == ["", ""]
+    assert "±" not in table
 
 
 def test_markdown_table_of_nothing_is_header_only() -> None:

@@ -69,7 +69,7 @@ from torch.utils.data import RandomSampler, SequentialSampler
 from torchvision.models import resnet50
 
 from benchmarks.common.differences import differences_markdown
-from benchmarks.imagenet import _common
+from benchmarks.imagenet import _cli, _common
 from benchmarks.imagenet.differences import DIFFERENCES
 from benchmarks.imagenet.resnet50 import byol, dino, evaluation, mocov2, simclr, swav
 from benchmarks.imagenet.resnet50 import main as bench
@@ -933,6 +933,12 @@ def test_failure_before_writing_leaves_no_folder(
         ("--float32-matmul-precision", "low", "--float32-matmul-precision"),
         ("--knn-t", "0", "--knn-t"),
         ("--epochs", "x", "--epochs"),
+        ("--epochs", "-1", "--epochs must be >= 0, got -1"),
+        ("--log-dir", "{file}", "--log-dir {file} exists and is not a directory"),
+        # --limit-val-batches 1 at batch size 4: a bank of 4 of the 20 images
+        ("--knn-k", "5", "--knn-k 5 exceeds the kNN bank of at most 4 images"),
+        ("--limit-val-batches", "1.5", "--limit-val-batches must be a positive"),
+        ("--image-size", "16", "--image-size must be >= 32"),
     ],
 )
 def test_bad_input_is_one_error_line(
@@ -946,6 +952,9 @@ def test_bad_input_is_one_error_line(
     args = _base_args(image_folder, tmp_path / "logs")
     if flag == "--train-dir":
         value = str(tmp_path / value)
+    (tmp_path / "a-file").write_text("x")
+    value = value.replace("{file}", str(tmp_path / "a-file"))
+    message = message.replace("{file}", str(tmp_path / "a-file"))
     if flag in args:
         args[args.index(flag) + 1] = value
     else:
@@ -956,6 +965,64 @@ def test_bad_input_is_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("limit", "knn_k", "bank"),
+    [
+        (None, 21, 20),  # every image of the 5 x 4 in the bank
+        ("0.5", 11, 8),  # 5 batches of 4, half of them (2) kept
+    ],
+)
+def test_knn_k_beyond_the_bank_is_one_error_line(
+    limit: Any,
+    knn_k: int,
+    bank: int,
+    image_folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Checked before pretraining, where lightly's kNN would crash after it."""
+    args = _base_args(image_folder, tmp_path / "logs")
+    at = args.index("--limit-val-batches")
+    del args[at : at + 2]
+    if limit is not None:
+        args += ["--limit-val-batches", limit]
+    args[args.index("--knn-k") + 1] = str(knn_k)
+    with pytest.raises(SystemExit) as info:
+        bench.main(args + ["--methods", "byol", "--skip-linear-eval"])
+    assert info.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"--knn-k {knn_k} exceeds the kNN bank of {bank} images" in line, line
+    assert not (tmp_path / "logs").exists()
+    fraction = None if limit is None else float(limit)
+    assert _cli.knn_bank_size(20, 4, 1, fraction) == bank
+    # A run without a kNN classifier (no kNN evaluation, no online kNN) is not
+    # held to the bank.
+    args += ["--skip-knn-eval", "--epochs", "0"]
+    assert bench.main(args + ["--methods", "byol", "--skip-linear-eval"]) == {
+        "byol": {}
+    }
+
+
+def test_help_shows_every_default() -> None:
+    parser = bench.build_parser()
+    formatter = _cli.DefaultsHelpFormatter(parser.prog)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in formatter._get_help_string(action), action.dest
+    text = parser.format_help()
+    assert "pretraining epochs; 0 skips pretraining" in text
+    assert "(default: 100)" in text and "(default: 200)" in text  # epochs, knn k
+
+
+def test_command_line_names_are_the_modules() -> None:
+    """The names --help offers without importing the methods are theirs."""
+    from benchmarks.imagenet.resnet50._base import BACKBONES
+
+    assert bench.COMMAND_LINE.methods == tuple(bench.METHODS)
+    assert bench.COMMAND_LINE.backbones == BACKBONES
+    assert bench.COMMAND_LINE.knn_t == bench.BENCHMARK.knn_t
 
 
 class _MethodEntropy(nn.Module):

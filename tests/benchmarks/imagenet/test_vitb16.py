@@ -39,6 +39,7 @@ from pytorch_lightning.plugins.precision import Precision
 from timm.models.vision_transformer import VisionTransformer, vit_small_patch16_224
 from torch import Tensor, nn
 
+from benchmarks.common.cli import DefaultsHelpFormatter
 from benchmarks.imagenet import _common
 from benchmarks.imagenet.vitb16 import dino, evaluation
 from benchmarks.imagenet.vitb16 import main as bench
@@ -590,6 +591,9 @@ def test_pretraining_trainer_is_lightlys(
         ("--eval-method", "linear", "--eval-method"),
         ("--backbone", "vit_base_patch16_224", "--backbone"),
         ("--methods", "mae", "--methods"),
+        ("--epochs", "-1", "--epochs must be >= 0, got -1"),
+        ("--log-dir", "{file}", "--log-dir {file} exists and is not a directory"),
+        ("--knn-k", "5", "--knn-k 5 exceeds the kNN bank of at most 4 images"),
     ],
 )
 def test_bad_input_is_one_error_line(
@@ -601,6 +605,9 @@ def test_bad_input_is_one_error_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     args = _base_args(image_folder, tmp_path / "logs")
+    (tmp_path / "a-file").write_text("x")
+    value = value.replace("{file}", str(tmp_path / "a-file"))
+    message = message.replace("{file}", str(tmp_path / "a-file"))
     if flag in args:
         args[args.index(flag) + 1] = value
     else:
@@ -611,3 +618,19 @@ def test_bad_input_is_one_error_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "logs").exists()
+
+
+def test_help_shows_every_default() -> None:
+    parser = bench.build_parser()
+    formatter = DefaultsHelpFormatter(parser.prog)
+    for action in parser._actions:
+        if action.option_strings and action.dest != "help":
+            assert "default" in formatter._get_help_string(action), action.dest
+
+
+def test_command_line_names_are_the_modules() -> None:
+    """The names --help offers without importing the methods are theirs."""
+    assert bench.COMMAND_LINE.methods == tuple(bench.METHODS)
+    assert bench.COMMAND_LINE.backbones == tuple(dino.VIT_BACKBONES)
+    assert bench.COMMAND_LINE.eval_methods == evaluation.EVAL_METHODS
+    assert bench.COMMAND_LINE.knn_t == bench.BENCHMARK.knn_t

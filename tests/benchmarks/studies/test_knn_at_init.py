@@ -29,3 +29,14 @@ def test_cli_prints_mean_and_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     line = capsys.readouterr().out.strip()
     assert line.startswith("digits small at init: kNN top-1 ")
     assert "(seeds: " in line and line.count(", ") == 1
+    assert line.count(" ± ") == 1
+
+
+def test_cli_shows_no_spread_for_one_seed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = _module()
+    monkeypatch.setattr(module, "knn_top1_at_init", lambda config, seed: 0.875)
+    module.main(["--seeds", "3"])
+    line = capsys.readouterr().out.strip()
+    assert line == "digits small at init: kNN top-1 0.875 (seeds: 0.875)"

@@ -1,0 +1,60 @@
+"""The names a sweep's command line offers, importable without torch.
+
+``--help`` and the argument checks of ``benchmarks/cifar10.py`` need the method,
+backbone and dataset names and lightly's EMA, not the modules that implement them:
+these constants let the command line answer before torch, lightly and Lightning load
+(``benchmarks/cifar/methods.py``, ``backbones.py`` and ``data.py`` re-export them, and
+a test holds them equal to the modules' own).
+"""
+
+from __future__ import annotations
+
+from typing import FrozenSet, Tuple
+
+BASE_METHODS: Tuple[str, ...] = ("simclr", "moco", "byol", "simsiam", "dino", "swav")
+"""The methods of lightly's CIFAR-10 benchmark, in its order."""
+
+METHODS: Tuple[str, ...] = tuple(
+    name + suffix for name in BASE_METHODS for suffix in ("", "_er")
+)
+"""Every runnable method name: ``simclr``, ``simclr_er``, ``moco``, ..."""
+
+TEACHER_METHODS: FrozenSet[str] = frozenset({"moco", "byol", "dino"})
+"""The methods with an EMA teacher (the ``--ema`` axis applies to them)."""
+
+MOCO_SPLITS = 8
+"""The split batch norm's number of splits in lightly's MoCo (batch sizes divide by it)."""
+
+LIGHTLY_EMA = 0.99
+"""The constant EMA coefficient of lightly's CIFAR-10 benchmark."""
+
+BACKBONES: Tuple[str, ...] = ("resnet18", "small")
+"""``resnet18``: lightly's CIFAR variant; ``small``: a 3-layer CNN for CPU runs."""
+
+DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
+"""The datasets a sweep can load (:func:`benchmarks.cifar.data.load_dataset`)."""
+
+
+def split_method(method: str) -> Tuple[str, str]:
+    """``"byol_er"`` -> (``"byol"``, ``"er"``); ``"byol"`` -> (``"byol"``, ``"original"``).
+
+    Raises:
+        ValueError: If the method is unknown; the message lists the known ones.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if method.endswith("_er"):
+        return method[: -len("_er")], "er"
+    return method, "original"
+
+
+__all__ = [
+    "BACKBONES",
+    "BASE_METHODS",
+    "DATASETS",
+    "LIGHTLY_EMA",
+    "METHODS",
+    "MOCO_SPLITS",
+    "TEACHER_METHODS",
+    "split_method",
+]
