@@ -103,6 +103,26 @@ def test_centering_and_the_bound_use_the_targets_of_the_loss() -> None:
     )
 
 
+@pytest.mark.parametrize("use_sinkhorn", [False, True])
+def test_swav_bound_is_the_codes_entropy_plus_the_reconstruction(
+    use_sinkhorn: bool,
+) -> None:
+    g = torch.Generator().manual_seed(8)
+    high = [torch.randn(16, 24, generator=g) for _ in range(2)]
+    low = [torch.randn(16, 24, generator=g) for _ in range(3)]
+    loss = ERSwaVLoss(use_sinkhorn=use_sinkhorn)
+    components = loss.forward_components(high, low)
+    codes = torch.stack([loss._codes(out, None) for out in high])
+    mean = codes.mean(dim=(0, 1))
+    entropy = -(mean * mean.log()).sum()
+    assert loss.last_bound is not None
+    assert loss.last_bound.item() == pytest.approx(
+        (entropy + components.reconstruction).item(), rel=1e-5, abs=1e-5
+    )
+    # Not the surrogate: the prediction's entropy differs from the codes'.
+    assert abs(components.entropy.item() - entropy.item()) > 0.01
+
+
 def test_components_still_unpack_into_three() -> None:
     teacher, student = _counter_example()
     loss = ERDINOLoss(output_dim=K)
