@@ -27,10 +27,11 @@ bank of 5,000 training images against the first 2,000 test images, no linear pro
 512 test images, evaluation view, eval mode.
 
     python benchmarks/studies/alarm_corpus.py --out /work/corpus_mon
-    python benchmarks/studies/alarm_corpus.py --out /work/corpus_mon --sample tests/benchmarks/data/corpus_sample
+    python benchmarks/studies/alarm_corpus.py --out /work/corpus_mon --sample runs/corpus_sample
 
 Rerunning skips finished runs. The sample keeps the first 32 held-out images of a
-few runs (every snapshot) for the tests.
+few runs (every snapshot); the committed sample of the mechanism study
+(`tests/benchmarks/data/corpus_sample/`) is written by mechanism.py, not here.
 """
 
 from __future__ import annotations

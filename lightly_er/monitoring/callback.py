@@ -55,7 +55,7 @@ OnCollapse = str
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
 DEFAULT_COLLAPSE_THRESHOLD = 0.5
 """The collapse-score threshold of the earlier default alarm, calibrated at N = 256
-(collapse_calibration.py); off by default since the validated rules replaced it."""
+(collapse_calibration.py); off by default since the rules per family replaced it."""
 
 
 class CollapseWarning(UserWarning):
@@ -106,8 +106,8 @@ class EntropyMonitor(Callback):
     ``entropy/criterion/...`` (``entropy``, ``reconstruction``, ``er`` and, for
     DINO-ER and SwAV-ER, the lower bound ``bound``).
 
-    Alarm: the ``rules`` (default :data:`DEFAULT_RULES`, one per family, validated
-    in docs/reading_the_numbers.md), plus ``collapse_threshold`` (collapse score)
+    Alarm: the ``rules`` (default :data:`DEFAULT_RULES`, one per family, not yet
+    validated: docs/reading_the_numbers.md), plus ``collapse_threshold`` (collapse score)
     and ``rank_threshold`` (effective rank) if set, flag a module whose metric is
     below its threshold; after ``patience`` consecutive flagged checks one
     :class:`CollapseWarning` names the module, metric, value and step, and

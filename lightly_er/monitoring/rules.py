@@ -72,9 +72,9 @@ DEFAULT_RULES: Tuple[AlarmRule, ...] = (
     AlarmRule("dimension_score", 0.25, "sphere"),
     AlarmRule("normalized_mutual_information", 0.05, "discrete"),
 )
-"""One rule per family, fitted and validated by
-``benchmarks/studies/alarm_validation.py`` (docs/reading_the_numbers.md has the
-table: the corpus, the families held out, AUROC, false alarms and lead time)."""
+"""One rule per family. Not validated: on the alarm corpus they fired on every run
+that learned; ``benchmarks/studies/alarm_validation.py`` replays them on collapse
+corpora (docs/reading_the_numbers.md has the evidence)."""
 
 DEFAULT_PATIENCE = 3
 DEFAULT_EVERY_N_STEPS = 50
