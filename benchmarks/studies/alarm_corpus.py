@@ -57,7 +57,7 @@ from lightly.transforms.utils import IMAGENET_NORMALIZE
 from lightly.utils.benchmarking import knn_predict
 from PIL import Image
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms.v2 import functional as F2
 
 from benchmarks.cifar.data import (
@@ -166,7 +166,8 @@ def normalise(u8: Tensor) -> Tensor:
     """
     grey = u8.unsqueeze(-3).expand(*u8.shape[:-2], 3, *u8.shape[-2:]).contiguous()
     x = F2.to_dtype(grey, torch.float32, scale=True)
-    return F2.normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])
+    out: Tensor = F2.normalize(x, IMAGENET_NORMALIZE["mean"], IMAGENET_NORMALIZE["std"])
+    return out
 
 
 def view_stream(
@@ -240,8 +241,8 @@ class EvalData:
 
 
 def eval_data(data: ImageArrays) -> EvalData:
-    bank_index = torch.randperm(len(data.train_images), generator=_generator(BANK_SEED))
-    bank_index = bank_index[:BANK_SIZE].numpy()
+    order = torch.randperm(len(data.train_images), generator=_generator(BANK_SEED))
+    bank_index = order[:BANK_SIZE].numpy()
     held = np.arange(HELD_OUT_FIRST, HELD_OUT_FIRST + HELD_OUT_SIZE)
     return EvalData(
         bank=eval_images(data.train_images[bank_index]),
@@ -323,7 +324,9 @@ class Snapshots(pl.Callback):
             for k, v in heads(model, self.data.held_out).items()
         }
         if isinstance(model, DINO):
-            record["center"] = model.criterion.center.reshape(-1).float().numpy()
+            center = model.criterion.center
+            assert isinstance(center, Tensor)
+            record["center"] = center.reshape(-1).float().numpy()
         losses = np.array(self.losses, dtype=np.float64).reshape(-1, 3)
         means = losses.mean(axis=0) if len(losses) else np.full(3, np.nan)
         (
@@ -363,7 +366,9 @@ def build(arm: Arm, seed: int, steps: int, batch_size: int) -> SSLMethod:
     cls = METHODS[arm.method]
     if arm.arm == "simsiam-nosg":
         cls = SimSiamWithoutStopGradient
-    placeholder: DataLoader[Any] = DataLoader([(torch.zeros(3, 1, 1), 0)])
+    placeholder: DataLoader[Any] = DataLoader(
+        TensorDataset(torch.zeros(1, 3, 1, 1), torch.zeros(1, dtype=torch.long))
+    )
     kwargs: Dict[str, Any] = {}
     if arm.ema is not None:
         kwargs["ema"] = arm.ema
@@ -454,7 +459,7 @@ def run(
     if "center" in records[0]:
         arrays["center"] = np.stack([r["center"] for r in records]).astype(np.float32)
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
     write_atomic(corpus / f"{run_id}.npz", buffer.getvalue())
     untrained, final = float(knn[0]), float(knn[-1])
     below = [int(s) for s, k in zip(steps, knn) if k < untrained - COLLAPSE_MARGIN]  # noqa: B905
@@ -475,7 +480,7 @@ def run(
         "first_below_step": below[0] if below else None,
         "heads": {k: int(arrays[k].shape[-1]) for k in records[0]["heads"]},
         "loss": loss_record(model),
-        "lightly": lightly.__version__,
+        "lightly": getattr(lightly, "__version__", None),
         "torch": torch.__version__,
         "wall_s": round(time.perf_counter() - start, 1),
         "monitor": {

@@ -452,7 +452,9 @@ class Outcome:
     collapsed: int
     lead_times: List[Optional[int]]
     monitor_false_alarms: Optional[int] = None
+    monitor_learned: Optional[int] = None
     monitor_caught: Optional[int] = None
+    monitor_collapsed: Optional[int] = None
     monitor_lead_times: List[Optional[int]] = field(default_factory=list)
 
 
@@ -496,9 +498,11 @@ def evaluate(
         outcome.monitor_false_alarms = sum(
             mon[r.run_id] is not None for r in with_history if r.label == "learned"
         )
+        outcome.monitor_learned = sum(r.label == "learned" for r in with_history)
         outcome.monitor_caught = sum(
             mon[r.run_id] is not None for r in with_history if r.label == "collapsed"
         )
+        outcome.monitor_collapsed = sum(r.label == "collapsed" for r in with_history)
         outcome.monitor_lead_times = [
             lead_time(r.first_below, mon[r.run_id])
             for r in with_history
@@ -550,12 +554,13 @@ def _number(x: float) -> str:
 def outcome_rows(
     family: str, rule: AlarmRule, outcomes: Sequence[Outcome]
 ) -> List[Tuple[str, ...]]:
-    rows = []
+    rows: List[Tuple[str, ...]] = []
     for o in outcomes:
         monitor = (
             "-"
             if o.monitor_false_alarms is None
-            else f"{o.monitor_false_alarms}/{o.learned}; {o.monitor_caught}/{o.collapsed}; "
+            else f"{o.monitor_false_alarms}/{o.monitor_learned}; "
+            f"{o.monitor_caught}/{o.monitor_collapsed}; "
             f"{_leads(o.monitor_lead_times)}"
         )
         rows.append(
@@ -587,13 +592,13 @@ COLUMNS = (
     "Alarms (no gain)",
     "Collapses caught",
     "Lead time (steps)",
-    "Monitor in training: false alarms; caught; lead",
+    "Monitor in training (runs with its history): false alarms; caught; lead",
 )
 
 
 def corpus_counts(runs: Sequence[Run]) -> List[Tuple[str, ...]]:
     """Rows (method, collapsed, learned, no gain, runs) of the corpus, and a total."""
-    rows = []
+    rows: List[Tuple[str, ...]] = []
     for method in sorted({r.method for r in runs}) + ["all"]:
         group = [r for r in runs if method in ("all", r.method)]
         counts = [sum(r.label == label for r in group) for label in LABELS]
@@ -605,7 +610,7 @@ def auroc_rows(
     runs: Sequence[Run], held: Mapping[str, Sequence[str]]
 ) -> List[Tuple[str, ...]]:
     """AUROC of every candidate score, on all runs and on the held-out methods."""
-    rows = []
+    rows: List[Tuple[str, ...]] = []
     for family in FAMILIES:
         for metric in CANDIDATES[family]:
             groups = {"all methods": [r for r in runs if family in r.values]}
@@ -633,6 +638,7 @@ def evaluate_rules(
     groups: Mapping[str, Sequence[Tuple[str, bool]]],
     every: int,
     patience: int,
+    combined: str = "held out",
 ) -> Tuple[List[Tuple[str, ...]], List[Dict[str, Any]]]:
     """Outcome rows and records of each family's rule on its method groups."""
     rows: List[Tuple[str, ...]] = []
@@ -645,7 +651,7 @@ def evaluate_rules(
         held = [m for m, h in groups[family] if h]
         if len(held) > 1:
             group = [r for r in runs if r.method in held]
-            outcomes.append(evaluate(group, rule, every, patience, True, "held out"))
+            outcomes.append(evaluate(group, rule, every, patience, True, combined))
         rows += outcome_rows(family, rule, outcomes)
         records += [dict(asdict(o), rule=asdict(rule)) for o in outcomes]
     return rows, records
@@ -704,6 +710,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         {f: [(m, True) for m in present[f]] for f in shipped},
         args.every_n_steps,
         args.patience,
+        combined="all methods",
     )
     fitted: Dict[str, AlarmRule] = {}
     groups: Dict[str, List[Tuple[str, bool]]] = {}
@@ -724,6 +731,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fired = alarms_fired(
         runs, list(shipped.values()), args.every_n_steps, args.patience
     )
+    collapsed = [r for r in runs if r.label == "collapsed"]
     command = "python benchmarks/studies/alarm_validation.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
@@ -784,6 +792,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             markdown_table(COLUMNS, fitted_rows, "lllrrrrrrll")
             if fitted_rows
             else "Nothing to fit (no healthy snapshot of a fit method, or nothing held out).\n",
+            "## What this corpus cannot show",
+            "",
+            f"- {len(collapsed)} collapsed run(s), of "
+            f"{', '.join(sorted({r.method for r in collapsed})) or 'no method'}: an "
+            "AUROC or a lead time from so few positives has no useful precision, and "
+            "nothing is known about collapses of the other methods.",
+            "- The snapshots are a fixed held-out batch in eval mode at the corpus's "
+            "snapshot steps; the monitor measures training batches (two augmented "
+            "views, training mode) every 50 steps. The last column replays the "
+            "monitor's own history where the corpus keeps it.",
+            "- A lead time is counted in checks between snapshots: a snapshot is read "
+            "by every check up to the next one, so the resolution is the snapshot "
+            "spacing (100 steps in the mechanism corpus).",
+            "- `no gain` runs are neither class: their alarms are listed, not scored.",
+            "",
             "## Alarms of the shipped rules",
             "",
             "(run, label, family: the step of the alarm replayed on the snapshots and "

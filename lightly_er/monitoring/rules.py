@@ -72,9 +72,9 @@ DEFAULT_RULES: Tuple[AlarmRule, ...] = (
     AlarmRule("dimension_score", 0.25, "sphere"),
     AlarmRule("normalized_mutual_information", 0.05, "discrete"),
 )
-"""One rule per family. Not validated: on the alarm corpus they fired on every run
-that learned; ``benchmarks/studies/alarm_validation.py`` replays them on collapse
-corpora (docs/reading_the_numbers.md has the evidence)."""
+"""One rule per family. Not validated: replayed on the collapse corpora by
+``benchmarks/studies/alarm_validation.py`` they catch the collapses but fire on many
+healthy runs (docs/reading_the_numbers.md has the table)."""
 
 DEFAULT_PATIENCE = 3
 DEFAULT_EVERY_N_STEPS = 50

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Dict
 
 import pytest
@@ -101,8 +102,8 @@ def test_bad_trackers_are_rejected() -> None:
 
 
 def test_rules_module_imports_no_torch_or_lightning() -> None:
-    source = rules_module.__loader__.get_source(rules_module.__name__)  # type: ignore[union-attr]
-    assert source is not None
+    # Read from the file: the module's loader may be pytest's (doctest collection).
+    source = Path(rules_module.__file__).read_text(encoding="utf-8")
     imports = [
         line for line in source.splitlines() if line.startswith(("import", "from"))
     ]
