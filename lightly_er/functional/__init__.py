@@ -13,7 +13,8 @@ better: ER = entropy + reconstruction.
 
 The implementation is split by concern into private modules: ``_special`` (Bessel
 and vMF-normaliser numerics), ``_sphere`` and ``_discrete`` (the ER terms on the
-sphere and on a discrete support), ``_diagnostics`` (label-free monitors) and
+sphere and on a discrete support), ``_diagnostics`` (label-free monitors of
+embeddings), ``_prototypes`` (label-free monitors of prototype assignments) and
 ``_checks`` (input checks). Import from here.
 
 - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in Multi-View
@@ -25,10 +26,18 @@ from lightly_er.functional._checks import SphereEstimator as SphereEstimator
 from lightly_er.functional._diagnostics import (
     alignment,
     collapse_score,
+    dimension_score,
     effective_rank,
+    participation_ratio,
     uniformity,
 )
 from lightly_er.functional._discrete import discrete_entropy, discrete_reconstruction
+from lightly_er.functional._prototypes import (
+    conditional_entropy,
+    mean_kl_divergence,
+    prototype_mutual_information,
+    prototype_usage,
+)
 from lightly_er.functional._special import log_bessel_iv, log_vmf_normalizer
 from lightly_er.functional._sphere import (
     min_sphere_entropy,
@@ -46,6 +55,12 @@ __all__ = [
     "min_sphere_entropy",
     "collapse_score",
     "effective_rank",
+    "participation_ratio",
+    "dimension_score",
     "alignment",
     "uniformity",
+    "conditional_entropy",
+    "prototype_mutual_information",
+    "prototype_usage",
+    "mean_kl_divergence",
 ]

@@ -1,5 +1,5 @@
 """Label-free diagnostics of a representation: collapse score, effective rank,
-alignment and uniformity.
+participation ratio, dimension score, alignment and uniformity.
 
 Private: the public names are re-exported by :mod:`lightly_er.functional`. Unlike the
 ER terms, these are not terms of the bound; they are differentiable all the same.
@@ -22,6 +22,7 @@ from lightly_er.utils.checks import (
 )
 
 _RANKME_EPS = 1e-7
+F64 = torch.float64
 
 
 _COLLAPSE_RESOLUTION = 1e-3
@@ -96,6 +97,154 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
         dimensions = torch.log1p(rank) / math.log1p(max_rank)
         spread = variance / (variance + resolution)
         return (spread * dimensions).clamp(0.0, 1.0)
+
+
+def participation_ratio(z: Tensor) -> Tensor:
+    """Participation ratio of the population covariance, estimated without N-bias.
+
+    The participation ratio (tr S)^2 / tr(S^2) of a covariance S [0, 1] counts the
+    directions the distribution spreads over: k for a covariance with k equal
+    non-zero eigenvalues, d for an isotropic one. The plug-in value of a batch's
+    sample covariance is biased by the batch size (an isotropic batch of N < d rows
+    spans at most N - 1 directions): here (tr S)^2 and tr(S^2) are each estimated
+    by their unbiased U-statistics over distinct rows (translation invariant, no
+    distributional assumption), so a rank-k population reads about k at any N >= 32
+    (relative spread about 6% at N = 32, 3% at N = 64 for k <= 128; the estimate is
+    a ratio, unbiased only to first order). docs/reading_the_numbers.md compares it
+    with RankMe and the collapse score.
+
+    - [0] Gao et al., A theory of multineuronal dimensionality, dynamics and
+      measurement, bioRxiv 2017, https://doi.org/10.1101/214262
+    - [1] Chen & Qin, A two-sample test for high-dimensional data, Annals of
+      Statistics 2010 (the U-statistic of tr(S^2)).
+
+    Args:
+        z:
+            Rows, shape (N, d), N >= 4, d >= 1, as given (not normalised here).
+
+    Returns:
+        The participation ratio, a scalar tensor clamped to [1, d], or 0 when the
+        rows do not vary (no direction); float32 for half precision inputs, the
+        dtype of z otherwise.
+
+    Raises:
+        TypeError: If z is not a floating point tensor.
+        ValueError: If z is not (N, d) with N >= 4, or is not finite.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import participation_ratio
+        >>> basis = torch.linalg.qr(torch.randn(128, 16))[0]  # 16 of 128 directions
+        >>> small = torch.randn(64, 16) @ basis.T
+        >>> large = torch.randn(1024, 16) @ basis.T
+        >>> 14 < participation_ratio(small).item() < 18
+        True
+        >>> 15 < participation_ratio(large).item() < 17
+        True
+    """
+    check_matrix(z, "z", min_rows=4)
+    dim = z.shape[1]
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        squared_trace, trace_of_square = _covariance_moments(at_least_float32(z))
+        ratio = squared_trace / trace_of_square.clamp_min(torch.finfo(F64).tiny)
+        ratio = torch.where(
+            (trace_of_square > 0) & (squared_trace > 0),
+            ratio.clamp(1.0, float(dim)),
+            torch.zeros_like(ratio),
+        )
+        return ratio.to(at_least_float32(z).dtype)
+
+
+def dimension_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tensor:
+    """A collapse score in [0, 1] that does not depend on the batch size.
+
+    The rows are L2-normalised; the score is
+
+        (v / (v + resolution)) * log(1 + r) / log(1 + d)
+
+    with v the unbiased total variance of the rows on the unit sphere (the mean
+    squared distance to their mean, times N / (N - 1)) and r their
+    :func:`participation_ratio`, the number of directions the population spreads
+    over. Like :func:`collapse_score` it reads 0 for one point, log 2 / log(1 + d)
+    for two antipodal points, log(1 + k) / log(1 + d) for a population spread
+    evenly over k directions and about 1 for an isotropic one, and counts spread
+    far below ``resolution`` as collapse; unlike it, the ceiling is d, not
+    min(N - 1, d), so a rank-k population reads the same at N = 64 as at N = 1024.
+    It sees how many directions the outputs use, not whether they carry
+    information about the input (docs/reading_the_numbers.md).
+
+    Args:
+        z:
+            Embeddings, shape (N, d), N >= 4, d >= 1; any scale (rows are normalised
+            here; zero rows stay zero).
+        resolution:
+            The total variance on the unit sphere below which spread counts as
+            collapse, > 0.
+
+    Returns:
+        The score, a scalar tensor in [0, 1], float32 for half precision inputs and
+        the dtype of z otherwise. A diagnostic: its gradient is not meant for
+        training.
+
+    Raises:
+        TypeError: If z is not a floating point tensor, or resolution not a number.
+        ValueError: If z is not (N, d) with N >= 4, is not finite, or resolution is
+            not positive.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional import dimension_score
+        >>> round(dimension_score(torch.ones(256, 128)).item(), 3)  # one point
+        0.0
+        >>> dimension_score(torch.randn(64, 128)).item() > 0.95  # isotropic, N < d
+        True
+    """
+    check_matrix(z, "z", min_rows=4)
+    check_positive(resolution, "resolution")
+    n, dim = z.shape
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = torch.nn.functional.normalize(at_least_float32(z), dim=1)
+        centred = z - z.mean(dim=0, keepdim=True)
+        variance = centred.pow(2).sum(dim=1).sum() / (n - 1)
+        rank = participation_ratio(z)
+        dimensions = torch.log1p(rank) / math.log1p(dim)
+        spread = variance / (variance + resolution)
+        return (spread * dimensions).clamp(0.0, 1.0)
+
+
+def _covariance_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Unbiased estimates of (tr S)^2 and tr(S^2) from the rows x, in float64.
+
+    U-statistics over distinct indices of the Gram matrix G of the centred rows:
+    with G0 = G without its diagonal g, row sums r and total s of G0,
+
+        tr(S^2) ~ T1 / P2 - 2 T2 / P3 + T3 / P4
+        (tr S)^2 ~ U1 / P2 - 2 U2 / P3 + T3 / P4
+
+    T1 = sum G0^2, T2 = sum r^2 - T1, T3 = s^2 - 2 T1 - 4 T2, U1 = (sum g)^2 -
+    sum g^2, U2 = sum g (s - 2 r), Pk = N (N - 1) ... (N - k + 1). They are the
+    U-statistics of the translation-invariant kernels ((x_i - x_k)^T (x_j -
+    x_l))^2 / 4 and |x_i - x_k|^2 |x_j - x_l|^2 / 4, so centring first changes
+    nothing but the rounding.
+    """
+    n = x.shape[0]
+    centred = x - x.mean(dim=0, keepdim=True)
+    gram = (centred @ centred.T).to(F64)
+    diagonal = gram.diagonal()
+    off = gram - torch.diag_embed(diagonal)
+    rows = off.sum(dim=1)
+    total = rows.sum()
+    t1 = off.pow(2).sum()
+    t2 = rows.pow(2).sum() - t1
+    t3 = total.pow(2) - 2.0 * t1 - 4.0 * t2
+    p2 = float(n * (n - 1))
+    p3 = p2 * (n - 2)
+    p4 = p3 * (n - 3)
+    trace_of_square = t1 / p2 - 2.0 * t2 / p3 + t3 / p4
+    u1 = diagonal.sum().pow(2) - diagonal.pow(2).sum()
+    u2 = (diagonal * (total - 2.0 * rows)).sum()
+    squared_trace = u1 / p2 - 2.0 * u2 / p3 + t3 / p4
+    return squared_trace, trace_of_square
 
 
 def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:

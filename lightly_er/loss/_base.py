@@ -73,9 +73,14 @@ class ERLossMixin:
             traces the loss.
         loss_scale:
             The loss is divided by it (kappa for BYOL/SimSiam-ER, 1 otherwise).
+        last_bound:
+            DINO-ER and SwAV-ER: a lower bound on the mutual information of the
+            last call, detached (their entropy + reconstruction is a surrogate,
+            not a bound; docs/objectives.md). None for the other losses.
     """
 
     last_components: Optional[ERComponents] = None
+    last_bound: Optional[Tensor] = None
     validate: str = "first"
     loss_scale: float = 1.0
     _calls_checked: int = 0
@@ -243,6 +248,19 @@ def marginal_entropy(
         mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
     )
     return discrete_entropy(mean, validate=False)
+
+
+def target_entropy(p_target: Sequence[Tensor], gather_distributed: bool) -> Tensor:
+    """H(T): the entropy of the mean of the target rows, without gradient.
+
+    With the reconstruction E[log q(T | X')] of the same targets it forms the
+    Barber-Agakov lower bound I(T; X') >= H(T) + E[log q(T | X')] that DINO-ER and
+    SwAV-ER report as ``last_bound`` (docs/objectives.md).
+    """
+    with torch.no_grad():
+        mean = torch.stack([p.mean(dim=0) for p in p_target]).mean(dim=0)
+        rows = gather_rows(mean.unsqueeze(0), gather_distributed)
+        return discrete_entropy(rows, validate=False)
 
 
 __all__ = [

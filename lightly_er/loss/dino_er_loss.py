@@ -17,6 +17,7 @@ from lightly_er.loss._base import (
     check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
+    target_entropy,
 )
 from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive, check_real
@@ -58,7 +59,11 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
-            The detached :class:`lightly_er.loss.ERComponents` of the last call.
+            The detached :class:`lightly_er.loss.ERComponents` of the last call;
+            entropy + reconstruction is the paper's surrogate, not a bound.
+        last_bound:
+            A lower bound on the mutual information, detached: the teacher's
+            marginal entropy plus the same reconstruction (docs/objectives.md).
 
     Examples:
         >>> import torch
@@ -211,7 +216,13 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         if self.centering:
             # After the teacher's probabilities, as DINOLoss updates it.
             self.update_center(teacher_stacked)
-        return self._record(entropy, reconstruction, self.entropy_weight)
+        components = self._record(entropy, reconstruction, self.entropy_weight)
+        # The student's entropy trains (the teacher gets no gradient) but does not
+        # make a bound; the teacher's does: I(T; X') >= H(T) + E[log q_s(T | X')].
+        bound = target_entropy(p_teacher.unbind(0), self.gather_distributed)
+        bound = bound + reconstruction
+        self.last_bound = bound.detach()
+        return components
 
 
 def _check_views(views: Sequence[Tensor], name: str, output_dim: int) -> None:

@@ -17,6 +17,7 @@ from lightly_er.loss._base import (
     check_gather_distributed,
     log_softmax_float32,
     marginal_entropy,
+    target_entropy,
 )
 from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive
@@ -59,7 +60,11 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
-            The detached :class:`lightly_er.loss.ERComponents` of the last call.
+            The detached :class:`lightly_er.loss.ERComponents` of the last call;
+            entropy + reconstruction is the paper's surrogate, not a bound.
+        last_bound:
+            A lower bound on the mutual information, detached: the codes' marginal
+            entropy plus the same reconstruction (docs/objectives.md).
 
     Examples:
         >>> import torch
@@ -162,7 +167,12 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         entropy = marginal_entropy(
             log_q[: len(high_resolution_outputs)], self.gather_distributed, queue_p
         )
-        return self._record(entropy, reconstruction, self.entropy_weight)
+        components = self._record(entropy, reconstruction, self.entropy_weight)
+        # The prediction's entropy trains but does not make a bound; the codes'
+        # does: I(C; X') >= H(C) + E[log q(C | X')] (docs/objectives.md).
+        bound = target_entropy(codes, self.gather_distributed) + reconstruction
+        self.last_bound = bound.detach()
+        return components
 
     @torch.no_grad()
     def _codes(self, out: Tensor, queue: Optional[Tensor]) -> Tensor:

@@ -6,6 +6,8 @@ Three layers, each usable alone:
   Lightning), measures a batch;
 - :mod:`lightly_er.monitoring.callback`: :class:`EntropyMonitor`, the Lightning
   callback that decides when to measure, logs, and raises the collapse alarm;
+- :mod:`lightly_er.monitoring.rules`: the alarm's rules (:class:`AlarmRule`,
+  :data:`DEFAULT_RULES`) and streaks, plain Python;
 - :mod:`lightly_er.monitoring.report`: the monitor's CSV and plot.
 
 The callback's names are imported on first use, so that ``import
@@ -19,6 +21,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lightly_er.monitoring.meter import EntropyMeter, Support
+from lightly_er.monitoring.rules import DEFAULT_RULES, AlarmRule
 
 if TYPE_CHECKING:
     from lightly_er.monitoring.callback import (
@@ -37,6 +40,8 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULT_RULES",
+    "AlarmRule",
     "CollapseAlarm",
     "CollapseWarning",
     "EntropyMeter",

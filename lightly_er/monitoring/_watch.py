@@ -8,12 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, List, Mapping, Optional, Tuple, Union
 
+import torch
+from lightly.loss import DINOLoss
 from lightly.models.modules.heads import DINOProjectionHead, SwaVPrototypes
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lightly_er.loss import entropy_settings
-from lightly_er.monitoring.meter import DiscreteInputs, EntropyMeter, Support
+from lightly_er.monitoring.meter import SUPPORTS, DiscreteInputs, EntropyMeter, Support
+from lightly_er.monitoring.rules import Role
+from lightly_er.utils.checks import check_choice
 
 CONVENTIONAL_HEADS: Tuple[str, ...] = (
     "projection_head",
@@ -25,18 +29,63 @@ CONVENTIONAL_HEADS: Tuple[str, ...] = (
 )
 """The names lightly's examples and benchmarks give the heads that are trained."""
 
+CONVENTIONAL_BACKBONES: Tuple[str, ...] = ("backbone", "student_backbone")
+"""The names lightly's examples give the backbone (its features feed kNN and probes)."""
+
+TEACHER_PREFIXES: Tuple[str, ...] = ("teacher_",)
+TEACHER_SUFFIXES: Tuple[str, ...] = ("_momentum", "_teacher", "_ema")
+"""How lightly's examples name the EMA copies: teacher_head, projection_head_momentum."""
+
+SHORT_NAMES = {
+    "projection_head": "proj",
+    "prediction_head": "pred",
+    "student_head": "student",
+    "student_projection_head": "student",
+    "teacher_head": "teacher",
+    "teacher_projection_head": "teacher",
+    "prototypes": "proto",
+    "backbone": "backbone",
+    "student_backbone": "backbone",
+}
+SHORT_METRICS = {
+    "dimension_score": "dim",
+    "normalized_mutual_information": "mi",
+    "collapse_score": "score",
+    "effective_rank": "rank",
+}
 ModuleSpec = Union[Support, EntropyMeter]
 
 
 @dataclass
 class Watch:
-    """A watched module, its meter and the outputs captured in this step."""
+    """A watched module, its meter and the outputs captured in this step.
+
+    A student is measured on its calls with gradient; a teacher (parameters, none
+    trainable) on its first calls whatever the grad mode, read-only. ``partner``
+    is the student a discrete teacher is compared with (KL), if any.
+    """
 
     name: str
     module: nn.Module
     meter: EntropyMeter
+    role: Role = "student"
+    partner: Optional[str] = None
+    pool: bool = False
     handle: Optional[RemovableHandle] = None
     outputs: List[Tensor] = field(default_factory=list)
+
+    @property
+    def short_name(self) -> str:
+        """A short progress-bar name, e.g. ``pred.dim`` for the prediction head."""
+        last = self.name.rsplit(".", 1)[-1]
+        metric = SHORT_METRICS.get(
+            "dimension_score"
+            if self.meter.support == "sphere"
+            else "normalized_mutual_information",
+            "",
+        )
+        prefix = "t_" if self.role == "teacher" and "teacher" not in last else ""
+        return f"{prefix}{SHORT_NAMES.get(last, last)}.{metric}"
 
 
 @dataclass(frozen=True)
@@ -49,12 +98,35 @@ class MeterSettings:
     gather_distributed: bool
 
 
+def check_modules(modules: Any) -> None:
+    """Raises unless modules is None or maps names to a support or an EntropyMeter."""
+    if modules is None:
+        return
+    if not isinstance(modules, Mapping):
+        raise TypeError(
+            "modules must be a mapping from module names to 'sphere', "
+            f"'discrete' or an EntropyMeter, got {type(modules).__name__}"
+        )
+    for name, spec in modules.items():
+        if not isinstance(name, str):
+            raise TypeError(f"module names must be strings, got {name!r}")
+        if not isinstance(spec, EntropyMeter):
+            check_choice(spec, f"the support of module {name!r}", SUPPORTS)
+
+
 def find_watches(
     root: nn.Module,
     modules: Optional[Mapping[str, ModuleSpec]],
     settings: MeterSettings,
+    watch_teachers: bool = True,
 ) -> List[Watch]:
-    """The named modules of root, or else its ER heads and conventionally named heads.
+    """The named modules of root, or else its ER heads, heads, backbones and teachers.
+
+    Without names: every module with an ``entropy_meter`` (an ER head), named like
+    lightly's trained heads or backbones, or like their EMA copies
+    (``teacher_head``, ``projection_head_momentum``, ...). A module whose
+    parameters all are frozen is a teacher (observed read-only; dropped with
+    ``watch_teachers=False``); one without any parameter is skipped.
 
     Raises:
         ValueError: If a named module does not exist, or its spec contradicts the
@@ -85,24 +157,102 @@ def find_watches(
                 if isinstance(spec, EntropyMeter)
                 else meter_for(module, spec, criterion, settings)
             )
-            watches.append(Watch(name, module, meter))
-        return watches
+            role = "teacher" if frozen(module) else "student"
+            if role == "teacher" and not watch_teachers:
+                continue
+            watches.append(Watch(name, module, meter, role))
+        return _paired(watches)
     for name, module in root.named_modules():
         # A head inside a watched head (a prototype layer in a projection head) is
         # measured through its parent's output, not twice.
         if not name or any(name.startswith(w.name + ".") for w in watches):
             continue
         own = getattr(module, "entropy_meter", None)
-        if isinstance(own, EntropyMeter):
-            support = own.support
-        elif name.rsplit(".", 1)[-1] in CONVENTIONAL_HEADS:
-            support = support_of(module)
-        else:
+        last = name.rsplit(".", 1)[-1]
+        if not isinstance(own, EntropyMeter) and not (
+            last in CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES
+            or student_base(last) is not None
+        ):
             continue
-        watches.append(
-            Watch(name, module, meter_for(module, support, criterion, settings))
+        if not any(True for _ in module.parameters()):
+            continue  # nothing trained or copied: an nn.Identity placeholder
+        role = "teacher" if frozen(module) else "student"
+        if role == "teacher" and not watch_teachers:
+            continue
+        support = own.support if isinstance(own, EntropyMeter) else support_of(module)
+        meter = meter_for(module, support, criterion, settings)
+        pool = CONVENTIONAL_BACKBONES.count(student_base(last) or last) > 0
+        watches.append(Watch(name, module, meter, role, pool=pool))
+    return _paired(watches)
+
+
+def student_base(name: str) -> Optional[str]:
+    """``head`` for ``teacher_head``, ``projection_head`` for
+    ``projection_head_momentum``; None if name is not a teacher's name."""
+    for prefix in TEACHER_PREFIXES:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            base = name[len(prefix) :]
+            return base if base in CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES else None
+    for suffix in TEACHER_SUFFIXES:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            base = name[: -len(suffix)]
+            return base if base in CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES else None
+    return None
+
+
+def _paired(watches: List[Watch]) -> List[Watch]:
+    """Gives every discrete teacher the discrete student it is compared with."""
+    students = {
+        w.name: w
+        for w in watches
+        if w.role == "student" and w.meter.support == "discrete"
+    }
+    for watch in watches:
+        if watch.role != "teacher" or watch.meter.support != "discrete":
+            continue
+        path, _, last = watch.name.rpartition(".")
+        base = student_base(last) or last
+        prefix = f"{path}." if path else ""
+        student_path = ".".join(
+            "student" if part == "teacher" else part for part in path.split(".")
         )
+        student_prefix = f"{student_path}." if path else ""
+        for candidate in (
+            prefix + base,
+            prefix + "student_" + base,
+            student_prefix + base,
+            student_prefix + last,
+        ):
+            if candidate in students and candidate != watch.name:
+                watch.partner = candidate
+                break
     return watches
+
+
+def teacher_temperature(criterion: Any, epoch: int) -> Optional[float]:
+    """The temperature the criterion gives its teacher at this epoch, if it has one.
+
+    DINOLoss's rule (and ERDINOLoss's ``teacher_temperature``): the warmup schedule
+    for ``epoch < warmup_teacher_temp_epochs``, ``teacher_temp`` after it.
+    """
+    if callable(getattr(criterion, "teacher_temperature", None)):
+        return float(criterion.teacher_temperature(epoch=epoch))
+    if isinstance(criterion, DINOLoss):
+        if epoch < criterion.warmup_teacher_temp_epochs:
+            return float(criterion.teacher_temp_schedule[epoch])
+        return float(criterion.teacher_temp)
+    return None
+
+
+def teacher_center(criterion: Any) -> Optional[Tensor]:
+    """A copy of the center DINOLoss subtracts from the teacher's output, if any.
+
+    ERDINOLoss subtracts it only with ``centering=True``.
+    """
+    if isinstance(criterion, DINOLoss) and getattr(criterion, "centering", True):
+        center: Tensor = criterion.center
+        return center.detach().reshape(-1).to(torch.float32, copy=True)
+    return None
 
 
 def meter_for(
@@ -143,6 +293,12 @@ def support_of(module: nn.Module) -> Support:
 def trainable(module: nn.Module) -> bool:
     """Whether any parameter of module trains (an EMA teacher's do not)."""
     return any(p.requires_grad for p in module.parameters())
+
+
+def frozen(module: nn.Module) -> bool:
+    """Whether module has parameters and none of them trains: an EMA teacher."""
+    parameters = list(module.parameters())
+    return bool(parameters) and not any(p.requires_grad for p in parameters)
 
 
 def first_tensor(output: Any) -> Optional[Tensor]:

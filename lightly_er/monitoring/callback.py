@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from lightly.utils import dist
@@ -16,30 +15,47 @@ from torch import nn
 
 from lightly_er import functional
 from lightly_er.monitoring import report
+from lightly_er.monitoring._measure import (
+    Measured,
+    Row,
+    criterion_rows,
+    mean_of_local_rows,
+    measure_watches,
+    teacher_student_rows,
+)
 from lightly_er.monitoring._watch import (
+    CONVENTIONAL_BACKBONES,
     CONVENTIONAL_HEADS,
     MeterSettings,
     ModuleSpec,
     Watch,
+    check_modules,
     find_watches,
     first_tensor,
+    teacher_center,
+    teacher_temperature,
     trainable,
 )
-from lightly_er.monitoring.meter import SUPPORTS, EntropyMeter
+from lightly_er.monitoring.meter import EntropyMeter
+from lightly_er.monitoring.rules import (
+    DEFAULT_RULES,
+    AlarmRule,
+    AlarmTracker,
+    check_rules,
+    extra_rules,
+)
 from lightly_er.utils.checks import (
     check_choice,
     check_estimator,
     check_int,
     check_positive,
-    check_real,
 )
 
 OnCollapse = str
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
 DEFAULT_COLLAPSE_THRESHOLD = 0.5
-"""A collapse score below it flags a check (docs/reading_the_numbers.md)."""
-
-_logger = logging.getLogger(__name__)
+"""The collapse-score threshold of the earlier default alarm, calibrated at N = 256
+(collapse_calibration.py); off by default since the rules per family replaced it."""
 
 
 class CollapseWarning(UserWarning):
@@ -53,8 +69,8 @@ class CollapseAlarm:
     Attributes:
         step: The global step of the check that raised the alarm.
         module: The name of the watched module.
-        metric: The metric below its threshold (``"collapse_score"`` or
-            ``"effective_rank"``).
+        metric: The metric below its threshold (``"dimension_score"``,
+            ``"normalized_mutual_information"``, ...).
         value: Its value at that check.
         threshold: Its threshold.
     """
@@ -67,48 +83,53 @@ class CollapseAlarm:
 
 
 class EntropyMonitor(Callback):
-    """Logs the entropy and collapse score of a model's heads, and raises an alarm.
+    """Logs label-free diagnostics of a model's heads, backbone and teacher; alarms.
 
     Works on any LightningModule without touching its code. Every
     ``every_n_steps`` training steps, forward hooks keep the outputs of the
     watched modules (their first two calls in the step, the two views); after the
     batch an :class:`EntropyMeter` measures them and the callback logs
-    ``entropy/<module>/<metric>``. Only trained copies are measured: calls under
-    ``torch.no_grad`` and modules without trainable parameters (EMA teachers) are
-    skipped.
+    ``entropy/<module>/<metric>`` to every logger of the trainer, labelled with the
+    step that was measured, and the alarm metric of each student on the progress
+    bar (``proj.dim``, ``head.mi``: the value of the last check).
 
-    Watched modules: those named in ``modules``; by default every ER head (a module
-    with an ``entropy_meter``) and every module named like lightly's trained heads
-    (``projection_head``, ``prediction_head``, ``head``, ``student_head``,
-    ``student_projection_head``, ``prototypes``). The meters measure at the kappa
-    (or softmax temperature) of ``pl_module.criterion`` by the rule of
-    :func:`lightly_er.loss.entropy_settings`, unless ``kappa``/``temperature`` or
-    the head's own meter say otherwise.
+    Watched by default: ER heads, modules named like lightly's heads
+    (:data:`CONVENTIONAL_HEADS`) and backbones (``backbone``, ``student_backbone``)
+    and like their EMA copies (``teacher_head``, ``projection_head_momentum``, ...).
+    A module with parameters none of which trains is a teacher, observed read-only
+    (its no-grad calls too; ``watch_teachers=False`` skips them): DINO's at the
+    teacher temperature, after the center, and compared with its student
+    (``kl_teacher_student``). Students are measured on their calls with gradient.
+    κ and temperatures follow ``pl_module.criterion``
+    (:func:`lightly_er.loss.entropy_settings`) unless ``kappa``/``temperature`` or
+    an ER head say otherwise. An ER criterion's terms are logged as
+    ``entropy/criterion/...`` (``entropy``, ``reconstruction``, ``er`` and, for
+    DINO-ER and SwAV-ER, the lower bound ``bound``).
 
-    Alarm: a check flags a module whose collapse score is below
-    ``collapse_threshold`` (embedding heads only; the score is not calibrated on
-    prototype scores) or whose effective rank is below ``rank_threshold``; after
-    ``patience`` consecutive flagged checks a :class:`CollapseWarning` names the
-    module, metric, value and step, and ``on_collapse="stop"`` stops training
-    cleanly. The streaks and alarms are saved in checkpoints and survive a resume.
+    Alarm: the ``rules`` (default :data:`DEFAULT_RULES`, one per family, not yet
+    validated: docs/reading_the_numbers.md), plus ``collapse_threshold`` (collapse score)
+    and ``rank_threshold`` (effective rank) if set, flag a module whose metric is
+    below its threshold; after ``patience`` consecutive flagged checks one
+    :class:`CollapseWarning` names the module, metric, value and step, and
+    ``on_collapse="stop"`` stops training cleanly. Streaks and alarms survive a
+    checkpoint and resume.
 
-    Files: ``entropy_monitor.csv`` and ``entropy_monitor.png`` in ``log_dir`` (or the
-    logger's directory), written atomically at the end of fit, and the CSV also when
-    training raises. The PNG needs matplotlib (optional): without it the monitor
-    writes the CSV and says so once. With no ``log_dir`` and no logger it writes nothing, and says
-    so once.
+    Files: ``entropy_monitor.csv`` and ``.png`` in ``log_dir``, or else in the
+    folder of every logger, written atomically at the end of fit (the CSV also when
+    training raises; the PNG needs matplotlib). docs/monitoring.md has the details.
 
     Attributes:
         modules, every_n_steps, kappa, estimator, temperature, collapse_threshold,
         rank_threshold, patience, on_collapse, log_dir, prog_bar,
-        gather_distributed, pair_views:
+        gather_distributed, pair_views, rules, watch_teachers:
             The arguments (see docs/monitoring.md).
         history:
             Every logged value, as (step, module, metric, value) tuples.
         alarms:
             The alarms raised, in order.
-        csv_path, png_path:
-            The files written at the end of fit (None when nothing is written).
+        csv_paths, png_paths:
+            The files written at the end of fit, one per folder (empty when nothing
+            is written); ``csv_path`` and ``png_path`` are the first of each.
 
     Examples:
         >>> from lightly_er.monitoring import EntropyMonitor
@@ -126,7 +147,7 @@ class EntropyMonitor(Callback):
         kappa: Optional[float] = None,
         estimator: Optional[functional.SphereEstimator] = None,
         temperature: Optional[float] = None,
-        collapse_threshold: Optional[float] = DEFAULT_COLLAPSE_THRESHOLD,
+        collapse_threshold: Optional[float] = None,
         rank_threshold: Optional[float] = None,
         patience: int = 3,
         on_collapse: OnCollapse = "warn",
@@ -134,20 +155,12 @@ class EntropyMonitor(Callback):
         prog_bar: bool = True,
         gather_distributed: bool = True,
         pair_views: bool = True,
+        rules: Optional[Sequence[AlarmRule]] = None,
+        watch_teachers: bool = True,
     ) -> None:
         """Initialises the callback; see the class docstring for the arguments."""
         super().__init__()
-        if modules is not None:
-            if not isinstance(modules, Mapping):
-                raise TypeError(
-                    "modules must be a mapping from module names to 'sphere', "
-                    f"'discrete' or an EntropyMeter, got {type(modules).__name__}"
-                )
-            for name, spec in modules.items():
-                if not isinstance(name, str):
-                    raise TypeError(f"module names must be strings, got {name!r}")
-                if not isinstance(spec, EntropyMeter):
-                    check_choice(spec, f"the support of module {name!r}", SUPPORTS)
+        check_modules(modules)
         check_int(every_n_steps, "every_n_steps", 1)
         if kappa is not None:
             check_positive(kappa, "kappa")
@@ -155,14 +168,14 @@ class EntropyMonitor(Callback):
             check_estimator(estimator)
         if temperature is not None:
             check_positive(temperature, "temperature")
-        for value, name in (
-            (collapse_threshold, "collapse_threshold"),
-            (rank_threshold, "rank_threshold"),
-        ):
-            if value is not None:
-                check_real(value, name)
-        check_int(patience, "patience", 1)
         check_choice(on_collapse, "on_collapse", ON_COLLAPSE)
+        self.rules: Tuple[AlarmRule, ...] = (
+            DEFAULT_RULES if rules is None else tuple(check_rules(rules))
+        )
+        # Checks the thresholds and patience too (an error naming the argument).
+        self._tracker = AlarmTracker(
+            (*self.rules, *extra_rules(collapse_threshold, rank_threshold)), patience
+        )
         self.modules: Optional[Dict[str, ModuleSpec]] = (
             None if modules is None else dict(modules)
         )
@@ -178,16 +191,20 @@ class EntropyMonitor(Callback):
         self.prog_bar = prog_bar
         self.gather_distributed = gather_distributed
         self.pair_views = pair_views
+        self.watch_teachers = watch_teachers
         self.history: List[report.HistoryRow] = []
         self.alarms: List[CollapseAlarm] = []
-        self.csv_path: Optional[Path] = None
-        self.png_path: Optional[Path] = None
-        self._streaks: Dict[str, int] = {}
+        self.csv_paths: List[Path] = []
+        self.png_paths: List[Path] = []
         self._watches: List[Watch] = []
         self._capturing = False
         self._batch_step = -1
         self._last_captured_step = -1
         self._pending_stop = False
+        self._teacher_temperature: Optional[float] = None
+        self._teacher_center: Optional[torch.Tensor] = None
+        # The first captured output of every module at this check (for the KL).
+        self._first: Dict[str, torch.Tensor] = {}
 
     @property
     def state_key(self) -> str:
@@ -202,6 +219,21 @@ class EntropyMonitor(Callback):
         """The meter of every watched module, by name (filled at fit start)."""
         return {watch.name: watch.meter for watch in self._watches}
 
+    @property
+    def roles(self) -> Dict[str, str]:
+        """``"student"`` or ``"teacher"`` for every watched module (at fit start)."""
+        return {watch.name: watch.role for watch in self._watches}
+
+    @property
+    def csv_path(self) -> Optional[Path]:
+        """The first CSV written at the end of fit (None when none is)."""
+        return self.csv_paths[0] if self.csv_paths else None
+
+    @property
+    def png_path(self) -> Optional[Path]:
+        """The first PNG written at the end of fit (None when none is)."""
+        return self.png_paths[0] if self.png_paths else None
+
     # -- state ------------------------------------------------------------------------
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Starts a fresh history for fit; a checkpoint restored afterwards replaces it."""
@@ -210,21 +242,23 @@ class EntropyMonitor(Callback):
             return
         self.history = []
         self.alarms = []
-        self._streaks = {}
+        self._tracker.streaks = {}
         self._pending_stop = False
         self._last_captured_step = -1
 
     def state_dict(self) -> Dict[str, Any]:
         """The alarm state and history, saved in Lightning checkpoints."""
         return {
-            "streaks": dict(self._streaks),
+            "streaks": dict(self._tracker.streaks),
             "alarms": [asdict(alarm) for alarm in self.alarms],
             "history": [list(row) for row in self.history],
         }
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """Restores the alarm state and history of a checkpoint."""
-        self._streaks = {str(k): int(v) for k, v in state_dict["streaks"].items()}
+        self._tracker.streaks = {
+            str(k): int(v) for k, v in state_dict["streaks"].items()
+        }
         self.alarms = [CollapseAlarm(**alarm) for alarm in state_dict["alarms"]]
         self.history = [
             (int(s), str(m), str(k), float(v)) for s, m, k, v in state_dict["history"]
@@ -241,41 +275,49 @@ class EntropyMonitor(Callback):
             MeterSettings(
                 self.kappa, self.temperature, self.estimator, self.gather_distributed
             ),
+            watch_teachers=self.watch_teachers,
         )
         for watch in self._watches:
             watch.handle = watch.module.register_forward_hook(self._hook(watch))
         if not self._watches:
+            names = ", ".join(CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES)
             rank_zero_warn(
                 "EntropyMonitor watches no module: none was named, no submodule of "
                 f"{type(pl_module).__name__} owns an entropy_meter, and none is named "
-                f"like a lightly head ({', '.join(CONVENTIONAL_HEADS)})"
+                f"like a lightly head or backbone ({names}) or their EMA copies"
             )
-        directory = self.log_dir
-        if directory is None and trainer.loggers:
-            # trainer.log_dir broadcasts from rank zero: every process asks.
-            directory = None if trainer.log_dir is None else Path(trainer.log_dir)
-        if directory is None:
-            self.csv_path = self.png_path = None
+        directories = self._directories(trainer)
+        self.csv_paths = [d / self.CSV_NAME for d in directories]
+        self.png_paths = [d / self.PNG_NAME for d in directories]
+        if not directories:
             rank_zero_warn(
                 "EntropyMonitor has no log directory (no log_dir and no logger): it "
                 "logs through the module but writes no CSV or PNG"
             )
-        else:
-            self.csv_path = directory / self.CSV_NAME
-            self.png_path = directory / self.PNG_NAME
+
+    def _directories(self, trainer: Trainer) -> List[Path]:
+        """log_dir, or the folder of every logger (rank zero; others write nothing)."""
+        if self.log_dir is not None:
+            return [self.log_dir]
+        return report.logger_folders(trainer.loggers) if dist.rank() == 0 else []
 
     def _hook(self, watch: Watch) -> Callable[[nn.Module, Any, Any], None]:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
             if not self._capturing or len(watch.outputs) >= 2:
                 return
-            # Teachers never meter: they run without gradient or have no trainable
-            # parameters (EMA copies).
-            if not torch.is_grad_enabled() or not trainable(module):
+            # Students are measured on their trained calls; teachers are observed
+            # whatever the grad mode (they usually run under no_grad).
+            if watch.role == "student" and (
+                not torch.is_grad_enabled() or not trainable(module)
+            ):
                 return
             tensor = first_tensor(output)
             if tensor is not None and tensor.is_floating_point():
+                tensor = tensor.detach()
+                if watch.pool and tensor.ndim == 4:
+                    tensor = tensor.mean(dim=(2, 3))
                 # A copy: a later in-place operation must not change what is measured.
-                watch.outputs.append(tensor.detach().to(torch.float32, copy=True))
+                watch.outputs.append(tensor.to(torch.float32, copy=True))
 
         return hook
 
@@ -306,6 +348,13 @@ class EntropyMonitor(Callback):
         )
         if self._capturing:
             self._last_captured_step = step
+            # Before the loss updates it: the center and temperature the teacher's
+            # targets of this step are computed with.
+            criterion = getattr(pl_module, "criterion", None)
+            self._teacher_temperature = teacher_temperature(
+                criterion, trainer.current_epoch
+            )
+            self._teacher_center = teacher_center(criterion)
 
     def on_train_batch_end(
         self,
@@ -319,80 +368,115 @@ class EntropyMonitor(Callback):
         due = self._capturing
         self._capturing = False
         if due:
-            for watch in self._watches:
-                metrics = self._measure(watch)
-                if metrics:
-                    self._log(watch, metrics, pl_module)
-                    self._check(watch, metrics)
+            measured = self._measure_all()
+            rows = [
+                (watch.name, metric, value)
+                for watch, metrics in measured
+                for metric, value in metrics.items()
+            ]
+            rows += self._pairs(measured)
+            rows += self._criterion_rows(pl_module)
+            rows = self._synchronised(trainer, rows, measured)
+            self._record(trainer, pl_module, rows, measured)
+            by_module: Dict[str, Dict[str, float]] = {}
+            for module, metric, value in rows:
+                by_module.setdefault(module, {})[metric] = value
+            for watch, _ in measured:
+                self._check(watch, by_module[watch.name])
         self._maybe_stop(trainer, due)
 
-    def _measure(self, watch: Watch) -> Optional[Dict[str, float]]:
-        outputs, watch.outputs = watch.outputs, []
-        if not outputs:
-            return None
-        # The first two captured calls of a step are the two views of one batch in
-        # lightly's training steps: the alignment pairs them if their shapes agree.
-        x2 = None
-        if (
-            self.pair_views
-            and watch.meter.support == "sphere"
-            and len(outputs) > 1
-            and outputs[1].shape == outputs[0].shape
-        ):
-            x2 = outputs[1]
-        return watch.meter.update(outputs[0], x2)
+    def _measure_all(self) -> List[Measured]:
+        measured, first = measure_watches(
+            self._watches,
+            self._teacher_temperature,
+            self._teacher_center,
+            self.pair_views,
+        )
+        self._first = first
+        return measured
 
-    def _log(
-        self, watch: Watch, metrics: Dict[str, float], pl_module: LightningModule
+    def _pairs(self, measured: Sequence[Measured]) -> List[Row]:
+        return teacher_student_rows(measured, self._first, self.meters)
+
+    def _criterion_rows(self, pl_module: LightningModule) -> List[Row]:
+        return criterion_rows(getattr(pl_module, "criterion", None))
+
+    def _synchronised(
+        self, trainer: Trainer, rows: List[Row], measured: Sequence[Measured]
+    ) -> List[Row]:
+        """Per-process values averaged over processes (gathered ones are global)."""
+        if trainer.world_size <= 1:
+            return rows
+        gathered = {w.name for w, _ in measured if w.meter.gather_distributed}
+        # A collective on the due steps, which every process shares.
+        return mean_of_local_rows(
+            rows,
+            gathered,
+            lambda t: trainer.strategy.reduce(
+                t.to(trainer.strategy.root_device), reduce_op="mean"
+            ),
+        )
+
+    def _record(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        rows: Sequence[Row],
+        measured: Sequence[Measured],
     ) -> None:
-        # A gathered meter already measured the global batch: no second reduction.
-        sync = dist.world_size() > 1 and not watch.meter.gather_distributed
-        for metric, value in metrics.items():
-            self.history.append((self._batch_step, watch.name, metric, value))
-            pl_module.log(
-                f"entropy/{watch.name}/{metric}",
-                value,
-                on_step=True,
-                on_epoch=False,
-                prog_bar=self.prog_bar and metric == "collapse_score",
-                sync_dist=sync,
-            )
+        step = self._batch_step
+        self.history += [
+            (step, module, metric, value) for module, metric, value in rows
+        ]
+        if rows and trainer.loggers:
+            # Straight to every logger, labelled with the measured step: through
+            # LightningModule.log they would wait for the next flush (labelled with
+            # its step, or dropped at an epoch end).
+            metrics = {f"entropy/{m}/{k}": v for m, k, v in rows}
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+                logger.save()
+        if not self.prog_bar:
+            return
+        for watch, metrics in measured:
+            if watch.role != "student":
+                continue
+            metric = self._bar_metric(watch)
+            if metric in metrics:
+                # The value of the last check, held until the next one.
+                pl_module.log(
+                    watch.short_name,
+                    metrics[metric],
+                    prog_bar=True,
+                    logger=False,
+                    on_step=True,
+                    on_epoch=False,
+                )
+
+    def _bar_metric(self, watch: Watch) -> str:
+        for rule in self.rules:
+            if rule.applies(watch.meter.support, watch.role):
+                return rule.metric
+        return "collapse_score"
 
     def _check(self, watch: Watch, metrics: Dict[str, float]) -> None:
-        flagged: Optional[Tuple[str, float, float]] = None
-        for metric, threshold in (
-            ("collapse_score", self.collapse_threshold),
-            ("effective_rank", self.rank_threshold),
-        ):
-            # The collapse score is calibrated on embeddings; on prototype scores
-            # healthy DINO runs read 0.20-0.55 (docs/reading_the_numbers.md).
-            if metric == "collapse_score" and watch.meter.support == "discrete":
-                continue
-            value = metrics.get(metric)
-            if threshold is not None and value is not None and value < threshold:
-                flagged = (metric, value, float(threshold))
-                break
-        if flagged is None:
-            self._streaks[watch.name] = 0
+        flag = self._tracker.check(watch.name, watch.meter.support, watch.role, metrics)
+        if flag is None:
             return
-        streak = self._streaks.get(watch.name, 0) + 1
-        self._streaks[watch.name] = streak
-        # Alarm once per streak, when it reaches patience, not on every later check.
-        if streak != self.patience:
-            return
-        metric, value, threshold = flagged
-        alarm = CollapseAlarm(self._batch_step, watch.name, metric, value, threshold)
+        alarm = CollapseAlarm(
+            self._batch_step, watch.name, flag.metric, flag.value, flag.threshold
+        )
         self.alarms.append(alarm)
         message = (
-            f"EntropyMonitor: representation collapse in module {watch.name!r} at "
-            f"global step {alarm.step}: {metric} = {value:.4g} < {threshold:g} for "
-            f"{self.patience} consecutive checks"
+            f"EntropyMonitor: representation collapse in {watch.role} module "
+            f"{watch.name!r} at global step {alarm.step}: {flag.metric} = "
+            f"{flag.value:.4g} < {flag.threshold:g} for {self.patience} consecutive "
+            "checks"
         )
         if self.on_collapse == "stop":
             message += "; stopping training"
             self._pending_stop = True
-        if dist.rank() == 0:
-            _logger.warning(message)
+        # One message per alarm: a warning (also shown in notebooks), on rank zero.
         rank_zero_warn(message, category=CollapseWarning)
 
     def _maybe_stop(self, trainer: Trainer, due: bool) -> None:
@@ -419,17 +503,23 @@ class EntropyMonitor(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Writes the CSV and the PNG (rank zero)."""
         self._write_csv()
-        if dist.rank() == 0 and self.png_path is not None and self.history:
+        if dist.rank() != 0 or not self.history:
+            return
+        thresholds = {
+            rule.metric: float(rule.threshold) for rule in self._tracker.rules
+        }
+        for path in self.png_paths:
             try:
                 report.write_png(
-                    self.png_path,
+                    path,
                     self.history,
                     [(a.module, a.step) for a in self.alarms],
-                    self.collapse_threshold,
+                    thresholds,
                 )
             except ModuleNotFoundError as error:
                 # The plot is a convenience: the CSV (written above) has the data.
                 rank_zero_warn(f"EntropyMonitor wrote no plot: {error}")
+                return
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
@@ -439,8 +529,9 @@ class EntropyMonitor(Callback):
         self._write_csv()
 
     def _write_csv(self) -> None:
-        if dist.rank() == 0 and self.csv_path is not None:
-            report.write_csv(self.csv_path, self.history)
+        if dist.rank() == 0:
+            for path in self.csv_paths:
+                report.write_csv(path, self.history)
 
 
 __all__ = ["CollapseAlarm", "CollapseWarning", "EntropyMonitor"]

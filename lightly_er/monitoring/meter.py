@@ -47,15 +47,23 @@ class EntropyMeter:
     ``support="sphere"`` (embeddings, L2-normalised here): ``entropy``, the vMF
     kernel-density estimate at ``kappa`` in nats; ``entropy_gap``, its distance to
     its minimum, in [0, log N] (0: collapsed); ``normalized_entropy``, the gap over
-    log N; ``collapse_score`` (:func:`lightly_er.functional.collapse_score`),
-    ``effective_rank`` (RankMe), ``std`` (lightly's std of L2-normalised outputs),
-    ``uniformity`` and, given second views ``x2``, ``alignment``.
+    log N; ``dimension_score`` (:func:`lightly_er.functional.dimension_score`, the
+    batch-size-free collapse score the default alarm reads) and
+    ``participation_ratio`` (the number of directions used), both from N >= 4;
+    ``collapse_score`` (:func:`lightly_er.functional.collapse_score`, which depends
+    on the batch size), ``effective_rank`` (RankMe), ``std`` (lightly's std of
+    L2-normalised outputs), ``uniformity`` and, given second views ``x2``,
+    ``alignment``.
 
     ``support="discrete"`` (prototype scores as ``"logits"``, turned into
-    softmax(x / temperature), or ``"probabilities"``): ``entropy`` of the batch
-    marginal, ``normalized_entropy`` = entropy / log K, and ``collapse_score``,
-    ``effective_rank`` and ``std`` of the probability rows. docs/reading_the_numbers.md
-    says how to read each one.
+    softmax(x / temperature), or ``"probabilities"``): ``entropy`` = H(E[p]), the
+    entropy of the batch marginal, and ``normalized_entropy`` = entropy / log K;
+    ``conditional_entropy`` = E[H(p)]; ``mutual_information`` = H(E[p]) - E[H(p)]
+    between input and prototype, and ``normalized_mutual_information`` = that over
+    log K (the default alarm reads it); ``prototype_usage``, the perplexity of the
+    argmax histogram; and ``collapse_score``, ``effective_rank`` and ``std`` of the
+    probability rows. docs/reading_the_numbers.md says how to read each one and
+    what it cannot see.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
@@ -293,11 +301,17 @@ class EntropyMeter:
             "entropy": relative - log_norm,
             "entropy_gap": gap,
             "normalized_entropy": (gap / math.log(n)).clamp(0.0, 1.0),
-            "collapse_score": functional.collapse_score(z, self.resolution),
-            "effective_rank": functional.effective_rank(z),
-            "std": std_of_l2_normalized(z),
-            "uniformity": functional.uniformity(z),
         }
+        if n >= 4:
+            # The U-statistics behind them need 4 distinct rows.
+            values["dimension_score"] = functional.dimension_score(z, self.resolution)
+            values["participation_ratio"] = functional.participation_ratio(z)
+        values.update(
+            collapse_score=functional.collapse_score(z, self.resolution),
+            effective_rank=functional.effective_rank(z),
+            std=std_of_l2_normalized(z),
+            uniformity=functional.uniformity(z),
+        )
         if x2 is not None:
             z2 = F.normalize(x2, dim=1)
             values["uniformity"] = 0.5 * (
@@ -320,13 +334,39 @@ class EntropyMeter:
             entropy = functional.discrete_entropy(p)
         from lightly.utils.debug import std_of_l2_normalized  # see _sphere_metrics
 
+        log_k = math.log(num_classes)
+        conditional = functional.conditional_entropy(p, validate=False)
+        information = (entropy - conditional).clamp_min(0.0)
         return {
             "entropy": entropy,
-            "normalized_entropy": (entropy / math.log(num_classes)).clamp(0.0, 1.0),
+            "normalized_entropy": (entropy / log_k).clamp(0.0, 1.0),
+            "conditional_entropy": conditional,
+            "mutual_information": information,
+            "normalized_mutual_information": (information / log_k).clamp(0.0, 1.0),
+            "prototype_usage": functional.prototype_usage(p),
             "collapse_score": functional.collapse_score(p, self.resolution),
             "effective_rank": functional.effective_rank(p),
             "std": std_of_l2_normalized(p),
         }
+
+    @torch.no_grad()
+    def log_probabilities(self, x: Tensor) -> Tensor:
+        """The log-probability rows the discrete metrics read, shape (N, K).
+
+        log_softmax(x / temperature) for logits, log(x) for probabilities; the
+        rows are detached, in float32, flattened to (N, -1). Used to compare a
+        teacher's and a student's distributions
+        (:func:`lightly_er.functional.mean_kl_divergence`).
+
+        Raises:
+            ValueError: If the meter's support is not discrete.
+        """
+        if self.support != "discrete":
+            raise ValueError("log_probabilities needs a meter of the discrete support")
+        x = _as_rows(x, "x")
+        if self.inputs == "logits":
+            return torch.log_softmax(x / self.effective_temperature, dim=1)
+        return torch.log(x)
 
 
 def _as_rows(x: Tensor, name: str) -> Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Iterable, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from lightly_er.utils.io import write_atomic
 
@@ -14,9 +14,11 @@ HistoryRow = Tuple[int, str, str, float]
 
 CSV_COLUMNS: Tuple[str, ...] = ("step", "module", "metric", "value")
 PLOTTED: Tuple[Tuple[str, str], ...] = (
-    ("collapse_score", "collapse score"),
+    ("dimension_score", "dimension score"),
+    ("normalized_mutual_information", "I(X; C) / log K"),
     ("entropy_gap", "entropy gap (nats)"),
     ("normalized_entropy", "normalised entropy"),
+    ("collapse_score", "collapse score"),
     ("effective_rank", "effective rank"),
 )
 
@@ -36,17 +38,31 @@ def write_csv(path: Path, history: Iterable[HistoryRow]) -> None:
     write_atomic(path, history_csv(history))
 
 
+def logger_folders(loggers: Iterable[Any]) -> List[Path]:
+    """The distinct local folders of the loggers, in order (where the CSV/PNG go).
+
+    A logger's ``log_dir`` (TensorBoard's and CSV's version folder), else its
+    ``save_dir``; a logger with neither (an online service) has no folder.
+    """
+    folders: List[Path] = []
+    for logger in loggers:
+        folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        if folder is not None and Path(folder) not in folders:
+            folders.append(Path(folder))
+    return folders
+
+
 def write_png(
     path: Path,
     history: Sequence[HistoryRow],
     alarm_steps: Sequence[Tuple[str, int]] = (),
-    threshold: float | None = None,
+    thresholds: Optional[Mapping[str, float]] = None,
 ) -> None:
-    """Plots every module's collapse score, entropy and rank over the steps.
+    """Plots every module's alarm metric, entropy, collapse score and rank over steps.
 
-    One row per module; the columns are the metrics of :data:`PLOTTED` the module
-    has (the entropy gap for sphere modules, the normalised entropy for discrete
-    ones). Alarms are red dashed lines, the collapse threshold a grey line.
+    One row per module that has a metric of :data:`PLOTTED`; the columns are the
+    metrics of :data:`PLOTTED` the history has. Alarms are red dashed lines, the
+    thresholds (metric -> value) grey lines.
 
     Raises:
         ModuleNotFoundError: If matplotlib, an optional dependency, is missing.
@@ -61,7 +77,8 @@ def write_png(
             "pip install matplotlib (or lightly-er[benchmarks])"
         ) from error
 
-    modules = list(dict.fromkeys(module for _, module, _, _ in history))
+    plotted = {metric for metric, _ in PLOTTED}
+    modules = list(dict.fromkeys(module for _, module, k, _ in history if k in plotted))
     panels = [
         (metric, label)
         for metric, label in PLOTTED
@@ -81,8 +98,8 @@ def write_png(
             if points:
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, values, marker=".")
-            if metric == "collapse_score" and threshold is not None:
-                ax.axhline(threshold, color="grey", linewidth=0.8)
+            if thresholds is not None and metric in thresholds:
+                ax.axhline(thresholds[metric], color="grey", linewidth=0.8)
             for module, step in alarm_steps:
                 if module == name:
                     ax.axvline(step, color="red", linestyle="--")
@@ -94,4 +111,4 @@ def write_png(
     write_atomic(path, buffer.getvalue())
 
 
-__all__ = ["HistoryRow", "history_csv", "write_csv", "write_png"]
+__all__ = ["HistoryRow", "history_csv", "logger_folders", "write_csv", "write_png"]

@@ -23,9 +23,9 @@ from lightly.models.modules.heads import (
     DINOProjectionHead,
 )
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning import Callback, LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 from torch.utils.data import DataLoader, TensorDataset
@@ -33,19 +33,24 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightly_er.functional import (
     alignment,
     collapse_score,
+    dimension_score,
     discrete_entropy,
+    mean_kl_divergence,
     min_sphere_entropy,
     sphere_entropy,
 )
-from lightly_er.loss import ERNTXentLoss
+from lightly_er.loss import ERDINOLoss, ERNTXentLoss
 from lightly_er.models.modules import ERDINOProjectionHead, ERSimCLRProjectionHead
-from lightly_er.monitoring import EntropyMeter
+from lightly_er.monitoring import DEFAULT_RULES, EntropyMeter
 from lightly_er.monitoring.callback import (
     CONVENTIONAL_HEADS,
     CollapseAlarm,
     CollapseWarning,
     EntropyMonitor,
 )
+
+SPHERE_RULE = next(r for r in DEFAULT_RULES if r.support == "sphere")
+DISCRETE_RULE = next(r for r in DEFAULT_RULES if r.support == "discrete")
 
 F64 = torch.float64
 
@@ -182,7 +187,8 @@ class TeacherStudent(LightningModule):
 
     In every step the student's head runs once under torch.no_grad, the teacher's
     (no trainable parameters) with gradients enabled, then the student's head on
-    the two views, then once more. Only the two view calls may be measured.
+    the two views, then once more. Only the two view calls of the student may be
+    measured; the teacher is observed on its one call.
     """
 
     def __init__(self) -> None:
@@ -191,6 +197,7 @@ class TeacherStudent(LightningModule):
         self.teacher = copy.deepcopy(self.student)
         deactivate_requires_grad(self.teacher)
         self.outputs: Dict[int, Tuple[Tensor, Tensor]] = {}
+        self.targets: Dict[int, Tensor] = {}
 
     def training_step(self, batch: List[Tensor], batch_idx: int) -> Tensor:
         x0, x1 = batch
@@ -202,6 +209,7 @@ class TeacherStudent(LightningModule):
         self.outputs.setdefault(
             self.global_step, (z0.detach().clone(), z1.detach().clone())
         )
+        self.targets.setdefault(self.global_step, target.detach().clone())
         update_momentum(self.student, self.teacher, m=0.9)
         loss: Tensor = (z0 - target).pow(2).mean() + (z0 - z1).pow(2).mean()
         return loss + 1e-3 * extra.pow(2).mean()
@@ -257,15 +265,22 @@ class DINO(LightningModule):
         self.student_head = head
         self.teacher_head = teacher  # weight-normed heads cannot be deep-copied
         deactivate_requires_grad(self.teacher_head)
-        self.criterion = DINOLoss(output_dim=32, student_temp=student_temp)
+        self.criterion: nn.Module = DINOLoss(output_dim=32, student_temp=student_temp)
         self.outputs: Dict[int, Tensor] = {}
+        self.teacher_outputs: Dict[int, Tensor] = {}
+        self.bounds: Dict[int, float] = {}
 
     def training_step(self, batch: List[Tensor], batch_idx: int) -> Tensor:
         views = [self.backbone(x) for x in batch]
-        teacher = [self.teacher_head(v).detach() for v in views]
+        with torch.no_grad():
+            teacher = [self.teacher_head(v) for v in views]
         student = [self.student_head(v) for v in views]
         self.outputs.setdefault(self.global_step, student[0].detach().clone())
+        self.teacher_outputs.setdefault(self.global_step, teacher[0].clone())
         loss: Tensor = self.criterion(teacher, student, epoch=self.current_epoch)
+        bound = getattr(self.criterion, "last_bound", None)
+        if bound is not None:
+            self.bounds[self.global_step] = bound.item()
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -287,24 +302,25 @@ def test_collapse_raises_the_alarm_at_the_computed_step(tmp_path: Path) -> None:
     assert len(alarms) == 1  # one alarm per streak
     message = str(alarms[0].message)
     assert "'projection_head'" in message and f"global step {alarm_step}" in message
-    assert "collapse_score" in message and "3 consecutive checks" in message
+    assert "dimension_score" in message and "3 consecutive checks" in message
     assert len(monitor.alarms) == 1
     alarm = monitor.alarms[0]
     assert (alarm.step, alarm.module, alarm.metric, alarm.threshold) == (
         alarm_step,
         "projection_head",
-        "collapse_score",
-        0.5,
+        "dimension_score",
+        SPHERE_RULE.threshold,
     )
     assert 0.0 <= alarm.value < 1e-6
     assert trainer.global_step == 12  # "warn" does not stop
     scores = {
         s: v
         for (s, k), v in _logged(monitor, "projection_head").items()
-        if k == "collapse_score"
+        if k == "dimension_score"
     }
     assert sorted(scores) == [0, 2, 4, 6, 8, 10]
-    assert 0.7 < scores[0] < 0.85  # an 8-dimensional affine image in 16 dimensions
+    # An 8-dimensional affine image in 16 dimensions: log 9 / log 17 at most.
+    assert SPHERE_RULE.threshold < 0.6 < scores[0] <= math.log(9) / math.log(17)
     assert all(scores[s] < 1e-6 for s in (2, 4, 6, 8, 10))
 
 
@@ -313,8 +329,8 @@ def test_rank_threshold_alone_raises_the_alarm() -> None:
         {"projection_head": "sphere"},
         every_n_steps=1,
         patience=2,
-        collapse_threshold=None,
         rank_threshold=1.5,
+        rules=(),
     )
     with pytest.warns(CollapseWarning, match="effective_rank = 1 < 1.5"):
         _trainer(4, [monitor]).fit(Collapsing(), _collapsing_data(4))
@@ -343,9 +359,9 @@ def test_stop_ends_training_with_a_checkpoint(tmp_path: Path) -> None:
         {
             "step": 4,
             "module": "projection_head",
-            "metric": "collapse_score",
+            "metric": "dimension_score",
             "value": monitor.alarms[0].value,
-            "threshold": 0.5,
+            "threshold": SPHERE_RULE.threshold,
         }
     ]
     assert (tmp_path / EntropyMonitor.CSV_NAME).exists()
@@ -439,11 +455,14 @@ def test_healthy_training_does_not_alarm_and_logs_exact_values(tmp_path: Path) -
             collapse_score(z0).item(), abs=1e-5
         )
         assert logged[step, "collapse_score"] > 0.8
+        assert logged[step, "dimension_score"] == pytest.approx(
+            dimension_score(z0).item(), abs=1e-5
+        )
         assert abs(entropy - sphere_entropy(z0, 10.0).item()) > 1.0  # kappa matters
-    # Logged through Lightning, the collapse score also on the progress bar.
-    assert "entropy/projection_head/collapse_score" in trainer.progress_bar_metrics
-    assert "entropy/projection_head/entropy" not in trainer.progress_bar_metrics
-    assert "entropy/projection_head/alignment" in trainer.logged_metrics
+    # On the progress bar: the alarm's metric of the last check, under a short name.
+    assert trainer.progress_bar_metrics == {
+        "proj.dim": pytest.approx(logged[8, "dimension_score"])
+    }
     # The hooks are gone after fit.
     assert not model.projection_head._forward_hooks
 
@@ -459,16 +478,23 @@ def test_cadence_and_teachers(steps: int, every: int, accumulate: int) -> None:
     trainer = _trainer(steps, [monitor], accumulate_grad_batches=accumulate)
     trainer.fit(model, _views_loader(batch_size=16))
     assert trainer.global_step == steps
-    # Both heads are watched (conventional names); the teacher's is never measured.
-    assert sorted(monitor.meters) == ["student.head", "teacher.head"]
-    assert monitor.meters["teacher.head"].num_updates == 0
-    assert _steps(monitor, "teacher.head") == []
+    # Conventional names: the student's head and backbone, and the teacher's
+    # copies, observed read-only.
+    assert monitor.roles == {
+        "student.backbone": "student",
+        "student.head": "student",
+        "teacher.backbone": "teacher",
+        "teacher.head": "teacher",
+    }
     expected_steps = list(range(0, steps, every))
     assert len(expected_steps) == math.ceil(steps / every)
-    assert _steps(monitor, "student.head") == expected_steps
-    assert monitor.meters["student.head"].num_updates == len(expected_steps)
-    # What was measured: the two view calls of the first batch of the step.
+    for name in monitor.roles:
+        assert _steps(monitor, name) == expected_steps
+        assert monitor.meters[name].num_updates == len(expected_steps)
+    # What was measured: the two view calls of the student's first batch of the
+    # step (not its no-grad call, not the third); the teacher's one call.
     logged = _logged(monitor, "student.head")
+    teacher = _logged(monitor, "teacher.head")
     for step in expected_steps:
         z0, z1 = (normalize(z.double(), dim=1) for z in model.outputs[step])
         assert logged[step, "entropy"] == pytest.approx(
@@ -477,6 +503,19 @@ def test_cadence_and_teachers(steps: int, every: int, accumulate: int) -> None:
         assert logged[step, "alignment"] == pytest.approx(
             alignment(z0, z1).item(), rel=1e-5, abs=1e-7
         )
+        target = normalize(model.targets[step].double(), dim=1)
+        assert teacher[step, "entropy"] == pytest.approx(
+            sphere_entropy(target, 4.0).item(), rel=1e-5
+        )
+        assert (step, "alignment") not in teacher  # one call: no second view
+
+
+def test_teachers_can_be_left_out() -> None:
+    torch.manual_seed(0)
+    monitor = EntropyMonitor(every_n_steps=1, watch_teachers=False)
+    _trainer(2, [monitor]).fit(TeacherStudent(), _views_loader(batch_size=16))
+    assert monitor.roles == {"student.backbone": "student", "student.head": "student"}
+    assert {m for _, m, _, _ in monitor.history} == set(monitor.roles)
 
 
 def test_every_step_measures_er_heads_at_the_resolved_kappa() -> None:
@@ -515,10 +554,15 @@ def test_auto_discovery_on_an_unmodified_lightly_byol(tmp_path: Path) -> None:
 
     monitor = EntropyMonitor(every_n_steps=2, log_dir=tmp_path)
     monitored = fit([monitor])
-    assert sorted(monitor.meters) == ["prediction_head", "projection_head"]
-    for meter in monitor.meters.values():
+    assert monitor.roles == {
+        "backbone": "student",
+        "projection_head": "student",
+        "prediction_head": "student",
+        "backbone_momentum": "teacher",
+        "projection_head_momentum": "teacher",
+    }
+    for name, meter in monitor.meters.items():
         assert (meter.support, meter.kappa) == ("sphere", 10.0)  # NegativeCosine
-    for name in ("prediction_head", "projection_head"):
         assert _steps(monitor, name) == [0, 2, 4]
     metrics = {k for _, m, k, _ in monitor.history if m == "prediction_head"}
     assert "alignment" in metrics  # the two views were paired
@@ -546,8 +590,11 @@ def test_auto_discovery_of_a_discrete_head(
     model = DINO(head, DINOProjectionHead(16, 32, 8, 32), student_temp=0.2)
     monitor = EntropyMonitor(every_n_steps=2, temperature=callback_temperature)
     _trainer(3, [monitor]).fit(model, _views_loader())
-    # The teacher head has no conventional name and no trainable parameters.
-    assert list(monitor.meters) == ["student_head"]
+    assert monitor.roles == {
+        "backbone": "student",
+        "student_head": "student",
+        "teacher_head": "teacher",
+    }
     meter = monitor.meters["student_head"]
     assert (meter.support, meter.temperature) == ("discrete", expected)
     logged = _logged(monitor, "student_head")
@@ -559,6 +606,68 @@ def test_auto_discovery_of_a_discrete_head(
         )
         assert logged[step, "normalized_entropy"] == pytest.approx(
             discrete_entropy(p).item() / math.log(32), rel=1e-5
+        )
+
+
+@pytest.mark.parametrize("criterion", ["lightly", "er-centering", "er"])
+def test_a_dino_teacher_is_observed_as_the_loss_sees_it(criterion: str) -> None:
+    """At the teacher temperature, after the center the loss subtracts, and
+    compared with its student: KL(teacher || student) on the same view."""
+    torch.manual_seed(0)
+    model = DINO(
+        DINOProjectionHead(16, 32, 8, 32), DINOProjectionHead(16, 32, 8, 32), 0.2
+    )
+    if criterion != "lightly":
+        model.criterion = ERDINOLoss(
+            output_dim=32,
+            student_temp=0.2,
+            teacher_temp=0.07,
+            warmup_teacher_temp=0.07,
+            centering=criterion == "er-centering",
+        )
+    # A center that is not zero from the first step on.
+    model.criterion.center.copy_(torch.randn(1, 1, 32))
+    centers: Dict[int, Tensor] = {}
+
+    class CenterBefore(Callback):
+        def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
+            centers[trainer.global_step] = model.criterion.center.reshape(-1).clone()
+
+    monitor = EntropyMonitor(every_n_steps=1)
+    _trainer(3, [CenterBefore(), monitor]).fit(model, _views_loader())
+    # lightly's warmup schedule is a float32 tensor: 0.04 to float32 rounding.
+    tau = 0.04 if criterion == "lightly" else 0.07
+    assert monitor.meters["teacher_head"].temperature == pytest.approx(tau, rel=1e-7)
+    teacher = _logged(monitor, "teacher_head")
+    student = _logged(monitor, "student_head")
+    for step in (0, 1, 2):
+        logits = model.teacher_outputs[step].double()
+        if criterion != "er":  # DINOLoss always centres, ERDINOLoss if asked
+            logits = logits - centers[step].double()
+        log_p = torch.log_softmax(logits / tau, dim=1)
+        p = log_p.exp()
+        assert teacher[step, "entropy"] == pytest.approx(
+            discrete_entropy(p).item(), rel=1e-4
+        )
+        conditional = -(p * log_p).sum(dim=1).mean().item()
+        assert teacher[step, "conditional_entropy"] == pytest.approx(
+            conditional, rel=1e-4, abs=1e-6
+        )
+        log_q = torch.log_softmax(model.outputs[step].double() / 0.2, dim=1)
+        assert student[step, "kl_teacher_student"] == pytest.approx(
+            mean_kl_divergence(log_p, log_q).item(), rel=1e-4
+        )
+    if criterion != "lightly":
+        # The ER criterion's terms and, for DINO-ER, the lower bound.
+        criterion_rows = _logged(monitor, "criterion")
+        assert set(k for _, k in criterion_rows) == {
+            "entropy",
+            "reconstruction",
+            "er",
+            "bound",
+        }
+        assert criterion_rows[2, "bound"] == pytest.approx(
+            model.bounds[2], rel=1e-5, abs=1e-6
         )
 
 
@@ -586,7 +695,9 @@ def test_watching_nothing_warns() -> None:
 
 def test_named_modules_and_given_meters() -> None:
     meter = EntropyMeter("discrete", temperature=1.0)
-    monitor = EntropyMonitor({"projection_head": meter}, every_n_steps=1, patience=5)
+    monitor = EntropyMonitor(
+        {"projection_head": meter}, every_n_steps=1, patience=5, rules=()
+    )
     _trainer(3, [monitor]).fit(Collapsing(), _collapsing_data(3))
     assert monitor.meters == {"projection_head": meter}
     assert meter.num_updates == 3
@@ -594,6 +705,10 @@ def test_named_modules_and_given_meters() -> None:
     assert {k for _, k in logged} == {
         "entropy",
         "normalized_entropy",
+        "conditional_entropy",
+        "mutual_information",
+        "normalized_mutual_information",
+        "prototype_usage",
         "collapse_score",
         "effective_rank",
         "std",
@@ -605,22 +720,37 @@ def test_named_modules_and_given_meters() -> None:
     assert logged[0, "effective_rank"] > 2.0
 
 
-def test_discrete_heads_alarm_on_rank_not_on_the_collapse_score() -> None:
-    """The collapse score is not calibrated on prototype scores (healthy DINO reads
-    0.20-0.55 in the stability study), so only ``rank_threshold`` flags them."""
-    quiet = EntropyMonitor(
-        {"projection_head": "discrete"}, every_n_steps=1, patience=1, temperature=1.0
+def test_discrete_heads_alarm_on_the_information_not_the_collapse_score() -> None:
+    """The collapse score is not a discrete rule (healthy DINO reads 0.20-0.55 on it
+    in the stability study); the mutual information is, and ``rank_threshold``
+    adds a rule on the effective rank."""
+    collapsing = EntropyMonitor(
+        {"projection_head": "discrete"}, every_n_steps=1, patience=2, temperature=1.0
     )
-    _trainer(3, [quiet]).fit(Collapsing(), _collapsing_data(3))
-    scores = [v for _, _, m, v in quiet.history if m == "collapse_score"]
-    assert len(scores) == 3 and scores[-1] < 0.01  # collapsed, and below threshold
-    assert quiet.alarms == []
+    with pytest.warns(CollapseWarning, match="normalized_mutual_information"):
+        _trainer(3, [collapsing]).fit(Collapsing(), _collapsing_data(3))
+    assert [(a.step, a.metric) for a in collapsing.alarms] == [
+        (2, "normalized_mutual_information")
+    ]
+    scores = [v for _, _, m, v in collapsing.history if m == "collapse_score"]
+    assert len(scores) == 3 and scores[-1] < 0.01  # collapsed on it too
+    only_score = EntropyMonitor(
+        {"projection_head": "discrete"},
+        every_n_steps=1,
+        patience=1,
+        temperature=1.0,
+        collapse_threshold=0.5,
+        rules=(),
+    )
+    _trainer(3, [only_score]).fit(Collapsing(), _collapsing_data(3))
+    assert only_score.alarms == []
     by_rank = EntropyMonitor(
         {"projection_head": "discrete"},
         every_n_steps=1,
         patience=1,
         temperature=1.0,
         rank_threshold=1.5,
+        rules=(),
     )
     with pytest.warns(CollapseWarning, match="effective_rank"):
         _trainer(3, [by_rank]).fit(Collapsing(), _collapsing_data(3))
@@ -660,12 +790,80 @@ def test_files_go_to_the_loggers_directory(tmp_path: Path) -> None:
             (int(r["step"]), r["module"], r["metric"], float(r["value"]))
             for r in csv.DictReader(f)
         ]
-    assert rows == monitor.history and len(rows) == 2 * 7
+    assert rows == monitor.history and len(rows) == 2 * 9
     assert monitor.png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert list(directory.glob(".entropy_monitor*")) == []
     with open(directory / "metrics.csv", newline="") as f:
         header = next(csv.reader(f))
     assert "entropy/projection_head/collapse_score" in header
+
+
+def _tensorboard_scalars(directory: Path) -> Dict[str, List[Tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import (
+        EventAccumulator,
+    )
+
+    events = EventAccumulator(str(directory))
+    events.Reload()
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+    }
+
+
+@pytest.mark.filterwarnings("ignore:.*tensorboardX.*", "ignore:.*hparams.*")
+def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -> None:
+    """Measured at 0, 3, 6, 9, 12 over two epochs of 8 batches, with Lightning's
+    default flush every 50 steps: every value is in metrics.csv and TensorBoard,
+    labelled with the step it was measured at, none dropped at the epoch end or at
+    the end of fit."""
+    pytest.importorskip("tensorboard")
+    torch.manual_seed(0)
+    csv_logger = CSVLogger(tmp_path / "csv")
+    tb_logger = TensorBoardLogger(tmp_path / "tb")
+    monitor = EntropyMonitor(every_n_steps=3)
+    trainer = _trainer(
+        13, [monitor], logger=[csv_logger, tb_logger], log_every_n_steps=50
+    )
+    trainer.fit(Contrastive(), _views_loader(batch_size=16))
+    assert trainer.num_training_batches == 8  # the run crossed an epoch end
+    measured: Dict[str, Dict[int, float]] = {}
+    for step, module, metric, value in monitor.history:
+        measured.setdefault(f"entropy/{module}/{metric}", {})[step] = value
+    assert {s for values in measured.values() for s in values} == {0, 3, 6, 9, 12}
+    assert len(measured) == 10  # 10 metrics of the projection head, two views
+    with open(Path(csv_logger.log_dir) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for tag, values in measured.items():
+        in_csv = {int(r["step"]): float(r[tag]) for r in rows if r.get(tag)}
+        assert in_csv == pytest.approx(values, rel=1e-6), tag
+    scalars = _tensorboard_scalars(Path(tb_logger.log_dir))
+    for tag, values in measured.items():
+        assert dict(scalars[tag]) == pytest.approx(values, rel=1e-6), tag
+    # The CSV and plot of the monitor are in both loggers' folders.
+    folders = {Path(csv_logger.log_dir), Path(tb_logger.log_dir)}
+    assert len(folders) == 2
+    assert {p.parent for p in monitor.csv_paths} == folders
+    assert {p.parent for p in monitor.png_paths} == folders
+    for path in monitor.csv_paths:
+        with open(path, newline="") as f:
+            assert len(list(csv.DictReader(f))) == len(monitor.history)
+
+
+def test_one_message_per_alarm(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor = EntropyMonitor(every_n_steps=1, patience=2, log_dir=tmp_path)
+    with pytest.warns(CollapseWarning) as record, caplog.at_level("INFO"):
+        _trainer(6, [monitor]).fit(Collapsing(), _collapsing_data(6))
+    assert len(monitor.alarms) == 1
+    messages = [
+        str(w.message) for w in record if issubclass(w.category, CollapseWarning)
+    ]
+    assert len(messages) == 1
+    # Not printed a second time through logging or on the console.
+    assert not any("representation collapse" in r.getMessage() for r in caplog.records)
+    assert "representation collapse" not in capsys.readouterr().out
 
 
 def test_without_matplotlib_the_csv_is_written_and_the_plot_skipped(
@@ -677,7 +875,7 @@ def test_without_matplotlib_the_csv_is_written_and_the_plot_skipped(
     with pytest.warns(UserWarning, match="wrote no plot: .*pip install matplotlib"):
         _trainer(4, [monitor]).fit(Collapsing(), _collapsing_data(4))
     with open(tmp_path / EntropyMonitor.CSV_NAME, newline="") as f:
-        assert len(list(csv.DictReader(f))) == len(monitor.history) == 2 * 7
+        assert len(list(csv.DictReader(f))) == len(monitor.history) == 2 * 9
     assert not (tmp_path / EntropyMonitor.PNG_NAME).exists()
     assert list(tmp_path.glob(".entropy_monitor*")) == []
 
@@ -711,7 +909,7 @@ def test_validation_after_fit_keeps_the_history(tmp_path: Path) -> None:
     model = WithValidation()
     trainer.fit(model, _collapsing_data(2))
     history = list(monitor.history)
-    assert len(history) == 2 * 7
+    assert len(history) == 2 * 9
     trainer.validate(model, _collapsing_data(1))
     assert monitor.history == history
 

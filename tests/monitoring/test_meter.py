@@ -12,6 +12,7 @@ import math
 import pickle
 import subprocess
 import sys
+from collections import Counter
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -24,9 +25,11 @@ from torch.nn.functional import normalize
 from lightly_er.functional import (
     alignment,
     collapse_score,
+    dimension_score,
     discrete_entropy,
     effective_rank,
     min_sphere_entropy,
+    participation_ratio,
     sphere_entropy,
     uniformity,
 )
@@ -45,6 +48,8 @@ SPHERE_KEYS = {
     "entropy",
     "entropy_gap",
     "normalized_entropy",
+    "dimension_score",
+    "participation_ratio",
     "collapse_score",
     "effective_rank",
     "std",
@@ -53,6 +58,10 @@ SPHERE_KEYS = {
 DISCRETE_KEYS = {
     "entropy",
     "normalized_entropy",
+    "conditional_entropy",
+    "mutual_information",
+    "normalized_mutual_information",
+    "prototype_usage",
     "collapse_score",
     "effective_rank",
     "std",
@@ -115,11 +124,15 @@ def _expected_sphere(
         "entropy": entropy,
         "entropy_gap": gap,
         "normalized_entropy": gap / math.log(n),
+        "dimension_score": dimension_score(z).item(),
+        "participation_ratio": participation_ratio(z).item(),
         "collapse_score": collapse_score(z).item(),
         "effective_rank": effective_rank(z).item(),
         "std": std_of_l2_normalized(x.double()).item(),
         "uniformity": uniformity(z).item(),
     }
+    if n < 4:
+        del expected["dimension_score"], expected["participation_ratio"]
     if x2 is not None:
         z2 = normalize(x2.double(), dim=1)
         expected["uniformity"] = 0.5 * (expected["uniformity"] + uniformity(z2).item())
@@ -201,11 +214,24 @@ def test_sphere_measures_one_dimension() -> None:
 
 # -- discrete --------------------------------------------------------------------------
 def _expected_discrete(p: Tensor) -> Dict[str, float]:
+    """The documented discrete metrics, from their definitions, in float64."""
     p = p.double()
-    entropy = discrete_entropy(p).item()
+    n, k = p.shape
+    mean = p.mean(dim=0)
+    entropy = -sum(m * math.log(m) for m in mean.tolist() if m > 0)
+    assert entropy == pytest.approx(discrete_entropy(p).item(), abs=1e-9)
+    conditional = (
+        -sum(sum(q * math.log(q) for q in row if q > 0) for row in p.tolist()) / n
+    )
+    picks = Counter(p.argmax(dim=1).tolist())
+    usage = math.exp(-sum(c / n * math.log(c / n) for c in picks.values()))
     return {
         "entropy": entropy,
-        "normalized_entropy": entropy / math.log(p.shape[1]),
+        "normalized_entropy": entropy / math.log(k),
+        "conditional_entropy": conditional,
+        "mutual_information": entropy - conditional,
+        "normalized_mutual_information": (entropy - conditional) / math.log(k),
+        "prototype_usage": usage,
         "collapse_score": collapse_score(p).item(),
         "effective_rank": effective_rank(p).item(),
         "std": std_of_l2_normalized(p).item(),
@@ -239,13 +265,36 @@ def test_discrete_extremes() -> None:
     assert metrics is not None
     assert metrics["entropy"] == pytest.approx(0.0, abs=1e-6)
     assert metrics["collapse_score"] == pytest.approx(0.0, abs=1e-6)
-    # Every class used equally, each sample sure of its class: H = log K.
+    assert metrics["mutual_information"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics["prototype_usage"] == 1.0
+    # Every class used equally, each sample sure of its class: H = I = log K.
     uniform_use = 20.0 * torch.eye(10).repeat(3, 1)
     metrics = EntropyMeter("discrete").update(uniform_use)
     assert metrics is not None
     assert metrics["entropy"] == pytest.approx(math.log(10), abs=1e-6)
     assert metrics["normalized_entropy"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics["normalized_mutual_information"] == pytest.approx(1.0, abs=1e-5)
+    assert metrics["prototype_usage"] == pytest.approx(10.0, rel=1e-6)
     assert metrics["effective_rank"] == pytest.approx(10.0, abs=1e-3)
+    # Every input mapped to the uniform distribution: the marginal entropy is at
+    # its maximum, the information 0 (what H(E[p]) alone reads as healthy).
+    uniform = EntropyMeter("discrete").update(torch.zeros(20, 10))
+    assert uniform is not None
+    assert uniform["normalized_entropy"] == pytest.approx(1.0, abs=1e-6)
+    assert uniform["conditional_entropy"] == pytest.approx(math.log(10), abs=1e-6)
+    assert uniform["mutual_information"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_log_probabilities_are_what_the_metrics_read() -> None:
+    logits = torch.randn(12, 6, generator=torch.Generator().manual_seed(7))
+    meter = EntropyMeter("discrete", temperature=0.5)
+    expected = torch.log_softmax(logits / 0.5, dim=1)
+    assert torch.allclose(meter.log_probabilities(logits), expected, atol=1e-6)
+    p = torch.softmax(logits, dim=1)
+    given = EntropyMeter("discrete", inputs="probabilities").log_probabilities(p)
+    assert torch.allclose(given, p.log())
+    with pytest.raises(ValueError, match="discrete support"):
+        EntropyMeter("sphere").log_probabilities(logits)
 
 
 def test_discrete_rejects_one_class_and_second_views() -> None:
@@ -516,6 +565,8 @@ def test_the_package_exports() -> None:
     # re-exported here.
     assert not hasattr(monitoring, "gather_rows_no_grad")
     assert set(monitoring.__all__) == {
+        "DEFAULT_RULES",
+        "AlarmRule",
         "CollapseAlarm",
         "CollapseWarning",
         "EntropyMeter",

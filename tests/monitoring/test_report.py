@@ -96,9 +96,12 @@ def test_interrupted_write_csv_keeps_the_old_file(
 # -- PNG -------------------------------------------------------------------------------
 def test_write_png_lays_out_one_row_per_module(tmp_path: Path) -> None:
     path = tmp_path / "entropy_monitor.png"
-    write_png(path, _history(), threshold=0.5)
-    # Two modules (rows); the plotted metrics present (columns): collapse score,
-    # entropy gap, normalised entropy, effective rank. 3.6 x 2.8 inches at 100 dpi.
+    write_png(
+        path, _history() + [(0, "criterion", "bound", -0.5)], thresholds={"x": 0.5}
+    )
+    # Two modules (rows; "criterion" has nothing plotted); the plotted metrics present
+    # (columns): entropy gap, normalised entropy, collapse score, effective rank.
+    # 3.6 x 2.8 inches at 100 dpi.
     assert _png_size(path) == (4 * 360, 2 * 280)
     assert os.listdir(tmp_path) == ["entropy_monitor.png"]
 
@@ -109,6 +112,7 @@ def test_write_png_lays_out_one_row_per_module(tmp_path: Path) -> None:
         (("collapse_score",), 1),
         (("collapse_score", "entropy_gap", "std"), 2),
         (("normalized_entropy", "effective_rank", "std", "uniformity"), 2),
+        (("dimension_score", "normalized_mutual_information", "kl"), 2),
     ],
 )
 def test_write_png_plots_only_known_metrics(
@@ -135,7 +139,12 @@ def test_write_png_marks_alarms_and_the_threshold(tmp_path: Path) -> None:
     history = [(s, "head", "collapse_score", 0.9 - 0.1 * s) for s in range(6)]
     plain, marked = tmp_path / "plain.png", tmp_path / "marked.png"
     write_png(plain, history)
-    write_png(marked, history, alarm_steps=[("head", 4), ("other", 2)], threshold=0.5)
+    write_png(
+        marked,
+        history,
+        alarm_steps=[("head", 4), ("other", 2)],
+        thresholds={"collapse_score": 0.5, "dimension_score": 0.1},
+    )
 
     def red(image: np.ndarray) -> int:
         mask = (image[..., 0] > 0.9) & (image[..., 1] < 0.1) & (image[..., 2] < 0.1)
@@ -153,7 +162,8 @@ def test_write_png_marks_alarms_and_the_threshold(tmp_path: Path) -> None:
         ((marked_pixels[..., 0] > 0.9) & (marked_pixels[..., 1] < 0.1)).sum(axis=0)
     )
     assert columns.max() - columns.min() <= 3  # one vertical line
-    # The threshold is a grey horizontal line.
+    # The threshold of the plotted metric is a grey horizontal line (the other is
+    # not drawn).
     assert grey_rows(plain_pixels).size == 0
     assert 1 <= grey_rows(marked_pixels).size <= 2
 
@@ -177,9 +187,24 @@ def test_report_exports() -> None:
     assert set(report.__all__) == {
         "HistoryRow",
         "history_csv",
+        "logger_folders",
         "write_csv",
         "write_png",
     }
+
+
+def test_logger_folders_are_distinct_and_local() -> None:
+    class Logger:
+        def __init__(self, log_dir: object, save_dir: object = None) -> None:
+            self.log_dir, self.save_dir = log_dir, save_dir
+
+    class Online:
+        save_dir = None
+
+    folders = report.logger_folders(
+        [Logger("a/v0"), Logger(None, "b"), Logger("a/v0"), Online()]
+    )
+    assert folders == [Path("a/v0"), Path("b")]
     assert report.CSV_COLUMNS == ("step", "module", "metric", "value")
 
 
