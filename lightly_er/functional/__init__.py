@@ -29,8 +29,14 @@ from lightly_er.functional._diagnostics import (
     uniformity,
 )
 from lightly_er.functional._discrete import discrete_entropy, discrete_reconstruction
-from lightly_er.functional._special import log_bessel_iv, log_vmf_normalizer
+from lightly_er.functional._special import (
+    log_bessel_iv,
+    log_sphere_area,
+    log_vmf_normalizer,
+)
 from lightly_er.functional._sphere import (
+    knn_sphere_entropy,
+    logdet_sphere_entropy,
     min_sphere_entropy,
     sphere_entropy,
     vmf_reconstruction,
@@ -39,7 +45,10 @@ from lightly_er.functional._sphere import (
 __all__ = [
     "log_bessel_iv",
     "log_vmf_normalizer",
+    "log_sphere_area",
     "sphere_entropy",
+    "knn_sphere_entropy",
+    "logdet_sphere_entropy",
     "discrete_entropy",
     "vmf_reconstruction",
     "discrete_reconstruction",

@@ -19,7 +19,7 @@ from lightly_er.utils.checks import check_matrix
 Kappa = Union[Tensor, float]
 """A concentration: a Python number (fixed) or a tensor (possibly learnable)."""
 
-SphereEstimator = Literal["joe", "plugin"]
+SphereEstimator = Literal["joe", "plugin", "knn", "renyi2", "logdet"]
 
 
 def at_least_float32(x: Tensor) -> Tensor:

@@ -170,8 +170,13 @@ def _criterion_settings(criterion: Any) -> Dict[str, Any]:
     estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
     if getattr(criterion, "support", None) == "discrete":  # ERLoss(support="discrete")
         return {"support": "discrete", "temperature": float(criterion.temperature)}
-    kappa = getattr(criterion, "kappa", None)
-    if kappa is not None:  # an ER loss: its kappa was resolved by its constructor
+    # An ER loss: its kappa was resolved by its constructor. The entropy is measured
+    # at the kernel's kappa (its own where the loss has one; the current value of a
+    # learned one).
+    kappa = getattr(criterion, "density_kappa", None)
+    if kappa is None:
+        kappa = getattr(criterion, "kappa", None)
+    if kappa is not None:
         return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
     if isinstance(criterion, NTXentLoss):
         return {

@@ -15,6 +15,7 @@ from lightly_er.loss._base import (
     ERLossMixin,
     check_er_arguments,
     check_gather_distributed,
+    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
 )
@@ -58,6 +59,9 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
             If True, the entropy is estimated over the batches of all processes.
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
+        entropy_memory:
+            With ``entropy_memory_size`` > 0, the probability rows of earlier
+            batches that join the marginal of the entropy term, else None.
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call.
 
@@ -88,6 +92,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         use_sinkhorn: bool = False,
         gather_distributed: bool = False,
         validate: str = "first",
+        entropy_memory_size: int = 0,
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
@@ -108,6 +113,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         self.use_sinkhorn = use_sinkhorn
         self.gather_distributed = gather_distributed
         self._set_validate(validate)
+        self.entropy_memory = discrete_memory(entropy_memory_size)
 
     def forward(
         self,
@@ -160,7 +166,10 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
                     torch.cat([q.detach() for q in queue_outputs]), self.temperature
                 ).exp_()
         entropy = marginal_entropy(
-            log_q[: len(high_resolution_outputs)], self.gather_distributed, queue_p
+            log_q[: len(high_resolution_outputs)],
+            self.gather_distributed,
+            queue_p,
+            memory=self.entropy_memory,
         )
         return self._record(entropy, reconstruction, self.entropy_weight)
 
