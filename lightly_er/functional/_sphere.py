@@ -17,10 +17,10 @@ from torch import Tensor
 from lightly_er.functional._checks import (
     Kappa,
     SphereEstimator,
-    as_scalar_kappa,
     at_least_float32,
     check_dim,
     check_sphere,
+    checked_kappa,
 )
 from lightly_er.functional._kde import KDE_ESTIMATORS, kernel_entropy
 from lightly_er.functional._samples import LOGDET_EPS, knn_entropy, logdet_entropy
@@ -129,16 +129,16 @@ def sphere_entropy(
         >>> gap = entropy - min_sphere_entropy(128, 10.0)  # in [0, log 256]
         >>> knn = sphere_entropy(z, kappa=10.0, estimator="knn")
     """
-    kappa_tensor = _check_entropy_inputs(
+    checked = _check_entropy_inputs(
         z, kappa, estimator, leave_one_out, extra_support, validate
     )
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
         if estimator not in KDE_ESTIMATORS:
             return _sample_entropy(z, estimator, extra_support, None)
-        kappa_z = _kappa_in(kappa, kappa_tensor, z)
+        kappa_z = _kappa_in(checked, z)
         relative = kernel_entropy(z, kappa_z, estimator, leave_one_out, extra_support)
-        return relative - _log_norm(z.shape[1], kappa, _kappa_like(kappa_tensor, z))
+        return relative - _log_norm(z.shape[1], kappa_z)
 
 
 def relative_sphere_entropy(
@@ -160,22 +160,18 @@ def relative_sphere_entropy(
     ``extra_valid`` (bool, shape (M,)) marks which rows of extra_support count (an
     entropy memory that is not full yet), without a host sync.
     """
-    kappa_tensor = _check_entropy_inputs(
+    checked = _check_entropy_inputs(
         z, kappa, estimator, leave_one_out, extra_support, validate
     )
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
+        kappa_z = _kappa_in(checked, z)
         if estimator in KDE_ESTIMATORS:
             return kernel_entropy(
-                z,
-                _kappa_in(kappa, kappa_tensor, z),
-                estimator,
-                leave_one_out,
-                extra_support,
-                extra_valid,
+                z, kappa_z, estimator, leave_one_out, extra_support, extra_valid
             )
         entropy = _sample_entropy(z, estimator, extra_support, extra_valid)
-        return entropy + _log_norm(z.shape[1], kappa, _kappa_like(kappa_tensor, z))
+        return entropy + _log_norm(z.shape[1], kappa_z)
 
 
 def knn_sphere_entropy(
@@ -298,15 +294,11 @@ def _sample_entropy(
     return logdet_entropy(z, LOGDET_EPS, extra_support, extra_valid)
 
 
-def _kappa_in(kappa: Kappa, kappa_tensor: Tensor, z: Tensor) -> Union[float, Tensor]:
+def _kappa_in(kappa: Union[float, Tensor], z: Tensor) -> Union[float, Tensor]:
     """kappa for the kernel: a Python float stays one (fused into the product)."""
-    if isinstance(kappa, (int, float)):
-        return float(kappa)
-    return _kappa_like(kappa_tensor, z)
-
-
-def _kappa_like(kappa_tensor: Tensor, z: Tensor) -> Tensor:
-    return kappa_tensor.to(device=z.device, dtype=z.dtype)
+    if isinstance(kappa, Tensor):
+        return kappa.to(device=z.device, dtype=z.dtype)
+    return kappa
 
 
 def _check_entropy_inputs(
@@ -316,8 +308,8 @@ def _check_entropy_inputs(
     leave_one_out: bool,
     extra_support: Optional[Tensor],
     validate: bool,
-) -> Tensor:
-    """Checks the arguments of sphere_entropy; returns kappa as a 0-dim tensor."""
+) -> Union[float, Tensor]:
+    """Checks the arguments of sphere_entropy; returns kappa (a float or a tensor)."""
     check_estimator(estimator)
     check_sphere(z, "z", min_samples=1, validate=validate)
     num_centres = z.shape[0]
@@ -350,14 +342,14 @@ def _check_entropy_inputs(
             "leave_one_out needs at least 2 kernel centres (z and extra_support "
             f"together), got {num_centres}"
         )
-    return as_scalar_kappa(kappa)
+    return checked_kappa(kappa)
 
 
-def _log_norm(dim: int, kappa: Kappa, kappa_tensor: Tensor) -> Union[float, Tensor]:
+def _log_norm(dim: int, kappa: Union[float, Tensor]) -> Union[float, Tensor]:
     """log C_d(kappa): a cached Python float for a number, a tensor (with grad) else."""
-    if isinstance(kappa, (int, float)):
-        return log_vmf_normalizer_constant(dim, float(kappa))
-    return log_vmf_normalizer(dim, kappa_tensor)
+    if isinstance(kappa, Tensor):
+        return log_vmf_normalizer(dim, kappa)
+    return log_vmf_normalizer_constant(dim, float(kappa))
 
 
 def min_sphere_entropy(dim: int, kappa: float) -> float:
@@ -432,11 +424,12 @@ def vmf_reconstruction(
         >>> z2 = normalize(z1 + 0.1 * torch.randn(256, 128), dim=1)
         >>> reconstruction = vmf_reconstruction(z2, z1, kappa=10.0)
     """
-    kappa_tensor = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
+    checked = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
     with torch.autocast(device_type=z_target.device.type, enabled=False):
-        z_target, z_pred, kappa_z = _as_working_dtype(z_target, z_pred, kappa_tensor)
+        z_target, z_pred = _as_working_dtype(z_target, z_pred)
+        kappa_z = _kappa_in(checked, z_target)
         relative = kappa_z * _mean_cosine(z_target, z_pred)
-        return relative + _log_norm(z_target.shape[1], kappa, kappa_z)
+        return relative + _log_norm(z_target.shape[1], kappa_z)
 
 
 def relative_vmf_reconstruction(
@@ -447,27 +440,25 @@ def relative_vmf_reconstruction(
     Library-internal (not re-exported); same arguments and checks as
     :func:`vmf_reconstruction`.
     """
-    kappa_tensor = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
+    checked = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
     with torch.autocast(device_type=z_target.device.type, enabled=False):
-        z_target, z_pred, kappa_z = _as_working_dtype(z_target, z_pred, kappa_tensor)
-        return kappa_z * _mean_cosine(z_target, z_pred)
+        z_target, z_pred = _as_working_dtype(z_target, z_pred)
+        result: Tensor = _kappa_in(checked, z_target) * _mean_cosine(z_target, z_pred)
+        return result
 
 
 def _check_reconstruction_inputs(
     z_target: Tensor, z_pred: Tensor, kappa: Kappa, validate: bool
-) -> Tensor:
+) -> Union[float, Tensor]:
     check_sphere(z_target, "z_target", min_samples=1, validate=validate)
     check_sphere(z_pred, "z_pred", min_samples=1, validate=validate)
     check_same_shape(z_target, "z_target", z_pred, "z_pred")
-    return as_scalar_kappa(kappa)
+    return checked_kappa(kappa)
 
 
-def _as_working_dtype(
-    z_target: Tensor, z_pred: Tensor, kappa_tensor: Tensor
-) -> Tuple[Tensor, Tensor, Tensor]:
+def _as_working_dtype(z_target: Tensor, z_pred: Tensor) -> Tuple[Tensor, Tensor]:
     z_target = at_least_float32(z_target)
-    z_pred = at_least_float32(z_pred).to(z_target.dtype)
-    return z_target, z_pred, kappa_tensor.to(z_target.device, z_target.dtype)
+    return z_target, at_least_float32(z_pred).to(z_target.dtype)
 
 
 def _mean_cosine(z_target: Tensor, z_pred: Tensor) -> Tensor:
