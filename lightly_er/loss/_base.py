@@ -192,7 +192,8 @@ class ERLossMixin:
         The entropy memory's rows, if any, are extra centres. A batch of one sample
         without extra centres has only its own kernel: every estimator then gives
         the kernel estimate H_min, constant (knn has no neighbour, and
-        leave-one-out no other sample); this warns once per loss.
+        leave-one-out no other sample); this warns once per loss. On S^0 (dim 1)
+        knn falls back to the plug-in kernel estimate.
         """
         if kappa is None:
             kappa = self._kappas()[0]
@@ -207,6 +208,9 @@ class ERLossMixin:
         if centres == 1:
             self._warn_single_sample()
             estimator, leave_one_out = "plugin", False
+        elif estimator == "knn" and z.shape[1] == 1:
+            # S^0 (two points) has no nearest-neighbour balls: the kernel estimate.
+            estimator = "plugin"
         elif extra_valid is not None and z.shape[0] == 1:
             # The memory may still be empty: keep the sample's own kernel.
             leave_one_out = False
@@ -246,8 +250,8 @@ class ERLossMixin:
             entropy,
             reconstruction,
             self.entropy_weight,  # type: ignore[attr-defined]
-            _log_norm(dim, kernel),
-            _log_norm(dim, recon),
+            log_norm_of(dim, kernel),
+            log_norm_of(dim, recon),
         )
         if self.learned_density_kappa is None or rows is None or rows.shape[0] < 2:
             return components
@@ -346,7 +350,7 @@ class ERLossMixin:
 KappaLike = Union[float, Tensor]
 
 
-def _log_norm(dim: int, kappa: KappaLike) -> KappaLike:
+def log_norm_of(dim: int, kappa: KappaLike) -> KappaLike:
     """log C_d(kappa): a cached Python double, or a float64 tensor with its gradient."""
     if isinstance(kappa, Tensor):
         return log_vmf_normalizer(dim, kappa)
@@ -443,35 +447,55 @@ def marginal_entropy(
     :func:`lightly_er.functional.discrete_entropy` takes their mean, which is the
     mean over the global batch when all processes hold as many rows. With an
     entropy ``memory`` the rows it holds join the mean, and this call's rows of
-    log_p (not extra_p) are staged for it.
+    log_p (not extra_p) are staged for it (they join after the backward).
     """
-    # One row of K per process is gathered, not the N x K rows: the mean of the
-    # means is the global marginal when every process holds as many rows.
+    if memory is None:
+        # One row of K per process is gathered, not the N x K rows: the mean of the
+        # means is the global marginal when every process holds as many rows.
+        mean = gather_rows(
+            mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
+        )
+        return discrete_entropy(mean, validate=False)
+    marginal, staged = marginal_distribution(log_p, gather_distributed, extra_p, memory)
+    entropy = discrete_entropy(marginal.unsqueeze(0), validate=False)
+    memory.stage(*staged, entropy)
+    return entropy
+
+
+def marginal_distribution(
+    log_p: Sequence[Tensor],
+    gather_distributed: bool,
+    extra_p: Optional[Tensor] = None,
+    memory: Optional[DiscreteMemory] = None,
+) -> Tuple[Tensor, Tuple[Tensor, int]]:
+    """The marginal row (K,) of :func:`marginal_entropy`, and what to stage.
+
+    Returns:
+        (marginal, (row sum, row count) of this call's log_p rows over all
+        processes): the caller stages the latter in the memory with its output.
+    """
     mean = gather_rows(
         mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
     )
-    if memory is None:
-        return discrete_entropy(mean, validate=False)
     own = sum(view.shape[0] for view in log_p)
     rows = own + (0 if extra_p is None else extra_p.shape[0])
     total = mean.sum(dim=0) * rows
     count = rows * mean.shape[0]
-    stored, stored_count = memory.totals(total)
+    stored, stored_count = (None, None) if memory is None else memory.totals(total)
     if stored is None or stored_count is None:
-        entropy = discrete_entropy(mean, validate=False)
+        marginal = total / count
     else:
         marginal = (total + stored) / (stored_count + count)
-        entropy = discrete_entropy(marginal.unsqueeze(0), validate=False)
+    batch = total.detach()
     if extra_p is not None:
         with torch.no_grad():
             # Only this call's own rows are remembered (not the queue's).
-            batch = torch.stack([view.exp().sum(dim=0) for view in log_p]).sum(dim=0)
-            batch = batch.unsqueeze(0)
+            sums = torch.stack([view.exp().sum(dim=0) for view in log_p]).sum(dim=0)
+            sums = sums.unsqueeze(0)
             if gather_distributed:
-                batch = gather_rows_no_grad(batch)
-            total = batch.sum(dim=0)
-    memory.stage(total, own * mean.shape[0], entropy)
-    return entropy
+                sums = gather_rows_no_grad(sums)
+            batch = sums.sum(dim=0)
+    return marginal, (batch, own * mean.shape[0])
 
 
 __all__ = [

@@ -12,7 +12,14 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, Optional
 
-from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
+from lightly.loss import (
+    DINOLoss,
+    KoLeoLoss,
+    MSNLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    SwaVLoss,
+)
 
 from lightly_er.utils.checks import (
     check_choice,
@@ -184,8 +191,13 @@ def _criterion_settings(criterion: Any) -> Dict[str, Any]:
             "parent_temperature": float(criterion.temperature),
             "estimator": estimator,
         }
-    if isinstance(criterion, NegativeCosineSimilarity):
+    if isinstance(criterion, (NegativeCosineSimilarity, KoLeoLoss)):
+        # KoLeo is the knn estimate: measure a lightly KoLeoLoss as its ER twin does.
+        if isinstance(criterion, KoLeoLoss) and not hasattr(criterion, "estimator"):
+            estimator = "knn"
         return {"support": "sphere", "estimator": estimator}
+    if isinstance(criterion, MSNLoss):  # MSN and PMSN: the anchors' softmax
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
     if isinstance(criterion, DINOLoss):
         return {"support": "discrete", "temperature": float(criterion.student_temp)}
     if isinstance(criterion, SwaVLoss):
