@@ -1,8 +1,9 @@
-"""ImageNet ViT benchmark of lightly's DINO and DINO-ER.
+"""ImageNet ViT benchmark of lightly's DINO and DINOv2, and their ER versions.
 
-lightly's ``benchmarks/imagenet/vitb16/main.py`` for ``dino``, value for value (same
-flags and defaults: kNN temperature 0.07, MAE's linear and fine-tuning evaluation),
-and ``dino_er``, the same module trained with lightly-er's ER objective [0]. The
+lightly's ``benchmarks/imagenet/vitb16/main.py`` for ``dino`` and ``dinov2``, value
+for value (same flags and defaults: kNN temperature 0.07, MAE's linear and
+fine-tuning evaluation), and ``dino_er`` and ``dinov2_er``, the same modules trained
+with lightly-er's ER objective [0]. The
 backbone is timm's ViT-S/16 (the folder's name is lightly's). The differences from
 lightly's script are the table of ``benchmarks/imagenet/README.md``
 (:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
@@ -39,13 +40,18 @@ from benchmarks.common.cli import OneLineErrorParser  # noqa: E402
 from .. import _cli, _runner  # noqa: E402
 from .._method import SSLMethod  # noqa: E402
 from ..resnet50.evaluation import knn_eval  # noqa: E402
-from . import dino, evaluation  # noqa: E402
+from . import dino, dinov2, evaluation  # noqa: E402
 
-METHODS = _cli.method_specs({"dino": (dino.DINO, dino.transform)})
-"""Every ``--methods`` choice: ``dino`` and ``dino_er``."""
+METHODS = _cli.method_specs(
+    {
+        "dino": (dino.DINO, dino.transform),
+        "dinov2": (dinov2.DINOv2, dinov2.transform),
+    }
+)
+"""Every ``--methods`` choice: ``dino``, ``dino_er``, ``dinov2``, ``dinov2_er``."""
 
 BENCHMARK = _cli.Benchmark(
-    title="ImageNet ViT benchmark of lightly's DINO and its ER version",
+    title="ImageNet ViT benchmark of lightly's DINO and DINOv2 and their ER versions",
     methods=METHODS,
     backbones=tuple(dino.VIT_BACKBONES),
     knn_t=0.07,
