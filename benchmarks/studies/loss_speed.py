@@ -26,6 +26,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -167,10 +168,10 @@ def all_cases() -> Dict[str, Callable[[], Case]]:
         "simclr-1024": lambda: _simclr(1024),
     }
     for estimator in ESTIMATORS[1:]:
-        cases[f"simclr-256-{estimator}"] = lambda e=estimator: _simclr(256, e)
+        cases[f"simclr-256-{estimator}"] = partial(_simclr, 256, estimator)
     cases["byol-256"] = _byol
     for estimator in ESTIMATORS[1:]:
-        cases[f"byol-256-{estimator}"] = lambda e=estimator: _byol(e)
+        cases[f"byol-256-{estimator}"] = partial(_byol, estimator)
     cases["byol-256-memory256"] = lambda: _byol(memory=256)
     cases["byol-256-memory1024"] = lambda: _byol(memory=1024)
     cases["byol-256-knn-memory1024"] = lambda: _byol("knn", memory=1024)

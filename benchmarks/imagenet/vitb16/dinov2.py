@@ -176,7 +176,10 @@ class DINOv2(SSLMethod):
         return self.backbone(x)
 
     def _tokens(
-        self, backbone: nn.Module, x: Tensor, mask: Optional[Tensor] = None
+        self,
+        backbone: MaskedVisionTransformerTIMM,
+        x: Tensor,
+        mask: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
         features = backbone.encode(x, mask=mask)
         return features[:, 0], features
@@ -242,7 +245,8 @@ class DINOv2(SSLMethod):
             extra["train_koleo_entropy"] = koleo_terms.entropy
         self.log_loss(loss, len(targets), extra)
         cls_loss = self.online_step(teacher_cls.chunk(2)[0], targets, batch_idx)
-        return loss + cls_loss
+        total: Tensor = loss + cls_loss
+        return total
 
     def teacher_temperature(self) -> float:
         """0.04 to 0.07, linearly over the first 30 epochs (lightly's schedule)."""
