@@ -197,21 +197,23 @@ def family_verdicts(
     differences: Mapping[str, Optional[Mapping[int, float]]],
     alpha: float = ALPHA,
 ) -> List[Verdict]:
-    """Holm's procedure over one family of paired differences (None: not evaluable).
+    """Holm's procedure over one family of paired differences.
 
     Each comparison's t-interval (n - 1 degrees of freedom) is read at its Holm
-    level: better if above 0, worse if below 0, inconclusive otherwise.
+    level: better if above 0, worse if below 0, inconclusive otherwise. A
+    comparison without data (None) or with fewer than 2 seeds (no standard error:
+    a smoke test's single seed) is not evaluable and leaves the family.
     """
     from benchmarks.studies import stats
 
-    names = [n for n, d in differences.items() if d is not None]
+    names = [n for n, d in differences.items() if d is not None and len(d) >= 2]
     moments = {n: stats.mean_se(list(differences[n].values())) for n in names}  # type: ignore[union-attr]
     sizes = {n: len(differences[n]) for n in names}  # type: ignore[arg-type]
     p_values = [stats.p_value(*moments[n], sizes[n]) for n in names]
     levels = stats.holm_confidences(p_values, alpha) if names else []
     out = []
-    for name, data in differences.items():
-        if data is None:
+    for name in differences:
+        if name not in names:
             out.append(Verdict(family, name, NOT_EVALUABLE))
             continue
         i = names.index(name)

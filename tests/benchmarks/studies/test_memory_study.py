@@ -223,3 +223,17 @@ def test_report_only_trains_nothing_and_marks_missing_runs(
     assert text.count("| not evaluable |") == 2  # F1's BYOL at batch 16 and 32
     assert "| F1 memory - ER | byol batch 16 | - | - | - | - | not evaluable |" in text
     assert "| F1 memory - ER | dino batch 16 |" in text
+
+
+def test_a_single_seed_is_not_evaluable() -> None:
+    # One seed has no standard error: a smoke test's report says so, it does not
+    # fail; the comparisons with seeds are decided in a family without it.
+    found = family_verdicts(
+        "F", {"one": {0: 0.1}, "three": {0: 0.05, 1: 0.052, 2: 0.048}}
+    )
+    by_name = {v.name: v for v in found}
+    assert by_name["one"].verdict == NOT_EVALUABLE
+    assert by_name["three"].verdict == BETTER
+    assert by_name["three"].level == pytest.approx(0.95)  # a family of one
+    top1 = {k: {0: v[0]} for k, v in _top1({"er_memory": 0.05}).items()}
+    assert {v.verdict for v in verdicts(top1, seeds=(0,))} == {NOT_EVALUABLE}
