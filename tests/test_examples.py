@@ -51,15 +51,17 @@ from PIL import Image
 
 from lightly_er.loss import (
     ERDINOLoss,
+    ERMSNLoss,
     ERNegativeCosineSimilarity,
     ERNTXentLoss,
+    ERPMSNLoss,
     ERSwaVLoss,
 )
 from lightly_er.monitoring import EntropyMonitor
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FOLDERS = ("pytorch", "pytorch_lightning", "pytorch_lightning_distributed")
-METHODS = ("simclr", "moco", "byol", "simsiam", "dino", "swav")
+METHODS = ("simclr", "moco", "byol", "simsiam", "dino", "swav", "msn", "pmsn", "dinov2")
 SCRIPTS = [f"{folder}/{method}_er.py" for folder in FOLDERS for method in METHODS]
 ER_LOSSES = {
     "simclr": ERNTXentLoss,
@@ -68,6 +70,9 @@ ER_LOSSES = {
     "simsiam": ERNegativeCosineSimilarity,
     "dino": ERDINOLoss,
     "swav": ERSwaVLoss,
+    "msn": ERMSNLoss,
+    "pmsn": ERPMSNLoss,
+    "dinov2": ERDINOLoss,
 }
 """The ER loss class each method's scripts must train with."""
 ER_HEADS = {
@@ -77,9 +82,16 @@ ER_HEADS = {
     "simsiam": [],
     "dino": ["student_head"],
     "swav": ["projection_head", "prototypes"],
+    "msn": [],
+    "pmsn": [],
+    "dinov2": [],
 }
 """The heads each method's scripts must take from lightly-er (MoCo's and SimSiam's
 have no ER version)."""
+
+CRITERIA = {"dinov2": "dino_criterion"}
+"""The Lightning module's attribute that holds the ER loss, where not ``criterion``
+(DINOv2 has three losses; its ER terms are DINO-ER's)."""
 
 BATCH_SIZE = 2
 LIGHTNING_BATCHES = 2
@@ -277,7 +289,8 @@ def test_example_trains(
     method = name.removesuffix("_er.py")
     plain = folder == "pytorch"
     model = namespace["model"]
-    criterion = namespace["criterion"] if plain else model.criterion
+    attribute = CRITERIA.get(method, "criterion")
+    criterion = namespace["criterion"] if plain else getattr(model, attribute)
     assert type(criterion) is ER_LOSSES[method]
     for head in ER_HEADS[method]:
         assert hasattr(getattr(model, head), "entropy_meter"), head

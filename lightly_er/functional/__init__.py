@@ -38,8 +38,14 @@ from lightly_er.functional._prototypes import (
     prototype_mutual_information,
     prototype_usage,
 )
-from lightly_er.functional._special import log_bessel_iv, log_vmf_normalizer
+from lightly_er.functional._special import (
+    log_bessel_iv,
+    log_sphere_area,
+    log_vmf_normalizer,
+)
 from lightly_er.functional._sphere import (
+    knn_sphere_entropy,
+    logdet_sphere_entropy,
     min_sphere_entropy,
     sphere_entropy,
     vmf_reconstruction,
@@ -48,7 +54,10 @@ from lightly_er.functional._sphere import (
 __all__ = [
     "log_bessel_iv",
     "log_vmf_normalizer",
+    "log_sphere_area",
     "sphere_entropy",
+    "knn_sphere_entropy",
+    "logdet_sphere_entropy",
     "discrete_entropy",
     "vmf_reconstruction",
     "discrete_reconstruction",

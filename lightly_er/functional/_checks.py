@@ -19,7 +19,7 @@ from lightly_er.utils.checks import check_matrix
 Kappa = Union[Tensor, float]
 """A concentration: a Python number (fixed) or a tensor (possibly learnable)."""
 
-SphereEstimator = Literal["joe", "plugin"]
+SphereEstimator = Literal["joe", "plugin", "knn", "renyi2", "logdet"]
 
 
 def at_least_float32(x: Tensor) -> Tensor:
@@ -83,6 +83,19 @@ def as_scalar_kappa(kappa: Kappa) -> Tensor:
             f"kappa must be a single concentration, got shape {tuple(tensor.shape)}"
         )
     return tensor.reshape(())
+
+
+def checked_kappa(kappa: Kappa) -> Union[float, Tensor]:
+    """kappa checked: a Python float for a number (no tensor made), else a 0-dim tensor.
+
+    The losses call the estimators with a fixed kappa every step: a number stays a
+    number, so the kernel can fuse it into its matrix product.
+    """
+    if isinstance(kappa, (int, float)) and not isinstance(kappa, bool):
+        if not math.isfinite(kappa) or kappa <= 0:
+            raise ValueError(f"kappa must be positive and finite, got {float(kappa)}")
+        return float(kappa)
+    return as_scalar_kappa(kappa)
 
 
 def _describe(tensor: Tensor) -> str:

@@ -16,8 +16,11 @@ from lightly_er.loss._kappa import (
 )
 from lightly_er.loss.dino_er_loss import ERDINOLoss
 from lightly_er.loss.er_loss import ERLoss
+from lightly_er.loss.koleo_er_loss import ERKoLeoLoss
+from lightly_er.loss.msn_er_loss import ERMSNLoss
 from lightly_er.loss.negative_cosine_similarity_er import ERNegativeCosineSimilarity
 from lightly_er.loss.ntx_ent_er_loss import ERNTXentLoss
+from lightly_er.loss.pmsn_er_loss import ERPMSNLoss
 from lightly_er.loss.swav_er_loss import ERSwaVLoss
 
 __all__ = [
@@ -28,8 +31,11 @@ __all__ = [
     "entropy_settings",
     "resolve_kappa",
     "ERDINOLoss",
+    "ERKoLeoLoss",
     "ERLoss",
+    "ERMSNLoss",
     "ERNegativeCosineSimilarity",
     "ERNTXentLoss",
+    "ERPMSNLoss",
     "ERSwaVLoss",
 ]

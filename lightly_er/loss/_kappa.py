@@ -12,7 +12,14 @@ from __future__ import annotations
 import warnings
 from typing import Any, Dict, Optional
 
-from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
+from lightly.loss import (
+    DINOLoss,
+    KoLeoLoss,
+    MSNLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    SwaVLoss,
+)
 
 from lightly_er.utils.checks import (
     check_choice,
@@ -170,8 +177,13 @@ def _criterion_settings(criterion: Any) -> Dict[str, Any]:
     estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
     if getattr(criterion, "support", None) == "discrete":  # ERLoss(support="discrete")
         return {"support": "discrete", "temperature": float(criterion.temperature)}
-    kappa = getattr(criterion, "kappa", None)
-    if kappa is not None:  # an ER loss: its kappa was resolved by its constructor
+    # An ER loss: its kappa was resolved by its constructor. The entropy is measured
+    # at the kernel's kappa (its own where the loss has one; the current value of a
+    # learned one).
+    kappa = getattr(criterion, "density_kappa", None)
+    if kappa is None:
+        kappa = getattr(criterion, "kappa", None)
+    if kappa is not None:
         return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
     if isinstance(criterion, NTXentLoss):
         return {
@@ -179,8 +191,13 @@ def _criterion_settings(criterion: Any) -> Dict[str, Any]:
             "parent_temperature": float(criterion.temperature),
             "estimator": estimator,
         }
-    if isinstance(criterion, NegativeCosineSimilarity):
+    if isinstance(criterion, (NegativeCosineSimilarity, KoLeoLoss)):
+        # KoLeo is the knn estimate: measure a lightly KoLeoLoss as its ER twin does.
+        if isinstance(criterion, KoLeoLoss) and not hasattr(criterion, "estimator"):
+            estimator = "knn"
         return {"support": "sphere", "estimator": estimator}
+    if isinstance(criterion, MSNLoss):  # MSN and PMSN: the anchors' softmax
+        return {"support": "discrete", "temperature": float(criterion.temperature)}
     if isinstance(criterion, DINOLoss):
         return {"support": "discrete", "temperature": float(criterion.student_temp)}
     if isinstance(criterion, SwaVLoss):

@@ -15,6 +15,7 @@ from lightly_er.loss._base import (
     ERLossMixin,
     check_er_arguments,
     check_gather_distributed,
+    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
     target_entropy,
@@ -58,6 +59,9 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
             If True, the entropy is estimated over the batches of all processes.
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
+        entropy_memory:
+            With ``entropy_memory_size`` > 0, the probability rows of earlier
+            batches that join the marginal of the entropy term, else None.
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call;
             entropy + reconstruction is the paper's surrogate, not a bound.
@@ -96,6 +100,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         centering: bool = False,
         gather_distributed: bool = False,
         validate: str = "first",
+        entropy_memory_size: int = 0,
     ) -> None:
         """Initialises the loss; see the class docstring and DINOLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
@@ -134,6 +139,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         self.centering = centering
         self.gather_distributed = gather_distributed
         self._set_validate(validate)
+        self.entropy_memory = discrete_memory(entropy_memory_size)
 
     def teacher_temperature(
         self, teacher_temp: Optional[float] = None, epoch: Optional[int] = None
@@ -212,7 +218,9 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         # The entropy term replaces centering, which acts on the global crops only:
         # the student's global crops are the first len(teacher_out) views.
         num_global = min(len(teacher_out), len(student_out))
-        entropy = marginal_entropy(log_q[:num_global], self.gather_distributed)
+        entropy = marginal_entropy(
+            log_q[:num_global], self.gather_distributed, memory=self.entropy_memory
+        )
         if self.centering:
             # After the teacher's probabilities, as DINOLoss updates it.
             self.update_center(teacher_stacked)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Tuple, cast
+from typing import Literal, Optional, Sequence, Tuple, Union, cast
 
+import torch
 from torch import Tensor, nn
 
 from lightly_er.functional import (
@@ -11,7 +12,6 @@ from lightly_er.functional import (
     discrete_entropy,
     discrete_reconstruction,
 )
-from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
@@ -19,7 +19,9 @@ from lightly_er.loss._base import (
     check_er_arguments,
     check_gather_distributed,
     check_view_pair,
+    discrete_memory,
     log_softmax_float32,
+    marginal_entropy,
     normalize_rows,
 )
 from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, resolve_kappa
@@ -56,13 +58,23 @@ class ERLoss(ERLossMixin, nn.Module):
         support:
             ``"sphere"`` or ``"discrete"``.
         kappa:
-            Concentration of the vMF kernel (sphere; 10, the authors' default).
+            Concentration of the vMF reconstruction and, unless ``density_kappa``
+            is given, of the kernel (sphere; 10, the authors' default); its current
+            value when learned (``learn_kappa=True``: ``learned_kappa``, and
+            ``learned_density_kappa`` for a separate kernel kappa).
+        density_kappa:
+            The kernel's own concentration, or None (= kappa).
         entropy_weight:
             Weight of the entropy term.
         estimator:
-            Sphere entropy estimator, ``"plugin"`` (default) or ``"joe"``.
+            Sphere entropy estimator: ``"plugin"`` (default), ``"joe"``,
+            ``"renyi2"``, ``"knn"`` or ``"logdet"``.
         leave_one_out:
             Whether a sample is left out of its own density estimate (sphere).
+        entropy_memory:
+            With ``entropy_memory_size`` > 0, the memory of earlier rows of both
+            views (sphere: extra kernel centres; discrete: extra rows of the
+            marginal), else None.
         temperature:
             Softmax temperature of the logits (discrete).
         gather_distributed:
@@ -93,6 +105,10 @@ class ERLoss(ERLossMixin, nn.Module):
         temperature: float = 0.1,
         gather_distributed: bool = False,
         validate: str = "first",
+        density_kappa: Optional[float] = None,
+        learn_kappa: bool = False,
+        kappa_bounds: Optional[Sequence[float]] = None,
+        entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         super().__init__()
@@ -103,13 +119,25 @@ class ERLoss(ERLossMixin, nn.Module):
         check_gather_distributed(gather_distributed)
         check_positive(temperature, "temperature")
         self.support = support
-        self.kappa = resolve_kappa(kappa)
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
         self.leave_one_out = leave_one_out
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
         self._set_validate(validate)
+        self._init_sphere(
+            resolve_kappa(kappa),
+            density_kappa,
+            learn_kappa,
+            kappa_bounds,
+            0 if support == "discrete" else entropy_memory_size,
+        )
+        if support == "discrete":
+            if isinstance(entropy_memory_size, (list, tuple)):
+                raise ValueError(
+                    "entropy_memory_size of a discrete ERLoss is a number of rows"
+                )
+            self.entropy_memory = discrete_memory(cast(int, entropy_memory_size))
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
         """Returns the ER loss -(entropy_weight * entropy + reconstruction).
@@ -143,20 +171,32 @@ class ERLoss(ERLossMixin, nn.Module):
             return self._record(entropy, reconstruction, self.entropy_weight)
         z0 = normalize_rows(out0)
         z1 = normalize_rows(out1)
+        rows0 = gather_rows(z0, self.gather_distributed)
+        rows1 = gather_rows(z1, self.gather_distributed)
         # Both views train, so both views' entropies count.
-        entropy = 0.5 * (
-            self._sphere_entropy(gather_rows(z0, self.gather_distributed))
-            + self._sphere_entropy(gather_rows(z1, self.gather_distributed))
+        entropy = 0.5 * (self._sphere_entropy(rows0) + self._sphere_entropy(rows1))
+        rows = torch.cat([rows0, rows1])
+        self._remember(rows, entropy)
+        reconstruction = relative_vmf_reconstruction(
+            z1, z0, self._kappas()[1], validate=False
         )
-        reconstruction = relative_vmf_reconstruction(z1, z0, self.kappa, validate=False)
-        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
-        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
+        return self._sphere_record(entropy, reconstruction, z0.shape[1], rows)
 
     def _discrete_terms(self, out0: Tensor, out1: Tensor) -> Tuple[Tensor, Tensor]:
         # Both views train: each predicts the other, as in the authors' reference.
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()
+        if self.entropy_memory is not None:
+            # Both views' rows make one marginal with the memory's.
+            entropy = marginal_entropy(
+                [log_p0, log_p1], self.gather_distributed, memory=self.entropy_memory
+            )
+            reconstruction = 0.5 * (
+                discrete_reconstruction(p1, log_p0, log_input=True, validate=False)
+                + discrete_reconstruction(p0, log_p1, log_input=True, validate=False)
+            )
+            return entropy, reconstruction
         entropy0 = discrete_entropy(self._marginal_rows(p0), validate=False)
         entropy1 = discrete_entropy(self._marginal_rows(p1), validate=False)
         reconstruction = 0.5 * (

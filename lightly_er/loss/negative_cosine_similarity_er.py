@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Tuple, cast
+from typing import Optional, Sequence, Tuple, Union, cast
 
+import torch
 from lightly.loss import NegativeCosineSimilarity
 from torch import Tensor
 
 from lightly_er.functional import SphereEstimator
-from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
@@ -50,14 +50,26 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         eps:
             Smallest norm in the L2 normalisation, as in the parent.
         kappa:
-            Concentration of the vMF kernel and reconstruction density (10, the
-            authors' default).
+            Concentration of the vMF reconstruction density and, unless
+            ``density_kappa`` is given, of the kernel (10, the authors' default).
+            Its current value when learned.
+        density_kappa:
+            The kernel density's own concentration, or None (= kappa).
+        learned_kappa, learned_density_kappa:
+            With ``learn_kappa=True``, the
+            :class:`~lightly_er.loss._learnable_kappa.LearnableKappa` modules
+            (parameters), else None. A shared kappa is trained by the ER objective;
+            a separate kernel kappa by the leave-one-out likelihood of the batch.
         entropy_weight:
             Weight of the entropy term.
         estimator:
-            Entropy estimator, ``"plugin"`` (default) or ``"joe"``.
+            Entropy estimator: ``"plugin"`` (default), ``"joe"``, ``"renyi2"``,
+            ``"knn"`` or ``"logdet"`` (:func:`lightly_er.functional.sphere_entropy`).
         leave_one_out:
             Whether a sample is left out of its own density estimate.
+        entropy_memory:
+            With ``entropy_memory_size`` > 0, the memory of earlier predictions
+            (extra centres of the entropy estimate), else None.
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
         validate:
@@ -86,6 +98,10 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         leave_one_out: bool = False,
         gather_distributed: bool = False,
         validate: str = "first",
+        density_kappa: Optional[float] = None,
+        learn_kappa: bool = False,
+        kappa_bounds: Optional[Sequence[float]] = None,
+        entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         super().__init__(dim=dim, eps=eps)
@@ -99,14 +115,18 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
             raise TypeError("kappa must be a float, got None")
         check_er_arguments(kappa, entropy_weight, estimator)
         check_gather_distributed(gather_distributed)
-        self.kappa = resolve_kappa(kappa)
+        initial = resolve_kappa(kappa)
         # In units of 1 / kappa nats: at entropy_weight 0 the gradient is the parent's.
-        self.loss_scale = self.kappa
+        # A learned kappa keeps its initial value here (a constant scale).
+        self.loss_scale = initial
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
         self.leave_one_out = leave_one_out
         self.gather_distributed = gather_distributed
         self._set_validate(validate)
+        self._init_sphere(
+            initial, density_kappa, learn_kappa, kappa_bounds, entropy_memory_size
+        )
 
     def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
         """Returns the ER loss -(entropy_weight * entropy + reconstruction) / kappa.
@@ -133,30 +153,30 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         # The parent's eps: a zero row gives cosine 0, as in cosine_similarity.
         z0 = normalize_rows(x0, eps=self.eps)
         z1 = normalize_rows(x1, eps=self.eps)
-        prediction, target, entropy = self._split(
+        prediction, target, entropy, rows = self._split(
             z0, x0.requires_grad, z1, x1.requires_grad
         )
+        # Rows join the entropy memory after the backward (not within this step).
+        self._remember(rows, entropy)
         # The vMF reconstruction is symmetric in its arguments (kappa * cosine).
         reconstruction = relative_vmf_reconstruction(
-            target, prediction, self.kappa, validate=False
+            target, prediction, self._kappas()[1], validate=False
         )
-        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
-        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
+        return self._sphere_record(entropy, reconstruction, z0.shape[1], rows)
 
     def _split(
         self, z0: Tensor, grad0: bool, z1: Tensor, grad1: bool
-    ) -> Tuple[Tensor, Tensor, Tensor]:
-        """Returns (prediction, target, entropy) from which inputs require grad."""
+    ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(prediction, target, entropy, its gathered rows) from which inputs train."""
         if grad0 == grad1:
-            entropy = 0.5 * (self._entropy(z0) + self._entropy(z1))
-            return z0, z1, entropy
+            rows0 = gather_rows(z0, self.gather_distributed)
+            rows1 = gather_rows(z1, self.gather_distributed)
+            entropy = 0.5 * (self._sphere_entropy(rows0) + self._sphere_entropy(rows1))
+            return z0, z1, entropy, torch.cat([rows0, rows1])
         # Only the branch that trains can resist collapse: its entropy is the term.
-        if grad1:
-            return z1, z0, self._entropy(z1)
-        return z0, z1, self._entropy(z0)
-
-    def _entropy(self, z: Tensor) -> Tensor:
-        return self._sphere_entropy(gather_rows(z, self.gather_distributed))
+        prediction, target = (z1, z0) if grad1 else (z0, z1)
+        rows = gather_rows(prediction, self.gather_distributed)
+        return prediction, target, self._sphere_entropy(rows), rows
 
 
 __all__ = ["ERNegativeCosineSimilarity"]

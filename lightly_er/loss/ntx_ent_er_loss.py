@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Union, cast
 
+import torch
 from lightly.loss import NTXentLoss
 from torch import Tensor
 from torch.nn import functional as F
 
 from lightly_er.functional import SphereEstimator
-from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
@@ -62,10 +62,19 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             with a warning, for a non-positive temperature).
         entropy_weight:
             Weight of the entropy term.
+        density_kappa:
+            The kernel's own concentration, or None (= kappa).
+        learned_kappa, learned_density_kappa:
+            With ``learn_kappa=True`` the learnable concentrations, else None.
         estimator:
-            Entropy estimator, ``"plugin"`` (default, as the authors) or ``"joe"``.
+            Entropy estimator: ``"plugin"`` (default, as the authors), ``"joe"``,
+            ``"renyi2"``, ``"knn"`` or ``"logdet"``.
         leave_one_out:
             Whether a query is left out of its own density estimate.
+        entropy_memory:
+            SimCLR-ER with ``entropy_memory_size`` > 0: the memory of earlier rows of
+            both views, extra centres of the entropy estimate; else None. (MoCo-ER's
+            bank is already such a memory.)
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
         last_components:
@@ -95,6 +104,10 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         estimator: str = DEFAULT_ESTIMATOR,
         leave_one_out: bool = False,
         validate: str = "first",
+        density_kappa: Optional[float] = None,
+        learn_kappa: bool = False,
+        kappa_bounds: Optional[Sequence[float]] = None,
+        entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
         """Initialises the loss; see the class docstring for the arguments."""
         check_bool(gather_distributed, "gather_distributed")
@@ -106,11 +119,22 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             gather_distributed=gather_distributed,
         )
         check_er_arguments(kappa, entropy_weight, estimator)
-        self.kappa = resolve_kappa(kappa, temperature=temperature)
         self.entropy_weight = float(entropy_weight)
         self.estimator = cast(SphereEstimator, estimator)
         self.leave_one_out = leave_one_out
         self._set_validate(validate)
+        self._init_sphere(
+            resolve_kappa(kappa, temperature=temperature),
+            density_kappa,
+            learn_kappa,
+            kappa_bounds,
+            entropy_memory_size,
+        )
+        if self.entropy_memory is not None and self.memory_bank.size[0] > 0:
+            raise ValueError(
+                "entropy_memory_size and memory_bank_size both keep past samples "
+                "for the entropy: MoCo-ER's bank is its entropy memory; use one"
+            )
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
         """Returns the ER loss -(entropy_weight * entropy + reconstruction).
@@ -149,12 +173,15 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         # As in the parent, the bank is updated only in training (queries with grad).
         z1, negatives = self.memory_bank.forward(z1, update=out0.requires_grad)
         z0_all = gather_rows(z0, self.gather_distributed)
+        rows = z0_all
         if negatives is None:
             # SimCLR: both views train, so both views' entropies count.
             z1_all = gather_rows(z1, self.gather_distributed)
             entropy = 0.5 * (
                 self._sphere_entropy(z0_all) + self._sphere_entropy(z1_all)
             )
+            rows = torch.cat([z0_all, z1_all])
+            self._remember(rows, entropy)
         else:
             # MoCo: the keys have no gradient; the bank's keys are further kernel
             # centres for the queries' density, as they are InfoNCE's negatives.
@@ -163,9 +190,10 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             entropy = self._sphere_entropy(z0_all, bank)
         # validate=False: the inputs were just normalised here; the loss itself is
         # checked for NaN/Inf in _record instead (no host sync per input).
-        reconstruction = relative_vmf_reconstruction(z1, z0, self.kappa, validate=False)
-        log_norm = log_vmf_normalizer_constant(z0.shape[1], self.kappa)
-        return self._record(entropy, reconstruction, self.entropy_weight, log_norm)
+        reconstruction = relative_vmf_reconstruction(
+            z1, z0, self._kappas()[1], validate=False
+        )
+        return self._sphere_record(entropy, reconstruction, z0.shape[1], rows)
 
 
 __all__ = ["ERNTXentLoss"]

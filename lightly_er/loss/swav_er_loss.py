@@ -15,6 +15,7 @@ from lightly_er.loss._base import (
     ERLossMixin,
     check_er_arguments,
     check_gather_distributed,
+    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
     target_entropy,
@@ -59,6 +60,9 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
             If True, the entropy is estimated over the batches of all processes.
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
+        entropy_memory:
+            With ``entropy_memory_size`` > 0, the probability rows of earlier
+            batches that join the marginal of the entropy term, else None.
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call;
             entropy + reconstruction is the paper's surrogate, not a bound.
@@ -93,6 +97,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         use_sinkhorn: bool = False,
         gather_distributed: bool = False,
         validate: str = "first",
+        entropy_memory_size: int = 0,
     ) -> None:
         """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
@@ -113,6 +118,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         self.use_sinkhorn = use_sinkhorn
         self.gather_distributed = gather_distributed
         self._set_validate(validate)
+        self.entropy_memory = discrete_memory(entropy_memory_size)
 
     def forward(
         self,
@@ -165,7 +171,10 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
                     torch.cat([q.detach() for q in queue_outputs]), self.temperature
                 ).exp_()
         entropy = marginal_entropy(
-            log_q[: len(high_resolution_outputs)], self.gather_distributed, queue_p
+            log_q[: len(high_resolution_outputs)],
+            self.gather_distributed,
+            queue_p,
+            memory=self.entropy_memory,
         )
         components = self._record(entropy, reconstruction, self.entropy_weight)
         # The prediction's entropy trains but does not make a bound; the codes'

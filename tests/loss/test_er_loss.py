@@ -101,7 +101,7 @@ def test_arguments_positional_and_keyword() -> None:
         ({"kappa": -1.0}, "kappa"),
         ({"kappa": float("inf")}, "kappa"),
         ({"entropy_weight": -0.1}, "entropy_weight"),
-        ({"estimator": "knn"}, "estimator"),
+        ({"estimator": "kde"}, "estimator"),
         ({"support": "simplex"}, "support"),
         ({"temperature": 0.0}, "temperature"),
         ({"temperature": -0.1}, "temperature"),

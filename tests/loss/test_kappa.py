@@ -16,7 +16,15 @@ from typing import Callable, List, Optional, Tuple
 
 import pytest
 import pytorch_lightning as pl
-from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLoss
+from lightly.loss import (
+    DINOLoss,
+    KoLeoLoss,
+    MSNLoss,
+    NegativeCosineSimilarity,
+    NTXentLoss,
+    PMSNLoss,
+    SwaVLoss,
+)
 from lightly.models.modules.heads import (
     DINOProjectionHead,
     SimCLRProjectionHead,
@@ -27,9 +35,12 @@ from torch import nn
 from lightly_er.loss import (
     DEFAULT_KAPPA,
     ERDINOLoss,
+    ERKoLeoLoss,
     ERLoss,
+    ERMSNLoss,
     ERNegativeCosineSimilarity,
     ERNTXentLoss,
+    ERPMSNLoss,
     ERSwaVLoss,
     default_kappa,
     entropy_settings,
@@ -112,6 +123,25 @@ SPHERE_CASES += [
         ERNegativeCosineSimilarity,
     ),
 ]
+SPHERE_CASES += [
+    ("KoLeoLoss", KoLeoLoss, ERKoLeoLoss),
+    (
+        "ERKoLeoLoss(kappa=3)",
+        lambda: ERKoLeoLoss(kappa=3.0),
+        lambda: ERKoLeoLoss(kappa=3.0),
+    ),
+    (
+        "ERNegativeCosineSimilarity(learn_kappa)",
+        lambda: ERNegativeCosineSimilarity(learn_kappa=True),
+        lambda: ERNegativeCosineSimilarity(learn_kappa=True),
+    ),
+    (
+        "ERLoss(kappa=4, density_kappa=2)",
+        lambda: ERLoss(kappa=4.0, density_kappa=2.0),
+        # The entropy is measured at the kernel's kappa.
+        lambda: ERLoss(kappa=2.0),
+    ),
+]
 for k in (0.5, 4.0, 25.0):
     SPHERE_CASES.append(
         (
@@ -136,7 +166,8 @@ def test_every_place_resolves_one_kappa(
     settings = entropy_settings(criterion)
     assert settings is not None and settings["support"] == "sphere"
     places = {
-        "loss": getattr(criterion, "kappa", kappa),
+        # The kernel's kappa (a loss's own density_kappa where it has one).
+        "loss": getattr(criterion, "density_kappa", getattr(criterion, "kappa", kappa)),
         "entropy_settings": settings["kappa"],
         "EntropyMeter.for_loss": EntropyMeter.for_loss(criterion).effective_kappa,
     }
@@ -158,6 +189,10 @@ for s in (0.05, 0.1, 0.3):
             lambda s=s: ERLoss(support="discrete", temperature=s),
             s,
         ),
+        (f"MSNLoss({s})", lambda s=s: MSNLoss(temperature=s), s),
+        (f"ERMSNLoss({s})", lambda s=s: ERMSNLoss(temperature=s), s),
+        (f"PMSNLoss({s})", lambda s=s: PMSNLoss(temperature=s), s),
+        (f"ERPMSNLoss({s})", lambda s=s: ERPMSNLoss(temperature=s), s),
     ]
 
 

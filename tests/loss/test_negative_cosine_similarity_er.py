@@ -90,7 +90,7 @@ def test_parent_arguments_positional_and_keyword() -> None:
         ({"kappa": 0.0}, "kappa"),
         ({"kappa": -5.0}, "kappa"),
         ({"entropy_weight": -1.0}, "entropy_weight"),
-        ({"estimator": "knn"}, "estimator"),
+        ({"estimator": "kde"}, "estimator"),
         ({"dim": 0}, "dim"),
         ({"dim": 2}, "dim"),
     ],

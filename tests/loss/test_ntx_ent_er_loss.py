@@ -98,7 +98,7 @@ def test_er_arguments_are_keyword_only() -> None:
         ({"kappa": 0.0}, "kappa"),
         ({"kappa": -2.0}, "kappa"),
         ({"entropy_weight": -1.0}, "entropy_weight"),
-        ({"estimator": "knn"}, "estimator"),
+        ({"estimator": "kde"}, "estimator"),
         ({"temperature": 0.0}, "temperature"),  # the parent's check
     ],
 )

@@ -929,7 +929,7 @@ def test_validation_after_fit_keeps_the_history(tmp_path: Path) -> None:
         ({"rank_threshold": "1"}, TypeError, "rank_threshold"),
         ({"kappa": -1.0}, ValueError, "kappa"),
         ({"temperature": 0.0}, ValueError, "temperature"),
-        ({"estimator": "knn"}, ValueError, "estimator"),
+        ({"estimator": "kde"}, ValueError, "estimator"),
     ],
 )
 def test_bad_arguments_are_rejected(

@@ -517,7 +517,7 @@ def test_gather_distributed_in_one_process_is_the_local_batch() -> None:
         ({"support": 1}, TypeError, "support"),
         ({"kappa": 0.0}, ValueError, "kappa"),
         ({"kappa": math.inf}, ValueError, "kappa"),
-        ({"estimator": "knn"}, ValueError, "estimator"),
+        ({"estimator": "kde"}, ValueError, "estimator"),
         ({"temperature": -0.1}, ValueError, "temperature"),
         ({"inputs": "scores"}, ValueError, "inputs"),
         ({"momentum": 1.0}, ValueError, "momentum"),

@@ -1,8 +1,9 @@
-"""ImageNet ViT benchmark of lightly's DINO and DINO-ER.
+"""ImageNet ViT benchmark of lightly's DINO and DINOv2, and their ER versions.
 
-lightly's ``benchmarks/imagenet/vitb16/main.py`` for ``dino``, value for value (same
-flags and defaults: kNN temperature 0.07, MAE's linear and fine-tuning evaluation),
-and ``dino_er``, the same module trained with lightly-er's ER objective [0]. The
+lightly's ``benchmarks/imagenet/vitb16/main.py`` for ``dino`` and ``dinov2``, value
+for value (same flags and defaults: kNN temperature 0.07, MAE's linear and
+fine-tuning evaluation), and ``dino_er`` and ``dinov2_er``, the same modules trained
+with lightly-er's ER objective [0]. The
 backbone is timm's ViT-S/16 (the folder's name is lightly's). The differences from
 lightly's script are the table of ``benchmarks/imagenet/README.md``
 (:data:`benchmarks.imagenet.differences.DIFFERENCES`); the run folder is described in
@@ -44,8 +45,8 @@ if TYPE_CHECKING:
     from .._method import SSLMethod
 
 COMMAND_LINE = _cli.CommandLine(
-    title="ImageNet ViT benchmark of lightly's DINO and its ER version",
-    methods=_cli.with_er_twins(("dino",)),
+    title="ImageNet ViT benchmark of lightly's DINO and DINOv2 and their ER versions",
+    methods=_cli.with_er_twins(("dino", "dinov2")),
     backbones=("vit_small_patch16_224", "vit_tiny_patch16_224", "vit_test"),
     knn_t=0.07,
     finetune_epochs=100,
@@ -62,11 +63,16 @@ def benchmark() -> _cli.Benchmark:
     from lightly.data.multi_view_collate import MultiViewCollate
 
     from ..resnet50.evaluation import knn_eval
-    from . import dino, evaluation
+    from . import dino, dinov2, evaluation
 
     return _cli.Benchmark(
         title=COMMAND_LINE.title,
-        methods=_cli.method_specs({"dino": (dino.DINO, dino.transform)}),
+        methods=_cli.method_specs(
+            {
+                "dino": (dino.DINO, dino.transform),
+                "dinov2": (dinov2.DINOv2, dinov2.transform),
+            }
+        ),
         backbones=tuple(dino.VIT_BACKBONES),
         knn_t=COMMAND_LINE.knn_t,
         finetune_epochs=COMMAND_LINE.finetune_epochs,
@@ -82,8 +88,8 @@ def benchmark() -> _cli.Benchmark:
 
 
 def __getattr__(name: str) -> Any:
-    # METHODS (every --methods choice: dino and dino_er) and BENCHMARK, built when
-    # first asked for.
+    # METHODS (every --methods choice: dino, dino_er, dinov2, dinov2_er) and
+    # BENCHMARK, built when first asked for.
     if name == "METHODS":
         return benchmark().methods
     if name == "BENCHMARK":
