@@ -487,7 +487,9 @@ def test_pretrains_and_evaluates(
     assert "val_online_cls_top1" in pretrain
     assert "ema_momentum" in pretrain
     logged = {k.split("/")[1] for k in pretrain if k.startswith("entropy/")}
-    assert logged == {"student_projection_head"}  # not the teacher
+    # The student's head and backbone; an ER criterion's terms too.
+    expected = {"student_projection_head", "student_backbone"}
+    assert logged == expected | ({"criterion"} if method == "dino_er" else set())
     if method == "dino_er":
         assert np.isfinite(pretrain["train_entropy"]).all()
     saved = json.loads((run_dir / "results.json").read_text())
