@@ -1,0 +1,186 @@
+"""The patch generator on a lightly-shaped tree that the test builds itself.
+
+CI cannot reach lightly's repository, so the tree is the installed lightly package
+plus stubs at lightly's paths (tests/, docs/source/, pyproject.toml with lightly's
+ruff settings). The series must apply with ``git am`` to a fresh clone, touch only
+the manifest's paths, change no identifier, leave no British spelling, and its
+tests and docstring examples must pass against the installed lightly.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tokenize
+from pathlib import Path
+from typing import Dict, Iterator, List, NamedTuple
+
+import pytest
+
+from upstream import manifest, spelling, transform
+from upstream.make_patch import PatchError, make_patch
+from upstream.stub_tree import build_lightly_tree, git
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Series(NamedTuple):
+    tree: Path
+    fresh: Path
+    patches: List[Path]
+    base: str
+    changed: List[str]
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Series]:
+    tmp = tmp_path_factory.mktemp("upstream")
+    tree = build_lightly_tree(tmp / "lightly")
+    base = git(tree, "rev-parse", "HEAD")
+    patches = make_patch(
+        tree,
+        tmp / "series",
+        author="test <test@example.com>",
+        date="2026-01-01T00:00:00Z",
+    )
+    # A fresh clone at the base revision, with the series applied by git am.
+    fresh = tmp / "fresh"
+    subprocess.run(["git", "clone", "--quiet", str(tree), str(fresh)], check=True)
+    git(fresh, "checkout", "--quiet", "-b", "review", base)
+    git(fresh, "am", "--quiet", *[str(p) for p in patches[1:]])
+    changed = git(fresh, "diff", "--name-only", f"{base}..HEAD").splitlines()
+    yield Series(tree, fresh, patches, base, changed)
+
+
+def test_series_is_one_commit_per_group_with_a_cover_letter(series: Series) -> None:
+    names = [p.name for p in series.patches]
+    assert names[0] == "0000-cover-letter.patch"
+    assert len(names) == 1 + len(manifest.COMMITS)
+    subjects = git(series.fresh, "log", "--format=%s", f"{series.base}..HEAD")
+    expected = [m.split("\n")[0] for m in manifest.COMMITS.values()]
+    assert subjects.splitlines() == expected[::-1]
+    cover = series.patches[0].read_text()
+    assert "Add entropy and reconstruction (ER) objectives" in cover
+    assert manifest.RELEASE_NOTE.split(",")[0] in cover
+
+
+def test_git_am_gives_the_generators_tree(series: Series) -> None:
+    assert git(series.fresh, "rev-parse", "HEAD^{tree}") == git(
+        series.tree, "rev-parse", "er-objectives^{tree}"
+    )
+
+
+def test_only_the_manifests_paths_change(series: Series) -> None:
+    allowed = {row.target for row in manifest.FILES} | set(manifest.EDITED)
+    assert set(series.changed) == allowed
+
+
+def _prose(text: str) -> str:
+    """Comments and string literals of Python source."""
+    return "\n".join(
+        token.string
+        for token in tokenize.generate_tokens(io.StringIO(text).readline)
+        if token.type in (tokenize.COMMENT, tokenize.STRING)
+    )
+
+
+def test_no_british_spelling_remains(series: Series) -> None:
+    found: Dict[str, List[str]] = {}
+    for path in series.changed:
+        text = (series.fresh / path).read_text()
+        words = spelling.british_words(_prose(text) if path.endswith(".py") else text)
+        if words:
+            found[path] = words
+    assert found == {}
+
+
+def test_no_identifier_changed(series: Series) -> None:
+    for row in manifest.FILES:
+        if not row.source.startswith("lightly_er/"):
+            continue
+        ours = (ROOT / row.source).read_text()
+        theirs = (series.fresh / row.target).read_text()
+        assert transform.names_outside_imports(
+            theirs
+        ) == transform.names_outside_imports(ours), row.target
+
+
+def test_no_lightly_er_left(series: Series) -> None:
+    for path in series.changed:
+        text = (series.fresh / path).read_text()
+        assert "lightly_er" not in text and "lightly-er" not in text, path
+
+
+def test_exports_and_docs_entries(series: Series) -> None:
+    init = (series.fresh / "lightly/loss/__init__.py").read_text()
+    assert "from lightly.loss.er_loss import ERLoss\n" in init
+    loss_rst = (series.fresh / "docs/source/lightly.loss.rst").read_text()
+    assert loss_rst.index("dino_er_loss.ERDINOLoss") < loss_rst.index(
+        "dino_loss.DINOLoss"
+    )
+    assert loss_rst.index("ntx_ent_er_loss") < loss_rst.index("ntx_ent_loss.NTXentLoss")
+    index = (series.fresh / "docs/source/index.rst").read_text()
+    advanced = index.index(":caption: Advanced")
+    assert index.index(manifest.DOCS_PAGE) > advanced
+    assert index.index(manifest.DOCS_PAGE) < index.index(":caption: Python API")
+    utils_rst = (series.fresh / "docs/source/lightly.utils.rst").read_text()
+    assert ".. automodule:: lightly.utils.entropy_reconstruction" in utils_rst
+
+
+def test_generated_tests_and_examples_pass_against_installed_lightly(
+    series: Series,
+) -> None:
+    library = [
+        p for p in series.changed if p.startswith("lightly/") and p.endswith(".py")
+    ]
+    tests = [p for p in series.changed if p.startswith("tests/")]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--import-mode=importlib",
+            "--doctest-modules",
+            "-o",
+            "doctest_optionflags=ELLIPSIS NORMALIZE_WHITESPACE",
+            *library,
+            *tests,
+        ],
+        cwd=series.fresh,
+        env={**os.environ, "PYTHONPATH": str(series.fresh), "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_refuses_an_existing_branch(series: Series) -> None:
+    git(series.tree, "checkout", "--quiet", "master")
+    with pytest.raises(PatchError, match="exists"):
+        make_patch(series.tree, series.tree.parent / "again")
+
+
+def test_unmapped_import_names_the_manifest(tmp_path: Path) -> None:
+    source = tmp_path / "lightly_er" / "loss" / "x_er_loss.py"
+    source.parent.mkdir(parents=True)
+    source.write_text("from lightly_er.benchmarks_only import thing\n")
+    with pytest.raises(transform.TransformError, match="manifest"):
+        transform.transform(source, tmp_path, ["lightly.loss"], tmp_path)
+
+
+def test_americanize_keeps_identifiers_and_capitals() -> None:
+    text = "Normalises the centred rows; see num_centres and .normalise(x)."
+    assert spelling.americanize(text) == (
+        "Normalizes the centered rows; see num_centres and .normalise(x)."
+    )
+    assert spelling.british_words("the behaviour of the optimiser") == [
+        "behaviour",
+        "optimiser",
+    ]
+    assert spelling.british_words("a flavour of string and docstring") == ["flavour"]
