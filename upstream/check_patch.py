@@ -185,34 +185,53 @@ class Checker:
                 folders.add(f"tests/{parts[1]}")
         return sorted(f for f in folders if (self.lightly / f).is_dir())
 
-    def tests(self) -> Result:
-        folders = self.test_folders()
-        with tempfile.TemporaryDirectory() as tmp:
-            report = Path(tmp) / "junit.xml"
-            code, out = self.run(
-                [
-                    str(self.python),
-                    "-m",
-                    "pytest",
-                    *folders,
-                    "--runslow",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    f"--junitxml={report}",
-                ]
-            )
-            counts = _junit_counts(report) if report.exists() else None
-        tail = "\n".join(out.splitlines()[-30:])
-        print(tail)
-        if counts is None:
-            return Result("tests", "FAIL", f"pytest exited {code} without a report")
-        passed, failed, errors, skipped = counts
-        summary = (
-            f"{' '.join(folders)}: {passed} passed, {failed} failed, "
-            f"{errors} errors, {skipped} skipped"
+    def _pytest(self, root: Path, targets: Sequence[str]) -> Tuple[int, str, Path]:
+        report = Path(tempfile.mkdtemp()) / "junit.xml"
+        env = dict(self.env, PYTHONPATH=str(root))
+        command = [str(self.python), "-m", "pytest", *targets, "--runslow", "-q"]
+        command += ["-p", "no:cacheprovider", f"--junitxml={report}"]
+        print(f"$ {' '.join(command)}  (in {root})", flush=True)
+        result = subprocess.run(
+            command, cwd=root, env=env, capture_output=True, text=True
         )
-        return Result("tests", "ok" if code == 0 else "FAIL", summary)
+        return result.returncode, result.stdout + result.stderr, report
+
+    def tests(self, baseline: bool = True) -> Result:
+        folders = self.test_folders()
+        code, out, report = self._pytest(self.lightly, folders)
+        print("\n".join(out.splitlines()[-15:]))
+        if not report.exists():
+            return Result("tests", "FAIL", f"pytest exited {code} without a report")
+        passed, failed, errors, skipped = _junit_counts(report)
+        shutil.rmtree(report.parent, ignore_errors=True)
+        failing = _failed_ids(out)
+        old: Set[str] = set()
+        if baseline and failing:
+            # A failure the base revision has too is not the series' doing (lightly
+            # pins older dependencies in its CI than this environment has).
+            at_base = [f for f in failing if f.split("::")[0] not in self.files]
+            with tempfile.TemporaryDirectory() as tmp:
+                base_tree = Path(tmp) / "base"
+                self._git(
+                    "worktree", "add", "--quiet", "--detach", str(base_tree), self.base
+                )
+                try:
+                    if at_base:
+                        _, base_out, base_report = self._pytest(base_tree, at_base)
+                        old = set(_failed_ids(base_out)) & set(at_base)
+                        shutil.rmtree(base_report.parent, ignore_errors=True)
+                finally:
+                    self._git("worktree", "remove", "--force", str(base_tree))
+        new = [f for f in failing if f not in old]
+        for test in new:
+            print(f"tests: new failure: {test}")
+        summary = (
+            f"{' '.join(folders)}: {passed} passed, {failed} failed, {errors} errors, "
+            f"{skipped} skipped; {len(new)} failures new, "
+            f"{len(failing) - len(new)} also failing at {self.base[:8]}"
+        )
+        ok = not new and (code == 0 or bool(failing))
+        return Result("tests", "ok" if ok else "FAIL", summary)
 
     def docs(self) -> Result:
         names = _series_names(self.files)
@@ -284,6 +303,16 @@ def _junit_counts(report: Path) -> Tuple[int, int, int, int]:
     return tests - failed - errors - skipped, failed, errors, skipped
 
 
+def _failed_ids(output: str) -> List[str]:
+    """The node ids of pytest's short summary lines (FAILED / ERROR)."""
+    ids = []
+    for line in output.splitlines():
+        match = re.match(r"(?:FAILED|ERROR) (\S+)", line)
+        if match:
+            ids.append(match.group(1))
+    return ids
+
+
 def _series_names(files: Sequence[str]) -> List[str]:
     """Strings that identify the series' pages and modules in a Sphinx warning."""
     names = set()
@@ -318,7 +347,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--no-baseline",
         action="store_true",
-        help="count every mypy error against the series",
+        help="count every mypy error and test failure against the series",
     )
     args = parser.parse_args(argv)
     lightly = args.lightly.resolve()
@@ -336,7 +365,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "lint": checker.lint,
         "codespell": checker.codespell,
         "mypy": lambda: checker.mypy(baseline=not args.no_baseline),
-        "tests": checker.tests,
+        "tests": lambda: checker.tests(baseline=not args.no_baseline),
         "docs": checker.docs,
         "python-floor": checker.python_floor,
     }

@@ -101,13 +101,12 @@ def edit_loss_rst(text: str) -> str:
     blocks = re.split(r"\n(?=\.\. autoclass:: )", text.rstrip("\n") + "\n")
     for row in _loss_rows():
         module = module_name(row.target)
+        private = module.rsplit(".", 1)[1].startswith("_")
         for name in _classes(row):
-            path = (
-                f"{module}.{name}"
-                if not module.rsplit(".", 1)[1].startswith("_")
-                else f"lightly.loss.{name}"
-            )
-            entry = f".. autoclass:: {path}\n   :members:\n"
+            # A type from a private module (ERComponents) is documented through the
+            # package, by its docstring alone: its fields are listed there already.
+            path = f"lightly.loss.{name}" if private else f"{module}.{name}"
+            entry = f".. autoclass:: {path}\n" + ("" if private else "   :members:\n")
             position = len(blocks)
             for index, block in enumerate(blocks):
                 match = re.match(r"\.\. autoclass:: (\S+)", block)

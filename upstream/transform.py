@@ -269,8 +269,14 @@ def rewrite_references(
     return _REFERENCE.sub(reference, text)
 
 
-def _map_text_tokens(text: str, change: Callable[[str, bool], str]) -> str:
-    """Applies change(token_text, is_fstring) to every comment and string token."""
+def _map_text_tokens(
+    text: str, change: Callable[[str, bool], str], original: Optional[str] = None
+) -> str:
+    """Applies change(token_text, is_fstring) to every comment and string token.
+
+    With ``original``, the prose lines of the result that are not lines of
+    original and are too long are then broken (:func:`_wrap_lengthened`).
+    """
     lines = text.splitlines(keepends=True)
     offsets = [0]
     for line in lines:
@@ -287,11 +293,54 @@ def _map_text_tokens(text: str, change: Callable[[str, bool], str]) -> str:
             and "f" in (prefix.group(0) if prefix else "").lower()
         )
         new = change(token.string, is_f)
+        if original is not None:
+            line_start = offsets[token.start[0] - 1]
+            before = text[line_start : line_start + token.start[1]]
+            new = _wrap_lengthened(original, new, before)
         if new != token.string:
             edits.append((start, end, new))
     for start, end, new in reversed(edits):
         text = text[:start] + new + text[end:]
     return text
+
+
+LINE_LENGTH = 88
+
+
+def _wrap_lengthened(original: str, new: str, before: str) -> str:
+    """new with the prose lines that the rewrite made too long broken at a space.
+
+    Only lines of a docstring or of a comment on its own line are broken, and only
+    those that are not lines of ``original`` (our file) and are longer than
+    LINE_LENGTH; what was long in our file stays as it was.
+    """
+    is_comment = new.startswith("#")
+    if is_comment and before.strip():
+        return new  # a comment after code
+    if not is_comment and not new.lstrip("rRbBuUfF").startswith(('"""', "'''")):
+        return new  # a message or other one-line string
+    old_lines = set(original.splitlines())
+    out = []
+    for number, line in enumerate(new.split("\n")):
+        prefix = before if number == 0 else ""
+        while (
+            line not in old_lines
+            and len(prefix) + len(line) > LINE_LENGTH
+            and not line.lstrip().startswith((">>>", "..."))
+        ):
+            limit = LINE_LENGTH - len(prefix)
+            cut = line.rfind(" ", 0, limit + 1)
+            indent = (prefix + line)[
+                : len(prefix + line) - len((prefix + line).lstrip())
+            ]
+            if cut <= len(indent) - len(prefix):
+                break  # no space to break at
+            head, line = line[:cut].rstrip(), line[cut + 1 :]
+            out.append(head)
+            line = indent + ("# " if is_comment else "") + line
+            prefix = ""
+        out.append(line)
+    return "\n".join(out)
 
 
 def _outside_braces(text: str, change: Callable[[str], str]) -> str:
@@ -359,6 +408,8 @@ def transform(
             return _outside_braces(token, words) if is_fstring else words(token)
 
         text = _map_text_tokens(text, change)
+        # Longer names and lightly's doc references lengthen some prose lines.
+        text = _map_text_tokens(text, lambda token, _: token, original=original)
     except TransformError as error:
         raise TransformError(f"{relative}: {error}") from None
     if names_outside_imports(text) != names_outside_imports(original):
