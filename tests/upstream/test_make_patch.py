@@ -184,3 +184,55 @@ def test_americanize_keeps_identifiers_and_capitals() -> None:
         "optimiser",
     ]
     assert spelling.british_words("a flavour of string and docstring") == ["flavour"]
+
+
+def test_lengthened_prose_lines_are_broken_and_others_kept() -> None:
+    # A docstring token as tokenize gives it: from its quotes, indented by before.
+    original = '"""Short.\n\n    See docs/objectives.md for the choices.\n    """'
+    long_line = "    See " + "word " * 20 + "end."
+    docstring = '"""Short.\n\n' + long_line + "\n    >>> " + "x" * 90 + '\n    """'
+    wrapped = transform._wrap_lengthened(original, docstring, "    ")
+    lines = wrapped.splitlines()
+    assert all(len(line) <= 88 for line in lines if ">>>" not in line)
+    assert any(">>> " + "x" * 90 in line for line in lines)  # code is never broken
+    assert " ".join(w for line in lines[2:-2] for w in line.split()) == " ".join(
+        long_line.split()
+    )
+    # A line that was long in our file already is left as it is.
+    assert transform._wrap_lengthened(docstring, docstring, "    ") == docstring
+    # A message (not a docstring) is never broken.
+    message = '"' + "word " * 30 + '"'
+    assert transform._wrap_lengthened("", message, "    raise ValueError(") == message
+
+
+def test_check_patch_reads_pytest_and_the_series(tmp_path: Path) -> None:
+    from upstream import check_patch
+
+    output = "x\nFAILED tests/loss/test_a.py::TestA::test_b[1-2] - assert 1 == 2\n"
+    output += "ERROR tests/utils/test_c.py - ImportError\n2 failed, 3 passed\n"
+    assert check_patch._failed_ids(output) == [
+        "tests/loss/test_a.py::TestA::test_b[1-2]",
+        "tests/utils/test_c.py",
+    ]
+    report = tmp_path / "junit.xml"
+    report.write_text(
+        '<testsuites><testsuite tests="10" failures="2" errors="1" skipped="3"/>'
+        "</testsuites>"
+    )
+    assert check_patch._junit_counts(report) == (4, 2, 1, 3)
+    files = [
+        "lightly/loss/er_loss.py",
+        "lightly/utils/entropy_reconstruction/_sphere.py",
+        "docs/source/getting_started/entropy_reconstruction.rst",
+        "docs/source/index.rst",
+        "tests/loss/test_er_loss.py",
+    ]
+    assert check_patch._series_names(files) == [
+        "getting_started/entropy_reconstruction.rst",
+        "lightly.loss.er_loss",
+        "lightly.utils.entropy_reconstruction._sphere",
+    ]
+    (tmp_path / "tests" / "loss").mkdir(parents=True)
+    (tmp_path / "tests" / "utils").mkdir()
+    checker = check_patch.Checker(tmp_path, Path(sys.executable), "base", files)
+    assert checker.test_folders() == ["tests/loss", "tests/utils"]
