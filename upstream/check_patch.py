@@ -305,12 +305,12 @@ def _junit_counts(report: Path) -> Tuple[int, int, int, int]:
 
 def _failed_ids(output: str) -> List[str]:
     """The node ids of pytest's short summary lines (FAILED / ERROR)."""
-    ids = []
+    ids: Dict[str, None] = {}  # in order, once (pytest may repeat a line)
     for line in output.splitlines():
         match = re.match(r"(?:FAILED|ERROR) (\S+)", line)
         if match:
-            ids.append(match.group(1))
-    return ids
+            ids[match.group(1)] = None
+    return list(ids)
 
 
 def _series_names(files: Sequence[str]) -> List[str]:

@@ -210,6 +210,7 @@ def test_check_patch_reads_pytest_and_the_series(tmp_path: Path) -> None:
 
     output = "x\nFAILED tests/loss/test_a.py::TestA::test_b[1-2] - assert 1 == 2\n"
     output += "ERROR tests/utils/test_c.py - ImportError\n2 failed, 3 passed\n"
+    output += "FAILED tests/loss/test_a.py::TestA::test_b[1-2] - assert 1 == 2\n"
     assert check_patch._failed_ids(output) == [
         "tests/loss/test_a.py::TestA::test_b[1-2]",
         "tests/utils/test_c.py",
