@@ -323,8 +323,11 @@ def _wrap_lengthened(original: str, new: str, before: str) -> str:
     out = []
     for number, line in enumerate(new.split("\n")):
         prefix = before if number == 0 else ""
+        # A docstring's summary line stays one line (lightly's pydocstyle rules).
+        summary = number == 0 and not is_comment
         while (
-            line not in old_lines
+            not summary
+            and prefix + line not in old_lines
             and len(prefix) + len(line) > LINE_LENGTH
             and not line.lstrip().startswith((">>>", "..."))
         ):

@@ -200,6 +200,9 @@ def test_lengthened_prose_lines_are_broken_and_others_kept() -> None:
     )
     # A line that was long in our file already is left as it is.
     assert transform._wrap_lengthened(docstring, docstring, "    ") == docstring
+    # Nor is a docstring's summary line, however long the rewrite made it.
+    summary = '"""' + "word " * 20 + '"""'
+    assert transform._wrap_lengthened("", summary, "    ") == summary
     # A message (not a docstring) is never broken.
     message = '"' + "word " * 30 + '"'
     assert transform._wrap_lengthened("", message, "    raise ValueError(") == message
