@@ -160,6 +160,18 @@ def test_generated_tests_and_examples_pass_against_installed_lightly(
     assert " passed" in result.stdout and " failed" not in result.stdout
 
 
+def test_lightly_ruff_settings_pass(series: Series) -> None:
+    # The stand-in's pyproject.toml holds lightly's ruff settings (pydocstyle rules
+    # that no formatter fixes: a broken docstring line would fail D209 here).
+    python = [p for p in series.changed if p.endswith(".py")]
+    ruff = str(Path(sys.executable).parent / "ruff")
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [ruff, *command, *python], cwd=series.fresh, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_refuses_an_existing_branch(series: Series) -> None:
     git(series.tree, "checkout", "--quiet", "master")
     with pytest.raises(PatchError, match="exists"):
