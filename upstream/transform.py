@@ -7,7 +7,8 @@ Three rewrites, and nothing else:
   ``__init__`` are followed, so nothing in lightly imports from a package that is
   still being initialised); ``from lightly.<package> import name`` likewise becomes
   an import from the defining module of the target checkout (lightly's own style,
-  and the one that cannot be circular);
+  and the one that cannot be circular); ``typing`` names newer than lightly's
+  Python 3.7 (``Literal``) come from ``typing_extensions``, as in lightly;
 - references in comments, docstrings and messages: the phrases of
   ``manifest.PROSE``, then dotted names ``lightly_er.x.y`` to their lightly paths;
 - spelling: British to American (``spelling.py``), in comments, docstrings and
@@ -123,6 +124,28 @@ def _target_module(module: str, mapping: Dict[str, str]) -> str:
     )
 
 
+# typing names newer than lightly's oldest Python (3.7 in its CI): imported from
+# typing_extensions, as lightly does itself (lightly/data/_image.py).
+BACKPORTS = {"Literal": "typing_extensions", "Protocol": "typing_extensions"}
+
+
+def _backport_typing(node: ast.ImportFrom) -> Tuple[int, int, str]:
+    """The edit that imports the BACKPORTS names of ``from typing import ...``."""
+    groups: Dict[str, List[str]] = {}
+    for alias in node.names:
+        entry = (
+            alias.name if alias.asname is None else f"{alias.name} as {alias.asname}"
+        )
+        groups.setdefault(BACKPORTS.get(alias.name, "typing"), []).append(entry)
+    indent = " " * node.col_offset
+    statement = "".join(
+        f"{indent}from {module} import {', '.join(names)}\n"
+        for module, names in groups.items()
+    )
+    assert node.end_lineno is not None
+    return node.lineno - 1, node.end_lineno, statement
+
+
 def rewrite_imports(
     text: str,
     resolver: Resolver,
@@ -147,6 +170,9 @@ def rewrite_imports(
                     )
             continue
         if not isinstance(node, ast.ImportFrom) or node.level != 0 or not node.module:
+            continue
+        if node.module == "typing" and any(a.name in BACKPORTS for a in node.names):
+            edits.append(_backport_typing(node))
             continue
         top = node.module.split(".")[0]
         if top != SOURCE_PACKAGE and node.module not in rewrite_lightly:

@@ -9,6 +9,7 @@ tests and docstring examples must pass against the installed lightly.
 
 from __future__ import annotations
 
+import ast
 import io
 import os
 import subprocess
@@ -24,6 +25,8 @@ from upstream.make_patch import PatchError, make_patch
 from upstream.stub_tree import build_lightly_tree, git
 
 ROOT = Path(__file__).resolve().parents[2]
+# Names the typing module gained in Python 3.8 (lightly's CI runs 3.7).
+TYPING_SINCE_38 = {"Final", "Literal", "Protocol", "TypedDict", "final"}
 
 
 class Series(NamedTuple):
@@ -111,6 +114,26 @@ def test_no_lightly_er_left(series: Series) -> None:
     for path in series.changed:
         text = (series.fresh / path).read_text()
         assert "lightly_er" not in text and "lightly-er" not in text, path
+
+
+def test_no_typing_name_newer_than_lightlys_python(series: Series) -> None:
+    for path in series.changed:
+        if not path.endswith(".py"):
+            continue
+        for node in ast.walk(ast.parse((series.fresh / path).read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "typing":
+                names = {alias.name for alias in node.names}
+                assert not names & TYPING_SINCE_38, (path, node.lineno)
+
+
+def test_typing_backports_are_split_off() -> None:
+    text = "from typing import Dict, Literal as L, Protocol\n\nx: L['a']\n"
+    resolver = transform.Resolver({})
+    rewritten = transform.rewrite_imports(text, resolver, {}, [])
+    assert rewritten == (
+        "from typing import Dict\n"
+        "from typing_extensions import Literal as L, Protocol\n\nx: L['a']\n"
+    )
 
 
 def test_exports_and_docs_entries(series: Series) -> None:
