@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, List, Tuple
+from typing import List, Protocol, Tuple
 
 import torch
 from torch import Tensor
@@ -113,11 +113,20 @@ def _log_iv(order: float, x: Tensor) -> Tensor:
     return log_iv
 
 
+class _Context(Protocol):
+    """The autograd context as the Functions below use it."""
+
+    order: float
+    saved_tensors: Tuple[Tensor, ...]
+
+    def save_for_backward(self, *tensors: Tensor) -> None: ...
+
+
 class _LogBesselIV(torch.autograd.Function):
     """log I_order(x) with the exact derivative I_{order+1}(x) / I_order(x) + order / x."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, order: float) -> Tensor:
+    def forward(ctx: _Context, x: Tensor, order: float) -> Tensor:
         x64 = x.detach().to(torch.float64)
         out = _log_iv(order, x64)
         ctx.order = order
@@ -126,7 +135,9 @@ class _LogBesselIV(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Tensor, None]:
+    def backward(ctx: _Context, *grad_outputs: Tensor) -> Tuple[Tensor, None]:
+        # torch's signature: one gradient per output of forward (here one).
+        (grad_output,) = grad_outputs
         x, out = ctx.saved_tensors
         x64 = x.to(torch.float64)
         ratio = torch.exp(_log_iv(ctx.order + 1.0, x64) - out)
@@ -145,7 +156,7 @@ class _LogVMFNormalizer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, kappa: Tensor, order: float) -> Tensor:
+    def forward(ctx: _Context, kappa: Tensor, order: float) -> Tensor:
         kappa64 = kappa.detach()
         log_iv = _log_iv(order, kappa64)
         ctx.order = order
@@ -157,7 +168,8 @@ class _LogVMFNormalizer(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Tensor, None]:
+    def backward(ctx: _Context, *grad_outputs: Tensor) -> Tuple[Tensor, None]:
+        (grad_output,) = grad_outputs
         kappa64, log_iv = ctx.saved_tensors
         ratio = torch.exp(_log_iv(ctx.order + 1.0, kappa64) - log_iv)
         return -grad_output * ratio, None

@@ -160,7 +160,7 @@ def entropy_settings(
         known = {}
     if support == "discrete":
         if temperature is None:
-            temperature = known.get("temperature", DEFAULT_TEMPERATURE)
+            temperature = float(known.get("temperature", DEFAULT_TEMPERATURE))
         return {"support": "discrete", "temperature": float(temperature)}
     resolved = resolve_kappa(
         kappa if kappa is not None else known.get("kappa"),

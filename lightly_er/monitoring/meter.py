@@ -143,7 +143,7 @@ class EntropyMeter:
         self.num_updates = 0
 
     @classmethod
-    def for_loss(cls, criterion: Any, **overrides: Any) -> EntropyMeter:
+    def for_loss(cls, criterion: object, **overrides: object) -> EntropyMeter:
         """A meter that measures what criterion's ER term sees, at its kappa.
 
         Uses :func:`lightly_er.loss.entropy_settings`, so an original lightly loss
@@ -154,7 +154,7 @@ class EntropyMeter:
         Raises:
             ValueError: If the rule does not know criterion and no support is given.
         """
-        chosen = {
+        chosen: Dict[str, Any] = {
             key: overrides.pop(key)
             for key in ("support", "kappa", "temperature", "estimator")
             if key in overrides
@@ -165,7 +165,9 @@ class EntropyMeter:
                 f"no entropy settings are known for {type(criterion).__name__}; "
                 "pass support= (and kappa= or temperature=)"
             )
-        return cls(**settings, **overrides)
+        # The four chosen keys were popped: settings and overrides are disjoint.
+        merged: Dict[str, Any] = {**settings, **overrides}
+        return cls(**merged)
 
     @property
     def effective_kappa(self) -> float:

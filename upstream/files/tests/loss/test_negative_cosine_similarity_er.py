@@ -1,0 +1,66 @@
+import math
+from typing import Tuple
+
+import pytest
+import torch
+from torch import Tensor
+from torch.nn.functional import normalize
+
+from lightly.loss import ERNegativeCosineSimilarity, NegativeCosineSimilarity
+from lightly.utils.entropy_reconstruction import log_vmf_normalizer
+
+
+def _reference_loss(
+    p: Tensor, z: Tensor, kappa: float, entropy_weight: float
+) -> Tensor:
+    """-(w * H(p) + E[log q(z | p)]) / kappa, the entropy of the predictions p."""
+    p = normalize(p.double(), dim=1)
+    z = normalize(z.double(), dim=1)
+    log_norm = log_vmf_normalizer(p.shape[1], torch.tensor(kappa, dtype=torch.float64))
+    log_density = torch.stack(
+        [
+            log_norm + torch.logsumexp(kappa * (p @ p[i]), dim=0) - math.log(len(p))
+            for i in range(len(p))
+        ]
+    )
+    entropy = -(torch.softmax(log_density, dim=0) * log_density).sum()
+    reconstruction = log_norm + kappa * (p * z).sum(dim=1).mean()
+    return -(entropy_weight * entropy + reconstruction) / kappa
+
+
+def _prediction_and_target(seed: int) -> Tuple[Tensor, Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    p = torch.randn(8, 6, generator=generator, dtype=torch.float64)
+    z = torch.randn(8, 6, generator=generator, dtype=torch.float64)
+    return p.requires_grad_(True), z
+
+
+class TestERNegativeCosineSimilarity:
+    def test_is_a_negative_cosine_similarity(self) -> None:
+        assert isinstance(ERNegativeCosineSimilarity(), NegativeCosineSimilarity)
+
+    @pytest.mark.parametrize("kappa", [1.0, 10.0])
+    @pytest.mark.parametrize("entropy_weight", [0.0, 1.0])
+    def test_equal_to_reference(self, kappa: float, entropy_weight: float) -> None:
+        p, z = _prediction_and_target(seed=0)
+        criterion = ERNegativeCosineSimilarity(
+            kappa=kappa, entropy_weight=entropy_weight
+        )
+        expected = _reference_loss(p.detach(), z, kappa, entropy_weight)
+        # BYOL calls criterion(p, z), SimSiam criterion(z, p): the same loss.
+        assert criterion(p, z).item() == pytest.approx(expected.item(), rel=1e-9)
+        assert criterion(z, p).item() == pytest.approx(expected.item(), rel=1e-9)
+
+    def test_zero_entropy_weight_has_the_parents_gradient(self) -> None:
+        # The loss is divided by kappa: the reconstruction's gradient is the cosine's.
+        p, z = _prediction_and_target(seed=1)
+        ERNegativeCosineSimilarity(entropy_weight=0.0)(p, z).backward()
+        assert p.grad is not None
+        grad_er = p.grad.clone()
+        p.grad = None
+        NegativeCosineSimilarity()(p, z).backward()
+        torch.testing.assert_close(grad_er, p.grad)
+
+    def test_feature_maps_raise(self) -> None:
+        with pytest.raises(ValueError, match="dim"):
+            ERNegativeCosineSimilarity(dim=2)
