@@ -41,6 +41,13 @@ FILES: Tuple[Row, ...] = (
         "utils",
     ),
     Row("lightly_er/functional/_discrete.py", f"{_FUNCTIONAL}/_discrete.py", "utils"),
+    Row(
+        "lightly_er/functional/_prototypes.py",
+        f"{_FUNCTIONAL}/_prototypes.py",
+        "utils",
+    ),
+    Row("lightly_er/functional/_kde.py", f"{_FUNCTIONAL}/_kde.py", "utils"),
+    Row("lightly_er/functional/_samples.py", f"{_FUNCTIONAL}/_samples.py", "utils"),
     Row("lightly_er/functional/_special.py", f"{_FUNCTIONAL}/_special.py", "utils"),
     Row("lightly_er/functional/_sphere.py", f"{_FUNCTIONAL}/_sphere.py", "utils"),
     Row("lightly_er/utils/checks.py", "lightly/utils/er_checks.py", "utils"),
@@ -51,6 +58,12 @@ FILES: Tuple[Row, ...] = (
         "lightly/loss/_er_kappa.py",
         "loss",
         ("default_kappa", "entropy_settings", "resolve_kappa"),
+    ),
+    Row("lightly_er/loss/_memory.py", "lightly/loss/_er_memory.py", "loss"),
+    Row(
+        "lightly_er/loss/_learnable_kappa.py",
+        "lightly/loss/_er_learnable_kappa.py",
+        "loss",
     ),
     Row(
         "lightly_er/loss/_base.py",

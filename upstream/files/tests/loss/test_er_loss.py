@@ -111,7 +111,7 @@ class TestERLoss:
         with pytest.raises(ValueError, match="entropy_weight"):
             ERLoss(entropy_weight=-1.0)
         with pytest.raises(ValueError, match="estimator"):
-            ERLoss(estimator="knn")
+            ERLoss(estimator="histogram")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="temperature"):
             ERLoss(temperature=0.0)
 
