@@ -161,7 +161,11 @@ for epoch in range(10):
     avg_loss = total_loss / num_batches
     avg_entropy = total_entropy / num_batches
     avg_reconstruction = total_reconstruction / num_batches
+    # ER = entropy + reconstruction in nats, the bound the loss maximises, and the
+    # entropy gap: the entropy above its floor, which on prototypes is 0 (all mass on
+    # one prototype), so here the entropy itself.
+    avg_er = avg_entropy + avg_reconstruction
     print(
-        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, entropy: {avg_entropy:.3f}, "
-        f"reconstruction: {avg_reconstruction:.3f}"
+        f"epoch: {epoch:>02}, loss: {avg_loss:.5f}, ER: {avg_er:.3f}, "
+        f"entropy gap: {avg_entropy:.3f}"
     )

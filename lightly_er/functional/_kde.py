@@ -24,7 +24,7 @@ softmax of each row times a per-row factor of the estimator. The gradient of kap
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
@@ -32,12 +32,24 @@ from torch import Tensor
 KDE_ESTIMATORS = ("plugin", "joe", "renyi2")
 
 
+class _KernelContext(Protocol):
+    """The autograd context as _KernelEntropy uses it."""
+
+    kappa: float
+    n: int
+    has_extra: bool
+    saved_tensors: Tuple[Any, ...]
+    needs_input_grad: Tuple[bool, ...]
+
+    def save_for_backward(self, *tensors: Optional[Tensor]) -> None: ...
+
+
 class _KernelEntropy(torch.autograd.Function):
     """H + log C_d(kappa) of a vMF kernel density; see the module docstring."""
 
     @staticmethod
     def forward(
-        ctx: Any,
+        ctx: _KernelContext,
         z: Tensor,
         extra: Optional[Tensor],
         kappa_tensor: Optional[Tensor],
@@ -91,7 +103,11 @@ class _KernelEntropy(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Any, ...]:
+    def backward(
+        ctx: _KernelContext, *grad_outputs: Tensor
+    ) -> Tuple[Optional[Tensor], ...]:
+        # torch's signature: one gradient per output of forward (here one).
+        (grad_output,) = grad_outputs
         z, support, weights, row_sums, factor, kappa_tensor = ctx.saved_tensors
         n = ctx.n
         # dH/dlogit_ij = factor_i * softmax_j(logit_i): the softmax is weights / sum.

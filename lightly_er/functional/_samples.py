@@ -20,7 +20,7 @@ dispatch in ``_sphere`` adds log C_d(kappa) where a caller wants the relative fo
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Protocol, Tuple
 
 import torch
 from torch import Tensor
@@ -74,6 +74,15 @@ def knn_entropy(
     return result
 
 
+class _LogdetContext(Protocol):
+    """The autograd context as the log-determinant Function uses it."""
+
+    rows: bool
+    saved_tensors: Tuple[Tensor, ...]
+
+    def save_for_backward(self, *tensors: Tensor) -> None: ...
+
+
 class _LogDet(torch.autograd.Function):
     """1/2 logdet(eps I + scale X X^T) (or X^T X), with the solve as its backward.
 
@@ -82,7 +91,7 @@ class _LogDet(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, centred: Tensor, eps: float) -> Tensor:
+    def forward(ctx: _LogdetContext, centred: Tensor, eps: float) -> Tensor:
         n, dim = centred.shape
         rows = n <= dim
         size = n if rows else dim
@@ -102,7 +111,11 @@ class _LogDet(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad_output: Tensor) -> Tuple[Any, ...]:
+    def backward(
+        ctx: _LogdetContext, *grad_outputs: Tensor
+    ) -> Tuple[Optional[Tensor], ...]:
+        # torch's signature: one gradient per output of forward (here one).
+        (grad_output,) = grad_outputs
         centred, factor = ctx.saved_tensors
         # d/dX 1/2 logdet(eps + X X^T) = (eps + X X^T)^-1 X.
         if ctx.rows:

@@ -88,6 +88,7 @@ def test_forward_has_the_parent_signature() -> None:
         "centering",
         "gather_distributed",
         "validate",
+        "entropy_memory_size",
     ]
     assert all(
         kind == inspect.Parameter.KEYWORD_ONLY

@@ -91,6 +91,7 @@ def test_forward_has_the_parent_signature() -> None:
         "use_sinkhorn",
         "gather_distributed",
         "validate",
+        "entropy_memory_size",
     ]
     assert all(
         kind == inspect.Parameter.KEYWORD_ONLY

@@ -17,7 +17,12 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from benchmarks.common.cli import OneLineErrorParser, check_log_dir, run_command
+from benchmarks.common.cli import (
+    OneLineErrorParser,
+    UsageError,
+    check_log_dir,
+    run_command,
+)
 from benchmarks.studies.mechanism import config as study_config
 from benchmarks.studies.mechanism.corpus import corpus_dir, write_sample
 from benchmarks.studies.mechanism.report import update_index, write_report
@@ -97,7 +102,7 @@ def _check_study_file(log_dir: Path, cfg: study_config.StudyConfig) -> None:
     if path.exists():
         existing = json.loads(path.read_text())
         if existing != settings:
-            raise ValueError(
+            raise UsageError(
                 f"{log_dir} holds a study with other settings ({path}); use another --log-dir"
             )
         return
@@ -107,7 +112,7 @@ def _check_study_file(log_dir: Path, cfg: study_config.StudyConfig) -> None:
 def status_line(log_dir: Path) -> str:
     path = log_dir / "status.json"
     if not path.exists():
-        raise FileNotFoundError(f"no study status in {log_dir}")
+        raise UsageError(f"no study status in {log_dir}")
     s = json.loads(path.read_text())
     eta = int(s["eta_s"])
     return (

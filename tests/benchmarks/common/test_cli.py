@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks.common.cli import (
     OneLineErrorParser,
+    UsageError,
     check_log_dir,
     run_command,
 )
@@ -40,10 +41,18 @@ def test_run_command_turns_user_errors_into_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     def missing() -> NoReturn:
-        raise FileNotFoundError("no dataset\n  here")
+        raise UsageError("no dataset\n  here")
 
     assert run_command("p.py", missing) == 2
     assert capsys.readouterr().err == "p.py: error: no dataset here\n"
+
+    def crash() -> NoReturn:
+        raise FileNotFoundError("a file vanished during a run")
+
+    # Anything else raised in a run is a crash: its traceback and exit 1.
+    assert run_command("p.py", crash) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "FileNotFoundError: a file vanished" in err
 
     def interrupted() -> NoReturn:
         raise KeyboardInterrupt

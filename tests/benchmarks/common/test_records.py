@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def test_run_id() -> None:
 
 def test_loads_a_record_written_before_the_move(tmp_path: Path) -> None:
     """A version-2 record of lightly_er.benchmarking (before benchmarks/common) loads
-    unchanged and is written back byte for byte."""
+    unchanged and is written back with every old value as it was, plus the fields
+    issue 23 added at their defaults."""
     old = DATA / "record_v2.json"
     record = RunResult.load(old)
     assert (record.method, record.record_version, record.kappa) == ("byol_er", 2, 10.0)
@@ -51,7 +53,13 @@ def test_loads_a_record_written_before_the_move(tmp_path: Path) -> None:
         "support": "sphere",
     }
     record.save(tmp_path / "runs" / "again.json")
-    assert (tmp_path / "runs" / "again.json").read_bytes() == old.read_bytes()
+    again = json.loads((tmp_path / "runs" / "again.json").read_text())
+    before = json.loads(old.read_text())
+    assert {k: again[k] for k in before} == before
+    assert {k: v for k, v in again.items() if k not in before} == {
+        "rebuilt_from_checkpoint": False,
+        "runtime_parts_s": [],
+    }
     (tmp_path / "runs" / "again.json").unlink()
     shutil.copy(old, tmp_path / "runs" / "old.json")
     assert load_results(tmp_path) == [record]
