@@ -291,7 +291,7 @@ log_vmf_normalizer_constant._dynamo_marked_constant = True  # type: ignore[attr-
 # Constants of the sample-based estimators, as Python doubles (no tensor, no graph).
 # ---------------------------------------------------------------------------------------
 def log_sphere_area(dim: int) -> float:
-    """log |S^{dim-1}| = log(2 pi^(dim/2) / Gamma(dim/2)), the entropy of the uniform.
+    """``log |S^(dim-1)| = log(2 pi^(dim/2) / Gamma(dim/2))``, the uniform's entropy.
 
     The surface measure of the unit sphere in R^dim: 2 (two points) on S^0, 2 pi on
     the circle, 4 pi on S^2. It is the largest entropy a distribution on the sphere
