@@ -23,6 +23,7 @@ import torch
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import ImageArrays, load_dataset
 from benchmarks.cifar.run import Status, Todo, summary_line, train_claimed
+from benchmarks.common.cli import say
 from benchmarks.common.records import RunResult
 
 _LIGHTNING_LOGGERS = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")
@@ -95,7 +96,7 @@ def run_in_processes(
                 busy.append(item)
                 continue
             note = "  (done by another process, kept)" if status != "trained" else ""
-            print(summary_line(result, item.number, total) + note, flush=True)
+            say(summary_line(result, item.number, total) + note)
     except BaseException:
         # Runs not started are dropped; those under way finish (or are interrupted
         # with the parent by Ctrl-C); every finished record is on disk already.

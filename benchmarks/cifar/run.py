@@ -43,7 +43,7 @@ from benchmarks.cifar.data import (
 )
 from benchmarks.cifar.methods import MoCo, SSLMethod, parse_method
 from benchmarks.cifar.names import LIGHTLY_EMA
-from benchmarks.common.cli import UsageError
+from benchmarks.common.cli import UsageError, say
 from benchmarks.common.history import EpochHistory
 from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock
 from benchmarks.common.records import RunResult
@@ -455,14 +455,13 @@ def train_claimed(
         label = run_label(spec, todo.number, total)
         if rank == 0:
             if lock is not None and lock.took_over is not None:
-                print(
+                say(
                     f"{label}  taking over from {lock.took_over.describe()}, which "
-                    "no longer runs",
-                    flush=True,
+                    "no longer runs"
                 )
             last = run_dir_of(spec, config) / "checkpoints" / "last.ckpt"
             action = "resuming from last.ckpt" if last.is_file() else "started"
-            print(f"{label}  {action}", flush=True)
+            say(f"{label}  {action}")
         result = run_one(spec, config, data)
         if rank == 0 and global_rank() == 0:
             result.save(todo.path)

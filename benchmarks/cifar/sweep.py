@@ -36,7 +36,7 @@ from benchmarks.cifar.run import (
     train_claimed,
 )
 from benchmarks.cifar.tables import write_tables
-from benchmarks.common.cli import UsageError
+from benchmarks.common.cli import UsageError, say
 from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock, read_owner
 from benchmarks.common.records import RunResult, load_results
 from lightly_er.utils import global_rank
@@ -85,7 +85,7 @@ def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
         if done is not None:
             check_same_settings(done, config, path)
             if launched_rank() == 0:
-                print(summary_line(done, index, len(specs)) + "  (done before, kept)")
+                say(summary_line(done, index, len(specs)) + "  (done before, kept)")
             continue
         todo.append(Todo(index, spec, path))
     if not todo:
@@ -111,7 +111,7 @@ def _train(item: Todo, total: int, config: SweepConfig, data: ImageArrays) -> bo
         return False
     if result is not None and global_rank() == 0:
         note = "  (done by another process, kept)" if status == "done elsewhere" else ""
-        print(summary_line(result, item.number, total) + note, flush=True)
+        say(summary_line(result, item.number, total) + note)
     return True
 
 
@@ -126,12 +126,11 @@ def wait_for_others(
         for item in busy
         if (owner := read_owner(run_dir_of(item.spec, config) / LOCK_NAME))
     }
-    print(
+    say(
         f"waiting for {len(busy)} run(s) another process is training ("
         + (", ".join(sorted(owners)) or "its owner")
         + "): "
-        + ", ".join(item.spec.run_id(config.epochs) for item in busy),
-        flush=True,
+        + ", ".join(item.spec.run_id(config.epochs) for item in busy)
     )
     while busy:
         time.sleep(POLL_S)
@@ -162,7 +161,7 @@ def _run_all_locked(
         for item in todo:
             status, result = train_claimed(item, total, config, data, locked=True)
             if result is not None and global_rank() == 0:
-                print(summary_line(result, item.number, total), flush=True)
+                say(summary_line(result, item.number, total))
 
 
 def run_sweep(config: SweepConfig) -> List[RunResult]:

@@ -25,6 +25,17 @@ from pathlib import Path
 from typing import Any, Callable, NoReturn
 
 
+def say(line: str) -> None:
+    """Prints one line to stdout in one write and flushes it.
+
+    Runs in parallel processes share stdout; ``print`` writes the text and its
+    newline separately when Python runs unbuffered (``PYTHONUNBUFFERED``, as in
+    CI), so two processes' lines could interleave mid-line.
+    """
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 class UsageError(ValueError):
     """A setting the user can fix, found before any run started: one line, exit 2."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import NoReturn
 
@@ -12,6 +13,7 @@ from benchmarks.common.cli import (
     UsageError,
     check_log_dir,
     run_command,
+    say,
 )
 
 
@@ -68,3 +70,21 @@ def test_check_log_dir_creates_nothing(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="exists and is not a directory"):
         check_log_dir(tmp_path / "file")
+
+
+def test_say_writes_a_line_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Parallel runs share stdout: a line written in two calls (print's text, then its
+    # newline, as under PYTHONUNBUFFERED) can be cut by another process's line.
+    writes: list[str] = []
+
+    class Recorder:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            writes.append("<flush>")
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    say("[1/12] simclr  started")
+    assert writes == ["[1/12] simclr  started\n", "<flush>"]
