@@ -178,12 +178,21 @@ def cross_view_reconstruction(
             target = mean_target
         else:
             target = torch.stack(others).mean(dim=0)
-        term = len(others) * discrete_reconstruction(
-            target, log_q, log_input=True, validate=False
-        )
+        term = len(others) * _log_softmax_reconstruction(target, log_q)
         total = term if total is None else total + term
     assert total is not None
     return total / num_terms
+
+
+def _log_softmax_reconstruction(p_target: Tensor, log_q: Tensor) -> Tensor:
+    """E_i[sum_k p_target_ik log_q_ik] for log_q a log_softmax of finite logits."""
+    # discrete_reconstruction clamps log_q against -inf, a pass forward and one
+    # backward on every (N, K) view. A log_softmax of finite float32 logits is
+    # finite unless the logits span more than the float32 range, where the parent
+    # losses return NaN alike and the validate check of the loss reports it.
+    with torch.autocast(device_type=log_q.device.type, enabled=False):
+        target = at_least_float32(p_target).to(log_q.dtype)
+        return torch.linalg.vecdot(target, log_q).mean()
 
 
 def mean_distribution(

@@ -425,6 +425,15 @@ def log_softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
         return torch.log_softmax(logits / temperature, dim=-1)
 
 
+def softmax_float32(logits: Tensor, temperature: float | Tensor) -> Tensor:
+    """softmax(logits / temperature) in at least float32, outside autocast."""
+    # One pass where log_softmax(...).exp() takes two: the targets need no logs.
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        if logits.dtype in (torch.float16, torch.bfloat16):
+            logits = logits.float()
+        return torch.softmax(logits / temperature, dim=-1)
+
+
 def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
     """Raises a TypeError/ValueError naming the argument unless a, b are (N, D) alike."""
     for x, name in ((a, a_name), (b, b_name)):

@@ -17,6 +17,7 @@ from lightly_er.loss._base import (
     check_gather_distributed,
     discrete_memory,
     log_softmax_float32,
+    softmax_float32,
     marginal_entropy,
     target_entropy,
 )
@@ -210,7 +211,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
             teacher_logits = teacher_stacked
             if self.centering:
                 teacher_logits = teacher_logits - self.center
-            p_teacher = log_softmax_float32(teacher_logits, temperature).exp_()
+            p_teacher = softmax_float32(teacher_logits, temperature)
         # log_softmax, not log(softmax): sharp student distributions keep finite logs.
         log_q = [log_softmax_float32(view, self.student_temp) for view in student_out]
 

@@ -19,6 +19,7 @@ from lightly_er.loss._base import (
     discrete_memory,
     log_softmax_float32,
     marginal_distribution,
+    softmax_float32,
 )
 from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_matrix, check_positive
@@ -97,9 +98,7 @@ class MSNTerms(ERLossMixin):
         log_p = log_softmax_float32(anchors @ prototypes.T, self.temperature)
         with torch.no_grad():
             targets = F.normalize(targets, dim=1)
-            target_probs = log_softmax_float32(
-                targets @ prototypes.T, self.temperature
-            ).exp_()
+            target_probs = softmax_float32(targets @ prototypes.T, self.temperature)
             target_probs = sharpen(target_probs, temperature=target_sharpen_temperature)
             if self.sinkhorn_iterations > 0:
                 target_probs = sinkhorn(

@@ -17,6 +17,7 @@ from lightly_er.loss._base import (
     check_gather_distributed,
     discrete_memory,
     log_softmax_float32,
+    softmax_float32,
     marginal_entropy,
     target_entropy,
 )
@@ -194,7 +195,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
             if not self.use_sinkhorn:
                 # Sinkhorn's per-sample step alone: the equipartition it would add
                 # is what the entropy term now asks for explicitly.
-                return log_softmax_float32(out, self.sinkhorn_epsilon).exp_()
+                return softmax_float32(out, self.sinkhorn_epsilon)
             if queue is not None:
                 out = torch.cat([out, queue.detach().to(out.dtype)])
             codes: Tensor = sinkhorn(
