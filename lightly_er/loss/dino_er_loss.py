@@ -17,8 +17,8 @@ from lightly_er.loss._base import (
     check_gather_distributed,
     discrete_memory,
     log_softmax_float32,
-    softmax_float32,
     marginal_entropy,
+    softmax_float32,
     target_entropy,
 )
 from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
