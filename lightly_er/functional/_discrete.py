@@ -192,7 +192,8 @@ def _log_softmax_reconstruction(p_target: Tensor, log_q: Tensor) -> Tensor:
     # losses return NaN alike and the validate check of the loss reports it.
     with torch.autocast(device_type=log_q.device.type, enabled=False):
         target = at_least_float32(p_target).to(log_q.dtype)
-        return torch.linalg.vecdot(target, log_q).mean()
+        per_row: Tensor = torch.linalg.vecdot(target, log_q)
+        return per_row.mean()
 
 
 def mean_distribution(
