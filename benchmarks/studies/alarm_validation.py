@@ -50,6 +50,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -392,6 +393,71 @@ def fit(runs: Sequence[Run], family: str, methods: Sequence[str]) -> Optional[Fi
     )
 
 
+def lowest_peak_ratio(run: Run, family: str, metric: str) -> Optional[float]:
+    """The lowest value / running peak of the metric over the run's heads, or None.
+
+    The candidate of a rule relative to each module's own history: at every
+    snapshot each head's value is divided by the highest value that head has shown
+    so far (step 0 included).
+    """
+    ratios = []
+    for series in run.heads.get(family, {}).get(metric, {}).values():
+        peak = -math.inf
+        for value in series:
+            peak = max(peak, value)
+            if peak > 0:
+                ratios.append(value / peak)
+    return min(ratios) if ratios else None
+
+
+def peak_ratio_rows(
+    runs: Sequence[Run], split: Mapping[str, Tuple[Sequence[str], Sequence[str]]]
+) -> List[Tuple[str, ...]]:
+    """Per family and candidate metric: the lowest peak ratio of the fit methods'
+    learned runs, the fraction MARGIN x that, the collapsed runs' ratios, and how
+    many collapsed and held-out learned runs fall below the fraction."""
+    rows = []
+    for family, (fit_methods, held_out) in split.items():
+        for metric in CANDIDATES[family]:
+            healthy = [
+                v
+                for r in runs
+                if r.label == "learned" and r.method in fit_methods
+                for v in [lowest_peak_ratio(r, family, metric)]
+                if v is not None
+            ]
+            collapsed = [
+                v
+                for r in runs
+                if r.label == "collapsed"
+                for v in [lowest_peak_ratio(r, family, metric)]
+                if v is not None
+            ]
+            held_healthy = [
+                v
+                for r in runs
+                if r.label == "learned" and r.method in held_out
+                for v in [lowest_peak_ratio(r, family, metric)]
+                if v is not None
+            ]
+            if not healthy:
+                continue
+            fraction = MARGIN * min(healthy)
+            rows.append(
+                (
+                    FAMILY_NAMES[family],
+                    metric,
+                    ", ".join(fit_methods),
+                    f"{min(healthy):.2f} ({len(healthy)} runs)",
+                    f"{fraction:.2f}",
+                    ", ".join(f"{v:.2f}" for v in sorted(collapsed)) or "-",
+                    f"{sum(v < fraction for v in collapsed)}/{len(collapsed)}",
+                    f"{sum(v < fraction for v in held_healthy)}/{len(held_healthy)}",
+                )
+            )
+    return rows
+
+
 # -- the monitor's alarm, replayed -----------------------------------------------------
 def alarm_step(run: Run, rule: AlarmRule, every: int, patience: int) -> Optional[int]:
     """The step of the monitor's first alarm on the run's snapshots, or None.
@@ -663,6 +729,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "corpus", type=Path, nargs="+", help="corpus folders (each with index.json)"
     )
     parser.add_argument(
+        "--note",
+        default="",
+        help="appended to the machine in the report, e.g. ' (beside a study)'",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="cache and JSON results here"
     )
     parser.add_argument(
@@ -732,7 +803,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         runs, list(shipped.values()), args.every_n_steps, args.patience
     )
     collapsed = [r for r in runs if r.label == "collapsed"]
-    command = "python benchmarks/studies/alarm_validation.py " + " ".join(
+    command = "python benchmarks/studies/alarm_validation.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     text = "\n".join(
@@ -740,7 +811,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "# Alarm validation",
             "",
             f"`{command}`, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, this "
-            "project's 2-core CPU machine, no GPU (run beside the mechanism study). "
+            f"project's 2-core CPU machine, no GPU{args.note}. "
             f"Checks every {args.every_n_steps} steps, patience {args.patience}, the "
             f"first {args.images} held-out images of each snapshot.",
             "",
@@ -792,6 +863,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             markdown_table(COLUMNS, fitted_rows, "lllrrrrrrll")
             if fitted_rows
             else "Nothing to fit (no healthy snapshot of a fit method, or nothing held out).\n",
+            "## A rule relative to each module's own peak (a candidate)",
+            "",
+            "Value / the highest value the same head has shown so far, the lowest "
+            "over the run's snapshots and heads; the fraction is fitted by the same "
+            f"procedure ({MARGIN} x the lowest ratio of the fit methods' learned runs).",
+            "",
+            markdown_table(
+                (
+                    "Family",
+                    "Score",
+                    "Fit methods",
+                    "Lowest ratio, learned",
+                    "Fraction",
+                    "Collapsed runs' lowest ratios",
+                    "Caught",
+                    "False alarms (held-out learned)",
+                ),
+                peak_ratio_rows(runs, SPLIT),
+                "lllrrlrr",
+            ),
             "## What this corpus cannot show",
             "",
             f"- {len(collapsed)} collapsed run(s), of "
