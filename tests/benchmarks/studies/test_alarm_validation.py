@@ -241,3 +241,42 @@ def test_main_fits_on_some_methods_and_reports_the_held_out(tmp_path: Path) -> N
         assert outcome["caught"] == 1 and outcome["false_alarms"] == 0
         assert outcome["lead_times"] == [-100]
     assert len(list((out / "cache").rglob("*.json"))) == 4
+
+
+def _crafted(run_id: str, method: str, label: str, series: List[float]) -> av.Run:
+    run = av.Run({"run_id": run_id, "method": method, "label": label}, [], [])
+    run.heads = {"sphere": {"collapse_score": {"a": series, "b": [1.0] * len(series)}}}
+    return run
+
+
+def test_peak_ratio_is_the_lowest_value_over_the_running_peak() -> None:
+    # Head a: peak 0.8 at the second snapshot, then 0.4: ratio 0.5; head b: 1.
+    run = _crafted("r", "byol", "learned", [0.5, 0.8, 0.4, 0.6])
+    assert av.lowest_peak_ratio(run, "sphere", "collapse_score") == pytest.approx(0.5)
+    # A rise is never a drop: a growing series reads 1.
+    rising = _crafted("s", "byol", "learned", [0.1, 0.2, 0.3])
+    assert av.lowest_peak_ratio(rising, "sphere", "collapse_score") == 1.0
+    assert av.lowest_peak_ratio(run, "discrete", "collapse_score") is None
+
+
+def test_peak_ratio_rows_fit_the_fraction_and_count_catches() -> None:
+    runs = [
+        _crafted("fit", "byol", "learned", [1.0, 0.5]),  # lowest 0.5 -> 0.4
+        _crafted("held", "dino", "learned", [1.0, 0.3]),  # 0.3 < 0.4: false alarm
+        _crafted("c1", "dino", "collapsed", [1.0, 0.2]),  # caught
+        _crafted("c2", "dino", "collapsed", [1.0, 0.45]),  # missed
+    ]
+    split = {"sphere": (("byol",), ("dino",))}
+    rows = [r for r in av.peak_ratio_rows(runs, split) if r[1] == "collapse_score"]
+    assert rows == [
+        (
+            "embeddings",
+            "collapse_score",
+            "byol",
+            "0.50 (1 runs)",
+            f"{MARGIN * 0.5:.2f}",
+            "0.20, 0.45",
+            "1/2",
+            "1/1",
+        )
+    ]
