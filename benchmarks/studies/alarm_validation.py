@@ -416,7 +416,7 @@ def peak_ratio_rows(
     """Per family and candidate metric: the lowest peak ratio of the fit methods'
     learned runs, the fraction MARGIN x that, the collapsed runs' ratios, and how
     many collapsed and held-out learned runs fall below the fraction."""
-    rows = []
+    rows: List[Tuple[str, ...]] = []
     for family, (fit_methods, held_out) in split.items():
         for metric in CANDIDATES[family]:
             healthy = [
