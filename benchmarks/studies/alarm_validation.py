@@ -410,6 +410,23 @@ def lowest_peak_ratio(run: Run, family: str, metric: str) -> Optional[float]:
     return min(ratios) if ratios else None
 
 
+def _peak_ratios(
+    runs: Sequence[Run],
+    family: str,
+    metric: str,
+    label: str,
+    methods: Optional[Sequence[str]],
+) -> List[float]:
+    """lowest_peak_ratio of every run with this label (and of these methods)."""
+    return [
+        v
+        for r in runs
+        if r.label == label and (methods is None or r.method in methods)
+        for v in [lowest_peak_ratio(r, family, metric)]
+        if v is not None
+    ]
+
+
 def peak_ratio_rows(
     runs: Sequence[Run], split: Mapping[str, Tuple[Sequence[str], Sequence[str]]]
 ) -> List[Tuple[str, ...]]:
@@ -419,27 +436,9 @@ def peak_ratio_rows(
     rows: List[Tuple[str, ...]] = []
     for family, (fit_methods, held_out) in split.items():
         for metric in CANDIDATES[family]:
-            healthy = [
-                v
-                for r in runs
-                if r.label == "learned" and r.method in fit_methods
-                for v in [lowest_peak_ratio(r, family, metric)]
-                if v is not None
-            ]
-            collapsed = [
-                v
-                for r in runs
-                if r.label == "collapsed"
-                for v in [lowest_peak_ratio(r, family, metric)]
-                if v is not None
-            ]
-            held_healthy = [
-                v
-                for r in runs
-                if r.label == "learned" and r.method in held_out
-                for v in [lowest_peak_ratio(r, family, metric)]
-                if v is not None
-            ]
+            healthy = _peak_ratios(runs, family, metric, "learned", fit_methods)
+            collapsed = _peak_ratios(runs, family, metric, "collapsed", None)
+            held_healthy = _peak_ratios(runs, family, metric, "learned", held_out)
             if not healthy:
                 continue
             fraction = MARGIN * min(healthy)
