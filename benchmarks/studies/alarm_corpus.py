@@ -11,7 +11,9 @@ Every arm removes (or keeps) one anti-collapse device, as the mechanism study's
 arms do: BYOL without predictor and at EMA 0, SimSiam without stop-gradient, DINO
 without centering at EMA 0 and with centering at EMA 0, SwAV without Sinkhorn,
 SimCLR-ER at entropy weight 0 (alignment only), and the intact methods and some ER
-versions as healthy runs. Fashion-MNIST at 28 px, the ``s2`` CNN (three stride-2
+versions as healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30
+x lightly's learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look
+for collapses the optimiser causes. Fashion-MNIST at 28 px, the ``s2`` CNN (three stride-2
 3x3 convolutions, 32-64-128 channels), batch 128, ``--steps`` optimiser steps at
 lightly's learning rate (held constant: one epoch of lightly's per-epoch cosine
 schedule), one thread per run. Each run trains under Lightning with
@@ -123,6 +125,7 @@ class Arm:
     weight: Optional[float]
     ema: Optional[float] = None
     options: Dict[str, Any] = field(default_factory=dict)
+    lr_scale: float = 1.0
 
     def run_id(self, steps: int, batch_size: int, seed: int) -> str:
         w = "" if self.weight is None else f"_w{int(self.weight)}"
@@ -147,6 +150,21 @@ ARMS: Tuple[Arm, ...] = (
     Arm("simclr-er", "simclr", 1.0),
 )
 """The arms, in run order (healthy and device-removed runs of every method)."""
+
+LR_ARMS: Tuple[Arm, ...] = tuple(
+    Arm(f"{method}-lr{scale}", method, None, ema, lr_scale=float(scale))
+    for scale in (10, 30)
+    for method, ema in (
+        ("byol", 0.99),
+        ("simsiam", None),
+        ("simclr", None),
+        ("swav", None),
+        ("dino", 0.99),
+    )
+)
+"""Intact methods (lightly's losses) at 10 and 30 x lightly's learning rate: a
+collapse the optimiser causes, not a removed device. Run only when named in
+``--arms``."""
 
 METHODS: Dict[str, type[SSLMethod]] = {
     "byol": BYOL,
@@ -383,7 +401,28 @@ def build(arm: Arm, seed: int, steps: int, batch_size: int) -> SSLMethod:
     if arm.arm == "byol-nopred":
         # The online projection goes to the loss in place of the prediction.
         model.prediction_head = nn.Identity()
+    if arm.lr_scale != 1.0:
+        scale_lr(model, arm.lr_scale)
     return model
+
+
+def scale_lr(model: SSLMethod, scale: float) -> None:
+    """Multiplies every learning rate the model's optimisers start from by scale."""
+    # The benchmark's methods return ([optimiser], [scheduler]).
+    configure: Any = model.configure_optimizers
+
+    def scaled() -> Any:
+        optimisers, schedulers = configure()
+        for optimiser in optimisers:
+            for group in optimiser.param_groups:
+                group["lr"] *= scale
+                if "initial_lr" in group:  # set by the scheduler
+                    group["initial_lr"] *= scale
+        for scheduler in schedulers:
+            scheduler.base_lrs = [lr * scale for lr in scheduler.base_lrs]
+        return optimisers, schedulers
+
+    model.configure_optimizers = scaled  # type: ignore[method-assign]
 
 
 def loss_record(model: SSLMethod) -> Dict[str, Any]:
@@ -470,6 +509,7 @@ def run(
         "method": arm.method,
         "entropy_weight": arm.weight,
         "ema": arm.ema,
+        "lr_scale": arm.lr_scale,
         "batch_size": args.batch_size,
         "steps": args.steps,
         "seed": seed,
@@ -579,7 +619,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(1)
     data = load_fashion_mnist(args.data_dir or default_data_dir("fashion-mnist"))
     evaluation = eval_data(data)
-    arms = [a for a in ARMS if args.arms is None or a.arm in args.arms]
+    arms = [a for a in ARMS if args.arms is None or a.arm in args.arms] + [
+        a for a in LR_ARMS if args.arms is not None and a.arm in args.arms
+    ]
     for seed in args.seeds:
         for arm in arms:
             index = read_index(corpus)
