@@ -145,6 +145,8 @@ class Progress:
     def update(
         self, task: Task, result: Optional[Dict[str, Any]], error: Optional[str] = None
     ) -> None:
+        # Written below: a finished task is no longer running.
+        self.running = [key for key in self.running if key != task.key]
         cost = task_cost(task, self.config)
         self.remaining_cost -= cost
         self.done_cost += cost

@@ -321,6 +321,20 @@ def test_eta_follows_the_rate_of_the_last_tasks(
     assert json.loads((tmp_path / "status.json").read_text())["done"] == len(steps)
 
 
+def test_status_does_not_list_a_finished_task_as_running(tmp_path: Path) -> None:
+    from benchmarks.studies.mechanism import schedule
+
+    cfg = preset("smoke")
+    tasks = config.all_tasks(cfg)
+    progress = schedule.Progress(tasks, [], cfg, tmp_path, 2, open(os.devnull, "w"))
+    progress.running = [tasks[0].key, tasks[1].key]
+    progress.update(tasks[0], {"wall_s": 1.0, "cpu_s": 1.0})
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["running"] == [tasks[1].key]
+    progress.update(tasks[1], {"wall_s": 1.0, "cpu_s": 1.0})
+    assert json.loads((tmp_path / "status.json").read_text())["running"] == []
+
+
 def test_a_partial_study_is_labelled_interim(smoke_study: Path, tmp_path: Path) -> None:
     import shutil
 
