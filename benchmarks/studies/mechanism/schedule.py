@@ -226,7 +226,6 @@ def execute(
             progress.running = [task.key]
             result = run_task(local, task.kind, task.method, task.seed, task.spec)
             done_keys.add(task.key)
-            progress.running = []
             progress.update(task, result)
             if task.kind == "run" and on_run_done is not None:
                 on_run_done()
