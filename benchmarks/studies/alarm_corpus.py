@@ -14,9 +14,9 @@ SimCLR-ER at entropy weight 0 (alignment only), and the intact methods and some 
 versions as healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30
 x lightly's learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look
 for collapses the optimiser causes. Fashion-MNIST at 28 px, the ``s2`` CNN (three
-stride-2 3x3 convolutions, 32-64-128 channels), batch 128, ``--steps`` optimiser steps at
-lightly's learning rate (held constant: one epoch of lightly's per-epoch cosine
-schedule), one thread per run. Each run trains under Lightning with
+stride-2 3x3 convolutions, 32-64-128 channels), batch 128, ``--steps`` optimiser
+steps at lightly's learning rate (held constant: one epoch of lightly's per-epoch
+cosine schedule), one thread per run. Each run trains under Lightning with
 :class:`lightly_er.monitoring.EntropyMonitor` at its defaults, whose history on the
 training batches is kept beside the corpus (``corpus/monitor/<run_id>/``, not part
 of the format), so the alarm can be replayed on what the monitor itself measured.
