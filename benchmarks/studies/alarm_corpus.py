@@ -13,7 +13,8 @@ without centering at EMA 0 and with centering at EMA 0, SwAV without Sinkhorn,
 SimCLR-ER at entropy weight 0 (alignment only), and the intact methods and some ER
 versions as healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30
 x lightly's learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look
-for collapses the optimiser causes. Fashion-MNIST at 28 px, the ``s2`` CNN (three
+for collapses the optimiser causes, and more removals (``REMOVAL_ARMS``: SimSiam
+without predictor, the heads removed, removals at 10 x the learning rate). Fashion-MNIST at 28 px, the ``s2`` CNN (three
 stride-2 3x3 convolutions, 32-64-128 channels), batch 128, ``--steps`` optimiser
 steps at lightly's learning rate (held constant: one epoch of lightly's per-epoch
 cosine schedule), one thread per run. Each run trains under Lightning with
@@ -77,6 +78,7 @@ from benchmarks.cifar.methods import (
     SSLMethod,
     SwAV,
 )
+from benchmarks.studies.mechanism.corpus import head_array
 from lightly_er.monitoring import EntropyMonitor
 from lightly_er.utils.io import write_atomic
 
@@ -126,6 +128,9 @@ class Arm:
     ema: Optional[float] = None
     options: Dict[str, Any] = field(default_factory=dict)
     lr_scale: float = 1.0
+    no_predictor: bool = False
+    no_stop_gradient: bool = False
+    no_projector: bool = False
 
     def run_id(self, steps: int, batch_size: int, seed: int) -> str:
         w = "" if self.weight is None else f"_w{int(self.weight)}"
@@ -134,10 +139,10 @@ class Arm:
 
 ARMS: Tuple[Arm, ...] = (
     Arm("byol", "byol", 0.0, 0.99),
-    Arm("byol-nopred", "byol", 0.0, 0.99),
+    Arm("byol-nopred", "byol", 0.0, 0.99, no_predictor=True),
     Arm("byol-ema0", "byol", 0.0, 0.0),
     Arm("simsiam", "simsiam", 0.0),
-    Arm("simsiam-nosg", "simsiam", 0.0),
+    Arm("simsiam-nosg", "simsiam", 0.0, no_stop_gradient=True),
     Arm("dino", "dino", 0.0, 0.99, {"centering": True}),
     Arm("dino-nocenter", "dino", 1.0, 0.99, {"centering": False}),
     Arm("dino-ema0", "dino", 0.0, 0.0, {"centering": True}),
@@ -165,6 +170,40 @@ LR_ARMS: Tuple[Arm, ...] = tuple(
 """Intact methods (lightly's losses) at 10 and 30 x lightly's learning rate: a
 collapse the optimiser causes, not a removed device. Run only when named in
 ``--arms``."""
+
+REMOVAL_ARMS: Tuple[Arm, ...] = (
+    Arm("simsiam-nopred", "simsiam", None, no_predictor=True),
+    Arm(
+        "simsiam-nosg-nopred", "simsiam", None, no_predictor=True, no_stop_gradient=True
+    ),
+    Arm("byol-nopred-ema0", "byol", None, 0.0, no_predictor=True),
+    Arm("simsiam-nosg-lr10", "simsiam", None, lr_scale=10.0, no_stop_gradient=True),
+    Arm("byol-nopred-lr10", "byol", None, 0.99, lr_scale=10.0, no_predictor=True),
+    Arm("swav-nosinkhorn-lr10", "swav", 0.0, None, {"use_sinkhorn": False}, 10.0),
+    Arm("simsiam-noheads", "simsiam", None, no_predictor=True, no_projector=True),
+    Arm(
+        "simsiam-nosg-noheads",
+        "simsiam",
+        None,
+        no_predictor=True,
+        no_stop_gradient=True,
+        no_projector=True,
+    ),
+    Arm(
+        "swav-nosinkhorn-noproj",
+        "swav",
+        0.0,
+        None,
+        {"use_sinkhorn": False},
+        no_projector=True,
+    ),
+)
+"""More device removals, for collapses outside DINO: SimSiam without predictor (the
+collapse of Chen & He, 2021, Table 1), without predictor and stop-gradient, BYOL
+without predictor at EMA 0, three removals at 10 x lightly's learning rate, and
+three without the projection head too (the loss, or SwAV's prototypes, on the
+backbone's features directly), so that no head is left to absorb a collapse. Run
+only when named in ``--arms``."""
 
 METHODS: Dict[str, type[SSLMethod]] = {
     "byol": BYOL,
@@ -338,7 +377,7 @@ class Snapshots(pl.Callback):
         model.eval()
         record: Dict[str, Any] = {"step": step, "knn_top1": knn_top1(model, self.data)}
         record["heads"] = {
-            k: v.float().numpy().astype(np.float16)
+            k: head_array(k, v.float().numpy())
             for k, v in heads(model, self.data.held_out).items()
         }
         if isinstance(model, DINO):
@@ -382,7 +421,9 @@ def build(arm: Arm, seed: int, steps: int, batch_size: int) -> SSLMethod:
     # Built first: every arm of a seed starts from the same backbone.
     backbone = S2Backbone()
     cls = METHODS[arm.method]
-    if arm.arm == "simsiam-nosg":
+    if arm.no_stop_gradient:
+        if arm.method != "simsiam":
+            raise ValueError(f"arm {arm.arm!r}: no_stop_gradient is for SimSiam only")
         cls = SimSiamWithoutStopGradient
     placeholder: DataLoader[Any] = DataLoader(
         TensorDataset(torch.zeros(1, 3, 1, 1), torch.zeros(1, dtype=torch.long))
@@ -398,9 +439,16 @@ def build(arm: Arm, seed: int, steps: int, batch_size: int) -> SSLMethod:
     model = cls(
         backbone, 128, placeholder, 10, max_epochs=1, batch_size=batch_size, **kwargs
     )
-    if arm.arm == "byol-nopred":
-        # The online projection goes to the loss in place of the prediction.
+    if arm.no_predictor:
+        # The projection goes to the loss in place of the prediction.
         model.prediction_head = nn.Identity()
+    if arm.no_projector:
+        # The backbone's features go to the predictor, prototypes or loss directly.
+        if not arm.no_predictor and arm.method in ("byol", "simsiam"):
+            raise ValueError(f"arm {arm.arm!r}: no_projector needs no_predictor")
+        model.projection_head = nn.Identity()
+        if arm.method not in ("simsiam", "swav"):
+            raise ValueError(f"arm {arm.arm!r}: no_projector is for SimSiam and SwAV")
     if arm.lr_scale != 1.0:
         scale_lr(model, arm.lr_scale)
     return model
@@ -620,7 +668,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     data = load_fashion_mnist(args.data_dir or default_data_dir("fashion-mnist"))
     evaluation = eval_data(data)
     arms = [a for a in ARMS if args.arms is None or a.arm in args.arms] + [
-        a for a in LR_ARMS if args.arms is not None and a.arm in args.arms
+        a
+        for a in LR_ARMS + REMOVAL_ARMS
+        if args.arms is not None and a.arm in args.arms
     ]
     for seed in args.seeds:
         for arm in arms:

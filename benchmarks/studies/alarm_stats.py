@@ -42,6 +42,21 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float:
     return float(below / (pos.size * neg.size))
 
 
+def lowest(values: Sequence[float]) -> float:
+    """The lowest value that is not NaN; NaN if there is none.
+
+    A head whose outputs are not finite reads NaN; Python's ``min`` would return it
+    or skip it depending on where it stands in the list.
+
+    Examples:
+        >>> lowest([0.3, float("nan"), 0.2]), lowest([float("nan"), 0.2])
+        (0.2, 0.2)
+        >>> lowest([float("nan")])
+        nan
+    """
+    return min((v for v in values if not math.isnan(v)), default=math.nan)
+
+
 def snapshot_labels(
     steps: Sequence[int], label: str, first_below: Optional[int]
 ) -> List[Optional[bool]]:
@@ -121,5 +136,6 @@ __all__ = [
     "healthy_threshold",
     "held_out_split",
     "lead_time",
+    "lowest",
     "snapshot_labels",
 ]

@@ -27,7 +27,9 @@ reports, in one Markdown report:
    fitting) and tested on the others: the family's default metric, the threshold
    :data:`benchmarks.studies.alarm_stats.MARGIN` times the lowest healthy value of
    the fit methods (the corpora have no collapsed run of those methods to place a
-   threshold against).
+   threshold against);
+5. the same fit and split for the embedding rule on backbones only
+   (:data:`BACKBONE_KEYS`, a candidate).
 
 The alarm is the monitor's: checks every ``--every-n-steps`` steps, ``--patience``
 consecutive flagged checks per module
@@ -70,6 +72,7 @@ from benchmarks.studies.alarm_stats import (
     healthy_threshold,
     held_out_split,
     lead_time,
+    lowest,
     snapshot_labels,
 )
 from lightly_er import functional
@@ -97,6 +100,12 @@ SPLIT: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 }
 """Declared before fitting: (fit methods, held-out methods) per family. DINO, the
 one method with collapsed runs in the corpora, is held out in both."""
+
+BACKBONE_KEYS = ("backbone", "target_backbone", "teacher_backbone")
+"""The candidate declared on 2026-12-02 before the 1,000-step alarm corpus was read:
+the embedding rule on backbones only (the representation a user keeps), fitted and
+held out as :data:`SPLIT` declares. Healthy projection and prediction heads of BYOL
+and SimSiam read low dimension scores, which a backbone rule does not see."""
 
 # key -> (support, role, the module the monitor would call it)
 SPHERE_KEYS = {
@@ -164,6 +173,26 @@ class Run:
         return None if value is None else int(value)
 
 
+def restrict(run: Run, family: str, keys: Sequence[str]) -> Run:
+    """A copy of the run whose family reads only the heads in keys (None: no head)."""
+    heads = {
+        metric: {k: v for k, v in by_head.items() if k in keys}
+        for metric, by_head in run.heads.get(family, {}).items()
+    }
+    heads = {metric: by_head for metric, by_head in heads.items() if by_head}
+    out = Run(run.entry, run.steps, run.knn)
+    out.heads = {family: heads} if heads else {}
+    out.values = {
+        family: {
+            metric: [lowest(values) for values in zip(*by_head.values())]  # noqa: B905
+            for metric, by_head in heads.items()
+        }
+        for family in ([family] if heads else [])
+    }
+    out.monitor = {}  # the monitor's history names modules, not corpus keys
+    return out
+
+
 # -- reading ---------------------------------------------------------------------------
 def read_corpus(
     directory: Path,
@@ -213,7 +242,7 @@ def read_corpus(
         run.heads = heads
         run.values = {
             family: {
-                metric: [min(values) for values in zip(*by_head.values())]  # noqa: B905
+                metric: [lowest(values) for values in zip(*by_head.values())]  # noqa: B905
                 for metric, by_head in by_metric.items()
             }
             for family, by_metric in heads.items()
@@ -265,11 +294,16 @@ def _series(
 
     The functions and settings :class:`EntropyMeter` uses for these metrics
     (``tests/benchmarks/studies/test_alarm_validation.py`` holds them equal), without
-    the meter's other metrics, which this study does not read.
+    the meter's other metrics, which this study does not read. A snapshot with a
+    value that is not finite reads NaN (the family's value is then the other heads').
     """
     series: Dict[str, List[float]] = {metric: [] for metric in CANDIDATES[family]}
     for snapshot in x:
         rows = torch.from_numpy(np.asarray(snapshot[:images], dtype=np.float32))
+        if not torch.isfinite(rows).all():  # a diverged head: no reading, not an error
+            for metric in series:
+                series[metric].append(math.nan)
+            continue
         for metric, value in candidate_metrics(family, rows, temperature).items():
             series[metric].append(value)
     return series
@@ -327,6 +361,8 @@ def snapshot_classes(
             continue
         labels = snapshot_labels(run.steps, run.label, run.first_below)
         for collapsed, value in zip(labels, values):  # noqa: B905
+            if math.isnan(value):  # no head of the family read a number
+                continue
             if collapsed is True:
                 positives.append(value)
             elif collapsed is False:
@@ -336,24 +372,25 @@ def snapshot_classes(
 
 def run_auroc(runs: Sequence[Run], family: str, metric: str) -> float:
     """Collapsed against learned runs, each scored by its lowest value."""
-    lowest = {
-        r.run_id: min(r.values[family][metric])
+    by_run = {
+        r.run_id: lowest(r.values[family][metric])
         for r in runs
         if metric in r.values.get(family, {})
     }
+    by_run = {k: v for k, v in by_run.items() if not math.isnan(v)}
     return auroc(
         [
             v
             for r in runs
             if r.label == "collapsed"
-            for v in [lowest.get(r.run_id)]
+            for v in [by_run.get(r.run_id)]
             if v is not None
         ],
         [
             v
             for r in runs
             if r.label == "learned"
-            for v in [lowest.get(r.run_id)]
+            for v in [by_run.get(r.run_id)]
             if v is not None
         ],
     )
@@ -404,6 +441,8 @@ def lowest_peak_ratio(run: Run, family: str, metric: str) -> Optional[float]:
     for series in run.heads.get(family, {}).get(metric, {}).values():
         peak = -math.inf
         for value in series:
+            if math.isnan(value):
+                continue
             peak = max(peak, value)
             if peak > 0:
                 ratios.append(value / peak)
@@ -798,6 +837,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fitted_rows, fitted_records = evaluate_rules(
         runs, fitted, groups, args.every_n_steps, args.patience
     )
+    backbones = [restrict(r, "sphere", BACKBONE_KEYS) for r in runs]
+    backbones = [r for r in backbones if "sphere" in r.values]
+    fit_methods, held = held_out_split(present["sphere"], *SPLIT["sphere"])
+    backbone_fit = fit(backbones, "sphere", fit_methods) if fit_methods else None
+    backbone_rows: List[Tuple[str, ...]] = []
+    backbone_records: List[Dict[str, Any]] = []
+    if backbone_fit is not None and held:
+        backbone_rows, backbone_records = evaluate_rules(
+            backbones,
+            {
+                "sphere": AlarmRule(
+                    backbone_fit.metric, round(backbone_fit.threshold, 4), "sphere"
+                )
+            },
+            {"sphere": [(m, False) for m in fit_methods] + [(m, True) for m in held]},
+            args.every_n_steps,
+            args.patience,
+        )
     fired = alarms_fired(
         runs, list(shipped.values()), args.every_n_steps, args.patience
     )
@@ -862,6 +919,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             markdown_table(COLUMNS, fitted_rows, "lllrrrrrrll")
             if fitted_rows
             else "Nothing to fit (no healthy snapshot of a fit method, or nothing held out).\n",
+            "## The embedding rule on backbones only (a candidate)",
+            "",
+            "Declared before the 1,000-step alarm corpus was read (`BACKBONE_KEYS`): "
+            "the same fit and split, reading only `backbone`, `target_backbone` and "
+            "`teacher_backbone`. Snapshots only (the monitor's history is not "
+            "restricted).",
+            "",
+            *(
+                [
+                    f"- {backbone_fit.metric} < {backbone_fit.threshold:.4g} = "
+                    f"{MARGIN} x the lowest healthy backbone value "
+                    f"({backbone_fit.lowest_healthy:.4g}) of "
+                    f"{', '.join(backbone_fit.fit_methods)}",
+                    "",
+                    markdown_table(COLUMNS, backbone_rows, "lllrrrrrrll"),
+                ]
+                if backbone_rows and backbone_fit is not None
+                else ["Nothing to fit.", ""]
+            ),
             "## A rule relative to each module's own peak (a candidate)",
             "",
             "Value / the highest value the same head has shown so far, the lowest "
@@ -920,6 +996,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "fits": [asdict(f) for f in fits],
             "shipped": shipped_records,
             "fitted": fitted_records,
+            "backbone_fit": None if backbone_fit is None else asdict(backbone_fit),
+            "backbones": backbone_records,
             "alarms": fired,
         }
         write_atomic(

@@ -9,7 +9,10 @@ Format version 1, as ``benchmarks/studies/mechanism_preregistration.md`` fixes i
 
 A ``<run_id>.npz`` holds ``step`` (T,), ``knn_top1``, ``train_loss``,
 ``train_entropy``, ``train_reconstruction`` (T,), ``image_index`` and ``label``
-(N,), and per head a float16 array (T, N, d) (``center``: float32 (T, 2048)).
+(N,), and per head a float16 array (T, N, d) (``center``: float32 (T, 2048)). A
+head with a finite value beyond float16's range (65504: a collapsed head's outputs
+in eval mode can be) is kept in float32 instead, so that no value is written as inf;
+readers convert every head to float32.
 :func:`load_run` reads one; :func:`read_index` the index.
 """
 
@@ -30,6 +33,19 @@ SCALARS = ("knn_top1", "train_loss", "train_entropy", "train_reconstruction")
 """Per-snapshot numbers (float32, NaN where there is none)."""
 FLOAT32_KEYS = ("center",)
 """Head outputs kept in float32 (the rest are float16)."""
+
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def head_array(key: str, array: Any) -> np.ndarray:
+    """A head's outputs as stored: float16, or float32 if float16 would overflow."""
+    values: np.ndarray = np.asarray(array, dtype=np.float32)
+    finite = values[np.isfinite(values)]
+    if key in FLOAT32_KEYS or (finite.size and np.abs(finite).max() > FLOAT16_MAX):
+        return values
+    stored: np.ndarray = values.astype(np.float16)
+    return stored
 
 
 def corpus_dir(log_dir: Path) -> Path:
@@ -55,9 +71,10 @@ def write_snapshot(
     """Writes one snapshot of an unfinished run (atomically)."""
     arrays: Dict[str, np.ndarray] = {}
     for key, value in outputs.items():
-        array = value.detach().cpu().numpy() if hasattr(value, "detach") else value
-        dtype = np.float32 if key in FLOAT32_KEYS else np.float16
-        arrays[key] = np.asarray(array, dtype=dtype)
+        array = (
+            value.detach().float().cpu().numpy() if hasattr(value, "detach") else value
+        )
+        arrays[key] = head_array(key, array)
     for key in SCALARS:
         arrays[key] = np.asarray(scalars.get(key, float("nan")), dtype=np.float32)
     _save_npz(partial_path(log_dir, run_id, step), arrays)

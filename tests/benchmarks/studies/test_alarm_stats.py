@@ -14,6 +14,7 @@ from benchmarks.studies.alarm_stats import (
     healthy_threshold,
     held_out_split,
     lead_time,
+    lowest,
     snapshot_labels,
 )
 
@@ -99,3 +100,10 @@ def test_healthy_threshold_is_the_margin_below_the_lowest_healthy_value() -> Non
         healthy_threshold([0.5], 0.0)
     with pytest.raises(ValueError, match="healthy"):
         healthy_threshold([math.nan])
+
+
+def test_lowest_skips_nan_wherever_it_stands() -> None:
+    nan = math.nan
+    for values in ([nan, 0.4, 0.2], [0.4, nan, 0.2], [0.2, 0.4, nan]):
+        assert lowest(values) == 0.2
+    assert math.isnan(lowest([nan, nan])) and math.isnan(lowest([]))

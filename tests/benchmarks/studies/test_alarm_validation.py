@@ -241,6 +241,27 @@ def test_main_fits_on_some_methods_and_reports_the_held_out(tmp_path: Path) -> N
         assert outcome["caught"] == 1 and outcome["false_alarms"] == 0
         assert outcome["lead_times"] == [-100]
     assert len(list((out / "cache").rglob("*.json"))) == 4
+    # The backbone-only candidate: fitted on byol's backbone, dino's caught.
+    assert "## The embedding rule on backbones only" in text
+    assert record["backbone_fit"]["fit_methods"] == ["byol"]
+    (held,) = [o for o in record["backbones"] if o["methods"] == "dino"]
+    assert held["held_out"] and held["caught"] == 1 and held["false_alarms"] == 0
+
+
+def test_restrict_reads_only_the_named_heads() -> None:
+    run = av.Run({"run_id": "r", "method": "byol", "label": "learned"}, [0, 1], [])
+    run.heads = {
+        "sphere": {
+            "dimension_score": {"backbone": [0.5, 0.4], "projection": [0.1, 0.9]}
+        },
+        "discrete": {"normalized_mutual_information": {"prototype_scores": [0.2, 0.2]}},
+    }
+    run.values = {"sphere": {"dimension_score": [0.1, 0.4]}}
+    backbone = av.restrict(run, "sphere", av.BACKBONE_KEYS)
+    assert backbone.values == {"sphere": {"dimension_score": [0.5, 0.4]}}
+    assert list(backbone.heads) == ["sphere"]
+    assert av.restrict(run, "sphere", ("target_backbone",)).values == {}
+    assert run.values["sphere"]["dimension_score"] == [0.1, 0.4]  # not changed
 
 
 def _crafted(run_id: str, method: str, label: str, series: List[float]) -> av.Run:
@@ -280,3 +301,33 @@ def test_peak_ratio_rows_fit_the_fraction_and_count_catches() -> None:
             "1/1",
         )
     ]
+
+
+def test_a_head_that_is_not_finite_does_not_hide_the_others(tmp_path: Path) -> None:
+    # The backbone (read first) holds an inf at step 200; the projection is finite.
+    rng = np.random.default_rng(1)
+    backbone, projection = _healthy(rng, D), _healthy(rng, D)
+    backbone[2, 0, 0] = np.inf
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    entry = _write_run(
+        corpus,
+        "r",
+        "byol",
+        "learned",
+        {"backbone": backbone, "projection": projection},
+    )
+    index = {"format": av.FORMAT, "version": av.VERSION, "runs": [entry]}
+    (corpus / "index.json").write_text(json.dumps(index))
+    (run,) = av.read_corpus(corpus)
+    scores = run.heads["sphere"]["dimension_score"]
+    assert np.isnan(scores["backbone"][2]) and not np.isnan(scores["projection"][2])
+    expected = av.candidate_metrics(
+        "sphere", torch.from_numpy(projection[2].astype(np.float32)), 0.1
+    )["dimension_score"]
+    assert run.values["sphere"]["dimension_score"][2] == pytest.approx(expected)
+    # No NaN among the healthy snapshots, and none in a peak ratio.
+    _, healthy = av.snapshot_classes([run], "sphere", "dimension_score")
+    assert len(healthy) == len(STEPS) and not np.isnan(healthy).any()
+    ratio = av.lowest_peak_ratio(run, "sphere", "dimension_score")
+    assert ratio is not None and not np.isnan(ratio)

@@ -348,3 +348,20 @@ def test_a_partial_study_is_labelled_interim(smoke_study: Path, tmp_path: Path) 
     assert "Interim report" in text
     finished = len(list((partial / "records").glob("*.json")))
     assert f"{finished} of {finished + 1} runs finished" in text
+
+
+def test_a_head_beyond_float16s_range_is_stored_finite(tmp_path: Path) -> None:
+    small = np.array([[1.0, 2.5], [-3.0, 0.5]], dtype=np.float32)
+    big = np.array([[1.0, 7.0e4], [2.0, -3.0]], dtype=np.float32)
+    assert corpus.head_array("projection", small).dtype == np.float16
+    assert corpus.head_array("center", small).dtype == np.float32
+    kept = corpus.head_array("projection", big)
+    assert kept.dtype == np.float32 and np.array_equal(kept, big)
+    # A value that already is inf does not by itself ask for float32.
+    assert corpus.head_array("projection", small * np.inf).dtype == np.float16
+    corpus.write_snapshot(tmp_path, "r", 0, {"projection": small}, {})
+    corpus.write_snapshot(tmp_path, "r", 10, {"projection": big}, {})
+    path = corpus.merge_run(tmp_path, "r", [0, 10], np.arange(2), np.zeros(2))
+    stored = corpus.load_run(path)["projection"]
+    assert stored.dtype == np.float32 and np.isfinite(stored).all()
+    assert np.array_equal(stored, np.stack([small, big]))
