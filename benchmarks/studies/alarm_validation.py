@@ -102,6 +102,7 @@ SPLIT: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 one method with collapsed runs in the corpora, is held out in both."""
 
 BACKBONE_KEYS = ("backbone", "target_backbone", "teacher_backbone")
+BACKBONE_MODULES = ("backbone", "backbone_momentum", "teacher_backbone")
 """The candidate declared on 2026-12-02 before the 1,000-step alarm corpus was read:
 the embedding rule on backbones only (the representation a user keeps), fitted and
 held out as :data:`SPLIT` declares. Healthy projection and prediction heads of BYOL
@@ -173,8 +174,11 @@ class Run:
         return None if value is None else int(value)
 
 
-def restrict(run: Run, family: str, keys: Sequence[str]) -> Run:
-    """A copy of the run whose family reads only the heads in keys (None: no head)."""
+def restrict(
+    run: Run, family: str, keys: Sequence[str], modules: Sequence[str] = ()
+) -> Run:
+    """A copy of the run whose family reads only the heads in keys and, in the
+    monitor's history, only the modules in modules."""
     heads = {
         metric: {k: v for k, v in by_head.items() if k in keys}
         for metric, by_head in run.heads.get(family, {}).items()
@@ -189,7 +193,12 @@ def restrict(run: Run, family: str, keys: Sequence[str]) -> Run:
         }
         for family in ([family] if heads else [])
     }
-    out.monitor = {}  # the monitor's history names modules, not corpus keys
+    history = {
+        metric: [row for row in rows if row[1] in modules]
+        for metric, rows in run.monitor.get(family, {}).items()
+    }
+    history = {metric: rows for metric, rows in history.items() if rows}
+    out.monitor = {family: history} if history else {}
     return out
 
 
@@ -837,7 +846,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     fitted_rows, fitted_records = evaluate_rules(
         runs, fitted, groups, args.every_n_steps, args.patience
     )
-    backbones = [restrict(r, "sphere", BACKBONE_KEYS) for r in runs]
+    backbones = [restrict(r, "sphere", BACKBONE_KEYS, BACKBONE_MODULES) for r in runs]
     backbones = [r for r in backbones if "sphere" in r.values]
     fit_methods, held = held_out_split(present["sphere"], *SPLIT["sphere"])
     backbone_fit = fit(backbones, "sphere", fit_methods) if fit_methods else None
@@ -923,8 +932,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "",
             "Declared before the 1,000-step alarm corpus was read (`BACKBONE_KEYS`): "
             "the same fit and split, reading only `backbone`, `target_backbone` and "
-            "`teacher_backbone`. Snapshots only (the monitor's history is not "
-            "restricted).",
+            "`teacher_backbone` (in the monitor's history: `backbone`, "
+            "`backbone_momentum`, `teacher_backbone`).",
             "",
             *(
                 [

@@ -257,8 +257,14 @@ def test_restrict_reads_only_the_named_heads() -> None:
         "discrete": {"normalized_mutual_information": {"prototype_scores": [0.2, 0.2]}},
     }
     run.values = {"sphere": {"dimension_score": [0.1, 0.4]}}
-    backbone = av.restrict(run, "sphere", av.BACKBONE_KEYS)
+    run.monitor = {
+        "sphere": {
+            "dimension_score": [(0, "backbone", 0.3), (0, "projection_head", 0.1)]
+        }
+    }
+    backbone = av.restrict(run, "sphere", av.BACKBONE_KEYS, av.BACKBONE_MODULES)
     assert backbone.values == {"sphere": {"dimension_score": [0.5, 0.4]}}
+    assert backbone.monitor == {"sphere": {"dimension_score": [(0, "backbone", 0.3)]}}
     assert list(backbone.heads) == ["sphere"]
     assert av.restrict(run, "sphere", ("target_backbone",)).values == {}
     assert run.values["sphere"]["dimension_score"] == [0.1, 0.4]  # not changed
