@@ -23,7 +23,7 @@ training batches is kept beside the corpus (``corpus/monitor/<run_id>/``, not pa
 of the format), so the alarm can be replayed on what the monitor itself measured.
 
 Deviations from the mechanism study's protocol, for size: a training stream of
-``--steps`` x 128 images (each seed's own shuffle of the 60,000), a snapshot every
+``--steps`` x 128 images (the seed's shuffles of the 60,000, one per pass), a snapshot every
 ``--snapshot-every`` steps (not every tenth of the run), kNN (k = 20, t = 0.1) with a
 bank of 5,000 training images against the first 2,000 test images, no linear probe
 (``final_probe`` is null), lr constant. The held-out batch is the format's: the last
@@ -227,6 +227,21 @@ def normalise(u8: Tensor) -> Tensor:
     return out
 
 
+def stream_order(n_train: int, images: int, seed: int) -> Tensor:
+    """The training images of the stream: one shuffle of the n_train per pass.
+
+    The first pass is the seed's ``randperm``, so a stream of at most one pass is the
+    one earlier versions wrote; a longer one draws a new shuffle per pass (before
+    2026-12-02 the rows past the first pass were left unwritten).
+    """
+    generator = _generator(seed)
+    passes = -(-images // n_train)
+    order = torch.cat(
+        [torch.randperm(n_train, generator=generator) for _ in range(passes)]
+    )
+    return order[:images]
+
+
 def view_stream(
     data: ImageArrays, method: str, seed: int, images: int, cache: Path
 ) -> Tensor:
@@ -240,12 +255,12 @@ def view_stream(
     if path.exists():
         stream: Tensor = torch.load(path)
         return stream
-    order = torch.randperm(len(data.train_images), generator=_generator(seed))
+    order = stream_order(len(data.train_images), images, seed)
     transform = train_transform(method, IMAGE_SIZE)
     random.seed(seed)
     torch.manual_seed(seed)
     out = torch.empty(images, 2, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.uint8)
-    for i, index in enumerate(order[:images].tolist()):
+    for i, index in enumerate(order.tolist()):
         views = transform(Image.fromarray(data.train_images[index]))
         for v, view in enumerate(views[:2]):
             grey = torch.round((view * STD + MEAN) * 255).clamp(0, 255).to(torch.uint8)

@@ -103,3 +103,20 @@ def test_removal_lr_arm_scales_the_rate_of_the_removed_arm() -> None:
     assert groups == pytest.approx([10.0 * lr for lr in groups0])
     model = alarm_corpus.build(arm, 0, 10, 128)
     assert isinstance(model, alarm_corpus.SimSiamWithoutStopGradient)
+
+
+def test_a_stream_longer_than_the_dataset_draws_one_shuffle_per_pass() -> None:
+    order = alarm_corpus.stream_order(10, 25, seed=3)
+    assert order.shape == (25,)
+    first = torch.randperm(10, generator=torch.Generator().manual_seed(3))
+    # The first pass is the seed's permutation (a one-pass stream is unchanged) ...
+    assert torch.equal(order[:10], first)
+    assert torch.equal(alarm_corpus.stream_order(10, 7, seed=3), first[:7])
+    # ... and every pass is a permutation of its own: no row is left unwritten.
+    for start in (0, 10):
+        assert sorted(order[start : start + 10].tolist()) == list(range(10))
+    assert (
+        set(order[20:].tolist()) <= set(range(10))
+        and len(set(order[20:].tolist())) == 5
+    )
+    assert not torch.equal(order[10:20], first)
