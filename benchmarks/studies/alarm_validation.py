@@ -29,7 +29,9 @@ reports, in one Markdown report:
    the fit methods (the corpora have no collapsed run of those methods to place a
    threshold against);
 5. the same fit and split for the embedding rule on backbones only
-   (:data:`BACKBONE_KEYS`, a candidate).
+   (:data:`BACKBONE_KEYS`, a candidate);
+6. every candidate score fitted on the declared split and on the reversed one
+   (:data:`REVERSED`).
 
 The alarm is the monitor's: checks every ``--every-n-steps`` steps, ``--patience``
 consecutive flagged checks per module
@@ -100,6 +102,14 @@ SPLIT: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 }
 """Declared before fitting: (fit methods, held-out methods) per family. DINO, the
 one method with collapsed runs in the corpora, is held out in both."""
+
+REVERSED: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
+    "sphere": (("dino", "swav"), ("byol", "simsiam", "simclr")),
+    "discrete": (("dino",), ("swav",)),
+}
+"""The split the other way round, declared on 2026-12-02 before the 1,000-step alarm
+corpus's diagnostics were read (after its first SwAV collapse was seen in a kNN
+label): every candidate score of :data:`CANDIDATES` is fitted on both splits."""
 
 BACKBONE_KEYS = ("backbone", "target_backbone", "teacher_backbone")
 BACKBONE_MODULES = ("backbone", "backbone_momentum", "teacher_backbone")
@@ -417,14 +427,21 @@ class Fit:
     fit_auroc: float
 
 
-def fit(runs: Sequence[Run], family: str, methods: Sequence[str]) -> Optional[Fit]:
+def fit(
+    runs: Sequence[Run],
+    family: str,
+    methods: Sequence[str],
+    metric: Optional[str] = None,
+) -> Optional[Fit]:
     """The declared fitting procedure on the runs of the given methods.
 
-    The metric is the shipped default rule's for the family (declared, not chosen
-    on the data); the threshold :data:`alarm_stats.MARGIN` times the lowest healthy
-    snapshot value of the fit methods. None if they have no healthy snapshot.
+    The metric is the shipped default rule's for the family unless given (declared,
+    not chosen on the data); the threshold :data:`alarm_stats.MARGIN` times the
+    lowest healthy snapshot value of the fit methods. None if they have no healthy
+    snapshot.
     """
-    metric = next(r.metric for r in DEFAULT_RULES if r.support == family)
+    if metric is None:
+        metric = next(r.metric for r in DEFAULT_RULES if r.support == family)
     chosen = [r for r in runs if r.method in methods and family in r.values]
     positives, negatives = snapshot_classes(chosen, family, metric)
     if not negatives:
@@ -653,6 +670,43 @@ def alarms_fired(
     return fired
 
 
+def candidate_fits(
+    runs: Sequence[Run],
+    present: Mapping[str, Sequence[str]],
+    every: int,
+    patience: int,
+) -> Tuple[List[str], List[Tuple[str, ...]], List[Dict[str, Any]]]:
+    """Every candidate score fitted on both splits (:data:`SPLIT`, :data:`REVERSED`).
+
+    Returns the fits as report lines, the outcome rows and their records.
+    """
+    lines: List[str] = []
+    rows: List[Tuple[str, ...]] = []
+    records: List[Dict[str, Any]] = []
+    for name, split in (("declared", SPLIT), ("reversed", REVERSED)):
+        for family in FAMILIES:
+            fit_methods, held = held_out_split(present[family], *split[family])
+            if not fit_methods or not held:
+                continue
+            for metric in CANDIDATES[family]:
+                found = fit(runs, family, fit_methods, metric)
+                if found is None:
+                    continue
+                rule = AlarmRule(metric, float(f"{found.threshold:.4g}"), family)
+                groups = [(m, False) for m in fit_methods] + [(m, True) for m in held]
+                new_rows, new_records = evaluate_rules(
+                    runs, {family: rule}, {family: groups}, every, patience
+                )
+                lines.append(
+                    f"- {name} split, {FAMILY_NAMES[family]}: {metric} < "
+                    f"{rule.threshold:.4g} = {MARGIN} x the lowest healthy value "
+                    f"({found.lowest_healthy:.4g}) of {', '.join(fit_methods)}"
+                )
+                rows += new_rows
+                records += [dict(r, split=name) for r in new_records]
+    return lines, rows, records
+
+
 # -- report ----------------------------------------------------------------------------
 def _leads(leads: Sequence[Optional[int]]) -> str:
     if not leads:
@@ -864,6 +918,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args.every_n_steps,
             args.patience,
         )
+    candidate_lines, candidate_rows, candidate_records = candidate_fits(
+        runs, present, args.every_n_steps, args.patience
+    )
     fired = alarms_fired(
         runs, list(shipped.values()), args.every_n_steps, args.patience
     )
@@ -947,6 +1004,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 if backbone_rows and backbone_fit is not None
                 else ["Nothing to fit.", ""]
             ),
+            "## Every candidate score, fitted on both splits",
+            "",
+            "The same fitting procedure for each score of the family, on the declared "
+            "split and on the reversed one (`REVERSED`). Choosing among these on the "
+            "held-out runs would be a choice on the test set: read them as "
+            f"{len(candidate_lines)} comparisons, not as one validated rule.",
+            "",
+            *candidate_lines,
+            "",
+            markdown_table(COLUMNS, candidate_rows, "lllrrrrrrll")
+            if candidate_rows
+            else "Nothing to fit.\n",
             "## A rule relative to each module's own peak (a candidate)",
             "",
             "Value / the highest value the same head has shown so far, the lowest "
@@ -1007,6 +1076,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "fitted": fitted_records,
             "backbone_fit": None if backbone_fit is None else asdict(backbone_fit),
             "backbones": backbone_records,
+            "candidates": candidate_records,
             "alarms": fired,
         }
         write_atomic(

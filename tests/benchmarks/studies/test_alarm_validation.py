@@ -246,6 +246,21 @@ def test_main_fits_on_some_methods_and_reports_the_held_out(tmp_path: Path) -> N
     assert record["backbone_fit"]["fit_methods"] == ["byol"]
     (held,) = [o for o in record["backbones"] if o["methods"] == "dino"]
     assert held["held_out"] and held["caught"] == 1 and held["false_alarms"] == 0
+    # Every candidate score on both splits; the declared one repeats the fit above.
+    candidates = {
+        (o["split"], o["rule"]["metric"], o["methods"]): o for o in record["candidates"]
+    }
+    declared = candidates["declared", "dimension_score", "dino"]
+    assert declared["caught"] == 1 and declared["held_out"]
+    assert declared["rule"]["threshold"] == pytest.approx(
+        fits["sphere"]["threshold"], rel=1e-3
+    )
+    for metric in ("normalized_mutual_information", "normalized_entropy"):
+        assert candidates["reversed", metric, "swav"]["held_out"]
+        assert not candidates["reversed", metric, "dino"]["held_out"]
+    assert not candidates["reversed", "collapse_score", "dino"]["held_out"]
+    assert candidates["reversed", "collapse_score", "byol"]["held_out"]
+    assert "## Every candidate score, fitted on both splits" in text
 
 
 def test_restrict_reads_only_the_named_heads() -> None:
