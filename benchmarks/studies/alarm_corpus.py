@@ -7,27 +7,28 @@ modules (``benchmarks/cifar/methods.py``), so that the alarm can be fitted and
 validated before the mechanism study's corpus exists, and tested on a committed
 sample. ``benchmarks/studies/alarm_validation.py`` reads either.
 
-Every arm removes (or keeps) one anti-collapse device, as the mechanism study's
-arms do: BYOL without predictor and at EMA 0, SimSiam without stop-gradient, DINO
-without centering at EMA 0 and with centering at EMA 0, SwAV without Sinkhorn,
-SimCLR-ER at entropy weight 0 (alignment only), and the intact methods and some ER
-versions as healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30
-x lightly's learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look
-for collapses the optimiser causes, and more removals (``REMOVAL_ARMS``: SimSiam
-without predictor, the heads removed, removals at 10 x the learning rate). Fashion-MNIST at 28 px, the ``s2`` CNN (three
-stride-2 3x3 convolutions, 32-64-128 channels), batch 128, ``--steps`` optimiser
-steps at lightly's learning rate (held constant: one epoch of lightly's per-epoch
-cosine schedule), one thread per run. Each run trains under Lightning with
-:class:`lightly_er.monitoring.EntropyMonitor` at its defaults, whose history on the
-training batches is kept beside the corpus (``corpus/monitor/<run_id>/``, not part
-of the format), so the alarm can be replayed on what the monitor itself measured.
+Every arm removes (or keeps) one anti-collapse device, as the mechanism study's arms
+do: BYOL without predictor and at EMA 0, SimSiam without stop-gradient, DINO without
+centering at EMA 0 and with centering at EMA 0, SwAV without Sinkhorn, SimCLR-ER at
+entropy weight 0 (alignment only), and the intact methods and some ER versions as
+healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30 x lightly's
+learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look for
+collapses the optimiser causes, and more removals (``REMOVAL_ARMS``: SimSiam without
+predictor, the heads removed, removals at 10 x the learning rate). Fashion-MNIST at
+28 px, the ``s2`` CNN (three stride-2 3x3 convolutions, 32-64-128 channels), batch
+128, ``--steps`` optimiser steps at lightly's learning rate (held constant: one
+epoch of lightly's per-epoch cosine schedule), one thread per run. Each run trains
+under Lightning with :class:`lightly_er.monitoring.EntropyMonitor` at its defaults,
+whose history on the training batches is kept beside the corpus
+(``corpus/monitor/<run_id>/``, not part of the format), so the alarm can be replayed
+on what the monitor itself measured.
 
 Deviations from the mechanism study's protocol, for size: a training stream of
-``--steps`` x 128 images (the seed's shuffles of the 60,000, one per pass), a snapshot every
-``--snapshot-every`` steps (not every tenth of the run), kNN (k = 20, t = 0.1) with a
-bank of 5,000 training images against the first 2,000 test images, no linear probe
-(``final_probe`` is null), lr constant. The held-out batch is the format's: the last
-512 test images, evaluation view, eval mode.
+``--steps`` x 128 images (the seed's shuffles of the 60,000, one per pass), a
+snapshot every ``--snapshot-every`` steps (not every tenth of the run), kNN (k = 20,
+t = 0.1) with a bank of 5,000 training images against the first 2,000 test images,
+no linear probe (``final_probe`` is null), lr constant. The held-out batch is the
+format's: the last 512 test images, evaluation view, eval mode.
 
     python benchmarks/studies/alarm_corpus.py --out /work/corpus_mon
     python benchmarks/studies/alarm_corpus.py --out /work/corpus_mon --sample runs/corpus_sample
