@@ -184,6 +184,19 @@ class Run:
         return None if value is None else int(value)
 
 
+def lowest_over_heads(
+    heads: Mapping[str, Mapping[str, Mapping[str, List[float]]]],
+) -> Dict[str, Dict[str, List[float]]]:
+    """family -> metric -> the lowest value over the family's heads per snapshot."""
+    return {
+        family: {
+            metric: [lowest(values) for values in zip(*by_head.values())]  # noqa: B905
+            for metric, by_head in by_metric.items()
+        }
+        for family, by_metric in heads.items()
+    }
+
+
 def restrict(
     run: Run, family: str, keys: Sequence[str], modules: Sequence[str] = ()
 ) -> Run:
@@ -196,13 +209,7 @@ def restrict(
     heads = {metric: by_head for metric, by_head in heads.items() if by_head}
     out = Run(run.entry, run.steps, run.knn)
     out.heads = {family: heads} if heads else {}
-    out.values = {
-        family: {
-            metric: [lowest(values) for values in zip(*by_head.values())]  # noqa: B905
-            for metric, by_head in heads.items()
-        }
-        for family in ([family] if heads else [])
-    }
+    out.values = lowest_over_heads(out.heads)
     history = {
         metric: [row for row in rows if row[1] in modules]
         for metric, rows in run.monitor.get(family, {}).items()
@@ -259,13 +266,7 @@ def read_corpus(
                 write_atomic(cached, json.dumps(record) + "\n")
         run = Run(entry, steps, knn)
         run.heads = heads
-        run.values = {
-            family: {
-                metric: [lowest(values) for values in zip(*by_head.values())]  # noqa: B905
-                for metric, by_head in by_metric.items()
-            }
-            for family, by_metric in heads.items()
-        }
+        run.values = lowest_over_heads(heads)
         history = (entry.get("monitor") or {}).get("history")
         if history and (directory / history).is_file():
             run.monitor = monitor_history(directory / history)
