@@ -671,6 +671,13 @@ def alarms_fired(
     return fired
 
 
+def split_groups(
+    fit_methods: Sequence[str], held: Sequence[str]
+) -> List[Tuple[str, bool]]:
+    """(method, held out?) for the fit methods, then the held-out ones."""
+    return [(m, False) for m in fit_methods] + [(m, True) for m in held]
+
+
 def candidate_fits(
     runs: Sequence[Run],
     present: Mapping[str, Sequence[str]],
@@ -694,9 +701,12 @@ def candidate_fits(
                 if found is None:
                     continue
                 rule = AlarmRule(metric, float(f"{found.threshold:.4g}"), family)
-                groups = [(m, False) for m in fit_methods] + [(m, True) for m in held]
                 new_rows, new_records = evaluate_rules(
-                    runs, {family: rule}, {family: groups}, every, patience
+                    runs,
+                    {family: rule},
+                    {family: split_groups(fit_methods, held)},
+                    every,
+                    patience,
                 )
                 lines.append(
                     f"- {name} split, {FAMILY_NAMES[family]}: {metric} < "
@@ -897,7 +907,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             continue
         fits.append(found)
         fitted[family] = AlarmRule(found.metric, round(found.threshold, 4), family)
-        groups[family] = [(m, False) for m in fit_methods] + [(m, True) for m in held]
+        groups[family] = split_groups(fit_methods, held)
     fitted_rows, fitted_records = evaluate_rules(
         runs, fitted, groups, args.every_n_steps, args.patience
     )
@@ -915,7 +925,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     backbone_fit.metric, round(backbone_fit.threshold, 4), "sphere"
                 )
             },
-            {"sphere": [(m, False) for m in fit_methods] + [(m, True) for m in held]},
+            {"sphere": split_groups(fit_methods, held)},
             args.every_n_steps,
             args.patience,
         )
