@@ -1,7 +1,7 @@
 """lightly's CIFAR-10 benchmark, every method with its original and its ER objective.
 
 The original runs are lightly's CIFAR-10 benchmark value for value (ResNet-18 CIFAR
-variant, each method's augmentation, heads, loss, optimiser and EMA); the ER run of a
+variant, each method's augmentation, heads, loss, optimizer and EMA); the ER run of a
 method differs only in the loss and head classes. kNN top-1 (k=200, t=0.1) on the
 backbone features after every epoch, and the entropy metrics of a held-out batch.
 An interrupted sweep resumes where it stopped.

@@ -320,7 +320,7 @@ def test_renyi2_matches_numpy(
 @pytest.mark.parametrize(("n", "dim"), [(8, 3), (5, 16), (40, 6), (1, 4)])
 @pytest.mark.parametrize("eps", [0.05, 1e-3])
 def test_logdet_matches_numpy(n: int, dim: int, eps: float) -> None:
-    # N < d (the N x N Gram matrix is factorised) and N > d (the d x d one).
+    # N < d (the N x N Gram matrix is factorized) and N > d (the d x d one).
     z = _rows(n, dim, seed=n * dim)
     extra = _rows(3, dim, seed=5)
     if n > 1:

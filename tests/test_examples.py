@@ -24,7 +24,7 @@ reaches for outside is replaced, for the duration of one test (monkeypatch):
 
 Each test checks that the script trains with its method's ER loss and ER heads, that
 the plain PyTorch scripts print ER and the entropy gap every epoch (free of the
-normaliser's constant: checked against the loss's terms and an independent H_min) and
+normalizer's constant: checked against the loss's terms and an independent H_min) and
 a collapse score at step 0, and that the Lightning scripts log ER and the entropy gap
 and their EntropyMonitor watched and measured at least one module.
 
@@ -116,7 +116,7 @@ STEP_LINE = re.compile(rf"^step: +0, collapse score: {NUMBER}, ", flags=re.MULTI
 
 
 class _FakeImages(torch.utils.data.Dataset):  # type: ignore[type-arg]
-    """Random RGB images of one size, labelled as CIFAR-10 or Pascal VOC would be."""
+    """Random RGB images of one size, labeled as CIFAR-10 or Pascal VOC would be."""
 
     num_images = BATCH_SIZE
     image_size = 32

@@ -178,7 +178,7 @@ def test_log_bessel_iv_has_no_reference_code_underflow() -> None:
     naive = math.log(math.exp(reference) + 1e-7)
     assert naive == pytest.approx(-16.1, abs=0.05)
     assert naive - got.item() > 80
-    # The normaliser at d = 128, kappa = 10 uses exactly this order.
+    # The normalizer at d = 128, kappa = 10 uses exactly this order.
     naive_norm = 63 * math.log(10.0) - 64 * math.log(2 * math.pi) - naive
     assert log_vmf_normalizer(128, 10.0).item() - naive_norm > 80
 
@@ -311,10 +311,10 @@ def test_sphere_entropy_with_extra_support_matches_numpy(
 def test_sphere_entropy_extra_support_identities(estimator: str) -> None:
     z = _unit_rows(20, 6)
     expected = sphere_entropy(z, 7.0, estimator).item()
-    # No extra centres.
+    # No extra centers.
     empty = sphere_entropy(z, 7.0, estimator, extra_support=z[:0])
     assert empty.item() == pytest.approx(expected, rel=1e-14)
-    # A copy of every centre doubles both the kernel sum and the count.
+    # A copy of every center doubles both the kernel sum and the count.
     doubled = sphere_entropy(z, 7.0, estimator, extra_support=z.clone())
     assert doubled.item() == pytest.approx(expected, rel=1e-12)
 
@@ -883,7 +883,7 @@ def test_collapse_score_of_a_narrow_cone_and_zero_rows_matches_numpy() -> None:
     for z in (cone, with_zeros, torch.zeros(8, 3, dtype=F64)):
         (expected,) = _np_collapse_scores(z.numpy())
         assert collapse_score(z).item() == pytest.approx(expected, abs=1e-6)
-    assert collapse_score(cone).item() > 0.9  # centred, the cone is a spread batch
+    assert collapse_score(cone).item() > 0.9  # centered, the cone is a spread batch
     assert collapse_score(torch.zeros(8, 3, dtype=F64)).item() == 0.0
 
 
@@ -1491,7 +1491,7 @@ def test_sphere_entropy_of_one_sample_is_the_minimum(
 
 
 def test_the_constant_marker_is_what_torch_sets() -> None:
-    # lightly_er marks its normaliser cache as torch.compiler.assume_constant_result
+    # lightly_er marks its normalizer cache as torch.compiler.assume_constant_result
     # does, without importing torch._dynamo at import time; the two must agree.
     from lightly_er.functional._special import log_vmf_normalizer_constant
 

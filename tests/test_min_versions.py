@@ -24,7 +24,7 @@ PINNED_EXTRAS = {"scikit-learn", "matplotlib", "pillow"}
 
 
 def _name(raw: str) -> str:
-    """PEP 503 normalised project name."""
+    """PEP 503 normalized project name."""
     return re.sub(r"[-_.]+", "-", raw).lower()
 
 

@@ -48,7 +48,7 @@ class SweepConfig:
         num_workers: Data-loader workers.
         train_subset: Use only this many training images (None: all).
         test_subset: Evaluate kNN on only this many test images (None: all).
-        knn_k: Neighbours of the kNN classifier.
+        knn_k: Neighbors of the kNN classifier.
         knn_t: Temperature of the kNN classifier.
         kappa: ER runs: kappa of the loss and meters (None: the rule).
         entropy_weight: ER runs: weight of the entropy term.

@@ -66,7 +66,7 @@ FASHION_MNIST_FILES: Dict[str, str] = {
 
 @dataclass
 class ImageArrays:
-    """A labelled image dataset held in memory.
+    """A labeled image dataset held in memory.
 
     Attributes:
         name: The dataset's name.
@@ -304,7 +304,7 @@ def train_transform(method: str, image_size: int) -> Callable[[Image.Image], Any
     """lightly's CIFAR-10 benchmark augmentation of a method, at image_size pixels.
 
     As lightly's script: BYOL's asymmetric views (no blur); SimCLR's views with
-    colour jitter strength 0.5 for SimCLR and MoCo; SimSiam's views; two crops of
+    color jitter strength 0.5 for SimCLR and MoCo; SimSiam's views; two crops of
     min scale 0.14 for SwAV (jitter 0.5); two global crops and no local ones for
     DINO (jitter 0.5, its default solarisation). Gaussian blur is off throughout.
     The ER objective of a method uses the same augmentation.
@@ -347,7 +347,7 @@ def train_transform(method: str, image_size: int) -> Callable[[Image.Image], Any
 
 
 def eval_transform(image_size: int) -> Callable[[Image.Image], Any]:
-    """Resize, to tensor and ImageNet normalisation: the kNN train and test images."""
+    """Resize, to tensor and ImageNet normalization: the kNN train and test images."""
     transform: Callable[[Image.Image], Any] = torchvision.transforms.Compose(
         [
             torchvision.transforms.Resize(image_size),

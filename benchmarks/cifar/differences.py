@@ -18,7 +18,7 @@ DIFFERENCES: Tuple[Difference, ...] = (
         "CIFAR-10 from image folders",
         "CIFAR-10 through torchvision (default); Fashion-MNIST or digits as options",
         "Same images for CIFAR-10. The CPU machine reaches no CIFAR-10, so our "
-        "runs use Fashion-MNIST (grey images repeated to 3 channels), which is "
+        "runs use Fashion-MNIST (gray images repeated to 3 channels), which is "
         "named in every table",
     ),
     Difference(
@@ -66,7 +66,7 @@ DIFFERENCES: Tuple[Difference, ...] = (
         "So that the ER entropy of a DDP run sees the global batch",
     ),
     Difference(
-        "kNN neighbours (`--knn-k`, `--knn-t`)",
+        "kNN neighbors (`--knn-k`, `--knn-t`)",
         "k=200, t=0.1",
         "k=200, t=0.1 (default); the smoke preset uses k=20",
         "The digits' kNN bank holds 1,437 images",

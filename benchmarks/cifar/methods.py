@@ -2,9 +2,9 @@
 
 The original modules are lightly's CIFAR-10 benchmark
 (``docs/source/getting_started/benchmarks/cifar10_benchmark.py`` in lightly's
-repository) value for value: the heads, losses, optimiser and learning-rate scaling,
+repository) value for value: the heads, losses, optimizer and learning-rate scaling,
 the constant EMA of 0.99, MoCo's split batch norm and key-batch shuffle, DINO's
-independently initialised teacher head. ``objective="er"`` swaps the loss and the
+independently initialized teacher head. ``objective="er"`` swaps the loss and the
 heads for their lightly-er subclasses (:class:`benchmarks.common.objective.ObjectiveSwitch`)
 and changes nothing else: with the same seed both modules hold the same parameters and
 buffers and compute the same outputs. Every deliberate difference from lightly's
@@ -53,13 +53,13 @@ class SSLMethod(ObjectiveSwitch, BenchmarkModule):  # type: ignore[misc]
     Args:
         backbone: Maps images to (batch_size, feature_dim, ...) features.
         feature_dim: Size of the backbone features.
-        dataloader_knn: Loader of the labelled training images for the kNN bank.
+        dataloader_knn: Loader of the labeled training images for the kNN bank.
         num_classes: Number of classes of the kNN classifier.
         max_epochs: Epochs of the cosine learning-rate schedule.
         batch_size: Batch size per step, for the linear learning-rate scaling.
         objective: ``"original"`` (lightly's loss and heads) or ``"er"``.
         ema: Constant EMA coefficient of the teacher (0.99, lightly's).
-        knn_k: Neighbours of the kNN classifier (200, lightly's).
+        knn_k: Neighbors of the kNN classifier (200, lightly's).
         knn_t: Temperature of the kNN classifier (0.1, lightly's).
         er_kwargs: Extra keyword arguments of the ER loss (kappa, entropy_weight,
             estimator); the ER heads' meters take their kappa from the loss.
@@ -121,7 +121,7 @@ class SSLMethod(ObjectiveSwitch, BenchmarkModule):  # type: ignore[misc]
         return self.batch_size / 128
 
     def sgd(self, params: Any, lr: float) -> Any:
-        """lightly's CIFAR-10 optimiser: SGD, momentum 0.9, weight decay 5e-4, cosine."""
+        """lightly's CIFAR-10 optimizer: SGD, momentum 0.9, weight decay 5e-4, cosine."""
         optim = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=5e-4)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optim, self.max_epochs)
         return [optim], [scheduler]
@@ -195,7 +195,7 @@ class _MomentumMethod(SSLMethod):
 class MoCo(_MomentumMethod):
     """lightly's MocoModel: split batch norm, a 4096 bank, shuffled keys.
 
-    ER: ERNTXentLoss with the same bank (its keys are extra kernel centres of the
+    ER: ERNTXentLoss with the same bank (its keys are extra kernel centers of the
     entropy estimate); lightly-er has no MoCo head subclass, so the heads are lightly's.
     """
 
@@ -363,7 +363,7 @@ class DINO(SSLMethod):
         )
         self.head = self._build_projection_head()
         self.teacher_backbone = copy.deepcopy(self.backbone)
-        # As lightly: the teacher head is a second, independently initialised head.
+        # As lightly: the teacher head is a second, independently initialized head.
         self.teacher_head = self._build_projection_head()
         model_utils.deactivate_requires_grad(self.teacher_backbone)
         model_utils.deactivate_requires_grad(self.teacher_head)

@@ -112,7 +112,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
         help=f"evaluate kNN on N fixed test images (default: {d.test_subset or 'all'})",
     )
     parser.add_argument(
-        "--knn-k", type=int, help=f"kNN neighbours, >= 1 (default: {d.knn_k})"
+        "--knn-k", type=int, help=f"kNN neighbors, >= 1 (default: {d.knn_k})"
     )
     parser.add_argument(
         "--knn-t", type=float, help=f"kNN temperature, > 0 (default: {d.knn_t})"

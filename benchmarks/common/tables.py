@@ -12,7 +12,7 @@ import io
 from typing import Any, Iterable, Sequence
 
 ALIGNMENTS = {"l": "---", "r": "---:", "c": ":---:"}
-"""Column alignment letters: left, right, centre."""
+"""Column alignment letters: left, right, center."""
 
 
 def markdown_row(cells: Sequence[Any]) -> str:

@@ -274,7 +274,7 @@ def build_parser(bench: ParserSpec) -> OneLineErrorParser:
         "--knn-k",
         type=int,
         default=200,
-        help="kNN neighbours; at most the images of the kNN bank (the training "
+        help="kNN neighbors; at most the images of the kNN bank (the training "
         "images, fewer with --limit-val-batches)",
     )
     add("--knn-t", type=float, default=bench.knn_t, help="kNN temperature")

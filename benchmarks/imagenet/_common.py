@@ -104,7 +104,7 @@ def scaled_size(image_size: int, reference: int) -> int:
 
 
 def eval_transform(image_size: int = REFERENCE_SIZE) -> Any:
-    """lightly's evaluation transform: resize to 256, center crop 224, normalise.
+    """lightly's evaluation transform: resize to 256, center crop 224, normalize.
 
     Other crop sizes resize to ``image_size * 256 / 224``.
     """
@@ -262,6 +262,6 @@ def metrics_table(metrics: Dict[str, Dict[str, float]]) -> str:
         for stage, values in metrics.items()
         for name, value in values.items()
     ]
-    # lightly prints its results table centred and without a final newline.
+    # lightly prints its results table centered and without a final newline.
     columns = ("Eval Name", "Metric Name", "Value")
     return markdown_table(columns, rows, "ccc").rstrip("\n")

@@ -5,7 +5,7 @@ replaces the centering and is estimated on the batch gathered from all processes
 [0]), the step (the teacher's EMA coefficient on a cosine schedule from 0.996 to 1,
 updated first; teacher on the two global crops, student on all crops, a constant
 teacher temperature of 0.04) and the multi-crop augmentation at other crop sizes.
-Each script keeps its backbones, heads, optimiser and the EMA update itself (its
+Each script keeps its backbones, heads, optimizer and the EMA update itself (its
 tests spy on ``update_momentum`` in its own module).
 
 - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907

@@ -3,7 +3,7 @@
 A method is one module with the benchmarks' objective switch
 (:class:`benchmarks.common.objective.ObjectiveSwitch`): ``"original"`` builds lightly's
 loss and heads, ``"er"`` their lightly-er versions, so the two objectives start from
-the same weights under one seed. Everything else (backbone, augmentation, optimiser,
+the same weights under one seed. Everything else (backbone, augmentation, optimizer,
 schedules, teacher updates, online classifier) is lightly's, written out in each
 method's module.
 
@@ -37,7 +37,7 @@ class SSLMethod(ObjectiveSwitch):
     Attributes:
         name:
             The method's name on the command line (``"simclr"``; the ER objective is
-            ``"simclr_er"``), also the name of its optimiser's parameter groups.
+            ``"simclr_er"``), also the name of its optimizer's parameter groups.
         has_teacher:
             Whether the method has an EMA teacher (``--ema`` applies).
         batch_size_per_device:
@@ -142,7 +142,7 @@ class SSLMethod(ObjectiveSwitch):
         self.log_dict(cls_log, prog_bar=True, sync_dist=True, batch_size=len(targets))
         return cls_loss
 
-    # -- optimisation -----------------------------------------------------------------
+    # -- optimization -----------------------------------------------------------------
     @property
     def global_batch_size(self) -> int:
         """The batch size summed over the processes."""
@@ -157,7 +157,7 @@ class SSLMethod(ObjectiveSwitch):
 
         ``<name>`` holds the weights of the trained modules; ``<name>_no_weight_decay``
         their norm layers and biases; ``online_classifier`` the classifier. The last
-        two have no weight decay; the first has the optimiser's, or ``weight_decay``.
+        two have no weight decay; the first has the optimizer's, or ``weight_decay``.
         """
         params, params_no_weight_decay = get_weight_decay_parameters(list(modules))
         first: Dict[str, Any] = {"name": self.name, "params": params}
@@ -186,7 +186,7 @@ class SSLMethod(ObjectiveSwitch):
         """lightly's per-step CosineWarmupScheduler, as a Lightning scheduler dict.
 
         Args:
-            optimizer: The optimiser.
+            optimizer: The optimizer.
             warmup_epochs: Linear warmup in epochs (capped at the run, see
                 :func:`benchmarks.imagenet._common.warmup_steps`).
             end_value: Final learning rate as a factor of the peak (lightly's

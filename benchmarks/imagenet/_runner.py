@@ -199,7 +199,7 @@ def pretrain(
         logger=make_loggers(log_dir, "pretrain"),
         precision=config.precision,  # type: ignore[arg-type]
         strategy=config.strategy,
-        # lightly synchronises batch norm wherever it can (not on CPU).
+        # lightly synchronizes batch norm wherever it can (not on CPU).
         sync_batchnorm=config.accelerator != "cpu",
         **extra,
     )

@@ -13,10 +13,10 @@ centering at EMA 0 and with centering at EMA 0, SwAV without Sinkhorn, SimCLR-ER
 entropy weight 0 (alignment only), and the intact methods and some ER versions as
 healthy runs. Named in ``--arms`` only, the intact methods at 10 and 30 x lightly's
 learning rate (``byol-lr10``, ..., ``dino-lr30``: ``LR_ARMS``), to look for
-collapses the optimiser causes, and more removals (``REMOVAL_ARMS``: SimSiam without
+collapses the optimizer causes, and more removals (``REMOVAL_ARMS``: SimSiam without
 predictor, the heads removed, removals at 10 x the learning rate). Fashion-MNIST at
 28 px, the ``s2`` CNN (three stride-2 3x3 convolutions, 32-64-128 channels), batch
-128, ``--steps`` optimiser steps at lightly's learning rate (held constant: one
+128, ``--steps`` optimizer steps at lightly's learning rate (held constant: one
 epoch of lightly's per-epoch cosine schedule), one thread per run. Each run trains
 under Lightning with :class:`lightly_er.monitoring.EntropyMonitor` at its defaults,
 whose history on the training batches is kept beside the corpus
@@ -169,7 +169,7 @@ LR_ARMS: Tuple[Arm, ...] = tuple(
     )
 )
 """Intact methods (lightly's losses) at 10 and 30 x lightly's learning rate: a
-collapse the optimiser causes, not a removed device. Run only when named in
+collapse the optimizer causes, not a removed device. Run only when named in
 ``--arms``."""
 
 REMOVAL_ARMS: Tuple[Arm, ...] = (
@@ -217,7 +217,7 @@ METHODS: Dict[str, type[SSLMethod]] = {
 
 # -- data ------------------------------------------------------------------------------
 def normalise(u8: Tensor) -> Tensor:
-    """uint8 grey views (..., H, W) -> lightly's normalised RGB tensors (..., 3, H, W).
+    """uint8 gray views (..., H, W) -> lightly's normalized RGB tensors (..., 3, H, W).
 
     torchvision's v2 functions, which lightly's transforms end with: the same
     float32 operations, so the same bits.
@@ -249,7 +249,7 @@ def view_stream(
     """The training views of (method, seed): uint8 (images, 2, 28, 28), cached.
 
     lightly's transform of the method on each image of the seed's shuffle, stored as
-    the grey channel on the 1/255 grid; :func:`normalise` gives back lightly's
+    the gray channel on the 1/255 grid; :func:`normalize` gives back lightly's
     tensors bit for bit (checked here on every view).
     """
     path = cache / f"{method}_seed{seed}_{images}.pt"
@@ -267,7 +267,7 @@ def view_stream(
             grey = torch.round((view * STD + MEAN) * 255).clamp(0, 255).to(torch.uint8)
             if not torch.equal(normalise(grey[0]), view):
                 raise RuntimeError(
-                    f"view {i} of {method} is not grey on the 1/255 grid"
+                    f"view {i} of {method} is not gray on the 1/255 grid"
                 )
             out[i, v] = grey[0]
     cache.mkdir(parents=True, exist_ok=True)
@@ -471,8 +471,8 @@ def build(arm: Arm, seed: int, steps: int, batch_size: int) -> SSLMethod:
 
 
 def scale_lr(model: SSLMethod, scale: float) -> None:
-    """Multiplies every learning rate the model's optimisers start from by scale."""
-    # The benchmark's methods return ([optimiser], [scheduler]).
+    """Multiplies every learning rate the model's optimizers start from by scale."""
+    # The benchmark's methods return ([optimizer], [scheduler]).
     configure: Any = model.configure_optimizers
 
     def scaled() -> Any:

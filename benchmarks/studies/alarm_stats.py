@@ -6,7 +6,7 @@ hold them to closed cases (``tests/benchmarks/studies/test_alarm_stats.py``).
 
 Conventions: a lower metric value means more collapsed; a snapshot is *healthy* if
 its run learned (every snapshot) or it is a step-0 snapshot (the untrained
-network), *collapsed* if its run is labelled collapsed and the snapshot is at or
+network), *collapsed* if its run is labeled collapsed and the snapshot is at or
 after the run's ``first_below_step``; other snapshots are not used.
 """
 

@@ -11,7 +11,7 @@ for the candidate scores, and per family of heads
   ``projection``, ``prediction`` and the teachers' ``target_*``/``teacher_backbone``;
   not DINO's bottleneck, which the monitor sees through the head's scores) and
 - **prototypes** (``student_logits``, ``teacher_logits`` at the teacher temperature
-  after the center where the loss centres, ``prototype_scores``)
+  after the center where the loss centers, ``prototype_scores``)
 
 reports, in one Markdown report:
 

@@ -1,6 +1,6 @@
 """kNN top-1 of an untrained backbone: the floor that pretraining has to beat.
 
-On small, easy datasets a randomly initialised CNN already separates the classes well
+On small, easy datasets a randomly initialized CNN already separates the classes well
 (scikit-learn's digits: about 0.87), so a benchmark's kNN top-1 means little without
 this reference. It uses the same data, subsets, backbone and kNN classifier as
 ``benchmarks/cifar10.py``, with the backbone in eval mode as after construction.

@@ -5,11 +5,11 @@ interleaved in one process (parent, ER, floor, parent, ...), and the table repor
 the median time of each and the ratios, so machine load affects all alike.
 
 - The floor of a sphere case is what any all-pairs entropy estimate must do: the
-  L2 normalisation and the N x (N + M) Gram matrix of each entropy term's rows
+  L2 normalization and the N x (N + M) Gram matrix of each entropy term's rows
   (M the memory's rows), forward and backward, through autograd. lightly's negative
   cosine similarity has no such matrix, so BYOL-ER is held to the floor
   (target <= 1.5x); NT-Xent has one, so SimCLR-ER is held to its parent (target
-  <= 1.15x). Nearest-neighbour (``knn``) and log-determinant cases are reported as
+  <= 1.15x). Nearest-neighbor (``knn``) and log-determinant cases are reported as
   they are. DINO and SwAV are held to their parents (<= 1.15x).
 
     python benchmarks/studies/loss_speed.py                # all cases, CPU

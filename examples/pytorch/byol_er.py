@@ -85,14 +85,14 @@ dataloader = torch.utils.data.DataLoader(
 criterion = ERNegativeCosineSimilarity()  # lightly: NegativeCosineSimilarity()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
-# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# loss maximizes (0 for a collapsed batch, at most log N), and the entropy gap
 # H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
 # raw terms each carry the constant -/+ log C_256(kappa) (hundreds of nats).
 entropy_floor = min_sphere_entropy(256, criterion.kappa)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
 
 # The prediction head's meter (kappa 10, as the loss) measures the predictions,
-# whose entropy the loss maximises.
+# whose entropy the loss maximizes.
 meter = model.prediction_head.entropy_meter
 measure_every_n_steps = 50
 

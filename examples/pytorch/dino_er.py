@@ -97,7 +97,7 @@ criterion = ERDINOLoss(  # lightly: DINOLoss(...)
 criterion = criterion.to(device)
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the loss
-# maximises, and the entropy gap: the entropy above its floor, which on prototypes
+# maximizes, and the entropy gap: the entropy above its floor, which on prototypes
 # is 0 (all mass on one prototype), so here the entropy itself.
 entropy_floor = 0.0
 

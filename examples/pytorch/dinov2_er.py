@@ -261,7 +261,7 @@ for epoch in range(epochs):
     avg_loss = total_loss / num_batches
     avg_entropy = total_entropy / num_batches
     avg_reconstruction = total_reconstruction / num_batches
-    # ER = entropy + reconstruction in nats, the bound the loss maximises, and the
+    # ER = entropy + reconstruction in nats, the bound the loss maximizes, and the
     # entropy gap: the entropy above its floor, which on prototypes is 0 (all mass on
     # one prototype), so here the entropy itself.
     avg_er = avg_entropy + avg_reconstruction

@@ -2,7 +2,7 @@
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
 # The change from lightly's script: NTXentLoss -> ERNTXentLoss, which keeps the
 # memory bank: the entropy of the queries is estimated with the queued keys as extra
-# kernel centres. MoCo's projection head has no ER version, so an EntropyMeter bound
+# kernel centers. MoCo's projection head has no ER version, so an EntropyMeter bound
 # to the loss measures the queries instead.
 #
 # Dependencies: lightly and lightly-er (`pip install .` in the lightly-er
@@ -75,7 +75,7 @@ dataloader = torch.utils.data.DataLoader(
 criterion = ERNTXentLoss(memory_bank_size=(4096, 128))  # lightly: NTXentLoss(...)
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
-# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# loss maximizes (0 for a collapsed batch, at most log N), and the entropy gap
 # H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
 # raw terms each carry the constant -/+ log C_128(kappa) (hundreds of nats).
 entropy_floor = min_sphere_entropy(128, criterion.kappa)

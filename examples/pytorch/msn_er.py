@@ -1,7 +1,7 @@
 # MSN-ER in plain PyTorch: lightly's MSN example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
 # The change from lightly's script: MSNLoss -> ERMSNLoss. MSN's loss already is an
-# ER bound (its ME-MAX regulariser is minus the entropy of the mean prediction, up
+# ER bound (its ME-MAX regularizer is minus the entropy of the mean prediction, up
 # to log K): ERMSNLoss returns it in nats, without the constant, and keeps the two
 # terms, which are printed next to the loss.
 #
@@ -161,7 +161,7 @@ for epoch in range(10):
     avg_loss = total_loss / num_batches
     avg_entropy = total_entropy / num_batches
     avg_reconstruction = total_reconstruction / num_batches
-    # ER = entropy + reconstruction in nats, the bound the loss maximises, and the
+    # ER = entropy + reconstruction in nats, the bound the loss maximizes, and the
     # entropy gap: the entropy above its floor, which on prototypes is 0 (all mass on
     # one prototype), so here the entropy itself.
     avg_er = avg_entropy + avg_reconstruction

@@ -161,7 +161,7 @@ for epoch in range(10):
     avg_loss = total_loss / num_batches
     avg_entropy = total_entropy / num_batches
     avg_reconstruction = total_reconstruction / num_batches
-    # ER = entropy + reconstruction in nats, the bound the loss maximises; PMSN-ER's
+    # ER = entropy + reconstruction in nats, the bound the loss maximizes; PMSN-ER's
     # entropy is relative to the power-law prior: at most 0, reached at the prior.
     avg_er = avg_entropy + avg_reconstruction
     print(

@@ -59,7 +59,7 @@ dataloader = torch.utils.data.DataLoader(
 criterion = ERNTXentLoss()  # lightly: NTXentLoss()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
-# loss maximises (0 for a collapsed batch, at most log N), and the entropy gap
+# loss maximizes (0 for a collapsed batch, at most log N), and the entropy gap
 # H - H_min, the entropy above its floor (a collapsed batch), in [0, log N]. The
 # raw terms each carry the constant -/+ log C_128(kappa) (hundreds of nats).
 entropy_floor = min_sphere_entropy(128, criterion.kappa)

@@ -71,7 +71,7 @@ dataloader = torch.utils.data.DataLoader(
 criterion = ERSwaVLoss()  # lightly: SwaVLoss()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
-# loss maximises, and the entropy gap: the entropy above its floor, which on
+# loss maximizes, and the entropy gap: the entropy above its floor, which on
 # prototypes is 0 (all mass on one prototype), so here the entropy itself.
 entropy_floor = 0.0
 optimizer = torch.optim.Adam(model.parameters(), lr=0.001)

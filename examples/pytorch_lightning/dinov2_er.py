@@ -159,7 +159,7 @@ class DINOv2(pl.LightningModule):
         # DINO-ER's terms and the class tokens' entropy, in nats.
         components = self.dino_criterion.last_components
         self.log("train_loss", loss, prog_bar=True)
-        # ER in nats (the bound the loss maximises) and the entropy gap: on prototypes
+        # ER in nats (the bound the loss maximizes) and the entropy gap: on prototypes
         # the entropy's floor is 0 (all mass on one prototype), so the entropy itself.
         self.log("er/er", components.entropy + components.reconstruction)
         self.log("er/entropy_gap", components.entropy)

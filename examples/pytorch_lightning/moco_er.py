@@ -1,9 +1,9 @@
 # MoCo-ER with PyTorch Lightning: lightly's MoCo example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
 # The change from lightly's script: NTXentLoss -> ERNTXentLoss, which keeps the
-# memory bank (the queued keys are extra kernel centres of the entropy estimate),
+# memory bank (the queued keys are extra kernel centers of the entropy estimate),
 # the ER terms logged, and EntropyMonitor in the callbacks. MoCo's projection head
-# has no ER version: the monitor recognises it by its name.
+# has no ER version: the monitor recognizes it by its name.
 #
 # Dependencies: lightly and lightly-er (`pip install .` in the lightly-er
 # repository installs both).

@@ -72,7 +72,7 @@ class MSN(pl.LightningModule):
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         components = self.criterion.last_components
         self.log("train_loss", loss, prog_bar=True)
-        # ER in nats (the bound the loss maximises) and the entropy gap: on prototypes
+        # ER in nats (the bound the loss maximizes) and the entropy gap: on prototypes
         # the entropy's floor is 0 (all mass on one prototype), so the entropy itself.
         self.log("er/er", components.entropy + components.reconstruction)
         self.log("er/entropy_gap", components.entropy)

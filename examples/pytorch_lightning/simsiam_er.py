@@ -2,7 +2,7 @@
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
 # The change from lightly's script: NegativeCosineSimilarity ->
 # ERNegativeCosineSimilarity, the ER terms logged, and EntropyMonitor in the
-# callbacks. SimSiam's heads have no ER version: the monitor recognises them by
+# callbacks. SimSiam's heads have no ER version: the monitor recognizes them by
 # their names.
 #
 # Dependencies: lightly and lightly-er (`pip install .` in the lightly-er

@@ -162,7 +162,7 @@ class DINOv2(pl.LightningModule):
         components = self.dino_criterion.last_components
         koleo_entropy = self.koleo_criterion.last_components.entropy
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
-        # ER in nats (the bound the loss maximises) and the entropy gap: on prototypes
+        # ER in nats (the bound the loss maximizes) and the entropy gap: on prototypes
         # the entropy's floor is 0 (all mass on one prototype), so the entropy itself.
         self.log(
             "er/er", components.entropy + components.reconstruction, sync_dist=True
@@ -241,7 +241,7 @@ dataloader = torch.utils.data.DataLoader(
 monitor = EntropyMonitor(
     modules={"student_head.dino_head": EntropyMeter.for_loss(model.dino_criterion)}
 )
-# Train with DDP and synchronised batch norm on all GPUs; each GPU samples its own
+# Train with DDP and synchronized batch norm on all GPUs; each GPU samples its own
 # part of the dataset.
 trainer = pl.Trainer(
     max_epochs=50,

@@ -75,7 +75,7 @@ class PMSN(pl.LightningModule):
         # loss = -(entropy + reconstruction); both terms in nats, higher is better.
         components = self.criterion.last_components
         self.log("train_loss", loss, prog_bar=True, sync_dist=True)
-        # ER in nats (the bound the loss maximises) and PMSN-ER's entropy relative to
+        # ER in nats (the bound the loss maximizes) and PMSN-ER's entropy relative to
         # the power-law prior (at most 0, reached at the prior).
         self.log(
             "er/er", components.entropy + components.reconstruction, sync_dist=True

@@ -12,7 +12,7 @@ an entropy term and a reconstruction term. Every function returns nats, and high
 better: ER = entropy + reconstruction.
 
 The implementation is split by concern into private modules: ``_special`` (Bessel
-and vMF-normaliser numerics), ``_sphere`` and ``_discrete`` (the ER terms on the
+and vMF-normalizer numerics), ``_sphere`` and ``_discrete`` (the ER terms on the
 sphere and on a discrete support), ``_diagnostics`` (label-free monitors of
 embeddings), ``_prototypes`` (label-free monitors of prototype assignments) and
 ``_checks`` (input checks). Import from here.

@@ -117,7 +117,7 @@ def check_sphere(z: Tensor, name: str, min_samples: int, validate: bool = True) 
     deviation = (norms - 1).abs().max().item()
     if deviation > tolerance:
         raise ValueError(
-            f"{name} rows must be unit-norm (L2-normalise them first, e.g. with "
+            f"{name} rows must be unit-norm (L2-normalize them first, e.g. with "
             f"torch.nn.functional.normalize); the largest | ||row|| - 1 | is "
             f"{deviation:.3g} > tolerance {tolerance:g}"
         )

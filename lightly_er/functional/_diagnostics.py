@@ -31,7 +31,7 @@ _COLLAPSE_RESOLUTION = 1e-3
 def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tensor:
     """A collapse score in [0, 1]: 1 for a batch spread over all directions, 0 for one point.
 
-    The rows are L2-normalised and centred, z_c = z/||z|| - mean. The score is
+    The rows are L2-normalized and centered, z_c = z/||z|| - mean. The score is
 
         (v / (v + resolution)) * log(1 + r) / log(1 + min(N - 1, d))
 
@@ -39,7 +39,7 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
     batch on the unit sphere and r is the effective rank (RankMe [0]) of z_c, 0 when
     z_c is zero. The second factor counts the affine dimensions the batch spans on a
     log scale: one point 0, two antipodal points log 2 / log(1 + m), a random rank-k
-    batch about log(1 + k) / log(1 + m), an isotropic batch about 1. Centring is what
+    batch about log(1 + k) / log(1 + m), an isotropic batch about 1. Centering is what
     lets it see a narrow cone (post-ReLU features of an untrained network, with a
     mean cosine of 0.98) as the spread batch it is. The first factor makes the score
     scale-aware: variation far below ``resolution`` (a root-mean-square angle of
@@ -50,7 +50,7 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
 
     Args:
         z:
-            Embeddings, shape (N, d), N >= 2, d >= 1; any scale (rows are normalised
+            Embeddings, shape (N, d), N >= 2, d >= 1; any scale (rows are normalized
             here; zero rows stay zero).
         resolution:
             The total variance on the unit sphere below which spread counts as
@@ -83,14 +83,14 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
         z = torch.nn.functional.normalize(z, dim=1)
-        # Centred: a narrow cone (post-ReLU features) is a spread batch, not one point.
+        # Centered: a narrow cone (post-ReLU features) is a spread batch, not one point.
         centred = z - z.mean(dim=0, keepdim=True)
         variance = centred.pow(2).sum(dim=1).mean()
         singular_values = torch.linalg.svdvals(centred)
         total = singular_values.sum()
         p = singular_values / total.clamp_min(torch.finfo(z.dtype).tiny)
         rank = torch.exp(-torch.special.xlogy(p, p).sum())
-        # Centring removes one dimension: N points span at most N - 1.
+        # Centering removes one dimension: N points span at most N - 1.
         max_rank = min(n - 1, dim)
         # All rows equal: no singular value, rank 0 (the formula gives 1).
         rank = torch.where(total > 0, rank, torch.zeros_like(rank)).clamp(0, max_rank)
@@ -120,7 +120,7 @@ def participation_ratio(z: Tensor) -> Tensor:
 
     Args:
         z:
-            Rows, shape (N, d), N >= 4, d >= 1, as given (not normalised here).
+            Rows, shape (N, d), N >= 4, d >= 1, as given (not normalized here).
 
     Returns:
         The participation ratio, a scalar tensor clamped to [1, d], or 0 when the
@@ -158,7 +158,7 @@ def participation_ratio(z: Tensor) -> Tensor:
 def dimension_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tensor:
     """A collapse score in [0, 1] that does not depend on the batch size.
 
-    The rows are L2-normalised; the score is
+    The rows are L2-normalized; the score is
 
         (v / (v + resolution)) * log(1 + r) / log(1 + d)
 
@@ -175,7 +175,7 @@ def dimension_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tens
 
     Args:
         z:
-            Embeddings, shape (N, d), N >= 4, d >= 1; any scale (rows are normalised
+            Embeddings, shape (N, d), N >= 4, d >= 1; any scale (rows are normalized
             here; zero rows stay zero).
         resolution:
             The total variance on the unit sphere below which spread counts as
@@ -215,7 +215,7 @@ def dimension_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tens
 def _covariance_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     """Unbiased estimates of (tr S)^2 and tr(S^2) from the rows x, in float64.
 
-    U-statistics over distinct indices of the Gram matrix G of the centred rows:
+    U-statistics over distinct indices of the Gram matrix G of the centered rows:
     with G0 = G without its diagonal g, row sums r and total s of G0,
 
         tr(S^2) ~ T1 / P2 - 2 T2 / P3 + T3 / P4
@@ -224,7 +224,7 @@ def _covariance_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     T1 = sum G0^2, T2 = sum r^2 - T1, T3 = s^2 - 2 T1 - 4 T2, U1 = (sum g)^2 -
     sum g^2, U2 = sum g (s - 2 r), Pk = N (N - 1) ... (N - k + 1). They are the
     U-statistics of the translation-invariant kernels ((x_i - x_k)^T (x_j -
-    x_l))^2 / 4 and |x_i - x_k|^2 |x_j - x_l|^2 / 4, so centring first changes
+    x_l))^2 / 4 and |x_i - x_k|^2 |x_j - x_l|^2 / 4, so centering first changes
     nothing but the rounding.
     """
     n = x.shape[0]
@@ -252,12 +252,12 @@ def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
 
     With sigma_1 .. sigma_m the singular values of z, m = min(N, d), and
     p_k = sigma_k / sum_l sigma_l + eps, the effective rank is exp(-sum_k p_k log p_k),
-    the exponential of the Shannon entropy of the normalised singular values [0, 1].
+    the exponential of the Shannon entropy of the normalized singular values [0, 1].
     It is k for a matrix with k equal non-zero singular values and the rest zero, 1
     for a collapsed batch (all rows parallel, or all zero), and close to m only if
     the embeddings spread evenly over m directions; a dimensional collapse shows as
     an effective rank well below the embedding size. The rows are used as given, not
-    centred, as in [0]. The eps of [0] (1e-7) keeps log p_k finite for zero singular
+    centered, as in [0]. The eps of [0] (1e-7) keeps log p_k finite for zero singular
     values; it moves the result by less than m * eps * log(1 / eps), and the result
     is clamped to [1, m].
 
@@ -271,7 +271,7 @@ def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
         z:
             Embeddings, shape (N, d), N >= 1, d >= 1; any scale.
         eps:
-            The small constant added to the normalised singular values, >= 0.
+            The small constant added to the normalized singular values, >= 0.
 
     Returns:
         The effective rank, a scalar tensor in [1, min(N, d)]; float32 for half
@@ -308,7 +308,7 @@ def effective_rank(z: Tensor, eps: float = _RANKME_EPS) -> Tensor:
 def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
     """Alignment of two views on the unit sphere, mean_i ||z1_i - z2_i||^alpha [0].
 
-    How close the embeddings of two views of the same input are, on L2-normalised
+    How close the embeddings of two views of the same input are, on L2-normalized
     embeddings. Like its paper [0], and unlike the entropies of this module, it is a
     loss-like quantity: lower is better. 0 means the views embed identically (which a
     collapsed representation also achieves, so read it together with
@@ -321,9 +321,9 @@ def alignment(z1: Tensor, z2: Tensor, alpha: float = 2.0) -> Tensor:
 
     Args:
         z1:
-            L2-normalised embeddings of the first views, shape (N, d), N >= 1, d >= 1.
+            L2-normalized embeddings of the first views, shape (N, d), N >= 1, d >= 1.
         z2:
-            L2-normalised embeddings of the second views, same shape; row i is the
+            L2-normalized embeddings of the second views, same shape; row i is the
             other view of the input of row i of z1.
         alpha:
             The exponent alpha > 0 of the distance (2 in [0]).
@@ -377,7 +377,7 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
 
     Args:
         z:
-            L2-normalised embeddings, shape (N, d), N >= 2, d >= 1.
+            L2-normalized embeddings, shape (N, d), N >= 2, d >= 1.
         t:
             The scale t > 0 of the Gaussian potential (2 in [0]).
 

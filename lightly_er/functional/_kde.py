@@ -1,6 +1,6 @@
 """The vMF kernel-density estimators, fused: one Gram matrix forward, one backward.
 
-Private. ``kernel_entropy`` returns, for embeddings z (N, d) and kernel centres
+Private. ``kernel_entropy`` returns, for embeddings z (N, d) and kernel centers
 c = [z; extra] (N + M, d), the entropy estimate *relative* to the kernel's constant,
 H + log C_d(kappa), of one of
 
@@ -16,7 +16,7 @@ stores and revisits the N x (N + M) matrix about ten times and spends three matr
 products (one forward, two backward). Here the forward is one product (kappa fused
 into it), one exp and one row sum, shifted by the known maximum kappa (rows are
 unit-norm, so kappa z_i^T c_j <= kappa, and the self-term reaches it); the backward
-is one product with the symmetrised coefficient matrix, whose entries are the
+is one product with the symmetrized coefficient matrix, whose entries are the
 softmax of each row times a per-row factor of the estimator. The gradient of kappa
 (when it is a tensor) costs one more pass over N x d.
 """
@@ -77,7 +77,7 @@ class _KernelEntropy(torch.autograd.Function):
             # exp(-inf) = 0 removes each sample's own kernel; an O(N) write.
             logits[:, :n].diagonal().fill_(float("-inf"))
         if extra_valid is not None:
-            # Slots of a memory that are not filled yet are not kernel centres.
+            # Slots of a memory that are not filled yet are not kernel centers.
             logits[:, n:].masked_fill_(~extra_valid, float("-inf"))
         if leave_one_out:
             # Without the self-term the row maximum is unknown: shift by it.
@@ -113,7 +113,7 @@ class _KernelEntropy(torch.autograd.Function):
         # dH/dlogit_ij = factor_i * softmax_j(logit_i): the softmax is weights / sum.
         coefficients = weights * (grad_output * factor / row_sums).unsqueeze(1)
         own = coefficients[:, :n]
-        # z_i enters row i (as the evaluation point) and column i (as a centre).
+        # z_i enters row i (as the evaluation point) and column i (as a center).
         pulled = torch.mm(own + own.T, z)
         pushed_extra: Optional[Tensor] = None
         if ctx.has_extra:
@@ -123,7 +123,7 @@ class _KernelEntropy(torch.autograd.Function):
         grad_kappa: Optional[Tensor] = None
         if kappa_tensor is not None and ctx.needs_input_grad[2]:
             # d/dkappa sum_ij C_ij kappa z_i.c_j = sum_ij C_ij z_i.c_j, from the
-            # products already made: the symmetrised own block counts pairs twice.
+            # products already made: the symmetrized own block counts pairs twice.
             total = 0.5 * (z * pulled).sum()
             if pushed_extra is not None:
                 total = total + (z * pushed_extra).sum()
@@ -137,7 +137,7 @@ class _KernelEntropy(torch.autograd.Function):
 def _log_count(
     n: int, m: int, leave_one_out: bool, extra_valid: Optional[Tensor]
 ) -> Any:
-    """log of the number of kernel centres of each row (a float, or a 0-dim tensor)."""
+    """log of the number of kernel centers of each row (a float, or a 0-dim tensor)."""
     own = n - 1 if leave_one_out else n
     if extra_valid is None:
         return math.log(max(own + m, 1))
@@ -175,8 +175,8 @@ def kernel_entropy(
         kappa: A Python float, or a 0-dim tensor (possibly requiring grad).
         estimator: ``"plugin"``, ``"joe"`` or ``"renyi2"``.
         leave_one_out: Drop each sample's own kernel.
-        extra: Further kernel centres (M, d), or None.
-        extra_valid: Which of the M extra centres count (bool (M,)), or None (all).
+        extra: Further kernel centers (M, d), or None.
+        extra_valid: Which of the M extra centers count (bool (M,)), or None (all).
     """
     if isinstance(kappa, Tensor):
         result: Tensor = _KernelEntropy.apply(

@@ -1,12 +1,12 @@
-"""Sample-based sphere entropy estimators without a kernel: nearest neighbours, log-det.
+"""Sample-based sphere entropy estimators without a kernel: nearest neighbors, log-det.
 
 Private. Both return the estimate H in nats *without* any kernel constant; the
 dispatch in ``_sphere`` adds log C_d(kappa) where a caller wants the relative form.
 
 - ``knn_entropy``: Kozachenko-Leonenko with chordal balls on S^{d-1},
   H = psi(n) - psi(k) + log V_{d-1} + (d - 1) mean_i log r_i, where r_i is the
-  chordal (Euclidean) distance from z_i to its k-th nearest centre, n the number of
-  centres a sample is compared with plus one, and V_{d-1} the volume of the unit
+  chordal (Euclidean) distance from z_i to its k-th nearest center, n the number of
+  centers a sample is compared with plus one, and V_{d-1} the volume of the unit
   ball in R^{d-1}. The cap of chordal radius r on S^2 has area pi r^2 exactly
   (Archimedes), so on S^2 the estimate of a uniform sample is unbiased at every N;
   above d = 3 the cap is smaller than the ball, the estimate is biased upwards at
@@ -50,7 +50,7 @@ def knn_entropy(
     n, dim = z.shape
     support = z if extra is None else torch.cat([z, extra.to(z.dtype)], dim=0)
     with torch.no_grad():
-        # The neighbours' indices only: the distances are recomputed from the rows
+        # The neighbors' indices only: the distances are recomputed from the rows
         # below, which has no cancellation for close pairs (2 - 2 cos would).
         similarity = torch.mm(z, support.T)
         similarity[:, :n].diagonal().fill_(float("-inf"))
@@ -86,7 +86,7 @@ class _LogdetContext(Protocol):
 class _LogDet(torch.autograd.Function):
     """1/2 logdet(eps I + scale X X^T) (or X^T X), with the solve as its backward.
 
-    X is the centred data (rows); the smaller of the two Gram matrices is factorised
+    X is the centered data (rows); the smaller of the two Gram matrices is factorized
     (Sylvester: det(eps I_d + s X^T X) = eps^(d-n) det(eps I_n + s X X^T)).
     """
 

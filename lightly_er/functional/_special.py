@@ -1,4 +1,4 @@
-"""Special-function numerics: log I_nu(x) and the vMF log-normaliser log C_d(kappa).
+"""Special-function numerics: log I_nu(x) and the vMF log-normalizer log C_d(kappa).
 
 Private: the public names are re-exported by :mod:`lightly_er.functional`. Everything
 runs in float64 and in log space; the autograd Functions give exact derivatives.
@@ -95,7 +95,7 @@ def _log_iv(order: float, x: Tensor) -> Tensor:
     """log I_order(x) for order >= -1/2 and x > 0, float64 in and out, no autograd.
 
     The downward recurrence holds for every real order; -1/2 is the order of S^0's
-    normaliser (d = 1), where I_{-1/2}(x) = sqrt(2 / (pi x)) cosh(x).
+    normalizer (d = 1), where I_{-1/2}(x) = sqrt(2 / (pi x)) cosh(x).
     """
     if order >= _DEBYE_MIN_ORDER:
         return _log_iv_debye(order, x)
@@ -212,7 +212,7 @@ def log_bessel_iv(order: float, x: Kappa) -> Tensor:
 
 
 def log_vmf_normalizer(dim: int, kappa: Kappa) -> Tensor:
-    """Log-normaliser log C_d(kappa) of the von Mises-Fisher density on S^{d-1}.
+    """Log-normalizer log C_d(kappa) of the von Mises-Fisher density on S^{d-1}.
 
     The vMF density with mean direction mu and concentration kappa on the unit sphere
     in R^d is f(x) = C_d(kappa) exp(kappa mu^T x), with
@@ -274,7 +274,7 @@ def log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
     """log C_d(kappa) for a fixed kappa, as a Python float, computed once per (d, kappa).
 
     A fixed concentration (a Python number, as the loss modules use) needs no
-    gradient, so its normaliser is a constant: no Bessel expansion per call, and
+    gradient, so its normalizer is a constant: no Bessel expansion per call, and
     torch.compile evaluates it once while tracing and bakes the number into the graph.
     No checks: the callers have checked dim and kappa.
     """

@@ -47,7 +47,7 @@ def sphere_entropy(
     """Entropy of embeddings on the unit sphere, by one of five sample estimators.
 
     The vMF kernel estimators [0, Section 4.1] estimate the density with a von
-    Mises-Fisher kernel of concentration kappa centred on every sample,
+    Mises-Fisher kernel of concentration kappa centered on every sample,
 
         log p(z_i) = log C_d(kappa) + log sum_j exp(kappa z_i^T z_j) - log N
 
@@ -65,7 +65,7 @@ def sphere_entropy(
     - ``"knn"``: Kozachenko-Leonenko [1] with chordal balls,
       H = psi(N) - psi(1) + log V_{d-1} + (d - 1) mean_i log r_i, r_i the distance to
       the nearest other sample and V_{d-1} the volume of the unit (d - 1)-ball;
-      :func:`knn_sphere_entropy` takes the k-th neighbour. DINOv2's KoLeo [3] is
+      :func:`knn_sphere_entropy` takes the k-th neighbor. DINOv2's KoLeo [3] is
       -mean_i log r_i: this estimate is (d - 1) times minus KoLeo plus a constant.
     - ``"logdet"``: the Gaussian entropy of the sample covariance Sigma (divided by
       N - 1), shifted to be exact for the uniform distribution:
@@ -80,10 +80,10 @@ def sphere_entropy(
     (half precision is upcast, autocast switched off), and are differentiable. The
     kernel estimators are one fused matrix product forward and backward; the
     constant log C_d(kappa) (about -270,000 nats at d = 65,536) is added once, to the
-    estimate computed without it. ``extra_support`` adds M more centres (a memory):
-    the kernel sums and the neighbour search run over the N + M centres, the
+    estimate computed without it. ``extra_support`` adds M more centers (a memory):
+    the kernel sums and the neighbor search run over the N + M centers, the
     estimate is still taken at the N samples (a cross-entropy with the extra
-    centres' distribution, which is biased upwards when they are stale), and
+    centers' distribution, which is biased upwards when they are stale), and
     logdet uses the covariance of all N + M rows. One sample without extra support
     gives H_min for the kernel estimators and is an error for knn.
 
@@ -95,7 +95,7 @@ def sphere_entropy(
 
     Args:
         z:
-            L2-normalised embeddings, shape (N, d), N >= 1, d >= 1 (knn: d >= 2; d = 1
+            L2-normalized embeddings, shape (N, d), N >= 1, d >= 1 (knn: d >= 2; d = 1
             is S^0, rows of +1 or -1).
         kappa:
             Concentration of the kernel, a positive float or a one-element tensor
@@ -104,9 +104,9 @@ def sphere_entropy(
             ``"plugin"`` (default), ``"joe"``, ``"renyi2"``, ``"knn"`` or ``"logdet"``.
         leave_one_out:
             Exclude each sample's own kernel (kernel estimators only; needs at
-            least two centres in z and extra_support together).
+            least two centers in z and extra_support together).
         extra_support:
-            Optional further centres, L2-normalised, shape (M, d).
+            Optional further centers, L2-normalized, shape (M, d).
         validate:
             Check that the inputs are finite and unit-norm (a full pass and a host
             sync); types and shapes are always checked.
@@ -118,7 +118,7 @@ def sphere_entropy(
         TypeError: If z is not a floating point tensor, or estimator is not a string.
         ValueError: If z is not (N, d) with N >= 1 and d >= 1, is not finite or not
             unit-norm, if kappa is not positive, estimator is unknown, leave_one_out
-            is asked of knn or logdet or leaves a sample no other kernel centre, or
+            is asked of knn or logdet or leaves a sample no other kernel center, or
             knn gets d = 1 or no second sample.
 
     Examples:
@@ -183,7 +183,7 @@ def knn_sphere_entropy(
     """Kozachenko-Leonenko entropy of embeddings on the unit sphere S^{d-1}, in nats.
 
     H = psi(n) - psi(k) + log V_{d-1} + (d - 1) mean_i log r_i [0, 1], with r_i the
-    chordal (Euclidean) distance from z_i to its k-th nearest neighbour among the
+    chordal (Euclidean) distance from z_i to its k-th nearest neighbor among the
     other samples and extra_support, n - 1 the number of those, and V_{d-1} =
     pi^((d-1)/2) / Gamma((d+1)/2) the volume of the unit ball of the sphere's
     dimension d - 1. The ball of chordal radius r is the spherical cap it cuts out,
@@ -191,7 +191,7 @@ def knn_sphere_entropy(
     a uniform sample is unbiased at every N. Above S^2 the cap is smaller than
     V_{d-1} r^(d-1), so the estimate is biased upwards at finite N and consistent as
     N grows. A squared distance gets 1e-16 added (KoLeo's eps of 1e-8), so
-    duplicate points give a finite value. The neighbour search is one Gram matrix
+    duplicate points give a finite value. The neighbor search is one Gram matrix
     without gradient; the gradient flows through the N distances.
 
     - [0] Kozachenko & Leonenko, Problems Inform. Transmission 23, 1987
@@ -199,11 +199,11 @@ def knn_sphere_entropy(
 
     Args:
         z:
-            L2-normalised embeddings, shape (N, d), d >= 2.
+            L2-normalized embeddings, shape (N, d), d >= 2.
         k:
-            Which neighbour, 1 <= k <= N - 1 + M.
+            Which neighbor, 1 <= k <= N - 1 + M.
         extra_support:
-            Optional further reference points, L2-normalised, shape (M, d).
+            Optional further reference points, L2-normalized, shape (M, d).
         validate:
             Check that the inputs are finite and unit-norm.
 
@@ -237,7 +237,7 @@ def logdet_sphere_entropy(
     """Gaussian (log-determinant) entropy of embeddings on the unit sphere, in nats.
 
     H = log|S^{d-1}| + 1/2 logdet(d Sigma + eps I), with Sigma the sample covariance
-    of the rows (centred, divided by N - 1, as torch.cov and VICReg [1]; 0 for one
+    of the rows (centered, divided by N - 1, as torch.cov and VICReg [1]; 0 for one
     row). It is the differential entropy 1/2 logdet(2 pi e (Sigma + eps/d I)) of a
     Gaussian with that covariance, shifted by log|S^{d-1}| - d/2 log(2 pi e / d) so
     that the uniform distribution (Sigma = I / d) gets its exact entropy
@@ -245,9 +245,9 @@ def logdet_sphere_entropy(
     eps) (the trace of Sigma is at most 1 on the sphere), is maximal for an isotropic
     covariance, and measures only second moments: unlike the other estimators it is
     not a consistent estimator of the entropy on the sphere. MEC's coding length [2]
-    is the same log-determinant of the uncentred second moment, with its distortion
+    is the same log-determinant of the uncentered second moment, with its distortion
     in the place of eps. The smaller of the two Gram matrices (N x N or d x d) is
-    factorised (Cholesky, no host sync).
+    factorized (Cholesky, no host sync).
 
     - [0] Cover & Thomas, Elements of Information Theory, Theorem 8.6.5
     - [1] VICReg, 2022, https://arxiv.org/abs/2105.04906
@@ -255,11 +255,11 @@ def logdet_sphere_entropy(
 
     Args:
         z:
-            L2-normalised embeddings, shape (N, d).
+            L2-normalized embeddings, shape (N, d).
         eps:
             Ridge added to d Sigma, > 0 (0.05: 5% of the uniform's variance).
         extra_support:
-            Optional further rows, L2-normalised, shape (M, d), whose covariance
+            Optional further rows, L2-normalized, shape (M, d), whose covariance
             counts with z's (without gradient if they have none).
         validate:
             Check that the inputs are finite and unit-norm.
@@ -324,7 +324,7 @@ def _check_entropy_inputs(
     if estimator not in KDE_ESTIMATORS and leave_one_out:
         raise ValueError(
             f"leave_one_out applies to the kernel estimators; {estimator!r} "
-            "never counts a sample as its own neighbour"
+            "never counts a sample as its own neighbor"
         )
     if estimator == "knn":
         if z.shape[1] < 2:
@@ -339,7 +339,7 @@ def _check_entropy_inputs(
             )
     if leave_one_out and num_centres < 2:
         raise ValueError(
-            "leave_one_out needs at least 2 kernel centres (z and extra_support "
+            "leave_one_out needs at least 2 kernel centers (z and extra_support "
             f"together), got {num_centres}"
         )
     return checked_kappa(kappa)
@@ -390,7 +390,7 @@ def vmf_reconstruction(
     """Expected vMF log-likelihood of the targets given the predictions.
 
     The reconstruction term of ER on the sphere [0]: with q(z2 | z1) the von
-    Mises-Fisher density centred at the prediction z_pred (from view 1) with
+    Mises-Fisher density centered at the prediction z_pred (from view 1) with
     concentration kappa,
 
         E[log q(z_target | z_pred)] = log C_d(kappa) + kappa * mean_i z_pred_i^T z_target_i.
@@ -399,9 +399,9 @@ def vmf_reconstruction(
 
     Args:
         z_target:
-            L2-normalised targets, shape (N, d).
+            L2-normalized targets, shape (N, d).
         z_pred:
-            L2-normalised predicted mean directions, shape (N, d).
+            L2-normalized predicted mean directions, shape (N, d).
         kappa:
             Concentration, a positive float or a one-element tensor.
         validate:

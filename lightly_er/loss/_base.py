@@ -52,7 +52,7 @@ class ERComponents(NamedTuple):
 
     Attributes:
         loss:
-            The value to minimise: -(entropy_weight * entropy + reconstruction) /
+            The value to minimize: -(entropy_weight * entropy + reconstruction) /
             loss_scale (loss_scale is kappa for BYOL/SimSiam-ER, 1 otherwise).
         entropy:
             The entropy estimate in nats (higher is better).
@@ -78,7 +78,7 @@ class ERLossMixin:
         validate:
             When the loss is checked for NaN/Inf (a host sync on an accelerator):
             ``"first"`` the first 10 calls, ``"always"`` every call, ``"never"``
-            never (lightly's behaviour). The check is skipped while torch.compile
+            never (lightly's behavior). The check is skipped while torch.compile
             traces the loss.
         loss_scale:
             The loss is divided by it (kappa for BYOL/SimSiam-ER, 1 otherwise).
@@ -194,9 +194,9 @@ class ERLossMixin:
     ) -> Tensor:
         """The entropy of the (gathered) rows z + log C_d(kernel kappa), with memory.
 
-        The entropy memory's rows, if any, are extra centres. A batch of one sample
-        without extra centres has only its own kernel: every estimator then gives
-        the kernel estimate H_min, constant (knn has no neighbour, and
+        The entropy memory's rows, if any, are extra centers. A batch of one sample
+        without extra centers has only its own kernel: every estimator then gives
+        the kernel estimate H_min, constant (knn has no neighbor, and
         leave-one-out no other sample); this warns once per loss. On S^0 (dim 1)
         knn falls back to the plug-in kernel estimate.
         """
@@ -214,7 +214,7 @@ class ERLossMixin:
             self._warn_single_sample()
             estimator, leave_one_out = "plugin", False
         elif estimator == "knn" and z.shape[1] == 1:
-            # S^0 (two points) has no nearest-neighbour balls: the kernel estimate.
+            # S^0 (two points) has no nearest-neighbor balls: the kernel estimate.
             estimator = "plugin"
         elif extra_valid is not None and z.shape[0] == 1:
             # The memory may still be empty: keep the sample's own kernel.
@@ -266,7 +266,7 @@ class ERLossMixin:
     def _density_kappa_term(self, rows: Tensor) -> Tensor:
         """The leave-one-out entropy of the detached rows at the learned kernel kappa.
 
-        Minimising it is maximum likelihood (leave-one-out) for the bandwidth; its
+        Minimizing it is maximum likelihood (leave-one-out) for the bandwidth; its
         gradient reaches only the kernel kappa.
         """
         assert self.learned_density_kappa is not None
@@ -442,8 +442,8 @@ def check_view_pair(a: Tensor, a_name: str, b: Tensor, b_name: str) -> None:
 
 
 def normalize_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
-    """L2-normalises the rows of x in at least float32 (exactly unit norm in bf16)."""
-    # bf16 rows normalised in bf16 miss unit norm by 1e-2, which kappa multiplies.
+    """L2-normalizes the rows of x in at least float32 (exactly unit norm in bf16)."""
+    # bf16 rows normalized in bf16 miss unit norm by 1e-2, which kappa multiplies.
     return F.normalize(at_least_float32(x), dim=1, eps=eps)
 
 

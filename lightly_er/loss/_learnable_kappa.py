@@ -1,10 +1,10 @@
-"""A learnable vMF concentration, bounded to a range by a smooth reparametrisation.
+"""A learnable vMF concentration, bounded to a range by a smooth reparametrization.
 
 kappa = exp(log low + (log high - log low) * sigmoid(theta)), theta the parameter.
 
 Why this and not a clamp: a clamped kappa has no gradient outside its range, so a
 parameter that steps past a bound stays there (and a straight-through clamp gives
-the optimiser a gradient for a value the loss did not use). The sigmoid keeps kappa
+the optimizer a gradient for a value the loss did not use). The sigmoid keeps kappa
 strictly inside (low, high) for every theta, is smooth, and its gradient only fades
 near the bounds. It acts on log kappa because kappa is a scale: equal steps of theta
 near the middle are equal relative changes of kappa. The parameter is float64, so

@@ -2,7 +2,7 @@
 
 Small batches estimate the entropy from few samples. A memory keeps the most recent
 ``size`` samples of earlier steps and adds them to the estimate: on the sphere as
-extra centres of the kernel density (extra reference points of the nearest-neighbour
+extra centers of the kernel density (extra reference points of the nearest-neighbor
 search, extra rows of the covariance), on a discrete support as extra rows of the
 marginal. MoCo's bank is such a memory for InfoNCE's density estimate. The samples
 come from earlier parameters, so the estimate is a cross-entropy between the
@@ -12,7 +12,7 @@ inequality); docs/objectives.md discusses the price.
 Rows join the memory once the loss that saw them has been backpropagated (a hook on
 the loss's entropy term), not when they are computed: a step that calls the loss
 twice on two views of the same images (BYOL's symmetric loss) then never sees the
-other view of a sample as a centre of its own entropy, which would push the two
+other view of a sample as a center of its own entropy, which would push the two
 views apart. A call without gradient (evaluation) adds nothing. With
 ``gather_distributed`` the rows of all processes are stored, so every process holds
 the same memory. The memory is a set of buffers, saved in the state dict; its size

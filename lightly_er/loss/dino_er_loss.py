@@ -36,7 +36,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
 
     - reconstruction: the mean over DINOLoss's view pairs (teacher view t, student
       view s, t != s) of E_b[sum_k p_t[b, k] log q_s[b, k]], with
-      p_t = softmax(teacher_t / teacher_temp) (without gradient; centred first with
+      p_t = softmax(teacher_t / teacher_temp) (without gradient; centered first with
       ``centering=True``) and log q_s = log_softmax(student_s / student_temp);
     - entropy: of the student's mean prediction over the global crops (the views the
       teacher also sees), gathered over processes with ``gather_distributed``.
@@ -55,7 +55,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         entropy_weight:
             Weight of the entropy term.
         centering:
-            Whether the teacher output is centred as in DINO (off by default).
+            Whether the teacher output is centered as in DINO (off by default).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
         validate:
@@ -103,7 +103,7 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         validate: str = "first",
         entropy_memory_size: int = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring and DINOLoss for arguments."""
+        """Initializes the loss; see the class docstring and DINOLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
         check_int(output_dim, "output_dim", 1)
         check_positive(warmup_teacher_temp, "warmup_teacher_temp")

@@ -35,12 +35,12 @@ _SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 class ERLoss(ERLossMixin, nn.Module):
     """Entropy and reconstruction (ER) loss between two views of the same inputs.
 
-    Maximises the ER lower bound [0] on the mutual information between the
+    Maximizes the ER lower bound [0] on the mutual information between the
     embeddings of two views, I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)], and returns
     ``loss = -(entropy_weight * entropy + reconstruction)`` in nats. Both views
     carry gradient, so the entropy is the mean of both views' entropies.
 
-    - ``support="sphere"``: the outputs are L2-normalised; the entropy is the vMF
+    - ``support="sphere"``: the outputs are L2-normalized; the entropy is the vMF
       kernel-density estimate over the (gathered) batch and the reconstruction
       log C_d(kappa) + kappa * mean_i cos(z0_i, z1_i).
     - ``support="discrete"``: the outputs are logits over K classes,
@@ -73,7 +73,7 @@ class ERLoss(ERLossMixin, nn.Module):
             Whether a sample is left out of its own density estimate (sphere).
         entropy_memory:
             With ``entropy_memory_size`` > 0, the memory of earlier rows of both
-            views (sphere: extra kernel centres; discrete: extra rows of the
+            views (sphere: extra kernel centers; discrete: extra rows of the
             marginal), else None.
         temperature:
             Softmax temperature of the logits (discrete).
@@ -110,7 +110,7 @@ class ERLoss(ERLossMixin, nn.Module):
         kappa_bounds: Optional[Sequence[float]] = None,
         entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring for the arguments."""
+        """Initializes the loss; see the class docstring for the arguments."""
         super().__init__()
         check_choice(support, "support", _SUPPORTS)
         if kappa is None:

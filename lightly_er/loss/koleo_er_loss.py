@@ -1,4 +1,4 @@
-"""KoLeo as an ER entropy term: DINOv2's regulariser in nats, with any estimator."""
+"""KoLeo as an ER entropy term: DINOv2's regularizer in nats, with any estimator."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from lightly_er.utils.dist import gather_rows
 
 
 class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
-    """DINOv2's KoLeo regulariser as the entropy term of ER [0, 1, 2].
+    """DINOv2's KoLeo regularizer as the entropy term of ER [0, 1, 2].
 
-    KoLeo [1] is -mean_i log r_i, with r_i the distance from an L2-normalised
-    feature to its nearest neighbour in the batch. It is, up to the factor d - 1
+    KoLeo [1] is -mean_i log r_i, with r_i the distance from an L2-normalized
+    feature to its nearest neighbor in the batch. It is, up to the factor d - 1
     and a constant, the Kozachenko-Leonenko estimate of the entropy on S^{d-1}
     (:func:`lightly_er.functional.sphere_entropy` with ``estimator="knn"``). This
     loss returns
@@ -86,7 +86,7 @@ class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
         entropy_memory_size: Union[int, Sequence[int]] = 0,
         validate: str = "first",
     ) -> None:
-        """Initialises the loss; see the class docstring for the arguments."""
+        """Initializes the loss; see the class docstring for the arguments."""
         check_real(p, "p")
         if p != 2:
             raise ValueError(f"p must be 2 (Euclidean balls on the sphere), got {p}")
@@ -105,7 +105,7 @@ class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
         """Returns -entropy_weight * H(x) / (d - 1).
 
         Args:
-            x: Features, shape (batch_size, embedding_size), L2-normalised here.
+            x: Features, shape (batch_size, embedding_size), L2-normalized here.
 
         Returns:
             The loss, a scalar tensor.

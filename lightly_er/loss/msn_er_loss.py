@@ -1,4 +1,4 @@
-"""MSN-ER: the ER objective of MSN, whose ME-MAX regulariser is the entropy term."""
+"""MSN-ER: the ER objective of MSN, whose ME-MAX regularizer is the entropy term."""
 
 from __future__ import annotations
 
@@ -184,7 +184,7 @@ class ERMSNLoss(MSNTerms, MSNLoss):  # type: ignore[misc]
         validate: str = "first",
         entropy_memory_size: int = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring and MSNLoss for arguments."""
+        """Initializes the loss; see the class docstring and MSNLoss for arguments."""
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,

@@ -25,7 +25,7 @@ from lightly_er.utils.dist import gather_rows
 class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type: ignore[misc]
     """ER version of the negative cosine similarity of BYOL [1] and SimSiam [2].
 
-    Maximises the ER bound [0] between the prediction p (the input that requires
+    Maximizes the ER bound [0] between the prediction p (the input that requires
     grad) and the target z on the unit sphere, and returns
 
         loss = -(entropy_weight * H(p) + E[log q(z | p)]) / kappa
@@ -34,7 +34,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
     mean_i cos(p_i, z_i) and H(p) the vMF kernel-density entropy of the (gathered)
     batch of predictions. Dividing by kappa reports the bound in units of 1 / kappa
     nats: with ``entropy_weight=0`` the gradient is exactly that of
-    NegativeCosineSimilarity, so the same optimiser and learning rate are a fair
+    NegativeCosineSimilarity, so the same optimizer and learning rate are a fair
     comparison. lightly's BYOL calls ``criterion(p, z)``, its SimSiam
     ``criterion(z, p)``; both orders work. Like the parent it accepts a batch of 1
     (its entropy is the constant H_min; this warns once) and dimension 1.
@@ -48,7 +48,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         dim:
             The parent's cosine-similarity dimension; must be 1.
         eps:
-            Smallest norm in the L2 normalisation, as in the parent.
+            Smallest norm in the L2 normalization, as in the parent.
         kappa:
             Concentration of the vMF reconstruction density and, unless
             ``density_kappa`` is given, of the kernel (10, the authors' default).
@@ -69,7 +69,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
             Whether a sample is left out of its own density estimate.
         entropy_memory:
             With ``entropy_memory_size`` > 0, the memory of earlier predictions
-            (extra centres of the entropy estimate), else None.
+            (extra centers of the entropy estimate), else None.
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
         validate:
@@ -103,7 +103,7 @@ class ERNegativeCosineSimilarity(ERLossMixin, NegativeCosineSimilarity):  # type
         kappa_bounds: Optional[Sequence[float]] = None,
         entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring for the arguments."""
+        """Initializes the loss; see the class docstring for the arguments."""
         super().__init__(dim=dim, eps=eps)
         # The ER terms need one row per sample; the parent also accepts feature maps.
         if isinstance(dim, bool) or dim not in (1, -1):

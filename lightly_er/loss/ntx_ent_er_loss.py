@@ -27,7 +27,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
     """ER version of the contrastive NT-Xent loss: SimCLR-ER, and MoCo-ER with a bank.
 
     Replaces the InfoNCE objective of SimCLR [1] and MoCo [2] by the ER bound [0]
-    I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)] on the L2-normalised outputs, and returns
+    I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)] on the L2-normalized outputs, and returns
     ``loss = -(entropy_weight * entropy + reconstruction)`` in nats:
 
     - reconstruction = log C_d(kappa) + kappa * mean_i cos(z0_i, z1_i), the vMF
@@ -37,7 +37,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
     - entropy = the vMF kernel-density estimate of each view's entropy over the
       (gathered) batch, averaged over the two views (SimCLR-ER). With
       ``memory_bank_size > 0`` (MoCo-ER) it is the entropy of the queries with the
-      bank's keys as extra kernel centres; the bank is read and updated as by
+      bank's keys as extra kernel centers; the bank is read and updated as by
       NTXentLoss. InfoNCE's denominator is such an entropy estimate up to
       constants; docs/objectives.md derives it and lists the choices made here.
 
@@ -73,7 +73,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             Whether a query is left out of its own density estimate.
         entropy_memory:
             SimCLR-ER with ``entropy_memory_size`` > 0: the memory of earlier rows of
-            both views, extra centres of the entropy estimate; else None. (MoCo-ER's
+            both views, extra centers of the entropy estimate; else None. (MoCo-ER's
             bank is already such a memory.)
         validate:
             When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
@@ -109,7 +109,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         kappa_bounds: Optional[Sequence[float]] = None,
         entropy_memory_size: Union[int, Sequence[int]] = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring for the arguments."""
+        """Initializes the loss; see the class docstring for the arguments."""
         check_bool(gather_distributed, "gather_distributed")
         # The parent checks the temperature, the bank size and that torch.distributed
         # is available (lightly's tests count that call: it must happen once).
@@ -184,11 +184,11 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             self._remember(rows, entropy)
         else:
             # MoCo: the keys have no gradient; the bank's keys are further kernel
-            # centres for the queries' density, as they are InfoNCE's negatives.
-            # Normalised again: lightly's bank starts as random normal vectors.
+            # centers for the queries' density, as they are InfoNCE's negatives.
+            # Normalized again: lightly's bank starts as random normal vectors.
             bank = F.normalize(negatives.T.detach().to(z0.device), dim=1)
             entropy = self._sphere_entropy(z0_all, bank)
-        # validate=False: the inputs were just normalised here; the loss itself is
+        # validate=False: the inputs were just normalized here; the loss itself is
         # checked for NaN/Inf in _record instead (no host sync per input).
         reconstruction = relative_vmf_reconstruction(
             z1, z0, self._kappas()[1], validate=False

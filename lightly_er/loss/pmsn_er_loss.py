@@ -69,7 +69,7 @@ class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
         validate: str = "first",
         entropy_memory_size: int = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring and PMSNLoss for arguments."""
+        """Initializes the loss; see the class docstring and PMSNLoss for arguments."""
         check_real(power_law_exponent, "power_law_exponent")
         super().__init__(
             temperature=temperature,
@@ -86,7 +86,7 @@ class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
         """log pi_k = -s log k - log sum_j j^-s for k = 1..K (s the exponent)."""
         k = torch.arange(1, num_prototypes + 1, device=like.device, dtype=like.dtype)
         log_weights = -float(self.power_law_exponent) * torch.log(k)
-        # The normaliser in log-sum-exp form: exact for any exponent and K.
+        # The normalizer in log-sum-exp form: exact for any exponent and K.
         return log_weights - torch.logsumexp(log_weights, dim=0)
 
 

@@ -37,7 +37,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
       crop v != i) of E_b[sum_k c_i[b, k] log q_v[b, k]], with
       log q_v = log_softmax(out_v / temperature) and codes c_i computed without
       gradient: softmax(out_i / sinkhorn_epsilon) by default (Sinkhorn's per-sample
-      normalisation without its equipartition), or lightly's ``sinkhorn`` with the
+      normalization without its equipartition), or lightly's ``sinkhorn`` with the
       queue appended when ``use_sinkhorn=True``;
     - entropy: of the mean prediction over the high-resolution crops, the queue
       outputs included without gradient.
@@ -100,7 +100,7 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         validate: str = "first",
         entropy_memory_size: int = 0,
     ) -> None:
-        """Initialises the loss; see the class docstring and SwaVLoss for arguments."""
+        """Initializes the loss; see the class docstring and SwaVLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
         check_positive(temperature, "temperature")
         check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)

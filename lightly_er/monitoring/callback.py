@@ -89,7 +89,7 @@ class EntropyMonitor(Callback):
     ``every_n_steps`` training steps, forward hooks keep the outputs of the
     watched modules (their first two calls in the step, the two views); after the
     batch an :class:`EntropyMeter` measures them and the callback logs
-    ``entropy/<module>/<metric>`` to every logger of the trainer, labelled with the
+    ``entropy/<module>/<metric>`` to every logger of the trainer, labeled with the
     step that was measured, and the alarm metric of each student on the progress
     bar (``proj.dim``, ``head.mi``: the value of the last check).
 
@@ -158,7 +158,7 @@ class EntropyMonitor(Callback):
         rules: Optional[Sequence[AlarmRule]] = None,
         watch_teachers: bool = True,
     ) -> None:
-        """Initialises the callback; see the class docstring for the arguments."""
+        """Initializes the callback; see the class docstring for the arguments."""
         super().__init__()
         check_modules(modules)
         check_int(every_n_steps, "every_n_steps", 1)
@@ -429,8 +429,8 @@ class EntropyMonitor(Callback):
             (step, module, metric, value) for module, metric, value in rows
         ]
         if rows and trainer.loggers:
-            # Straight to every logger, labelled with the measured step: through
-            # LightningModule.log they would wait for the next flush (labelled with
+            # Straight to every logger, labeled with the measured step: through
+            # LightningModule.log they would wait for the next flush (labeled with
             # its step, or dropped at an epoch end).
             metrics = {f"entropy/{m}/{k}": v for m, k, v in rows}
             for logger in trainer.loggers:

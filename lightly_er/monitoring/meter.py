@@ -44,7 +44,7 @@ class EntropyMeter:
     averages). When to measure is the caller's choice: the
     :class:`lightly_er.monitoring.EntropyMonitor` callback decides it for Lightning.
 
-    ``support="sphere"`` (embeddings, L2-normalised here): ``entropy``, the vMF
+    ``support="sphere"`` (embeddings, L2-normalized here): ``entropy``, the vMF
     kernel-density estimate at ``kappa`` in nats; ``entropy_gap``, its distance to
     its minimum, in [0, log N] (0: collapsed); ``normalized_entropy``, the gap over
     log N; ``dimension_score`` (:func:`lightly_er.functional.dimension_score`, the
@@ -52,7 +52,7 @@ class EntropyMeter:
     ``participation_ratio`` (the number of directions used), both from N >= 4;
     ``collapse_score`` (:func:`lightly_er.functional.collapse_score`, which depends
     on the batch size), ``effective_rank`` (RankMe), ``std`` (lightly's std of
-    L2-normalised outputs), ``uniformity`` and, given second views ``x2``,
+    L2-normalized outputs), ``uniformity`` and, given second views ``x2``,
     ``alignment``.
 
     ``support="discrete"`` (prototype scores as ``"logits"``, turned into
@@ -113,7 +113,7 @@ class EntropyMeter:
         resolution: float = 1e-3,
         gather_distributed: bool = False,
     ) -> None:
-        """Initialises the meter; see the class docstring for the arguments."""
+        """Initializes the meter; see the class docstring for the arguments."""
         check_choice(support, "support", SUPPORTS)
         if kappa is not None:
             check_positive(kappa, "kappa")

@@ -17,7 +17,7 @@ PLOTTED: Tuple[Tuple[str, str], ...] = (
     ("dimension_score", "dimension score"),
     ("normalized_mutual_information", "I(X; C) / log K"),
     ("entropy_gap", "entropy gap (nats)"),
-    ("normalized_entropy", "normalised entropy"),
+    ("normalized_entropy", "normalized entropy"),
     ("collapse_score", "collapse score"),
     ("effective_rank", "effective rank"),
 )
@@ -62,7 +62,7 @@ def write_png(
 
     One row per module that has a metric of :data:`PLOTTED`; the columns are the
     metrics of :data:`PLOTTED` the history has. Alarms are red dashed lines, the
-    thresholds (metric -> value) grey lines.
+    thresholds (metric -> value) gray lines.
 
     Raises:
         ModuleNotFoundError: If matplotlib, an optional dependency, is missing.
@@ -99,7 +99,7 @@ def write_png(
                 steps, values = zip(*points, strict=True)
                 ax.plot(steps, values, marker=".")
             if thresholds is not None and metric in thresholds:
-                ax.axhline(thresholds[metric], color="grey", linewidth=0.8)
+                ax.axhline(thresholds[metric], color="gray", linewidth=0.8)
             for module, step in alarm_steps:
                 if module == name:
                     ax.axvline(step, color="red", linestyle="--")

@@ -16,7 +16,7 @@ from torch import Tensor
 
 SPHERE_ESTIMATORS: Tuple[str, ...] = ("joe", "plugin", "knn", "renyi2", "logdet")
 """The entropy estimators of :func:`lightly_er.functional.sphere_entropy`: the vMF
-kernel density (``"plugin"``, ``"joe"``), Kozachenko-Leonenko nearest neighbours
+kernel density (``"plugin"``, ``"joe"``), Kozachenko-Leonenko nearest neighbors
 (``"knn"``), the Renyi-2 entropy of the kernel density (``"renyi2"``) and the Gaussian
 log-determinant (``"logdet"``); docs/objectives.md says what each one equals."""
 

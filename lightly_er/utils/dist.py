@@ -40,7 +40,7 @@ def gather_rows_no_grad(x: Tensor) -> Tensor:
 
     Unlike :func:`gather_rows`, the processes may hold different numbers of rows (for
     example a smaller last batch): the sizes are exchanged first and the rows padded
-    to the largest. Returns x itself when torch.distributed is not initialised or has
+    to the largest. Returns x itself when torch.distributed is not initialized or has
     one process.
 
     Args:

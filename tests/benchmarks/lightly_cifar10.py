@@ -127,11 +127,11 @@ LIGHTLY_CIFAR10: Dict[str, Dict[str, Any]] = {
     },
 }
 """Per method: augmentation (class and the arguments lightly passes), heads (class
-and dimensions), loss (class and values), optimiser (class, base lr, whether it is
+and dimensions), loss (class and values), optimizer (class, base lr, whether it is
 scaled by batch_size / 128, momentum, weight decay; a cosine schedule over the epochs
 for all), trained modules, the constant EMA coefficient, split batch norm, and
 MoCo's key shuffle. Shared by all: lightly's CIFAR ResNet-18 (``ResNetGenerator``,
-512 features), batch size 128, 200 epochs, kNN k=200 t=0.1 on ImageNet-normalised
+512 features), batch size 128, 200 epochs, kNN k=200 t=0.1 on ImageNet-normalized
 test images, precision 32-true, no sync batch norm, no gathering."""
 
 LIGHTLY_SHARED: Dict[str, Any] = {

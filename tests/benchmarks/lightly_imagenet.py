@@ -17,7 +17,7 @@ is the end factor of ``CosineWarmupScheduler`` (a number, or ``("linear", base)`
 scaled like the learning rate). ``"ema"`` is ``None`` (no teacher), ``("constant",
 m)`` or ``("cosine", start, end)`` over the training steps. ``"teachers"`` says how
 each EMA copy starts: ``"copy:<module>"`` (a deep copy) or ``"fresh"`` (its own
-initialisation).
+initialization).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ LIGHTLY_RESNET50: Dict[str, Dict[str, Any]] = {
     },
 }
 """Per ResNet-50 method: augmentation (class and lightly's arguments), heads, how the
-teachers start, loss (class and values), optimiser (class, momentum, weight decay),
+teachers start, loss (class and values), optimizer (class, momentum, weight decay),
 learning-rate rule, parameter groups, trained modules, warmup epochs and end factor
 of the per-step ``CosineWarmupScheduler``, EMA schedule and direction (student,
 teacher), and the extras (DINO's constant teacher temperature, gradient clipping and
@@ -339,5 +339,5 @@ LIGHTLY_EVALUATION: Dict[str, Dict[str, Any]] = {
 """lightly's ``knn_eval.py``, ``linear_eval.py``, ``finetune_eval.py`` and the
 pretraining loader settings of its two ``main.py``. Pretraining callbacks of both:
 LearningRateMonitor, EarlyStopping(monitor="train_loss", patience=1e12,
-check_finite=True), DeviceStatsMonitor, MetricCallback; batch norm synchronised
+check_finite=True), DeviceStatsMonitor, MetricCallback; batch norm synchronized
 unless on CPU."""

@@ -1,4 +1,4 @@
-"""Behaviour shared by every ER loss: NaN/Inf inputs give a clear error."""
+"""Behavior shared by every ER loss: NaN/Inf inputs give a clear error."""
 
 from __future__ import annotations
 

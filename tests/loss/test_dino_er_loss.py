@@ -242,7 +242,7 @@ def _normalised_entropy(logits: Tensor, temperature: float) -> float:
 def test_training_decreases_loss_and_keeps_entropy_high() -> None:
     # 64 points from 8 clusters in R^16, two noisy views per step, an EMA teacher.
     # Measured over seeds 0-4: the mean loss of the last 5 steps is 0.75-1.18 nats
-    # below that of the first 5, and the normalised entropy of the student's
+    # below that of the first 5, and the normalized entropy of the student's
     # marginal on the clean points ends at 0.90-0.92. With entropy_weight=0 (no
     # centering, no entropy) it ends at 0.51-0.61, about log 8 / log 32 = 0.6, one
     # prototype per cluster. 0.8 (at least 32^0.8 = 16 prototypes in effective use)
@@ -286,7 +286,7 @@ def test_collapse_is_penalised() -> None:
 
 
 def test_centering_path_equals_parent() -> None:
-    # with centering and without the entropy term, DINO-ER is DINO, centre included
+    # with centering and without the entropy term, DINO-ER is DINO, center included
     parent = DINOLoss(5, warmup_teacher_temp_epochs=4, center_momentum=0.5)
     er = ERDINOLoss(
         5,

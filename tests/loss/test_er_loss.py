@@ -322,7 +322,7 @@ def test_collapse_is_penalised(support: str) -> None:
 
 
 def _train(support: str, entropy_weight: float, seed: int) -> Tuple[List[float], float]:
-    """50 Adam steps; returns the losses and the normalised entropy of all points."""
+    """50 Adam steps; returns the losses and the normalized entropy of all points."""
     torch.manual_seed(seed)
     x, view0, view1 = _clusters(seed)
     encoder = _encoder()

@@ -1,6 +1,6 @@
 """The entropy memory of the ER losses (``entropy_memory_size``).
 
-The memory's estimate is the batch estimate with the stored rows as extra centres
+The memory's estimate is the batch estimate with the stored rows as extra centers
 (sphere) or extra rows of the marginal (discrete): it equals the functional estimate
 on the concatenation, and an independent numpy computation. Rows join after the
 backward, in ring order, only in training; the memory survives save/load and a
@@ -39,7 +39,7 @@ def _rows(n: int, d: int, seed: int) -> Tensor:
 
 
 def _np_kde(z: np.ndarray, centres: np.ndarray, kappa: float, estimator: str) -> float:
-    """The plug-in / Joe estimate at the rows z with the given kernel centres."""
+    """The plug-in / Joe estimate at the rows z with the given kernel centers."""
     dim = z.shape[1]
     nu = dim / 2 - 1
     from scipy.special import ive
@@ -73,7 +73,7 @@ def test_sphere_memory_estimate_is_the_estimate_with_the_stored_centres(
     )
     torch.testing.assert_close(entropy, expected, rtol=1e-10, atol=1e-10)
     if estimator in ("plugin", "joe"):
-        # And an independent computation with the concatenation as centres.
+        # And an independent computation with the concatenation as centers.
         z = normalize(batch, dim=1).detach().numpy()
         centres = np.concatenate([z, normalize(stored, dim=1).numpy()])
         assert float(entropy.detach()) == pytest.approx(
@@ -85,7 +85,7 @@ def test_sphere_memory_estimate_is_the_estimate_with_the_stored_centres(
 def test_a_memory_holding_the_batch_leaves_the_kernel_estimate_unchanged(
     estimator: str,
 ) -> None:
-    # Duplicated centres give the same kernel density: the memory's estimate equals
+    # Duplicated centers give the same kernel density: the memory's estimate equals
     # the memory-less batch estimate when the memory holds the batch's own rows.
     rows = _rows(10, 5, seed=3)
     with_memory = ERNegativeCosineSimilarity(

@@ -305,7 +305,7 @@ def test_collapse_is_penalised() -> None:
 
 
 def _train(entropy_weight: float) -> Tuple[List[float], float]:
-    """50 Adam steps of SimSiam-style training; returns losses, normalised entropy."""
+    """50 Adam steps of SimSiam-style training; returns losses, normalized entropy."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     centres = 3.0 * torch.randn(8, 16, generator=g)
@@ -331,7 +331,7 @@ def _train(entropy_weight: float) -> Tuple[List[float], float]:
 
 
 def test_training_decreases_loss_and_keeps_entropy(one_thread: None) -> None:
-    # Measured over seeds 0-2: the normalised entropy of the predictions ends at
+    # Measured over seeds 0-2: the normalized entropy of the predictions ends at
     # 0.49-0.51 (about log 8 / log 64: the 8 clusters stay apart), and at 0.24-0.39
     # without the entropy term.
     losses, entropy = _train(1.0)

@@ -159,7 +159,7 @@ def test_simclr_matches_functional(estimator: str, leave_one_out: bool) -> None:
 
 
 def test_simclr_hand_formula() -> None:
-    # With entropy_weight 1 the vMF normaliser cancels and kappa = 1 / temperature:
+    # With entropy_weight 1 the vMF normalizer cancels and kappa = 1 / temperature:
     # loss = mean_v mean_i logsumexp_j(z_vi.z_vj / t) - log N - mean_i z0_i.z1_i / t
     out0, out1 = _views(n=10, d=5, seed=2)
     t = 0.2
@@ -255,7 +255,7 @@ def test_moco_bank_updates_like_parent() -> None:
         torch.testing.assert_close(ours.memory_bank.bank, parent.memory_bank.bank)
         assert torch.equal(ours.memory_bank.bank_ptr, parent.memory_bank.bank_ptr)
     assert not torch.equal(ours.memory_bank.bank, initial)
-    # The keys of the last batch are in the bank, normalised.
+    # The keys of the last batch are in the bank, normalized.
     last_keys = normalize(out1, dim=1)
     ptr = int(ours.memory_bank.bank_ptr)
     torch.testing.assert_close(ours.memory_bank.bank[ptr - 8 : ptr], last_keys)
@@ -389,7 +389,7 @@ def _train_moco(entropy_weight: float) -> Tuple[List[float], float]:
 
 
 def test_simclr_training_decreases_loss_and_keeps_entropy(one_thread: None) -> None:
-    # Measured: normalised entropy 0.988 (0.22 without the entropy term).
+    # Measured: normalized entropy 0.988 (0.22 without the entropy term).
     losses, entropy = _train_simclr(1.0)
     assert losses[-1] < losses[0] - 1.0
     assert entropy > 0.9
@@ -401,7 +401,7 @@ def test_moco_training_decreases_loss_and_keeps_entropy(one_thread: None) -> Non
     # The first 4 steps use the bank's random initial keys, whose spread inflates
     # the entropy estimate, so the trend is measured once the bank holds real keys.
     # Measured (seeds 0-2): mean loss -2.3..-2.5 over steps 5-9, -3.6..-3.9 over the
-    # last 5; normalised entropy of all points 0.77-0.84 (0.37-0.40 without the term).
+    # last 5; normalized entropy of all points 0.77-0.84 (0.37-0.40 without the term).
     losses, entropy = _train_moco(1.0)
     assert sum(losses[-5:]) / 5 < sum(losses[5:10]) / 5 - 0.5
     assert entropy > 0.65

@@ -238,7 +238,7 @@ def _normalised_entropy(logits: Tensor, temperature: float) -> float:
 def test_training_decreases_loss_and_keeps_entropy_high() -> None:
     # 64 points from 8 clusters in R^16, two noisy views per step, no Sinkhorn.
     # Measured over seeds 0-4: the mean loss of the last 5 steps is 0.43-0.81 nats
-    # below that of the first 5 (0.52 for seed 0), and the normalised entropy of the
+    # below that of the first 5 (0.52 for seed 0), and the normalized entropy of the
     # marginal prediction on the clean points ends at 0.93-0.96. With
     # entropy_weight=0 (neither Sinkhorn nor entropy) it ends at 0.41-0.56, near
     # log 8 / log 32 = 0.6 or below, one prototype per cluster at most. 0.8 (at

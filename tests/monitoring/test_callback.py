@@ -92,7 +92,7 @@ def _logged(monitor: EntropyMonitor, module: str) -> Dict[Tuple[int, str], float
 
 # -- toy models ------------------------------------------------------------------------
 def _whitened(n: int, d: int, seed: int) -> Tensor:
-    """n centred rows with X^T X / n = I (up to rounding)."""
+    """n centered rows with X^T X / n = I (up to rounding)."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=g, dtype=F64)
     q: Tensor = torch.linalg.qr(x - x.mean(dim=0))[0]
@@ -102,7 +102,7 @@ def _whitened(n: int, d: int, seed: int) -> Tensor:
 class Collapsing(LightningModule):
     """A linear head pulled to a constant output by a squared loss.
 
-    On whitened, centred inputs one SGD step with lr = out_dim / 2 sets the weights
+    On whitened, centered inputs one SGD step with lr = out_dim / 2 sets the weights
     to 0 and the bias to the target: global step 0 sees a healthy head (collapse
     score about 0.78), every later step the constant output (score about 0).
     """
@@ -642,7 +642,7 @@ def test_a_dino_teacher_is_observed_as_the_loss_sees_it(criterion: str) -> None:
     student = _logged(monitor, "student_head")
     for step in (0, 1, 2):
         logits = model.teacher_outputs[step].double()
-        if criterion != "er":  # DINOLoss always centres, ERDINOLoss if asked
+        if criterion != "er":  # DINOLoss always centers, ERDINOLoss if asked
             logits = logits - centers[step].double()
         log_p = torch.log_softmax(logits / tau, dim=1)
         p = log_p.exp()
@@ -815,7 +815,7 @@ def _tensorboard_scalars(directory: Path) -> Dict[str, List[Tuple[int, float]]]:
 def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -> None:
     """Measured at 0, 3, 6, 9, 12 over two epochs of 8 batches, with Lightning's
     default flush every 50 steps: every value is in metrics.csv and TensorBoard,
-    labelled with the step it was measured at, none dropped at the epoch end or at
+    labeled with the step it was measured at, none dropped at the epoch end or at
     the end of fit."""
     pytest.importorskip("tensorboard")
     torch.manual_seed(0)

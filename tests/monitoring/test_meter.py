@@ -197,7 +197,7 @@ def test_entropy_gap_spans_zero_to_log_n() -> None:
     assert separated["entropy_gap"] == pytest.approx(math.log(16), abs=1e-4)
     assert separated["normalized_entropy"] == pytest.approx(1.0, abs=1e-4)
     assert separated["effective_rank"] == pytest.approx(16.0, abs=1e-3)
-    # Centred, 16 orthonormal rows span 15 affine dimensions of 15.
+    # Centered, 16 orthonormal rows span 15 affine dimensions of 15.
     assert separated["collapse_score"] == pytest.approx(
         (15 / 16) / (15 / 16 + 1e-3), abs=1e-5
     )

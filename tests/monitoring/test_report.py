@@ -100,7 +100,7 @@ def test_write_png_lays_out_one_row_per_module(tmp_path: Path) -> None:
         path, _history() + [(0, "criterion", "bound", -0.5)], thresholds={"x": 0.5}
     )
     # Two modules (rows; "criterion" has nothing plotted); the plotted metrics present
-    # (columns): entropy gap, normalised entropy, collapse score, effective rank.
+    # (columns): entropy gap, normalized entropy, collapse score, effective rank.
     # 3.6 x 2.8 inches at 100 dpi.
     assert _png_size(path) == (4 * 360, 2 * 280)
     assert os.listdir(tmp_path) == ["entropy_monitor.png"]
@@ -162,7 +162,7 @@ def test_write_png_marks_alarms_and_the_threshold(tmp_path: Path) -> None:
         ((marked_pixels[..., 0] > 0.9) & (marked_pixels[..., 1] < 0.1)).sum(axis=0)
     )
     assert columns.max() - columns.min() <= 3  # one vertical line
-    # The threshold of the plotted metric is a grey horizontal line (the other is
+    # The threshold of the plotted metric is a gray horizontal line (the other is
     # not drawn).
     assert grey_rows(plain_pixels).size == 0
     assert 1 <= grey_rows(marked_pixels).size <= 2

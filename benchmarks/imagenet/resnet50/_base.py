@@ -22,7 +22,7 @@ BACKBONES: Tuple[str, ...] = ("resnet50", "resnet18", "resnet34", "resnet101")
 
 
 def build_backbone(name: str = "resnet50") -> Tuple[nn.Module, int]:
-    """A randomly initialised torchvision ResNet whose classifier is an identity.
+    """A randomly initialized torchvision ResNet whose classifier is an identity.
 
     Args:
         name: One of :data:`BACKBONES`.

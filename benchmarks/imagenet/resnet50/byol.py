@@ -6,7 +6,7 @@ Original: ``BYOLProjectionHead()``, ``BYOLPredictionHead()`` and
 and :class:`lightly_er.loss.ERNegativeCosineSimilarity`, which estimates its entropy
 on the batch gathered from all processes [0]. Both: LARS (lr 0.45 per 256 images,
 weight decay 1e-6), 10 warmup epochs of a per-step cosine schedule, BYOL's asymmetric
-augmentation, and a teacher made of a copy of the backbone and a freshly initialised
+augmentation, and a teacher made of a copy of the backbone and a freshly initialized
 projection head, whose EMA coefficient follows a cosine schedule from 0.99 to 1 and
 is updated at the start of each step. The loss is 2 * (1 - cos) summed over both
 directions, as BYOL's code.
@@ -100,7 +100,7 @@ class BYOL(ResNetMethod):
         teacher_1 = self.forward_teacher(views[1])
         features_0, predictions_0 = self.forward_student(views[0])
         _, predictions_1 = self.forward_student(views[1])
-        # 2 * (1 - cos) is the squared distance of the normalised vectors; the two
+        # 2 * (1 - cos) is the squared distance of the normalized vectors; the two
         # directions are summed, not averaged, as in BYOL's code.
         loss_0: Tensor = 2 * self.criterion(teacher_0, predictions_1)
         loss_1: Tensor = 2 * self.criterion(teacher_1, predictions_0)

@@ -1,7 +1,7 @@
 """DINO and DINO-ER, as lightly's ``benchmarks/imagenet/resnet50/dino.py``.
 
 Original: ``DINOProjectionHead()`` for the teacher, ``DINOProjectionHead(
-freeze_last_layer=1)`` for the student (each initialised on its own; 65536
+freeze_last_layer=1)`` for the student (each initialized on its own; 65536
 prototypes) and ``DINOLoss()``. ER: :class:`lightly_er.models.modules.ERDINOProjectionHead`
 (meter at the loss's student temperature) and :class:`lightly_er.loss.ERDINOLoss`,
 whose explicit entropy term replaces the centering and is estimated on the batch

@@ -1,7 +1,7 @@
 """kNN, linear and fine-tuning evaluation, as lightly's ResNet-50 ``*_eval.py``.
 
-- kNN (InstDisc): k=200 neighbours, temperature 0.1 (0.07 in the ViT benchmark), on
-  L2-normalised features of the training and validation images (resize 256, center
+- kNN (InstDisc): k=200 neighbors, temperature 0.1 (0.07 in the ViT benchmark), on
+  L2-normalized features of the training and validation images (resize 256, center
   crop 224), with lightly's ``KNNClassifier``; one validation pass.
 - Linear (SimCLR): lightly's ``LinearClassifier`` on the frozen backbone, 90 epochs,
   SGD with lr 0.1 per 256 images, momentum 0.9, no weight decay, cosine schedule
@@ -51,7 +51,7 @@ def knn_eval(
         model: Maps images to features (the pretraining module).
         config: Data and trainer settings.
         log_dir: The run folder; metrics go to ``log_dir/knn_eval``.
-        knn_k: Number of neighbours.
+        knn_k: Number of neighbors.
         knn_t: Temperature of the similarity weights.
 
     Returns:

@@ -6,7 +6,7 @@ memory_bank_size=(65536, 128), gather_distributed=True)``. ER:
 MoCo head of its own: both objectives use lightly's). The query encoder
 (``backbone``, ``projection_head``) is trained by SGD (lr 0.03 per 256 images,
 momentum 0.9, weight decay 1e-4) on a per-step cosine schedule without warmup. The key
-encoder is a copy of the query backbone and a freshly initialised head; it follows the
+encoder is a copy of the query backbone and a freshly initialized head; it follows the
 query encoder with a constant EMA coefficient of 0.999, updated between the query and
 the key encoding, and encodes a batch shuffled across processes. Queries come from the
 second view, keys from the first.

@@ -55,7 +55,7 @@ class SimCLR(ResNetMethod):
         batch_size_per_device, num_classes, objective, backbone, ema:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod` (``ema`` is
             ignored: SimCLR has no teacher).
-        knn_k: Neighbours of the online kNN classifier.
+        knn_k: Neighbors of the online kNN classifier.
         knn_t: Temperature of the online kNN classifier.
     """
 

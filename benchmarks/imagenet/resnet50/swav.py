@@ -88,7 +88,7 @@ class SwAV(ResNetMethod):
         )
 
     def project(self, x: Tensor) -> Tensor:
-        """L2-normalised projection of backbone features."""
+        """L2-normalized projection of backbone features."""
         return F.normalize(self.projection_head(x), dim=1, p=2)
 
     def training_step(

@@ -2,7 +2,7 @@
 
 Original: teacher and student are each a timm ``vit_small_patch16_224(
 dynamic_img_size=True)`` (ViT-S/16; the student with ``drop_path_rate=0.1``),
-initialised on their own, in lightly's ``MaskedVisionTransformerTIMM``; heads
+initialized on their own, in lightly's ``MaskedVisionTransformerTIMM``; heads
 ``DINOProjectionHead(input_dim=384, norm_last_layer=False)`` (the student's with
 ``freeze_last_layer=1``) and ``DINOLoss()``. ER:
 :class:`lightly_er.models.modules.ERDINOProjectionHead` (meter at the loss's student
@@ -10,7 +10,7 @@ temperature) and :class:`lightly_er.loss.ERDINOLoss`, whose entropy term replace
 the centering and is estimated on the batch gathered from all processes [0]
 (:mod:`benchmarks.imagenet._dino`). Both:
 AdamW (lr 0.0005 per 256 images) with a weight decay that follows a cosine schedule
-from 0.04 to 0.4 (set before every optimiser step, none on norm layers, biases and
+from 0.04 to 0.4 (set before every optimizer step, none on norm layers, biases and
 the online classifier), 10 warmup epochs of a per-step cosine learning-rate schedule,
 the student's last layer frozen in the first epoch, a constant teacher temperature of
 0.04, an EMA teacher on a cosine schedule from 0.996 to 1, and DINO's multi-crop
@@ -54,7 +54,7 @@ and ``vit_test``, a one-block ViT (width 32, 2 heads, 8-pixel patches) for tests
 
 
 def build_vit(name: str, drop_path_rate: Optional[float] = None) -> VisionTransformer:
-    """A randomly initialised timm ViT that takes any multiple of its patch size.
+    """A randomly initialized timm ViT that takes any multiple of its patch size.
 
     Args:
         name: A key of :data:`VIT_BACKBONES`.

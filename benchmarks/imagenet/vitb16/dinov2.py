@@ -68,7 +68,7 @@ GRADIENT_CLIP = 3.0
 
 
 def build_dinov2_vit(name: str) -> VisionTransformer:
-    """A randomly initialised timm ViT as lightly's DINOv2 builds it.
+    """A randomly initialized timm ViT as lightly's DINOv2 builds it.
 
     Learned position embeddings, any crop size, layer scale 1e-5. ``vit_test`` is
     the one-block test ViT of :data:`benchmarks.imagenet.vitb16.dino.VIT_BACKBONES`.

@@ -70,7 +70,7 @@ class LinearClassifierMAE(LinearClassifier):  # type: ignore[misc]
             num_classes=num_classes,
             topk=topk,
         )
-        # MAE normalises the frozen features before the linear layer.
+        # MAE normalizes the frozen features before the linear layer.
         self.classification_head = Sequential(
             BatchNorm1d(feature_dim, affine=False, eps=1e-6),
             Linear(feature_dim, num_classes),
@@ -93,7 +93,7 @@ class LinearClassifierMAE(LinearClassifier):  # type: ignore[misc]
 
 
 class FinetuneClassifierMAE(FinetuneClassifier):  # type: ignore[misc]
-    """lightly's fine-tuning classifier with MAE's mixup, optimiser and schedule.
+    """lightly's fine-tuning classifier with MAE's mixup, optimizer and schedule.
 
     Args:
         model, batch_size_per_device, lr, feature_dim, num_classes, topk:

@@ -128,7 +128,7 @@ class StudyConfig:
 
     Attributes:
         name: The preset's name.
-        steps: S, the batch-128 budget in optimiser steps (fixed by the pilot).
+        steps: S, the batch-128 budget in optimizer steps (fixed by the pilot).
         batch: The reference batch size (128).
         small_batch: The batch axis's small batch (32).
         large_batch: The batch axis's large batch (512).
@@ -141,7 +141,7 @@ class StudyConfig:
         bank_size: kNN bank and probe training images (10,000).
         bank_seed: Seed of the bank's draw from the training images (0).
         held_out: The corpus's held-out batch: the last ``held_out`` test images.
-        knn_k: kNN neighbours (20).
+        knn_k: kNN neighbors (20).
         knn_t: kNN temperature (0.1).
         probe_iterations: L-BFGS iterations of the linear probe (100).
         probe_l2: L2 penalty of the probe's weights (1e-4).

@@ -1,11 +1,11 @@
 """Data of the study: Fashion-MNIST, view streams, evaluation tensors.
 
 A *view stream* holds the training batches of one (method, seed) in order, as uint8
-grey views: lightly's transform objects of the method
-(:func:`benchmarks.cifar.data.train_transform`) applied to the grey ("L") PIL image,
+gray views: lightly's transform objects of the method
+(:func:`benchmarks.cifar.data.train_transform`) applied to the gray ("L") PIL image,
 without their final ToTensor and Normalize, which :func:`views_to_tensors` applies to
-a whole batch with the same torchvision functions. Lightly's views of a grey image
-are grey and on the 1/255 grid, so this is lightly's transform of the RGB image bit
+a whole batch with the same torchvision functions. Lightly's views of a gray image
+are gray and on the 1/255 grid, so this is lightly's transform of the RGB image bit
 for bit (``tests/benchmarks/studies/test_mechanism_data.py``), computed once for
 every arm of the method and seed.
 """
@@ -31,7 +31,7 @@ VIEWS = 2
 
 @dataclass
 class GreyData:
-    """Fashion-MNIST as grey uint8 arrays (N, 28, 28) and int64 labels."""
+    """Fashion-MNIST as gray uint8 arrays (N, 28, 28) and int64 labels."""
 
     train: np.ndarray
     train_labels: np.ndarray
@@ -44,7 +44,7 @@ def load_grey(
     train_size: Optional[int] = None,
     test_size: Optional[int] = None,
 ) -> GreyData:
-    """Fashion-MNIST through the benchmark's loader, as grey arrays.
+    """Fashion-MNIST through the benchmark's loader, as gray arrays.
 
     Raises:
         FileNotFoundError: If the IDX files are missing (the loader's message).
@@ -189,9 +189,9 @@ def stream_ready(path: Path, samples: int) -> bool:
 def views_to_tensors(
     views: np.ndarray, normalize: Callable[[Tensor], Tensor]
 ) -> List[Tensor]:
-    """A batch of grey uint8 views (B, 2, H, W) as lightly's normalised RGB tensors.
+    """A batch of gray uint8 views (B, 2, H, W) as lightly's normalized RGB tensors.
 
-    Each view: the grey channel repeated three times, then lightly's ToTensor
+    Each view: the gray channel repeated three times, then lightly's ToTensor
     (torchvision's ``to_dtype`` with scaling) and its Normalize, the calls lightly
     makes per image, here on the batch; channels-last memory format.
     """

@@ -33,7 +33,7 @@ def features(backbone: nn.Module, x: Tensor) -> Tensor:
 def knn_top1(
     bank: Tensor, bank_labels: Tensor, queries: Tensor, labels: Tensor, k: int, t: float
 ) -> float:
-    """Top-1 of lightly's ``knn_predict`` on L2-normalised features."""
+    """Top-1 of lightly's ``knn_predict`` on L2-normalized features."""
     bank_t = F.normalize(bank, dim=1).t().contiguous()
     queries = F.normalize(queries, dim=1)
     num_classes = int(max(bank_labels.max(), labels.max())) + 1
@@ -57,8 +57,8 @@ def linear_probe(
 ) -> float:
     """Top-1 of a multinomial logistic regression on frozen features.
 
-    Standardised with the training features' mean and standard deviation;
-    full-batch L-BFGS (strong Wolfe line search, history 20), zero initialisation,
+    Standardized with the training features' mean and standard deviation;
+    full-batch L-BFGS (strong Wolfe line search, history 20), zero initialization,
     loss cross-entropy + ``l2`` ||W||^2. Deterministic.
     """
     mean, std = train.mean(0), train.std(0) + 1e-6

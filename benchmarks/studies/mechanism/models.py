@@ -98,7 +98,7 @@ class UniformityRegularised(ERNegativeCosineSimilarity):
 
 
 class BYOLUniformity(BYOL):
-    """Intact BYOL (ER loss at weight 0) with the matched uniformity regulariser."""
+    """Intact BYOL (ER loss at weight 0) with the matched uniformity regularizer."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -204,7 +204,7 @@ def head_outputs(model: SSLMethod, x: Tensor) -> Dict[str, Tensor]:
 
 
 def optimiser(model: SSLMethod) -> Tuple[Optimizer, LRScheduler]:
-    """The method's optimiser and cosine schedule (over its ``max_epochs`` steps)."""
+    """The method's optimizer and cosine schedule (over its ``max_epochs`` steps)."""
     optimizers: Any = model.configure_optimizers()
     (optimizer,), (scheduler,) = optimizers
     return cast(Optimizer, optimizer), cast(LRScheduler, scheduler)

@@ -152,7 +152,7 @@ def plot_knn(
                 label=f"{_label(arm, w)} (n={len(runs)})",
                 **_style(arm, w, arms),
             )
-        ax.axhline(floor, color="grey", linewidth=0.8, label="untrained (mean)")
+        ax.axhline(floor, color="gray", linewidth=0.8, label="untrained (mean)")
         ax.set_title(method)
         ax.set_xlabel("step")
         ax.set_ylabel("kNN top-1")

@@ -2,7 +2,7 @@
 
 A run is a plain PyTorch loop over a method module's ``training_step``, reading
 its batches from the (method, seed) view stream by step. At every evaluation it
-writes the corpus snapshot and then a checkpoint (model, optimiser, schedule, step,
+writes the corpus snapshot and then a checkpoint (model, optimizer, schedule, step,
 random states, the evaluations so far), both atomically, so a run killed at any
 moment resumes from its last evaluation with the same next batch and ends with the
 same record. A finished run writes its corpus file, then its record, and deletes

@@ -85,7 +85,7 @@ class ERSimCLRProjectionHead(MeteredHead, SimCLRProjectionHead):  # type: ignore
         *,
         kappa: Optional[float] = None,
     ) -> None:
-        """Initialises the head; see the class docstring for the arguments."""
+        """Initializes the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim, num_layers, batch_norm)
         self._attach_meter("sphere", kappa=kappa)
 
@@ -114,7 +114,7 @@ class ERBYOLProjectionHead(MeteredHead, BYOLProjectionHead):  # type: ignore[mis
         *,
         kappa: Optional[float] = None,
     ) -> None:
-        """Initialises the head; see the class docstring for the arguments."""
+        """Initializes the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
         self._attach_meter("sphere", kappa=kappa)
 
@@ -144,7 +144,7 @@ class ERBYOLPredictionHead(MeteredHead, BYOLPredictionHead):  # type: ignore[mis
         *,
         kappa: Optional[float] = None,
     ) -> None:
-        """Initialises the head; see the class docstring for the arguments."""
+        """Initializes the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
         self._attach_meter("sphere", kappa=kappa)
 
@@ -181,7 +181,7 @@ class ERDINOProjectionHead(MeteredHead, DINOProjectionHead):  # type: ignore[mis
         *,
         temperature: Optional[float] = None,
     ) -> None:
-        """Initialises the head; see the class docstring for the arguments."""
+        """Initializes the head; see the class docstring for the arguments."""
         super().__init__(
             input_dim,
             hidden_dim,
@@ -218,7 +218,7 @@ class ERSwaVProjectionHead(MeteredHead, SwaVProjectionHead):  # type: ignore[mis
         *,
         kappa: Optional[float] = None,
     ) -> None:
-        """Initialises the head; see the class docstring for the arguments."""
+        """Initializes the head; see the class docstring for the arguments."""
         super().__init__(input_dim, hidden_dim, output_dim)
         self._attach_meter("sphere", kappa=kappa)
 
@@ -250,7 +250,7 @@ class ERSwaVPrototypes(MeteredHead, SwaVPrototypes):  # type: ignore[misc]
         *,
         temperature: Optional[float] = None,
     ) -> None:
-        """Initialises the prototypes; see the class docstring for the arguments."""
+        """Initializes the prototypes; see the class docstring for the arguments."""
         super().__init__(input_dim, n_prototypes, n_steps_frozen_prototypes)
         self._attach_meter("discrete", temperature=temperature)
 

@@ -126,7 +126,7 @@ def test_module_is_lightlys(method: str) -> None:
             assert model.criterion.center.shape[-1] == value
         else:
             assert getattr(model.criterion, key) == pytest.approx(value), key
-    # Optimiser, learning rate scaling and trained parameters.
+    # Optimizer, learning rate scaling and trained parameters.
     (optimizer,), (scheduler,) = model.configure_optimizers()
     opt_cls, opt = expected["optimizer"]
     assert type(optimizer).__name__ == opt_cls

@@ -102,7 +102,7 @@ def _image_folder(root: Path) -> Path:
         folder.mkdir(parents=True)
         for i in range(IMAGES_PER_CLASS):
             pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
-            pixels[..., c % 3] = 40 * c + 40  # a class-dependent colour
+            pixels[..., c % 3] = 40 * c + 40  # a class-dependent color
             Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
 
@@ -315,7 +315,7 @@ def test_module_is_lightlys(method: str) -> None:
                 assert all(p.requires_grad != value for p in g), name
             else:
                 assert getattr(head, key) == value, (name, key)
-    # Teachers: a deep copy of the student's module, or initialised on their own.
+    # Teachers: a deep copy of the student's module, or initialized on their own.
     for name, start in expected["teachers"].items():
         if start.startswith("copy:"):
             assert_same_state(model.get_submodule(name), model.backbone)

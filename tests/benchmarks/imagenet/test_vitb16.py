@@ -553,7 +553,7 @@ def test_last_layer_frozen_in_first_epoch_and_no_clipping(image_folder: Path) ->
     )
     trainer.fit(model, loader)
     assert trainer.global_step == 2
-    # The gradient the optimiser used is the unclipped one (lightly clips none).
+    # The gradient the optimizer used is the unclipped one (lightly clips none).
     assert grad_norm(trainer.optimizers[0]) == pytest.approx(norms["before"], rel=1e-6)
     end = model.student_projection_head.state_dict()
     for key, value in start.items():

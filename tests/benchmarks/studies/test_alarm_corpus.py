@@ -1,4 +1,4 @@
-"""The alarm corpus's arms: the learning-rate arms scale exactly the optimiser's
+"""The alarm corpus's arms: the learning-rate arms scale exactly the optimizer's
 rates; the removal arms remove exactly the device they name."""
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ def test_untrained_backbones_on_real_images_are_not_flagged(
     images = real_images(dataset, size=32)
     for seed in (0, 1):
         features = untrained_features(images, backbone, seed)
-        # Post-ReLU features in a narrow cone: the old normalised entropy read them
+        # Post-ReLU features in a narrow cone: the old normalized entropy read them
         # as collapsed (0.02-0.03); the collapse score does not.
         mean_cosine = (
             torch.nn.functional.normalize(features, dim=1).mean(0).norm() ** 2

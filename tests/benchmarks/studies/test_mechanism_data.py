@@ -31,7 +31,7 @@ def test_stream_is_lightlys_transform_of_the_rgb_image_bit_for_bit(
     _, normalize = data.grey_pipelines(method)
     got = data.batch_views(stream, 0, samples, normalize)
 
-    # lightly's transform on the RGB image (grey channel repeated), same order and
+    # lightly's transform on the RGB image (gray channel repeated), same order and
     # the same random states, as a lightly DataLoader would apply it.
     transform = train_transform(method, 28)
     order = data.shuffle_order(seed, len(images), samples, batch)

@@ -59,7 +59,7 @@ def test_plan_is_the_preregistered_one(tmp_path: Path) -> None:
     # Every arm writes in its own folder: run ids cannot collide.
     assert len({c.log_dir for c, _ in planned if c.batch_sizes[0] == 16}) == 3
     assert all(spec.ema == 0.99 for spec in runs)
-    assert "1,920 optimiser steps" in PREREGISTRATION.read_text().replace("**", "")
+    assert "1,920 optimizer steps" in PREREGISTRATION.read_text().replace("**", "")
 
 
 def test_steps_must_be_whole_epochs() -> None:

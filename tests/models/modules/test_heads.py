@@ -157,7 +157,7 @@ def test_output_is_bitwise_the_parents(
             assert o.dtype == e.dtype and o.shape == e.shape
             assert torch.equal(o, e)
         if support == "sphere":
-            # Not L2-normalised: the raw output of the parent.
+            # Not L2-normalized: the raw output of the parent.
             norms = got_list[0].norm(dim=1)
             assert not torch.allclose(norms, torch.ones_like(norms))
     _assert_same_state(parent, head)
