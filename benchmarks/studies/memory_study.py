@@ -42,7 +42,7 @@ from lightly_er.utils import global_rank, write_atomic
 PROG = "benchmarks/studies/memory_study.py"
 
 STEPS = 1920
-"""Optimizer steps of every part-1 run (30 epochs of 1,024 images at batch 16)."""
+"""Optimiser steps of every part-1 run (30 epochs of 1,024 images at batch 16)."""
 BATCHES: Tuple[int, ...] = (16, 32)
 MEMORY_ROWS = 256
 METHODS: Tuple[str, ...] = ("byol", "dino")
@@ -91,7 +91,7 @@ class ArmConfig(SweepConfig):
 
 
 def epochs_for(steps: int, batch_size: int, train_subset: int) -> int:
-    """The epochs that make ``steps`` optimizer steps (drop_last loaders).
+    """The epochs that make ``steps`` optimiser steps (drop_last loaders).
 
     Raises:
         ValueError: If the steps are not a whole number of epochs.
@@ -122,7 +122,7 @@ def plan(
 
     Args:
         log_dir: The study's folder; each arm writes under ``log_dir / <arm>``.
-        steps: Optimizer steps of a part-1 run.
+        steps: Optimiser steps of a part-1 run.
         parts: Which parts to plan.
         default_epochs: Epochs of a part-2 run.
         overrides: SweepConfig settings over :data:`STUDY_CONFIG` (a smoke test's).
