@@ -59,9 +59,9 @@ FILES: Tuple[Row, ...] = (
         "loss",
         ("default_kappa", "entropy_settings", "resolve_kappa"),
     ),
-    Row("lightly_er/loss/_memory.py", "lightly/loss/_er_memory.py", "loss"),
+    Row("lightly_er/experimental/_memory.py", "lightly/loss/_er_memory.py", "loss"),
     Row(
-        "lightly_er/loss/_learnable_kappa.py",
+        "lightly_er/experimental/_learnable_kappa.py",
         "lightly/loss/_er_learnable_kappa.py",
         "loss",
     ),

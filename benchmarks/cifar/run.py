@@ -49,7 +49,7 @@ from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock
 from benchmarks.common.records import RunResult
 from benchmarks.common.resume import AppendingCSVLogger, RunClock
 from lightly_er.functional import collapse_score, effective_rank
-from lightly_er.loss import entropy_settings
+from lightly_er.loss._kappa import entropy_settings
 from lightly_er.monitoring import EntropyMeter
 from lightly_er.utils import global_rank
 

@@ -37,7 +37,8 @@ from benchmarks.common.figures import pyplot, save_figure_atomic
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import markdown_table
 from benchmarks.studies.stability import study_config
-from lightly_er.loss import ERNegativeCosineSimilarity, ERNTXentLoss, entropy_settings
+from lightly_er.loss import ERNegativeCosineSimilarity, ERNTXentLoss
+from lightly_er.loss._kappa import entropy_settings
 from lightly_er.utils import write_atomic
 
 KAPPAS: Tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)

@@ -1,19 +1,14 @@
 """ER objectives as drop-in subclasses of lightly's loss modules.
 
-Each adapter keeps its lightly parent's constructor arguments and ``forward``
-signature, so swapping the class name in a lightly training script is the whole change.
-:func:`resolve_kappa` is the one rule for the vMF concentration, and
-:func:`entropy_settings` applies it to a criterion for the meters and the monitor.
+Each loss keeps its lightly parent's constructor arguments, ``forward`` signature and
+anti-collapse device, and adds the entropy term with at most three keyword
+arguments: ``kappa``, ``entropy_weight`` and ``estimator``.
 """
 
+import warnings
+from typing import Any
+
 from lightly_er.loss._base import ERComponents
-from lightly_er.loss._kappa import (
-    DEFAULT_ESTIMATOR,
-    DEFAULT_KAPPA,
-    default_kappa,
-    entropy_settings,
-    resolve_kappa,
-)
 from lightly_er.loss.dino_er_loss import ERDINOLoss
 from lightly_er.loss.er_loss import ERLoss
 from lightly_er.loss.koleo_er_loss import ERKoLeoLoss
@@ -23,13 +18,36 @@ from lightly_er.loss.ntx_ent_er_loss import ERNTXentLoss
 from lightly_er.loss.pmsn_er_loss import ERPMSNLoss
 from lightly_er.loss.swav_er_loss import ERSwaVLoss
 
+# Names this package exported in 0.1 that are not losses: where they live now.
+_MOVED = {
+    "DEFAULT_ESTIMATOR": "lightly_er.loss._kappa",
+    "DEFAULT_KAPPA": "lightly_er.loss._kappa",
+    "default_kappa": "lightly_er.loss._kappa",
+    "entropy_settings": "lightly_er.monitoring",
+    "resolve_kappa": "lightly_er.monitoring",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The old names keep working for one release, with one warning each.
+    if name not in _MOVED:
+        raise AttributeError(f"module 'lightly_er.loss' has no attribute {name!r}")
+    import importlib
+
+    where = _MOVED[name]
+    warnings.warn(
+        f"lightly_er.loss.{name} is deprecated and will be removed in the next "
+        f"release; import it from {where}",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    value = getattr(importlib.import_module("lightly_er.loss._kappa"), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
-    "DEFAULT_ESTIMATOR",
-    "DEFAULT_KAPPA",
     "ERComponents",
-    "default_kappa",
-    "entropy_settings",
-    "resolve_kappa",
     "ERDINOLoss",
     "ERKoLeoLoss",
     "ERLoss",

@@ -8,41 +8,43 @@ the NaN/Inf check of the first calls, and the single-sample warning.
 from __future__ import annotations
 
 import warnings
-from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union, cast
+from typing import (
+    Any,
+    Dict,
+    Literal,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch import distributed as torch_dist
 
+from lightly_er.experimental._learnable_kappa import LearnableKappa
+from lightly_er.experimental._memory import DiscreteMemory, SphereMemory
+from lightly_er.experimental.estimator import EntropyEstimator
 from lightly_er.functional import discrete_entropy, log_vmf_normalizer
 from lightly_er.functional._checks import SphereEstimator, at_least_float32
 from lightly_er.functional._discrete import mean_distribution
-from lightly_er.functional._kde import KDE_ESTIMATORS
 from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_sphere_entropy
-from lightly_er.loss._kappa import (
-    DEFAULT_ESTIMATOR,
-    DEFAULT_KAPPA,
-    default_kappa,
-    entropy_settings,
-    resolve_kappa,
-)
-from lightly_er.loss._learnable_kappa import LearnableKappa
-from lightly_er.loss._memory import DiscreteMemory, SphereMemory
+from lightly_er.loss._kappa import resolve_kappa
 from lightly_er.utils.checks import (
     check_bool,
-    check_choice,
-    check_estimator,
     check_int,
     check_matrix,
-    check_positive,
     check_real,
     check_same_shape,
 )
+from lightly_er.utils.compat import is_compiling
 from lightly_er.utils.dist import gather_rows, gather_rows_no_grad
 
-VALIDATE_MODES: Tuple[str, ...] = ("first", "always", "never")
+Support = Literal["sphere", "discrete"]
+
 FIRST_CALLS_CHECKED = 10
 """With ``validate="first"``, the number of calls whose loss is checked for NaN/Inf."""
 
@@ -69,17 +71,19 @@ class ERComponents(NamedTuple):
 class ERLossMixin:
     """Combines the terms of an ER loss, checks it, and keeps them for logging.
 
-    The sphere losses also get their concentration(s), possibly learnable, and the
-    optional entropy memory from here (:meth:`_init_sphere`).
+    Every ER loss states its support (``"sphere"`` or ``"discrete"``) and answers
+    :meth:`entropy_settings`, so meters, monitors and benchmarks ask the loss how
+    its entropy is measured instead of keeping a table of losses.
 
     Attributes:
+        support:
+            Where the loss's entropy lives: the unit sphere or a discrete support.
+        estimator:
+            The :class:`lightly_er.experimental.EntropyEstimator` in use.
+        entropy_weight:
+            Weight of the entropy term.
         last_components:
             The terms of the most recent call, detached, or None before the first call.
-        validate:
-            When the loss is checked for NaN/Inf (a host sync on an accelerator):
-            ``"first"`` the first 10 calls, ``"always"`` every call, ``"never"``
-            never (lightly's behavior). The check is skipped while torch.compile
-            traces the loss.
         loss_scale:
             The loss is divided by it (kappa for BYOL/SimSiam-ER, 1 otherwise).
         last_bound:
@@ -88,196 +92,27 @@ class ERLossMixin:
             not a bound; docs/objectives.md). None for the other losses.
     """
 
+    support: Support
+    estimator: EntropyEstimator
+    entropy_weight: float
     last_components: Optional[ERComponents] = None
     last_bound: Optional[Tensor] = None
-    validate: str = "first"
     loss_scale: float = 1.0
     _calls_checked: int = 0
     _warned_single_sample: bool = False
-    # Set by the sphere losses only (_init_sphere): entropy_settings reads a kappa
-    # attribute as "this loss lives on the sphere".
-    _kappa_value: float
-    _density_kappa_value: Optional[float]
-    estimator: SphereEstimator
-    leave_one_out: bool
-    # A SphereMemory (sphere losses) or DiscreteMemory (discrete ones), or None.
-    entropy_memory: Any
 
-    def _set_validate(self, validate: str) -> None:
-        check_choice(validate, "validate", VALIDATE_MODES)
-        self.validate = validate
+    def _init_estimator(self, estimator: EntropyEstimator) -> None:
+        self.estimator = estimator
         self._calls_checked = 0
 
-    # -- concentrations and memory of the sphere losses -----------------------------
-    def _init_sphere(
-        self,
-        kappa: float,
-        density_kappa: Optional[float] = None,
-        learn_kappa: bool = False,
-        kappa_bounds: Optional[Sequence[float]] = None,
-        entropy_memory_size: Union[int, Sequence[int]] = 0,
-    ) -> None:
-        """Sets kappa (and density_kappa), learnable or not, and the entropy memory.
+    def entropy_settings(self) -> Dict[str, Any]:
+        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
 
-        Call after the module's own ``__init__`` and after ``self.estimator`` is set.
+        Returns:
+            ``{"support": "sphere", "kappa": ..., "estimator": ...}`` or
+            ``{"support": "discrete", "temperature": ...}``.
         """
-        check_bool(learn_kappa, "learn_kappa")
-        if density_kappa is not None:
-            check_positive(density_kappa, "density_kappa")
-            if self.estimator not in KDE_ESTIMATORS:
-                raise ValueError(
-                    "density_kappa is the kernel's concentration; the estimator "
-                    f"{self.estimator!r} has no kernel"
-                )
-        self._kappa_value = float(kappa)
-        self._density_kappa_value = (
-            None if density_kappa is None else float(density_kappa)
-        )
-        self.learned_kappa: Optional[LearnableKappa] = None
-        self.learned_density_kappa: Optional[LearnableKappa] = None
-        if learn_kappa:
-            self.learned_kappa = LearnableKappa(self._kappa_value, kappa_bounds)
-            if self._density_kappa_value is not None:
-                self.learned_density_kappa = LearnableKappa(
-                    self._density_kappa_value, kappa_bounds
-                )
-        self.entropy_memory = sphere_memory(entropy_memory_size)
-
-    @property
-    def kappa(self) -> float:
-        """The reconstruction's concentration (and the kernel's, unless separate).
-
-        Its current value when learned (a host sync: read it to log, not per step).
-        """
-        learned = self.__dict__.get("_modules", {}).get("learned_kappa")
-        if learned is not None:
-            return float(learned().detach())
-        return self._kappa_value
-
-    @kappa.setter
-    def kappa(self, value: float) -> None:
-        if self.__dict__.get("_modules", {}).get("learned_kappa") is not None:
-            raise AttributeError("kappa is learned; it cannot be set")
-        self._kappa_value = float(value)
-
-    @property
-    def density_kappa(self) -> float:
-        """The kernel density's concentration: the one the entropy is measured at."""
-        if self._density_kappa_value is None:
-            return self.kappa
-        learned = self.learned_density_kappa
-        if learned is not None:
-            return float(learned().detach())
-        return self._density_kappa_value
-
-    def _kappas(self) -> Tuple[KappaLike, KappaLike]:
-        """(kernel kappa, reconstruction kappa): Python floats, or tensors if learned.
-
-        A separately learned kernel kappa is detached here: the ER objective would
-        drive it to its lower bound (the kernel estimate grows as the kernels
-        widen); :meth:`_density_kappa_term` trains it instead.
-        """
-        reconstruction: KappaLike = self._kappa_value
-        if self.learned_kappa is not None:
-            reconstruction = self.learned_kappa()
-        if self._density_kappa_value is None:
-            return reconstruction, reconstruction
-        if self.learned_density_kappa is not None:
-            return self.learned_density_kappa().detach(), reconstruction
-        return self._density_kappa_value, reconstruction
-
-    def _sphere_entropy(
-        self,
-        z: Tensor,
-        extra_support: Optional[Tensor] = None,
-        kappa: Optional[KappaLike] = None,
-    ) -> Tensor:
-        """The entropy of the (gathered) rows z + log C_d(kernel kappa), with memory.
-
-        The entropy memory's rows, if any, are extra centers. A batch of one sample
-        without extra centers has only its own kernel: every estimator then gives
-        the kernel estimate H_min, constant (knn has no neighbor, and
-        leave-one-out no other sample); this warns once per loss. On S^0 (dim 1)
-        knn falls back to the plug-in kernel estimate.
-        """
-        if kappa is None:
-            kappa = self._kappas()[0]
-        estimator: str = self.estimator
-        leave_one_out = self.leave_one_out
-        extra_valid: Optional[Tensor] = None
-        memory = self.__dict__.get("_modules", {}).get("entropy_memory")
-        if memory is not None and extra_support is None:
-            extra_support, extra_valid = memory.centres(z)
-        centres = z.shape[0] + (0 if extra_support is None else extra_support.shape[0])
-        # Python ints from the shapes: deciding costs no host sync.
-        if centres == 1:
-            self._warn_single_sample()
-            estimator, leave_one_out = "plugin", False
-        elif estimator == "knn" and z.shape[1] == 1:
-            # S^0 (two points) has no nearest-neighbor balls: the kernel estimate.
-            estimator = "plugin"
-        elif extra_valid is not None and z.shape[0] == 1:
-            # The memory may still be empty: keep the sample's own kernel.
-            leave_one_out = False
-        return relative_sphere_entropy(
-            z,
-            kappa,
-            estimator=cast(SphereEstimator, estimator),
-            leave_one_out=leave_one_out,
-            extra_support=extra_support,
-            validate=False,
-            extra_valid=extra_valid,
-        )
-
-    def _remember(self, rows: Tensor, entropy: Tensor) -> None:
-        """Stages rows for the entropy memory; they join it after the backward."""
-        memory = self.__dict__.get("_modules", {}).get("entropy_memory")
-        if memory is not None:
-            memory.stage(rows, entropy)
-
-    def _sphere_record(
-        self,
-        entropy: Tensor,
-        reconstruction: Tensor,
-        dim: int,
-        rows: Optional[Tensor] = None,
-    ) -> ERComponents:
-        """_record for the sphere losses: their constants, and a learned kernel kappa.
-
-        ``entropy`` and ``reconstruction`` come from :meth:`_sphere_entropy` and
-        :func:`relative_vmf_reconstruction` at :meth:`_kappas`. With a separately
-        learned kernel kappa, ``rows`` (the rows of the entropy) give it its
-        gradient: that of the leave-one-out likelihood of the detached rows, added
-        as a term of value 0.
-        """
-        kernel, recon = self._kappas()
-        components = self._record(
-            entropy,
-            reconstruction,
-            self.entropy_weight,  # type: ignore[attr-defined]
-            log_norm_of(dim, kernel),
-            log_norm_of(dim, recon),
-        )
-        if self.learned_density_kappa is None or rows is None or rows.shape[0] < 2:
-            return components
-        term = self._density_kappa_term(rows)
-        return components._replace(loss=components.loss + (term - term.detach()))
-
-    def _density_kappa_term(self, rows: Tensor) -> Tensor:
-        """The leave-one-out entropy of the detached rows at the learned kernel kappa.
-
-        Minimizing it is maximum likelihood (leave-one-out) for the bandwidth; its
-        gradient reaches only the kernel kappa.
-        """
-        assert self.learned_density_kappa is not None
-        kappa = self.learned_density_kappa()
-        rows = rows.detach()
-        relative = relative_sphere_entropy(
-            rows, kappa, estimator="joe", leave_one_out=True, validate=False
-        )
-        term = relative - log_vmf_normalizer(rows.shape[1], kappa).to(relative.dtype)
-        scale = self.loss_scale
-        return term / scale if scale != 1.0 else term
+        raise NotImplementedError
 
     # -- combining the terms --------------------------------------------------------
     def _record(
@@ -322,8 +157,9 @@ class ERLossMixin:
                 raise ValueError(
                     f"the ER loss is not finite (entropy {entropy.item():.4g}, "
                     f"reconstruction {reconstruction.item():.4g}): the model outputs "
-                    "contain NaN or Inf (pass validate='never' to keep training "
-                    "through such steps, as lightly's losses do)"
+                    "contain NaN or Inf (pass estimator=EntropyEstimator("
+                    "validate='never') to keep training through such steps, as "
+                    "lightly's losses do)"
                 )
         components = ERComponents(loss, entropy, reconstruction)
         self.last_components = ERComponents(*(t.detach() for t in components))
@@ -331,9 +167,10 @@ class ERLossMixin:
 
     def _due_for_check(self) -> bool:
         # The check reads the loss on the host: a sync the compiled graph must not have.
-        if self.validate == "never" or torch.compiler.is_compiling():
+        validate = self.estimator.validate
+        if validate == "never" or is_compiling():
             return False
-        if self.validate == "always":
+        if validate == "always":
             return True
         self._calls_checked += 1
         return self._calls_checked <= FIRST_CALLS_CHECKED
@@ -352,6 +189,223 @@ class ERLossMixin:
         )
 
 
+class SphereERLossMixin(ERLossMixin):
+    """The ER machinery of the losses on the unit sphere.
+
+    Their concentration(s), possibly learnable, and the optional entropy memory are
+    set by :meth:`_init_sphere`.
+
+    Attributes:
+        learned_kappa, learned_density_kappa:
+            With ``EntropyEstimator(learn_kappa=True)``, the learnable
+            concentrations (parameters), else None.
+        entropy_memory:
+            With ``EntropyEstimator(memory_size=...)``, the memory of earlier rows
+            (extra centers of the entropy estimate), else None.
+    """
+
+    support: Support = "sphere"
+    _kappa_value: float
+    _density_kappa_value: Optional[float]
+    learned_kappa: Optional[LearnableKappa]
+    learned_density_kappa: Optional[LearnableKappa]
+    entropy_memory: Optional[SphereMemory]
+
+    def _init_sphere(self, kappa: float, estimator: EntropyEstimator) -> None:
+        """Sets the estimator, kappa (and density_kappa), learnable or not, and memory.
+
+        Call after the module's own ``__init__``.
+        """
+        self._init_estimator(estimator)
+        density_kappa = estimator.density_kappa
+        self._kappa_value = float(kappa)
+        self._density_kappa_value = (
+            None if density_kappa is None else float(density_kappa)
+        )
+        self.learned_kappa = None
+        self.learned_density_kappa = None
+        if estimator.learn_kappa:
+            bounds = estimator.kappa_bounds
+            self.learned_kappa = LearnableKappa(self._kappa_value, bounds)
+            if self._density_kappa_value is not None:
+                self.learned_density_kappa = LearnableKappa(
+                    self._density_kappa_value, bounds
+                )
+        self.entropy_memory = sphere_memory(estimator.memory_size)
+
+    def entropy_settings(self) -> Dict[str, Any]:
+        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+
+        Returns:
+            ``{"support": "sphere", "kappa": ..., "estimator": ...}``: the kernel's
+            concentration (the current value of a learned one) and the estimator's
+            name.
+        """
+        return {
+            "support": "sphere",
+            "kappa": self.density_kappa,
+            "estimator": self.estimator.name,
+        }
+
+    @property
+    def kappa(self) -> float:
+        """The reconstruction's concentration (and the kernel's, unless separate).
+
+        Its current value when learned (a host sync: read it to log, not per step).
+        """
+        if self.learned_kappa is not None:
+            return float(self.learned_kappa().detach())
+        return self._kappa_value
+
+    @kappa.setter
+    def kappa(self, value: float) -> None:
+        if self.learned_kappa is not None:
+            raise AttributeError("kappa is learned; it cannot be set")
+        self._kappa_value = float(value)
+
+    @property
+    def density_kappa(self) -> float:
+        """The kernel density's concentration: the one the entropy is measured at."""
+        if self._density_kappa_value is None:
+            return self.kappa
+        if self.learned_density_kappa is not None:
+            return float(self.learned_density_kappa().detach())
+        return self._density_kappa_value
+
+    def _kappas(self) -> Tuple[KappaLike, KappaLike]:
+        """(kernel kappa, reconstruction kappa): Python floats, or tensors if learned.
+
+        A separately learned kernel kappa is detached here: the ER objective would
+        drive it to its lower bound (the kernel estimate grows as the kernels
+        widen); :meth:`_density_kappa_term` trains it instead.
+        """
+        reconstruction: KappaLike = self._kappa_value
+        if self.learned_kappa is not None:
+            reconstruction = self.learned_kappa()
+        if self._density_kappa_value is None:
+            return reconstruction, reconstruction
+        if self.learned_density_kappa is not None:
+            return self.learned_density_kappa().detach(), reconstruction
+        return self._density_kappa_value, reconstruction
+
+    def _sphere_entropy(
+        self, z: Tensor, extra_support: Optional[Tensor] = None
+    ) -> Tensor:
+        """The entropy of the (gathered) rows z + log C_d(kernel kappa), with memory.
+
+        The entropy memory's rows, if any, are extra centers. A batch of one sample
+        without extra centers has only its own kernel: every estimator then gives
+        the kernel estimate H_min, constant (knn has no neighbor, and
+        leave-one-out no other sample); this warns once per loss. On S^0 (dim 1)
+        knn falls back to the plug-in kernel estimate.
+        """
+        kappa = self._kappas()[0]
+        name: SphereEstimator = self.estimator.name
+        leave_one_out = self.estimator.leave_one_out
+        extra_valid: Optional[Tensor] = None
+        if self.entropy_memory is not None and extra_support is None:
+            extra_support, extra_valid = self.entropy_memory.centers(z)
+        centers = z.shape[0] + (0 if extra_support is None else extra_support.shape[0])
+        # Python ints from the shapes: deciding costs no host sync.
+        if centers == 1:
+            self._warn_single_sample()
+            name, leave_one_out = "plugin", False
+        elif name == "knn" and z.shape[1] == 1:
+            # S^0 (two points) has no nearest-neighbor balls: the kernel estimate.
+            name = "plugin"
+        elif extra_valid is not None and z.shape[0] == 1:
+            # The memory may still be empty: keep the sample's own kernel.
+            leave_one_out = False
+        return relative_sphere_entropy(
+            z,
+            kappa,
+            estimator=name,
+            leave_one_out=leave_one_out,
+            extra_support=extra_support,
+            validate=False,
+            extra_valid=extra_valid,
+        )
+
+    def _remember(self, rows: Tensor, entropy: Tensor) -> None:
+        """Stages rows for the entropy memory; they join it after the backward."""
+        if self.entropy_memory is not None:
+            self.entropy_memory.stage(rows, entropy)
+
+    def _sphere_record(
+        self,
+        entropy: Tensor,
+        reconstruction: Tensor,
+        dim: int,
+        rows: Optional[Tensor] = None,
+    ) -> ERComponents:
+        """_record for the sphere losses: their constants, and a learned kernel kappa.
+
+        ``entropy`` and ``reconstruction`` come from :meth:`_sphere_entropy` and
+        :func:`relative_vmf_reconstruction` at :meth:`_kappas`. With a separately
+        learned kernel kappa, ``rows`` (the rows of the entropy) give it its
+        gradient: that of the leave-one-out likelihood of the detached rows, added
+        as a term of value 0.
+        """
+        kernel, recon = self._kappas()
+        components = self._record(
+            entropy,
+            reconstruction,
+            self.entropy_weight,
+            log_norm_of(dim, kernel),
+            log_norm_of(dim, recon),
+        )
+        if self.learned_density_kappa is None or rows is None or rows.shape[0] < 2:
+            return components
+        term = self._density_kappa_term(rows)
+        return components._replace(loss=components.loss + (term - term.detach()))
+
+    def _density_kappa_term(self, rows: Tensor) -> Tensor:
+        """The leave-one-out entropy of the detached rows at the learned kernel kappa.
+
+        Minimizing it is maximum likelihood (leave-one-out) for the bandwidth; its
+        gradient reaches only the kernel kappa.
+        """
+        assert self.learned_density_kappa is not None
+        kappa = self.learned_density_kappa()
+        rows = rows.detach()
+        relative = relative_sphere_entropy(
+            rows, kappa, estimator="joe", leave_one_out=True, validate=False
+        )
+        term = relative - log_vmf_normalizer(rows.shape[1], kappa).to(relative.dtype)
+        scale = self.loss_scale
+        return term / scale if scale != 1.0 else term
+
+
+class DiscreteERLossMixin(ERLossMixin):
+    """The ER machinery of the losses on a discrete support (prototypes).
+
+    Attributes:
+        entropy_memory:
+            With ``EntropyEstimator(memory_size=...)``, the probability rows of
+            earlier batches that join the marginal of the entropy term, else None.
+    """
+
+    support: Support = "discrete"
+    entropy_memory: Optional[DiscreteMemory]
+
+    def _init_discrete(self, estimator: EntropyEstimator) -> None:
+        self._init_estimator(estimator)
+        self.entropy_memory = discrete_memory(estimator.memory_rows)
+
+    def _temperature(self) -> float:
+        """The softmax temperature of the predictions whose entropy is the term."""
+        raise NotImplementedError
+
+    def entropy_settings(self) -> Dict[str, Any]:
+        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+
+        Returns:
+            ``{"support": "discrete", "temperature": ...}``: the temperature of the
+            softmax whose marginal entropy is the term.
+        """
+        return {"support": "discrete", "temperature": float(self._temperature())}
+
+
 KappaLike = Union[float, Tensor]
 
 
@@ -366,22 +420,17 @@ def _as_dtype(value: KappaLike, like: Tensor) -> KappaLike:
     return value.to(like.dtype) if isinstance(value, Tensor) else value
 
 
-def sphere_memory(size: Union[int, Sequence[int]]) -> Optional[SphereMemory]:
+def sphere_memory(size: Union[int, Tuple[int, int]]) -> Optional[SphereMemory]:
     """The entropy memory of a sphere loss: None for 0, else its buffers.
 
     Args:
         size: Rows to keep, or a (rows, dim) pair to allocate it now (then a
-            compiled loss needs no recompilation when it first fills).
+            compiled loss needs no recompilation when it first fills). Checked by
+            :class:`lightly_er.experimental.EntropyEstimator`.
     """
-    if isinstance(size, (list, tuple)):
-        if len(size) != 2:
-            raise ValueError(
-                f"entropy_memory_size must be an int or a (size, dim) pair, got {size}"
-            )
-        return SphereMemory(size[0], size[1])
-    check_int(size, "entropy_memory_size", 0)
-    rows = cast(int, size)
-    return SphereMemory(rows) if rows > 0 else None
+    if isinstance(size, tuple):
+        return SphereMemory(int(size[0]), int(size[1]))
+    return SphereMemory(int(size)) if size > 0 else None
 
 
 def discrete_memory(size: int) -> Optional[DiscreteMemory]:
@@ -390,9 +439,7 @@ def discrete_memory(size: int) -> Optional[DiscreteMemory]:
     return DiscreteMemory(int(size)) if size > 0 else None
 
 
-def check_er_arguments(
-    kappa: Optional[float], entropy_weight: float, estimator: str
-) -> None:
+def check_er_arguments(kappa: Optional[float], entropy_weight: float) -> None:
     """Raises a ValueError/TypeError naming the first bad ER keyword argument."""
     if kappa is not None:
         resolve_kappa(kappa)
@@ -401,7 +448,6 @@ def check_er_arguments(
         raise ValueError(
             f"entropy_weight must be finite and >= 0, got {entropy_weight}"
         )
-    check_estimator(estimator)
 
 
 def check_gather_distributed(gather_distributed: bool) -> None:
@@ -526,11 +572,8 @@ def target_entropy(p_target: Sequence[Tensor], gather_distributed: bool) -> Tens
 
 
 __all__ = [
-    "DEFAULT_ESTIMATOR",
-    "DEFAULT_KAPPA",
+    "DiscreteERLossMixin",
     "ERComponents",
     "ERLossMixin",
-    "default_kappa",
-    "entropy_settings",
-    "resolve_kappa",
+    "SphereERLossMixin",
 ]

@@ -66,7 +66,7 @@ def resolve_kappa(
         ValueError: If kappa is not positive and finite, or temperature not finite.
 
     Examples:
-        >>> from lightly_er.loss import resolve_kappa
+        >>> from lightly_er.monitoring import resolve_kappa
         >>> resolve_kappa(temperature=0.5)
         2.0
         >>> resolve_kappa(kappa=4.0, temperature=0.5)
@@ -93,13 +93,22 @@ def resolve_kappa(
 
 
 def default_kappa(temperature: Optional[float] = None) -> float:
-    """``resolve_kappa(temperature=temperature)``, under its earlier name.
+    """Deprecated: ``resolve_kappa(temperature=temperature)`` under an earlier name.
 
     Examples:
-        >>> from lightly_er.loss import default_kappa
-        >>> default_kappa(0.2)
+        >>> import warnings
+        >>> from lightly_er.loss._kappa import default_kappa
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     default_kappa(0.2)
         5.0
     """
+    warnings.warn(
+        "default_kappa is deprecated and will be removed in the next release; use "
+        "lightly_er.monitoring.resolve_kappa(temperature=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return resolve_kappa(temperature=temperature)
 
 
@@ -141,7 +150,7 @@ def entropy_settings(
 
     Examples:
         >>> from lightly.loss import NTXentLoss
-        >>> from lightly_er.loss import entropy_settings
+        >>> from lightly_er.monitoring import entropy_settings
         >>> entropy_settings(NTXentLoss(temperature=0.5))
         {'support': 'sphere', 'kappa': 2.0, 'estimator': 'plugin'}
     """
@@ -171,31 +180,28 @@ def entropy_settings(
 
 
 def _criterion_settings(criterion: Any) -> Dict[str, Any]:
-    """What criterion says about its support, kappa (or its source) and temperature."""
+    """What criterion says about its support, kappa (or its source) and temperature.
+
+    An ER loss answers for itself (``entropy_settings()``). lightly's own losses are
+    measured as their ER twins would measure them, so an original run and its ER
+    twin are measured alike.
+    """
     if criterion is None:
         return {}
-    estimator = getattr(criterion, "estimator", DEFAULT_ESTIMATOR)
-    if getattr(criterion, "support", None) == "discrete":  # ERLoss(support="discrete")
-        return {"support": "discrete", "temperature": float(criterion.temperature)}
-    # An ER loss: its kappa was resolved by its constructor. The entropy is measured
-    # at the kernel's kappa (its own where the loss has one; the current value of a
-    # learned one).
-    kappa = getattr(criterion, "density_kappa", None)
-    if kappa is None:
-        kappa = getattr(criterion, "kappa", None)
-    if kappa is not None:
-        return {"support": "sphere", "kappa": float(kappa), "estimator": estimator}
+    ask = getattr(criterion, "entropy_settings", None)
+    if callable(ask):
+        return dict(ask())
     if isinstance(criterion, NTXentLoss):
         return {
             "support": "sphere",
             "parent_temperature": float(criterion.temperature),
-            "estimator": estimator,
+            "estimator": DEFAULT_ESTIMATOR,
         }
-    if isinstance(criterion, (NegativeCosineSimilarity, KoLeoLoss)):
-        # KoLeo is the knn estimate: measure a lightly KoLeoLoss as its ER twin does.
-        if isinstance(criterion, KoLeoLoss) and not hasattr(criterion, "estimator"):
-            estimator = "knn"
-        return {"support": "sphere", "estimator": estimator}
+    if isinstance(criterion, KoLeoLoss):
+        # KoLeo is the knn estimate: measured as ERKoLeoLoss measures it.
+        return {"support": "sphere", "estimator": "knn"}
+    if isinstance(criterion, NegativeCosineSimilarity):
+        return {"support": "sphere", "estimator": DEFAULT_ESTIMATOR}
     if isinstance(criterion, MSNLoss):  # MSN and PMSN: the anchors' softmax
         return {"support": "discrete", "temperature": float(criterion.temperature)}
     if isinstance(criterion, DINOLoss):

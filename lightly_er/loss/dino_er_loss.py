@@ -2,73 +2,82 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules.center import CENTER_MODE_TO_FUNCTION
 from torch import Tensor
 
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
+    DiscreteERLossMixin,
     ERComponents,
-    ERLossMixin,
     check_er_arguments,
     check_gather_distributed,
-    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
     softmax_float32,
     target_entropy,
 )
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive, check_real
 
 
-class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
-    """DINO loss with an explicit entropy term instead of centering: DINO-ER [0].
+class ERDINOLoss(DiscreteERLossMixin, DINOLoss):
+    """DINO loss with an explicit entropy term: DINO-ER [0].
 
     DINO [1] trains a student to predict an EMA teacher's distribution over K
     prototypes and avoids collapse by centering and sharpening the teacher. DINO-ER
-    makes the anti-collapse term explicit and returns, in nats,
+    adds the anti-collapse term explicitly (in place of centering with
+    ``centering=False``, the paper's variant) and returns, in nats,
 
         loss = -(entropy_weight * H(mean_b q_s[b]) + reconstruction)
 
     - reconstruction: the mean over DINOLoss's view pairs (teacher view t, student
       view s, t != s) of E_b[sum_k p_t[b, k] log q_s[b, k]], with
-      p_t = softmax(teacher_t / teacher_temp) (without gradient; centered first with
-      ``centering=True``) and log q_s = log_softmax(student_s / student_temp);
+      p_t = softmax(teacher_t / teacher_temp) (without gradient; centered first, as
+      in DINOLoss, unless ``centering=False``) and log q_s = log_softmax(student_s / student_temp);
     - entropy: of the student's mean prediction over the global crops (the views the
       teacher also sees), gathered over processes with ``gather_distributed``.
 
-    With ``centering=True`` and ``entropy_weight=0`` the loss equals DINOLoss. The
+    At ``entropy_weight=0`` (and the default ``centering=True``) the loss equals
+    DINOLoss. The
     teacher temperature follows the parent's warmup schedule. docs/objectives.md
     explains the choices where the paper leaves room.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] DINO, 2021, https://arxiv.org/abs/2104.14294
 
-    Attributes:
-        output_dim, teacher_temp, student_temp, center, center_momentum,
-        warmup_teacher_temp_epochs, teacher_temp_schedule:
+    Args:
+        output_dim, warmup_teacher_temp, teacher_temp, warmup_teacher_temp_epochs,
+        student_temp, center_momentum, center_mode:
             As :class:`lightly.loss.DINOLoss`.
         entropy_weight:
-            Weight of the entropy term.
+            Weight of the entropy term, >= 0.
         centering:
-            Whether the teacher output is centered as in DINO (off by default).
+            Whether the teacher output is centered, as in DINO (the default: the
+            swap keeps DINO's anti-collapse device and adds the term). The paper's
+            DINO-ER is ``centering=False``, the entropy term in its place.
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the probability rows of earlier
-            batches that join the marginal of the entropy term, else None.
+        estimator:
+            An :class:`lightly_er.experimental.EntropyEstimator` for the options
+            that apply to a discrete entropy (``memory_size``, ``validate``), or
+            None.
+
+    Attributes:
         last_components:
-            The detached :class:`lightly_er.loss.ERComponents` of the last call;
-            entropy + reconstruction is the paper's surrogate, not a bound.
+            The detached :class:`ERComponents` of the last call; entropy +
+            reconstruction is the paper's surrogate, not a bound.
         last_bound:
             A lower bound on the mutual information, detached: the teacher's
             marginal entropy plus the same reconstruction (docs/objectives.md).
+
+    Raises:
+        ValueError: If a temperature is not positive, center_momentum is outside
+            [0, 1], center_mode is unknown, or entropy_weight is negative.
+        TypeError: If an argument has the wrong type.
 
     Examples:
         >>> import torch
@@ -98,12 +107,11 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         center_mode: str = "mean",
         *,
         entropy_weight: float = 1.0,
-        centering: bool = False,
+        centering: bool = True,
         gather_distributed: bool = False,
-        validate: str = "first",
-        entropy_memory_size: int = 0,
+        estimator: Optional[EntropyEstimator] = None,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring and DINOLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
         check_int(output_dim, "output_dim", 1)
         check_positive(warmup_teacher_temp, "warmup_teacher_temp")
@@ -121,8 +129,9 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
                 f"got {center_mode!r}"
             )
         check_bool(centering, "centering")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_er_arguments(None, entropy_weight)
         check_gather_distributed(gather_distributed)
+        resolved = resolve_estimator(estimator, deprecated, "ERDINOLoss", discrete=True)
         super().__init__(
             output_dim=output_dim,
             warmup_teacher_temp=warmup_teacher_temp,
@@ -139,8 +148,10 @@ class ERDINOLoss(ERLossMixin, DINOLoss):  # type: ignore[misc]
         self.entropy_weight = float(entropy_weight)
         self.centering = centering
         self.gather_distributed = gather_distributed
-        self._set_validate(validate)
-        self.entropy_memory = discrete_memory(entropy_memory_size)
+        self._init_discrete(resolved)
+
+    def _temperature(self) -> float:
+        return float(self.student_temp)
 
     def teacher_temperature(
         self, teacher_temp: Optional[float] = None, epoch: Optional[int] = None

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Sequence, Tuple, Union, cast
+from dataclasses import replace
+from typing import Any, Dict, Optional, Tuple, cast
 
 import torch
 from torch import Tensor, nn
 
-from lightly_er.functional import (
-    SphereEstimator,
-    discrete_entropy,
-    discrete_reconstruction,
-)
+from lightly_er.experimental._memory import DiscreteMemory
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
+from lightly_er.functional import discrete_entropy, discrete_reconstruction
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
-    ERLossMixin,
+    SphereERLossMixin,
+    Support,
     check_er_arguments,
     check_gather_distributed,
     check_view_pair,
@@ -24,15 +24,14 @@ from lightly_er.loss._base import (
     marginal_entropy,
     normalize_rows,
 )
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_KAPPA, resolve_kappa
+from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
 from lightly_er.utils.checks import check_choice, check_positive
 from lightly_er.utils.dist import gather_rows
 
-Support = Literal["sphere", "discrete"]
 _SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 
 
-class ERLoss(ERLossMixin, nn.Module):
+class ERLoss(SphereERLossMixin, nn.Module):
     """Entropy and reconstruction (ER) loss between two views of the same inputs.
 
     Maximizes the ER lower bound [0] on the mutual information between the
@@ -54,35 +53,35 @@ class ERLoss(ERLossMixin, nn.Module):
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
-    Attributes:
+    Args:
         support:
             ``"sphere"`` or ``"discrete"``.
         kappa:
-            Concentration of the vMF reconstruction and, unless ``density_kappa``
-            is given, of the kernel (sphere; 10, the authors' default); its current
-            value when learned (``learn_kappa=True``: ``learned_kappa``, and
-            ``learned_density_kappa`` for a separate kernel kappa).
-        density_kappa:
-            The kernel's own concentration, or None (= kappa).
+            Concentration of the vMF kernel and reconstruction density (sphere; 10,
+            the authors' default).
         entropy_weight:
-            Weight of the entropy term.
+            Weight of the entropy term, >= 0.
         estimator:
-            Sphere entropy estimator: ``"plugin"`` (default), ``"joe"``,
-            ``"renyi2"``, ``"knn"`` or ``"logdet"``.
-        leave_one_out:
-            Whether a sample is left out of its own density estimate (sphere).
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the memory of earlier rows of both
-            views (sphere: extra kernel centers; discrete: extra rows of the
-            marginal), else None.
+            The :class:`lightly_er.experimental.EntropyEstimator` with research
+            options, or None for the authors' plug-in estimate (the discrete
+            support accepts only its ``memory_size`` and ``validate``).
         temperature:
             Softmax temperature of the logits (discrete).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
+
+    Attributes:
         last_components:
             The detached :class:`ERComponents` of the last call.
+        entropy_memory:
+            With ``EntropyEstimator(memory_size=...)``, the memory of earlier rows of
+            both views (sphere: extra kernel centers; discrete: extra rows of the
+            marginal), else None.
+
+    Raises:
+        ValueError: If support is unknown, kappa or temperature is not positive,
+            entropy_weight is negative, or an estimator option does not apply.
+        TypeError: If an argument has the wrong type.
 
     Examples:
         >>> import torch
@@ -100,44 +99,45 @@ class ERLoss(ERLossMixin, nn.Module):
         support: Support = "sphere",
         kappa: float = DEFAULT_KAPPA,
         entropy_weight: float = 1.0,
-        estimator: str = DEFAULT_ESTIMATOR,
-        leave_one_out: bool = False,
+        estimator: Optional[EntropyEstimator] = None,
         temperature: float = 0.1,
         gather_distributed: bool = False,
-        validate: str = "first",
-        density_kappa: Optional[float] = None,
-        learn_kappa: bool = False,
-        kappa_bounds: Optional[Sequence[float]] = None,
-        entropy_memory_size: Union[int, Sequence[int]] = 0,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring for the arguments."""
         super().__init__()
         check_choice(support, "support", _SUPPORTS)
         if kappa is None:
             raise TypeError("kappa must be a float, got None")
-        check_er_arguments(kappa, entropy_weight, estimator)
+        check_er_arguments(kappa, entropy_weight)
         check_gather_distributed(gather_distributed)
         check_positive(temperature, "temperature")
+        resolved = resolve_estimator(
+            estimator, deprecated, "ERLoss", discrete=support == "discrete"
+        )
         self.support = support
         self.entropy_weight = float(entropy_weight)
-        self.estimator = cast(SphereEstimator, estimator)
-        self.leave_one_out = leave_one_out
         self.temperature = float(temperature)
         self.gather_distributed = gather_distributed
-        self._set_validate(validate)
-        self._init_sphere(
-            resolve_kappa(kappa),
-            density_kappa,
-            learn_kappa,
-            kappa_bounds,
-            0 if support == "discrete" else entropy_memory_size,
-        )
-        if support == "discrete":
-            if isinstance(entropy_memory_size, (list, tuple)):
-                raise ValueError(
-                    "entropy_memory_size of a discrete ERLoss is a number of rows"
-                )
-            self.entropy_memory = discrete_memory(cast(int, entropy_memory_size))
+        discrete = support == "discrete"
+        # The discrete support's memory holds probability rows (below), not vectors.
+        sphere = replace(resolved, memory_size=0) if discrete else resolved
+        self._init_sphere(resolve_kappa(kappa), sphere)
+        self.estimator = resolved
+        if discrete:
+            # The same attribute as on the sphere, so checkpoints keep their keys;
+            # it holds probability rows here.
+            self.entropy_memory = discrete_memory(resolved.memory_rows)  # type: ignore[assignment]
+
+    def entropy_settings(self) -> Dict[str, Any]:
+        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+
+        Returns:
+            ``{"support": "sphere", "kappa": ..., "estimator": ...}``, or
+            ``{"support": "discrete", "temperature": ...}`` for the discrete support.
+        """
+        if self.support == "discrete":
+            return {"support": "discrete", "temperature": self.temperature}
+        return super().entropy_settings()
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
         """Returns the ER loss -(entropy_weight * entropy + reconstruction).
@@ -187,10 +187,11 @@ class ERLoss(ERLossMixin, nn.Module):
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()
-        if self.entropy_memory is not None:
+        memory = cast(Optional[DiscreteMemory], self.entropy_memory)
+        if memory is not None:
             # Both views' rows make one marginal with the memory's.
             entropy = marginal_entropy(
-                [log_p0, log_p1], self.gather_distributed, memory=self.entropy_memory
+                [log_p0, log_p1], self.gather_distributed, memory=memory
             )
             reconstruction = 0.5 * (
                 discrete_reconstruction(p1, log_p0, log_input=True, validate=False)

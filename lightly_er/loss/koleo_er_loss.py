@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union, cast
+from typing import Any, Optional
 
 import torch
 from lightly.loss import KoLeoLoss
 from torch import Tensor
 
-from lightly_er.functional import SphereEstimator
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.loss._base import (
     ERComponents,
-    ERLossMixin,
+    SphereERLossMixin,
     check_er_arguments,
     check_gather_distributed,
     log_norm_of,
@@ -22,7 +22,7 @@ from lightly_er.utils.checks import check_matrix, check_positive, check_real
 from lightly_er.utils.dist import gather_rows
 
 
-class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
+class ERKoLeoLoss(SphereERLossMixin, KoLeoLoss):
     """DINOv2's KoLeo regularizer as the entropy term of ER [0, 1, 2].
 
     KoLeo [1] is -mean_i log r_i, with r_i the distance from an L2-normalized
@@ -33,10 +33,10 @@ class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
 
         loss = -entropy_weight * H / (d - 1)
 
-    with H in nats, so that with the default ``estimator="knn"`` its gradient is
+    with H in nats, so that with the default knn estimate its gradient is
     KoLeo's (the parent's ``eps`` aside): lightly's DINOv2 recipe keeps its weight
-    0.1. Any other sphere estimator can take its place (``"plugin"`` and the
-    kernel estimators at concentration ``kappa``), the batch can be gathered over
+    0.1. Any other sphere estimator can take its place (through ``estimator``:
+    the kernel estimators at concentration ``kappa``), the batch can be gathered over
     processes (lightly's KoLeo is per process), and an entropy memory can add the
     features of earlier batches as reference points. DINOv2-ER uses it beside
     :class:`lightly_er.loss.ERDINOLoss` (benchmarks/imagenet/vitb16/dinov2.py).
@@ -45,24 +45,29 @@ class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
     - [1] Sablayrolles et al., Spreading vectors for similarity search, ICLR 2019
     - [2] DINOv2, 2023, https://arxiv.org/abs/2304.07193
 
-    Attributes:
+    Args:
         p, eps:
             As :class:`lightly.loss.KoLeoLoss` (p must be 2: the estimator's balls
             are Euclidean).
-        estimator:
-            The sphere entropy estimator (``"knn"``, default).
         kappa:
             Concentration of the kernel estimators (10); not used by knn.
         entropy_weight:
-            Weight of the entropy term.
+            Weight of the entropy term, >= 0.
+        estimator:
+            An :class:`lightly_er.experimental.EntropyEstimator`, or None for the
+            knn estimate (KoLeo's).
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the features of earlier batches, extra
-            reference points of the estimate, else None.
+
+    Attributes:
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call
             (entropy in nats; the reconstruction is 0: KoLeo has none).
+
+    Raises:
+        ValueError: If p is not 2, eps or kappa is not positive, or
+            entropy_weight is negative.
+        TypeError: If an argument has the wrong type.
 
     Examples:
         >>> import torch
@@ -79,27 +84,25 @@ class ERKoLeoLoss(ERLossMixin, KoLeoLoss):  # type: ignore[misc]
         p: float = 2,
         eps: float = 1e-8,
         *,
-        estimator: str = "knn",
         kappa: float = DEFAULT_KAPPA,
         entropy_weight: float = 1.0,
+        estimator: Optional[EntropyEstimator] = None,
         gather_distributed: bool = False,
-        entropy_memory_size: Union[int, Sequence[int]] = 0,
-        validate: str = "first",
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring for the arguments."""
         check_real(p, "p")
         if p != 2:
             raise ValueError(f"p must be 2 (Euclidean balls on the sphere), got {p}")
         check_positive(eps, "eps")
-        check_er_arguments(kappa, entropy_weight, estimator)
+        check_er_arguments(kappa, entropy_weight)
         check_gather_distributed(gather_distributed)
+        resolved = resolve_estimator(
+            estimator, deprecated, "ERKoLeoLoss", default_name="knn"
+        )
         super().__init__(p=p, eps=eps)
         self.entropy_weight = float(entropy_weight)
-        self.estimator = cast(SphereEstimator, estimator)
-        self.leave_one_out = False
         self.gather_distributed = gather_distributed
-        self._set_validate(validate)
-        self._init_sphere(resolve_kappa(kappa), entropy_memory_size=entropy_memory_size)
+        self._init_sphere(resolve_kappa(kappa), resolved)
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns -entropy_weight * H(x) / (d - 1).

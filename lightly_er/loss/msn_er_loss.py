@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import torch
 from lightly.loss import MSNLoss
@@ -10,22 +10,21 @@ from lightly.loss.msn_loss import sharpen, sinkhorn
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional import discrete_entropy
 from lightly_er.functional._discrete import discrete_reconstruction
 from lightly_er.loss._base import (
+    DiscreteERLossMixin,
     ERComponents,
-    ERLossMixin,
-    check_er_arguments,
-    discrete_memory,
+    check_gather_distributed,
     log_softmax_float32,
     marginal_distribution,
     softmax_float32,
 )
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
-from lightly_er.utils.checks import check_matrix, check_positive
+from lightly_er.utils.checks import check_matrix, check_positive, check_real
 
 
-class MSNTerms(ERLossMixin):
+class MSNTerms(DiscreteERLossMixin):
     """The terms of MSN-ER and PMSN-ER, shared: the forward of both losses.
 
     A subclass sets ``temperature``, ``sinkhorn_iterations``,
@@ -38,14 +37,28 @@ class MSNTerms(ERLossMixin):
     regularization_weight: float
     gather_distributed: bool
 
-    def _init_er(self, validate: str, entropy_memory_size: int) -> None:
-        # The parent does not check the weight; a negative one would reward collapse.
-        check_er_arguments(None, self.regularization_weight, DEFAULT_ESTIMATOR)
-        self._set_validate(validate)
-        self.entropy_memory = discrete_memory(entropy_memory_size)
+    def _init_er(
+        self, estimator: Optional[EntropyEstimator], deprecated: Dict[str, Any]
+    ) -> None:
+        # The parent checks neither; a negative weight would reward collapse.
+        check_real(self.regularization_weight, "regularization_weight")
+        if self.regularization_weight < 0:
+            raise ValueError(
+                "regularization_weight must be finite and >= 0, got "
+                f"{self.regularization_weight}"
+            )
+        check_gather_distributed(self.gather_distributed)
+        name = type(self).__name__
+        self._init_discrete(
+            resolve_estimator(estimator, deprecated, name, discrete=True)
+        )
 
+    def _temperature(self) -> float:
+        return float(self.temperature)
+
+    # A read-only view of the parent's weight, where the mixin declares an attribute.
     @property
-    def entropy_weight(self) -> float:
+    def entropy_weight(self) -> float:  # type: ignore[override]
         """The weight of the entropy term: the parent's ``regularization_weight``."""
         return float(self.regularization_weight)
 
@@ -126,7 +139,7 @@ class MSNTerms(ERLossMixin):
         return self._record(entropy, reconstruction, self.entropy_weight)
 
 
-class ERMSNLoss(MSNTerms, MSNLoss):  # type: ignore[misc]
+class ERMSNLoss(MSNTerms, MSNLoss):
     """MSN loss as an ER objective: ME-MAX is its entropy term [0, 1].
 
     MSN [1] predicts, from masked anchor views, the sharpened (and Sinkhorn-balanced)
@@ -143,24 +156,29 @@ class ERMSNLoss(MSNTerms, MSNLoss):  # type: ignore[misc]
     log_softmax (the parent takes log(softmax), which is -inf for a sharp
     prediction); with ``gather_distributed`` the marginal is taken over the global
     batch (as in MSN's reference code; lightly averages it per process); and an
-    optional ``entropy_memory_size`` adds the prediction rows of earlier batches to
+    optional ``EntropyEstimator(memory_size=...)`` adds the prediction rows of earlier batches to
     the marginal. ``sinkhorn_iterations=0`` leaves the entropy term as the only
     anti-collapse device. docs/objectives.md discusses the choices.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] MSN, 2022, https://arxiv.org/abs/2204.07141
 
-    Attributes:
+    Args:
         temperature, sinkhorn_iterations, regularization_weight, gather_distributed:
             As :class:`lightly.loss.MSNLoss`; ``regularization_weight`` is the
             entropy weight (``entropy_weight`` reads it).
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the prediction rows of earlier batches
-            that join the marginal, else None.
+        estimator:
+            An :class:`lightly_er.experimental.EntropyEstimator` for the options
+            that apply to a discrete entropy (``memory_size``, ``validate``), or
+            None.
+
+    Attributes:
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call.
+
+    Raises:
+        ValueError: If regularization_weight is negative or an estimator option
+            does not apply.
 
     Examples:
         >>> import torch
@@ -181,17 +199,16 @@ class ERMSNLoss(MSNTerms, MSNLoss):  # type: ignore[misc]
         regularization_weight: float = 1.0,
         gather_distributed: bool = False,
         *,
-        validate: str = "first",
-        entropy_memory_size: int = 0,
+        estimator: Optional[EntropyEstimator] = None,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring and MSNLoss for arguments."""
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,
             regularization_weight=regularization_weight,
             gather_distributed=gather_distributed,
         )
-        self._init_er(validate, entropy_memory_size)
+        self._init_er(estimator, deprecated)
 
 
 def _check_msn_inputs(anchors: Tensor, targets: Tensor, prototypes: Tensor) -> None:

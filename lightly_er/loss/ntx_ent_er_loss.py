@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union, cast
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from lightly.loss import NTXentLoss
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_er.functional import SphereEstimator
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
-    ERLossMixin,
+    SphereERLossMixin,
     check_er_arguments,
     check_view_pair,
     normalize_rows,
 )
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, resolve_kappa
+from lightly_er.loss._kappa import resolve_kappa
 from lightly_er.utils.checks import check_bool
 from lightly_er.utils.dist import gather_rows
 
 
-class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
+class ERNTXentLoss(SphereERLossMixin, NTXentLoss):
     """ER version of the contrastive NT-Xent loss: SimCLR-ER, and MoCo-ER with a bank.
 
     Replaces the InfoNCE objective of SimCLR [1] and MoCo [2] by the ER bound [0]
@@ -48,7 +48,7 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
     - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
     - [2] MoCo, 2020, https://arxiv.org/abs/1911.05722
 
-    Attributes:
+    Args:
         temperature:
             The parent's temperature; sets the default kappa.
         memory_bank_size:
@@ -57,28 +57,22 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             If True, the entropy (and, as in the parent, the bank update) uses the
             batches of all processes.
         kappa:
-            Concentration of the vMF kernel and reconstruction density:
-            :func:`lightly_er.loss.resolve_kappa`, 1 / temperature unless given (10,
-            with a warning, for a non-positive temperature).
+            Concentration of the vMF kernel and reconstruction density, or None for
+            1 / temperature (10, with a warning, for a non-positive temperature).
         entropy_weight:
-            Weight of the entropy term.
-        density_kappa:
-            The kernel's own concentration, or None (= kappa).
-        learned_kappa, learned_density_kappa:
-            With ``learn_kappa=True`` the learnable concentrations, else None.
+            Weight of the entropy term, >= 0.
         estimator:
-            Entropy estimator: ``"plugin"`` (default, as the authors), ``"joe"``,
-            ``"renyi2"``, ``"knn"`` or ``"logdet"``.
-        leave_one_out:
-            Whether a query is left out of its own density estimate.
-        entropy_memory:
-            SimCLR-ER with ``entropy_memory_size`` > 0: the memory of earlier rows of
-            both views, extra centers of the entropy estimate; else None. (MoCo-ER's
-            bank is already such a memory.)
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
+            The :class:`lightly_er.experimental.EntropyEstimator` with research
+            options, or None for the authors' plug-in estimate.
+
+    Attributes:
         last_components:
             The detached :class:`ERComponents` of the last call.
+
+    Raises:
+        ValueError: If kappa is not positive, entropy_weight is negative, or an
+            entropy memory is asked for beside a memory bank.
+        TypeError: If an argument has the wrong type.
 
     Examples:
         >>> import torch
@@ -101,15 +95,9 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
         *,
         kappa: Optional[float] = None,
         entropy_weight: float = 1.0,
-        estimator: str = DEFAULT_ESTIMATOR,
-        leave_one_out: bool = False,
-        validate: str = "first",
-        density_kappa: Optional[float] = None,
-        learn_kappa: bool = False,
-        kappa_bounds: Optional[Sequence[float]] = None,
-        entropy_memory_size: Union[int, Sequence[int]] = 0,
+        estimator: Optional[EntropyEstimator] = None,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring for the arguments."""
         check_bool(gather_distributed, "gather_distributed")
         # The parent checks the temperature, the bank size and that torch.distributed
         # is available (lightly's tests count that call: it must happen once).
@@ -118,22 +106,15 @@ class ERNTXentLoss(ERLossMixin, NTXentLoss):  # type: ignore[misc]
             memory_bank_size=memory_bank_size,
             gather_distributed=gather_distributed,
         )
-        check_er_arguments(kappa, entropy_weight, estimator)
+        check_er_arguments(kappa, entropy_weight)
+        resolved = resolve_estimator(estimator, deprecated, "ERNTXentLoss")
         self.entropy_weight = float(entropy_weight)
-        self.estimator = cast(SphereEstimator, estimator)
-        self.leave_one_out = leave_one_out
-        self._set_validate(validate)
-        self._init_sphere(
-            resolve_kappa(kappa, temperature=temperature),
-            density_kappa,
-            learn_kappa,
-            kappa_bounds,
-            entropy_memory_size,
-        )
+        self._init_sphere(resolve_kappa(kappa, temperature=temperature), resolved)
         if self.entropy_memory is not None and self.memory_bank.size[0] > 0:
             raise ValueError(
-                "entropy_memory_size and memory_bank_size both keep past samples "
-                "for the entropy: MoCo-ER's bank is its entropy memory; use one"
+                "EntropyEstimator(memory_size=...) and memory_bank_size both keep "
+                "past samples for the entropy: MoCo-ER's bank is its entropy memory; "
+                "use one"
             )
 
     def forward(self, out0: Tensor, out1: Tensor) -> Tensor:

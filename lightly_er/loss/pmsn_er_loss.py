@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from lightly.loss import PMSNLoss
 from torch import Tensor
 
+from lightly_er.experimental.estimator import EntropyEstimator
 from lightly_er.loss.msn_er_loss import MSNTerms
 from lightly_er.utils.checks import check_real
 
 
-class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
+class ERPMSNLoss(MSNTerms, PMSNLoss):
     """PMSN loss as an ER objective: the entropy relative to a power-law prior [0, 1].
 
     PMSN [1] replaces MSN's ME-MAX by KL(pi || m) between a power-law prior
@@ -34,17 +35,23 @@ class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] PMSN, 2022, https://arxiv.org/abs/2210.07277
 
-    Attributes:
+    Args:
         temperature, sinkhorn_iterations, regularization_weight,
         power_law_exponent, gather_distributed:
             As :class:`lightly.loss.PMSNLoss`.
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the prediction rows of earlier batches
-            that join the marginal, else None.
+        estimator:
+            An :class:`lightly_er.experimental.EntropyEstimator` for the options
+            that apply to a discrete entropy (``memory_size``, ``validate``), or
+            None.
+
+    Attributes:
         last_components:
             The detached :class:`lightly_er.loss.ERComponents` of the last call.
+
+    Raises:
+        ValueError: If regularization_weight is negative or an estimator option
+            does not apply.
+        TypeError: If power_law_exponent is not a real number.
 
     Examples:
         >>> import torch
@@ -66,10 +73,9 @@ class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
         power_law_exponent: float = 0.25,
         gather_distributed: bool = False,
         *,
-        validate: str = "first",
-        entropy_memory_size: int = 0,
+        estimator: Optional[EntropyEstimator] = None,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring and PMSNLoss for arguments."""
         check_real(power_law_exponent, "power_law_exponent")
         super().__init__(
             temperature=temperature,
@@ -78,7 +84,7 @@ class ERPMSNLoss(MSNTerms, PMSNLoss):  # type: ignore[misc]
             power_law_exponent=power_law_exponent,
             gather_distributed=gather_distributed,
         )
-        self._init_er(validate, entropy_memory_size)
+        self._init_er(estimator, deprecated)
 
     def prior_log_probabilities(
         self, num_prototypes: int, like: Tensor

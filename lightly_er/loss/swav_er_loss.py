@@ -2,74 +2,83 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import torch
 from lightly.loss import SwaVLoss
 from lightly.loss.swav_loss import sinkhorn
 from torch import Tensor
 
+from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
+    DiscreteERLossMixin,
     ERComponents,
-    ERLossMixin,
     check_er_arguments,
     check_gather_distributed,
-    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
     softmax_float32,
     target_entropy,
 )
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR
 from lightly_er.utils.checks import check_bool, check_int, check_positive
 
 
-class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
-    """SwAV loss with an explicit entropy term instead of Sinkhorn: SwAV-ER [0].
+class ERSwaVLoss(DiscreteERLossMixin, SwaVLoss):
+    """SwAV loss with an explicit entropy term: SwAV-ER [0].
 
     SwAV [1] predicts the prototype codes of one crop from every other crop and
     avoids collapse by computing the codes with Sinkhorn-Knopp, which spreads the
-    batch equally over the prototypes. SwAV-ER makes that term explicit and returns,
-    in nats, ``loss = -(entropy_weight * entropy + reconstruction)``:
+    batch equally over the prototypes. SwAV-ER adds that term explicitly (in place
+    of Sinkhorn with ``use_sinkhorn=False``, the paper's variant) and returns, in
+    nats, ``loss = -(entropy_weight * entropy + reconstruction)``:
 
     - reconstruction: the mean over SwaVLoss's crop pairs (high-resolution crop i,
       crop v != i) of E_b[sum_k c_i[b, k] log q_v[b, k]], with
       log q_v = log_softmax(out_v / temperature) and codes c_i computed without
-      gradient: softmax(out_i / sinkhorn_epsilon) by default (Sinkhorn's per-sample
-      normalization without its equipartition), or lightly's ``sinkhorn`` with the
-      queue appended when ``use_sinkhorn=True``;
+      gradient: lightly's ``sinkhorn`` with the queue appended, as in SwaVLoss, or,
+      with ``use_sinkhorn=False``, softmax(out_i / sinkhorn_epsilon) (Sinkhorn's
+      per-sample normalization without its equipartition);
     - entropy: of the mean prediction over the high-resolution crops, the queue
       outputs included without gradient.
 
-    With ``use_sinkhorn=True`` and ``entropy_weight=0`` the loss equals SwaVLoss.
+    At ``entropy_weight=0`` (and the default ``use_sinkhorn=True``) the loss equals
+    SwaVLoss.
     Like SwaVLoss it takes the outputs of one prototype set. docs/objectives.md
     explains the choices where the paper leaves room.
 
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
     - [1] SwAV, 2020, https://arxiv.org/abs/2006.09882
 
-    Attributes:
+    Args:
         temperature, sinkhorn_iterations, sinkhorn_epsilon,
         sinkhorn_gather_distributed:
             As :class:`lightly.loss.SwaVLoss`.
         entropy_weight:
-            Weight of the entropy term.
+            Weight of the entropy term, >= 0.
         use_sinkhorn:
-            Whether the codes come from Sinkhorn, as in SwAV (off by default).
+            Whether the codes come from Sinkhorn, as in SwAV (the default: the swap
+            keeps SwAV's anti-collapse device and adds the term). The paper's
+            SwAV-ER is ``use_sinkhorn=False``, the entropy term in its place.
         gather_distributed:
             If True, the entropy is estimated over the batches of all processes.
-        validate:
-            When the loss is checked for NaN/Inf: ``"first"``, ``"always"``, ``"never"``.
-        entropy_memory:
-            With ``entropy_memory_size`` > 0, the probability rows of earlier
-            batches that join the marginal of the entropy term, else None.
+        estimator:
+            An :class:`lightly_er.experimental.EntropyEstimator` for the options
+            that apply to a discrete entropy (``memory_size``, ``validate``), or
+            None.
+
+    Attributes:
         last_components:
-            The detached :class:`lightly_er.loss.ERComponents` of the last call;
-            entropy + reconstruction is the paper's surrogate, not a bound.
+            The detached :class:`ERComponents` of the last call; entropy +
+            reconstruction is the paper's surrogate, not a bound.
         last_bound:
             A lower bound on the mutual information, detached: the codes' marginal
             entropy plus the same reconstruction (docs/objectives.md).
+
+    Raises:
+        ValueError: If temperature or sinkhorn_epsilon is not positive, or
+            entropy_weight is negative.
+        TypeError: If an argument has the wrong type.
 
     Examples:
         >>> import torch
@@ -95,20 +104,20 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         sinkhorn_gather_distributed: bool = False,
         *,
         entropy_weight: float = 1.0,
-        use_sinkhorn: bool = False,
+        use_sinkhorn: bool = True,
         gather_distributed: bool = False,
-        validate: str = "first",
-        entropy_memory_size: int = 0,
+        estimator: Optional[EntropyEstimator] = None,
+        **deprecated: Any,
     ) -> None:
-        """Initializes the loss; see the class docstring and SwaVLoss for arguments."""
         # The parent checks none of these; a bad value would surface as NaN later.
         check_positive(temperature, "temperature")
         check_int(sinkhorn_iterations, "sinkhorn_iterations", 0)
         check_positive(sinkhorn_epsilon, "sinkhorn_epsilon")
         check_bool(sinkhorn_gather_distributed, "sinkhorn_gather_distributed")
         check_bool(use_sinkhorn, "use_sinkhorn")
-        check_er_arguments(None, entropy_weight, DEFAULT_ESTIMATOR)
+        check_er_arguments(None, entropy_weight)
         check_gather_distributed(gather_distributed)
+        resolved = resolve_estimator(estimator, deprecated, "ERSwaVLoss", discrete=True)
         super().__init__(
             temperature=temperature,
             sinkhorn_iterations=sinkhorn_iterations,
@@ -118,8 +127,10 @@ class ERSwaVLoss(ERLossMixin, SwaVLoss):  # type: ignore[misc]
         self.entropy_weight = float(entropy_weight)
         self.use_sinkhorn = use_sinkhorn
         self.gather_distributed = gather_distributed
-        self._set_validate(validate)
-        self.entropy_memory = discrete_memory(entropy_memory_size)
+        self._init_discrete(resolved)
+
+    def _temperature(self) -> float:
+        return float(self.temperature)
 
     def forward(
         self,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lightly_er.loss._kappa import entropy_settings, resolve_kappa
 from lightly_er.monitoring.meter import EntropyMeter, Support
 from lightly_er.monitoring.rules import DEFAULT_RULES, AlarmRule
 
@@ -47,4 +48,6 @@ __all__ = [
     "EntropyMeter",
     "EntropyMonitor",
     "Support",
+    "entropy_settings",
+    "resolve_kappa",
 ]

@@ -14,7 +14,7 @@ from lightly.models.modules.heads import DINOProjectionHead, SwaVPrototypes
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from lightly_er.loss import entropy_settings
+from lightly_er.loss._kappa import entropy_settings
 from lightly_er.monitoring.meter import SUPPORTS, DiscreteInputs, EntropyMeter, Support
 from lightly_er.monitoring.rules import Role
 from lightly_er.utils.checks import check_choice

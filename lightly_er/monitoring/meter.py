@@ -18,8 +18,12 @@ from torch.nn import functional as F
 from lightly_er import functional
 from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_sphere_entropy
-from lightly_er.loss import entropy_settings, resolve_kappa
-from lightly_er.loss._kappa import DEFAULT_ESTIMATOR, DEFAULT_TEMPERATURE
+from lightly_er.loss._kappa import (
+    DEFAULT_ESTIMATOR,
+    DEFAULT_TEMPERATURE,
+    entropy_settings,
+    resolve_kappa,
+)
 from lightly_er.utils.checks import (
     check_bool,
     check_choice,

@@ -16,6 +16,7 @@ import torch._dynamo as dynamo
 from lightly.loss import NTXentLoss
 from torch import Tensor, nn
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.loss import (
     ERDINOLoss,
     ERKoLeoLoss,
@@ -66,21 +67,24 @@ CASES: Dict[str, Case] = {
     "ERNegativeCosineSimilarity": (ERNegativeCosineSimilarity, _two),
     "ERLoss-sphere": (ERLoss, _two),
     "ERLoss-discrete": (lambda: ERLoss(support="discrete"), _two),
-    "ERDINOLoss": (lambda: ERDINOLoss(output_dim=64), _dino),
+    "ERDINOLoss": (lambda: ERDINOLoss(output_dim=64, centering=False), _dino),
     "ERSwaVLoss": (ERSwaVLoss, _swav),
     "ERMSNLoss": (ERMSNLoss, _msn),
     "ERPMSNLoss": (ERPMSNLoss, _msn),
     "ERKoLeoLoss": (ERKoLeoLoss, _one),
     "ERNegativeCosineSimilarity-knn": (
-        lambda: ERNegativeCosineSimilarity(estimator="knn"),
+        lambda: ERNegativeCosineSimilarity(estimator=EntropyEstimator(name="knn")),
         _two,
     ),
     "ERNegativeCosineSimilarity-renyi2": (
-        lambda: ERNegativeCosineSimilarity(estimator="renyi2"),
+        lambda: ERNegativeCosineSimilarity(estimator=EntropyEstimator(name="renyi2")),
         _two,
     ),
-    "ERLoss-logdet": (lambda: ERLoss(estimator="logdet"), _two),
-    "ERLoss-learned-kappa": (lambda: ERLoss(learn_kappa=True), _two),
+    "ERLoss-logdet": (lambda: ERLoss(estimator=EntropyEstimator(name="logdet")), _two),
+    "ERLoss-learned-kappa": (
+        lambda: ERLoss(estimator=EntropyEstimator(learn_kappa=True)),
+        _two,
+    ),
 }
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import (
     discrete_entropy,
     min_sphere_entropy,
@@ -109,7 +110,9 @@ def test_moco_bank_joins_the_estimate_at_batch_one() -> None:
 
 
 def test_moco_with_leave_one_out_uses_the_bank_at_batch_one() -> None:
-    loss_fn = ERNTXentLoss(0.2, memory_bank_size=(16, 4), leave_one_out=True)
+    loss_fn = ERNTXentLoss(
+        0.2, memory_bank_size=(16, 4), estimator=EntropyEstimator(leave_one_out=True)
+    )
     queries, keys = torch.randn(1, 4, dtype=F64), torch.randn(1, 4, dtype=F64)
     bank = normalize(loss_fn.memory_bank.bank.clone(), dim=1).to(F64)
     got = loss_fn.forward_components(queries, keys).entropy.item()
@@ -221,8 +224,8 @@ def test_moco_on_s0_and_discrete_losses_with_one_class() -> None:
     )
     # One class (DINO's output_dim=1, SwAV's single prototype): both terms are 0.
     one = [torch.randn(4, 1, requires_grad=True) for _ in range(3)]
-    dino = ERDINOLoss(output_dim=1).forward_components(one[:2], one)
-    swav = ERSwaVLoss().forward_components(one[:2], one[2:])
+    dino = ERDINOLoss(output_dim=1, centering=False).forward_components(one[:2], one)
+    swav = ERSwaVLoss(use_sinkhorn=False).forward_components(one[:2], one[2:])
     discrete = ERLoss(support="discrete").forward_components(one[0], one[1])
     for components in (dino, swav, discrete):
         assert components.loss.item() == pytest.approx(0.0, abs=1e-6)
@@ -250,9 +253,15 @@ def test_ntxent_accepts_a_negative_temperature(temperature: float) -> None:
     "make, name",
     [
         (lambda: ERLoss(support="discrete", temperature=-0.1), "temperature"),
-        (lambda: ERDINOLoss(output_dim=4, student_temp=-0.1), "student_temp"),
-        (lambda: ERDINOLoss(output_dim=4, teacher_temp=-0.1), "teacher_temp"),
-        (lambda: ERSwaVLoss(temperature=-0.1), "temperature"),
+        (
+            lambda: ERDINOLoss(output_dim=4, student_temp=-0.1, centering=False),
+            "student_temp",
+        ),
+        (
+            lambda: ERDINOLoss(output_dim=4, teacher_temp=-0.1, centering=False),
+            "teacher_temp",
+        ),
+        (lambda: ERSwaVLoss(temperature=-0.1, use_sinkhorn=False), "temperature"),
         (lambda: ERNTXentLoss(temperature=0.0), "temperature"),  # the parent's check
     ],
 )
@@ -292,8 +301,8 @@ def test_float32_at_d_65536_matches_float64(
     # float32 resolution of log C_d(kappa) (about 270,000 nats, resolved to 1/32),
     # so the plug-in weights go wrong if the constant enters them (1e-2 errors).
     g = torch.Generator().manual_seed(7)
-    centres = torch.randn(3, LARGE_D, generator=g)
-    base = centres[torch.arange(8) % 3] + 0.2 * torch.randn(8, LARGE_D, generator=g)
+    centers = torch.randn(3, LARGE_D, generator=g)
+    base = centers[torch.arange(8) % 3] + 0.2 * torch.randn(8, LARGE_D, generator=g)
     out0 = (base + 0.2 * torch.randn(8, LARGE_D, generator=g)).float()
     out1 = (base + 0.2 * torch.randn(8, LARGE_D, generator=g)).float()
     results = {}

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import (
     discrete_entropy,
     discrete_reconstruction,
@@ -46,8 +47,8 @@ def _views(n: int = 16, d: int = 8, seed: int = 0) -> Tuple[Tensor, Tensor]:
 def _clusters(seed: int) -> Tuple[Tensor, Tensor, Tensor]:
     """64 points from 8 clusters in R^16 and two noisy views of them."""
     g = torch.Generator().manual_seed(seed)
-    centres = 3.0 * torch.randn(8, 16, generator=g)
-    x = centres.repeat_interleave(8, dim=0) + 0.5 * torch.randn(64, 16, generator=g)
+    centers = 3.0 * torch.randn(8, 16, generator=g)
+    x = centers.repeat_interleave(8, dim=0) + 0.5 * torch.randn(64, 16, generator=g)
     view0 = x + 0.1 * torch.randn(64, 16, generator=g)
     view1 = x + 0.1 * torch.randn(64, 16, generator=g)
     return x, view0, view1
@@ -68,30 +69,32 @@ def test_defaults() -> None:
         10.0,
         1.0,
     )
-    assert (loss_fn.estimator, loss_fn.leave_one_out) == ("plugin", False)
+    assert loss_fn.estimator == EntropyEstimator()
     assert (loss_fn.temperature, loss_fn.gather_distributed) == (0.1, False)
     assert loss_fn.last_components is None
 
 
 def test_arguments_positional_and_keyword() -> None:
-    positional = ERLoss("discrete", 5.0, 0.5, "plugin", True, 0.2, True)
+    estimator = EntropyEstimator(memory_size=8)
+    positional = ERLoss("discrete", 5.0, 0.5, estimator, 0.2, True)
     keyword = ERLoss(
         support="discrete",
         kappa=5.0,
         entropy_weight=0.5,
-        estimator="plugin",
-        leave_one_out=True,
         temperature=0.2,
         gather_distributed=True,
+        estimator=estimator,
     )
     for loss_fn in (positional, keyword):
         assert loss_fn.support == "discrete"
         assert loss_fn.kappa == 5.0
         assert loss_fn.entropy_weight == 0.5
-        assert loss_fn.estimator == "plugin"
-        assert loss_fn.leave_one_out is True
+        assert loss_fn.estimator == estimator
         assert loss_fn.temperature == 0.2
         assert loss_fn.gather_distributed is True
+    # a sphere option on the discrete support is an error, not ignored
+    with pytest.raises(ValueError, match="leave_one_out"):
+        ERLoss("discrete", estimator=EntropyEstimator(leave_one_out=True))
 
 
 @pytest.mark.parametrize(
@@ -162,7 +165,9 @@ def test_single_sample_is_the_minimum_entropy_for_sphere() -> None:
 def test_sphere_matches_functional(estimator: str, leave_one_out: bool) -> None:
     out0, out1 = _views()
     loss_fn = ERLoss(
-        kappa=4.0, entropy_weight=0.7, estimator=estimator, leave_one_out=leave_one_out
+        kappa=4.0,
+        entropy_weight=0.7,
+        estimator=EntropyEstimator(name=estimator, leave_one_out=leave_one_out),
     )
     loss = loss_fn(out0, out1)
     components = loss_fn.forward_components(out0, out1)
@@ -190,7 +195,8 @@ def test_sphere_hand_formula() -> None:
     lse1 = torch.logsumexp(kappa * z1 @ z1.T, dim=1).mean()
     expected = 0.5 * (lse0 + lse1) - math.log(12) - kappa * (z0 * z1).sum(dim=1).mean()
     torch.testing.assert_close(
-        ERLoss(kappa=kappa, estimator="joe")(out0, out1), expected
+        ERLoss(kappa=kappa, estimator=EntropyEstimator(name="joe"))(out0, out1),
+        expected,
     )
 
 
@@ -199,7 +205,7 @@ def test_sphere_components_closed_form_on_s2() -> None:
     out0, out1 = _views(n=5, d=3, seed=4)
     kappa = 2.5
     log_c = math.log(kappa) - math.log(4 * math.pi * math.sinh(kappa))
-    loss_fn = ERLoss(kappa=kappa, estimator="joe")
+    loss_fn = ERLoss(kappa=kappa, estimator=EntropyEstimator(name="joe"))
     loss_fn(out0, out1)
     assert loss_fn.last_components is not None
     z0, z1 = normalize(out0, dim=1).tolist(), normalize(out1, dim=1).tolist()

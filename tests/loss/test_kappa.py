@@ -32,6 +32,7 @@ from lightly.models.modules.heads import (
 )
 from torch import nn
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.loss import (
     DEFAULT_KAPPA,
     ERDINOLoss,
@@ -132,12 +133,16 @@ SPHERE_CASES += [
     ),
     (
         "ERNegativeCosineSimilarity(learn_kappa)",
-        lambda: ERNegativeCosineSimilarity(learn_kappa=True),
-        lambda: ERNegativeCosineSimilarity(learn_kappa=True),
+        lambda: ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(learn_kappa=True)
+        ),
+        lambda: ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(learn_kappa=True)
+        ),
     ),
     (
         "ERLoss(kappa=4, density_kappa=2)",
-        lambda: ERLoss(kappa=4.0, density_kappa=2.0),
+        lambda: ERLoss(kappa=4.0, estimator=EntropyEstimator(density_kappa=2.0)),
         # The entropy is measured at the kernel's kappa.
         lambda: ERLoss(kappa=2.0),
     ),
@@ -181,9 +186,17 @@ DISCRETE_CASES: List[Tuple[str, Callable[[], nn.Module], float]] = []
 for s in (0.05, 0.1, 0.3):
     DISCRETE_CASES += [
         (f"DINOLoss({s})", lambda s=s: DINOLoss(8, student_temp=s), s),
-        (f"ERDINOLoss({s})", lambda s=s: ERDINOLoss(8, student_temp=s), s),
+        (
+            f"ERDINOLoss({s})",
+            lambda s=s: ERDINOLoss(8, student_temp=s, centering=False),
+            s,
+        ),
         (f"SwaVLoss({s})", lambda s=s: SwaVLoss(temperature=s), s),
-        (f"ERSwaVLoss({s})", lambda s=s: ERSwaVLoss(temperature=s), s),
+        (
+            f"ERSwaVLoss({s})",
+            lambda s=s: ERSwaVLoss(temperature=s, use_sinkhorn=False),
+            s,
+        ),
         (
             f"ERLoss(discrete, {s})",
             lambda s=s: ERLoss(support="discrete", temperature=s),

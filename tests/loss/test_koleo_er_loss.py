@@ -16,6 +16,7 @@ from scipy.special import digamma, gammaln
 from torch import Tensor
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import knn_sphere_entropy, sphere_entropy
 from lightly_er.loss import ERKoLeoLoss, entropy_settings
 from tests.loss.dist_harness import run_distributed_and_single
@@ -51,7 +52,7 @@ def test_entropy_is_the_functional_estimate() -> None:
     assert float(components.reconstruction) == 0.0
     assert float(components.loss) == pytest.approx(-float(expected) / 15, rel=1e-12)
     for estimator in ("plugin", "renyi2", "logdet"):
-        other = ERKoLeoLoss(estimator=estimator, kappa=5.0)
+        other = ERKoLeoLoss(kappa=5.0, estimator=EntropyEstimator(name=estimator))
         got = other.forward_components(x).entropy
         torch.testing.assert_close(
             got,

@@ -17,6 +17,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
+from lightly_er.experimental._learnable_kappa import LearnableKappa, kappa_range
 from lightly_er.functional import log_vmf_normalizer
 from lightly_er.functional._sphere import relative_sphere_entropy
 from lightly_er.loss import (
@@ -25,7 +27,6 @@ from lightly_er.loss import (
     ERNTXentLoss,
     entropy_settings,
 )
-from lightly_er.loss._learnable_kappa import LearnableKappa, kappa_range
 from lightly_er.monitoring import EntropyMeter
 
 F64 = torch.float64
@@ -54,14 +55,18 @@ def test_shared_kappa_gradient_is_the_derivative_of_the_fixed_loss(
     x0, x1 = _inputs()
     kappa = 4.0
     learned = ERLoss(
-        kappa=kappa, learn_kappa=True, estimator=estimator, entropy_weight=weight
+        kappa=kappa,
+        entropy_weight=weight,
+        estimator=EntropyEstimator(learn_kappa=True, name=estimator),
     )
     learned(x0, x1).backward()
     assert learned.learned_kappa is not None
     grad_logit = float(learned.learned_kappa.logit.grad)  # type: ignore[arg-type]
 
     def fixed(k: float) -> float:
-        loss = ERLoss(kappa=k, estimator=estimator, entropy_weight=weight)
+        loss = ERLoss(
+            kappa=k, entropy_weight=weight, estimator=EntropyEstimator(name=estimator)
+        )
         return float(loss(x0, x1))
 
     h = 1e-5
@@ -91,7 +96,9 @@ def test_value_at_the_initial_kappa_is_the_fixed_loss() -> None:
 def test_byol_er_scale_stays_the_initial_kappa() -> None:
     # BYOL-ER divides by kappa so that entropy weight 0 has the parent's gradient; a
     # learned kappa keeps the initial value as that (constant) scale.
-    loss = ERNegativeCosineSimilarity(kappa=5.0, learn_kappa=True)
+    loss = ERNegativeCosineSimilarity(
+        kappa=5.0, estimator=EntropyEstimator(learn_kappa=True), prediction="x0"
+    )
     assert loss.loss_scale == 5.0
     x0, x1 = _inputs()
     loss(x0.requires_grad_(True), x1).backward()
@@ -100,7 +107,11 @@ def test_byol_er_scale_stays_the_initial_kappa() -> None:
 
 def test_separate_kernel_kappa_gets_the_leave_one_out_likelihood_gradient() -> None:
     x0, x1 = _inputs(n=10, d=5, seed=3)
-    loss = ERNegativeCosineSimilarity(kappa=6.0, density_kappa=3.0, learn_kappa=True)
+    loss = ERNegativeCosineSimilarity(
+        kappa=6.0,
+        estimator=EntropyEstimator(density_kappa=3.0, learn_kappa=True),
+        prediction="x0",
+    )
     p = x0.clone().requires_grad_(True)
     value = loss(p, x1)
     value.backward()
@@ -119,7 +130,9 @@ def test_separate_kernel_kappa_gets_the_leave_one_out_likelihood_gradient() -> N
 
     # The reconstruction kappa: the derivative of the loss at fixed kernel kappa.
     def fixed(k: float) -> float:
-        other = ERNegativeCosineSimilarity(kappa=k, density_kappa=3.0)
+        other = ERNegativeCosineSimilarity(
+            kappa=k, estimator=EntropyEstimator(density_kappa=3.0), prediction="x0"
+        )
         return float(other(x0.clone(), x1)) * k / 6.0
 
     expected = (fixed(6.0 + h) - fixed(6.0 - h)) / (2 * h)
@@ -127,9 +140,9 @@ def test_separate_kernel_kappa_gets_the_leave_one_out_likelihood_gradient() -> N
     got = float(loss.learned_kappa.logit.grad)  # type: ignore[arg-type]
     assert got == pytest.approx(expected, rel=1e-6)
     # The value is the ER loss: the likelihood term adds 0.
-    fixed_value = ERNegativeCosineSimilarity(kappa=6.0, density_kappa=3.0)(
-        x0.clone().requires_grad_(True), x1
-    )
+    fixed_value = ERNegativeCosineSimilarity(
+        kappa=6.0, estimator=EntropyEstimator(density_kappa=3.0), prediction="x0"
+    )(x0.clone().requires_grad_(True), x1)
     assert float(value) == pytest.approx(float(fixed_value), rel=1e-12)
 
 
@@ -137,7 +150,7 @@ def test_separate_fixed_kernel_kappa_uses_both_constants() -> None:
     # With two kappas the constants no longer cancel: entropy and reconstruction
     # each carry their own log C_d.
     x0, x1 = _inputs(n=8, d=4, seed=4)
-    loss = ERLoss(kappa=5.0, density_kappa=2.0)
+    loss = ERLoss(kappa=5.0, estimator=EntropyEstimator(density_kappa=2.0))
     components = loss.forward_components(x0, x1)
     z0, z1 = normalize(x0, dim=1), normalize(x1, dim=1)
     from lightly_er.functional import sphere_entropy, vmf_reconstruction
@@ -165,7 +178,10 @@ def test_kappa_stays_inside_its_bounds() -> None:
     with pytest.raises(TypeError, match="pair"):
         kappa_range(4.0, (1.0,))
     with pytest.raises(ValueError, match="kappa_bounds"):
-        ERNegativeCosineSimilarity(learn_kappa=True, kappa_bounds=(0.0, 20.0))
+        ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(learn_kappa=True, kappa_bounds=(0.0, 20.0)),
+            prediction="x0",
+        )
 
 
 def _step(loss: nn.Module, lr: float = 0.5) -> None:
@@ -178,10 +194,14 @@ def _step(loss: nn.Module, lr: float = 0.5) -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: ERNegativeCosineSimilarity(learn_kappa=True),
-        lambda: ERNTXentLoss(0.5, learn_kappa=True),
-        lambda: ERLoss(kappa=3.0, learn_kappa=True),
-        lambda: ERLoss(kappa=3.0, density_kappa=2.0, learn_kappa=True),
+        lambda: ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(learn_kappa=True), prediction="x0"
+        ),
+        lambda: ERNTXentLoss(0.5, estimator=EntropyEstimator(learn_kappa=True)),
+        lambda: ERLoss(kappa=3.0, estimator=EntropyEstimator(learn_kappa=True)),
+        lambda: ERLoss(
+            kappa=3.0, estimator=EntropyEstimator(density_kappa=2.0, learn_kappa=True)
+        ),
     ],
 )
 def test_the_resolver_reports_the_current_value(make: Callable[[], Any]) -> None:
@@ -197,10 +217,12 @@ def test_the_resolver_reports_the_current_value(make: Callable[[], Any]) -> None
 
 
 def test_a_learned_kappa_cannot_be_set_and_a_fixed_one_can() -> None:
-    loss = ERNegativeCosineSimilarity(learn_kappa=True)
+    loss = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(learn_kappa=True), prediction="x0"
+    )
     with pytest.raises(AttributeError, match="learned"):
         loss.kappa = 3.0
-    fixed = ERNegativeCosineSimilarity()
+    fixed = ERNegativeCosineSimilarity(prediction="x0")
     fixed.kappa = 3.0
     assert fixed.kappa == 3.0 and entropy_settings(fixed)["kappa"] == 3.0  # type: ignore[index]
     assert list(fixed.parameters()) == []
@@ -208,8 +230,8 @@ def test_a_learned_kappa_cannot_be_set_and_a_fixed_one_can() -> None:
 
 def test_kappa_arguments_are_checked() -> None:
     with pytest.raises(TypeError, match="learn_kappa"):
-        ERLoss(learn_kappa=1)  # type: ignore[arg-type]
+        ERLoss(estimator=EntropyEstimator(learn_kappa=1))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="density_kappa"):
-        ERLoss(density_kappa=-1.0)
+        ERLoss(estimator=EntropyEstimator(density_kappa=-1.0))
     with pytest.raises(ValueError, match="has no kernel"):
-        ERLoss(density_kappa=2.0, estimator="knn")
+        ERLoss(estimator=EntropyEstimator(density_kappa=2.0, name="knn"))

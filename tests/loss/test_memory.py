@@ -20,6 +20,7 @@ from scipy.special import logsumexp, softmax
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import discrete_entropy, sphere_entropy
 from lightly_er.loss import (
     ERDINOLoss,
@@ -38,7 +39,7 @@ def _rows(n: int, d: int, seed: int) -> Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=F64)
 
 
-def _np_kde(z: np.ndarray, centres: np.ndarray, kappa: float, estimator: str) -> float:
+def _np_kde(z: np.ndarray, centers: np.ndarray, kappa: float, estimator: str) -> float:
     """The plug-in / Joe estimate at the rows z with the given kernel centers."""
     dim = z.shape[1]
     nu = dim / 2 - 1
@@ -46,7 +47,7 @@ def _np_kde(z: np.ndarray, centres: np.ndarray, kappa: float, estimator: str) ->
 
     log_c = nu * math.log(kappa) - dim / 2 * math.log(2 * math.pi)
     log_c -= math.log(ive(nu, kappa)) + kappa
-    log_p = log_c + logsumexp(kappa * z @ centres.T, axis=1) - math.log(len(centres))
+    log_p = log_c + logsumexp(kappa * z @ centers.T, axis=1) - math.log(len(centers))
     if estimator == "joe":
         return float(-log_p.mean())
     return float(-(softmax(log_p) * log_p).sum())
@@ -62,7 +63,9 @@ def _fill(loss: nn.Module, rows: Tensor) -> None:
 def test_sphere_memory_estimate_is_the_estimate_with_the_stored_centres(
     estimator: str,
 ) -> None:
-    loss = ERNegativeCosineSimilarity(estimator=estimator, entropy_memory_size=32)
+    loss = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(name=estimator, memory_size=32), prediction="x0"
+    )
     stored = _rows(12, 6, seed=0)
     _fill(loss, stored)
     assert int(loss.entropy_memory.count) == 12
@@ -75,9 +78,9 @@ def test_sphere_memory_estimate_is_the_estimate_with_the_stored_centres(
     if estimator in ("plugin", "joe"):
         # And an independent computation with the concatenation as centers.
         z = normalize(batch, dim=1).detach().numpy()
-        centres = np.concatenate([z, normalize(stored, dim=1).numpy()])
+        centers = np.concatenate([z, normalize(stored, dim=1).numpy()])
         assert float(entropy.detach()) == pytest.approx(
-            _np_kde(z, centres, 10.0, estimator), rel=1e-10
+            _np_kde(z, centers, 10.0, estimator), rel=1e-10
         )
 
 
@@ -89,10 +92,12 @@ def test_a_memory_holding_the_batch_leaves_the_kernel_estimate_unchanged(
     # the memory-less batch estimate when the memory holds the batch's own rows.
     rows = _rows(10, 5, seed=3)
     with_memory = ERNegativeCosineSimilarity(
-        estimator=estimator, entropy_memory_size=10
+        estimator=EntropyEstimator(name=estimator, memory_size=10), prediction="x0"
     )
     _fill(with_memory, rows)
-    plain = ERNegativeCosineSimilarity(estimator=estimator)
+    plain = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(name=estimator), prediction="x0"
+    )
     target = _rows(10, 5, seed=4)
     a = with_memory.forward_components(rows.clone().requires_grad_(True), target)
     b = plain.forward_components(rows.clone().requires_grad_(True), target)
@@ -101,7 +106,12 @@ def test_a_memory_holding_the_batch_leaves_the_kernel_estimate_unchanged(
 
 
 def test_discrete_memory_marginal_is_the_marginal_of_the_concatenation() -> None:
-    loss = ERDINOLoss(output_dim=7, entropy_memory_size=64, student_temp=0.5)
+    loss = ERDINOLoss(
+        output_dim=7,
+        student_temp=0.5,
+        estimator=EntropyEstimator(memory_size=64),
+        centering=False,
+    )
     g = torch.Generator().manual_seed(5)
     history: List[Tensor] = []
     for _ in range(3):
@@ -122,7 +132,7 @@ def test_discrete_memory_marginal_is_the_marginal_of_the_concatenation() -> None
 
 def test_discrete_memory_of_swav_and_erloss() -> None:
     g = torch.Generator().manual_seed(6)
-    swav = ERSwaVLoss(entropy_memory_size=16)
+    swav = ERSwaVLoss(estimator=EntropyEstimator(memory_size=16), use_sinkhorn=False)
     first = [
         torch.randn(4, 5, generator=g, dtype=F64).requires_grad_(True) for _ in range(2)
     ]
@@ -137,7 +147,7 @@ def test_discrete_memory_of_swav_and_erloss() -> None:
     torch.testing.assert_close(entropy, expected, rtol=1e-12, atol=1e-12)
     # The queue's rows are not remembered, only the crops'.
     assert int(swav.entropy_memory.counts.sum()) == 8
-    er = ERLoss(support="discrete", entropy_memory_size=8)
+    er = ERLoss(support="discrete", estimator=EntropyEstimator(memory_size=8))
     a = _rows(4, 6, seed=7).requires_grad_(True)
     b = _rows(4, 6, seed=8).requires_grad_(True)
     er(a, b).backward()
@@ -150,13 +160,15 @@ def test_discrete_memory_of_swav_and_erloss() -> None:
 
 
 def test_rows_join_after_the_backward_and_only_in_training() -> None:
-    loss = ERNegativeCosineSimilarity(entropy_memory_size=16)
+    loss = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(memory_size=16), prediction="x0"
+    )
     p0, p1 = _rows(4, 6, 0).requires_grad_(True), _rows(4, 6, 1).requires_grad_(True)
     z0, z1 = _rows(4, 6, 2), _rows(4, 6, 3)
     first = loss.forward_components(p0, z1)
     # BYOL's symmetric step: the second call must not see the first view's rows.
     second = loss.forward_components(p1, z0)
-    plain = ERNegativeCosineSimilarity().forward_components(p1, z0)
+    plain = ERNegativeCosineSimilarity(prediction="x0").forward_components(p1, z0)
     torch.testing.assert_close(second.entropy, plain.entropy)
     assert int(loss.entropy_memory.count) == 0
     (first.loss + second.loss).backward()
@@ -173,7 +185,9 @@ def test_rows_join_after_the_backward_and_only_in_training() -> None:
 
 
 def test_the_memory_is_a_ring_of_the_latest_rows() -> None:
-    loss = ERNegativeCosineSimilarity(entropy_memory_size=10)
+    loss = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(memory_size=10), prediction="x0"
+    )
     batches = [_rows(4, 3, seed=s) for s in range(4)]
     for rows in batches:
         _fill(loss, rows)
@@ -183,7 +197,9 @@ def test_the_memory_is_a_ring_of_the_latest_rows() -> None:
     # Slots 0..5 hold the newest 6 rows, slots 6..9 the 4 before them.
     torch.testing.assert_close(memory.rows, torch.cat([latest[4:], latest[:4]]))
     # A batch larger than the memory keeps its last rows.
-    big = ERNegativeCosineSimilarity(entropy_memory_size=3)
+    big = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(memory_size=3), prediction="x0"
+    )
     rows = _rows(5, 3, seed=9)
     _fill(big, rows)
     torch.testing.assert_close(
@@ -195,9 +211,11 @@ def test_the_memory_is_a_ring_of_the_latest_rows() -> None:
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: ERNegativeCosineSimilarity(entropy_memory_size=16),
-        lambda: ERLoss(entropy_memory_size=16),
-        lambda: ERNTXentLoss(0.2, entropy_memory_size=16),
+        lambda: ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(memory_size=16), prediction="x0"
+        ),
+        lambda: ERLoss(estimator=EntropyEstimator(memory_size=16)),
+        lambda: ERNTXentLoss(0.2, estimator=EntropyEstimator(memory_size=16)),
     ],
 )
 def test_memory_survives_save_and_load(make: Any) -> None:
@@ -221,10 +239,14 @@ def test_memory_survives_save_and_load(make: Any) -> None:
         loss.forward_components(x0, x1).entropy,
     )
     # The discrete memory too.
-    dino = ERDINOLoss(output_dim=6, entropy_memory_size=8)
+    dino = ERDINOLoss(
+        output_dim=6, estimator=EntropyEstimator(memory_size=8), centering=False
+    )
     teacher = [_rows(2, 6, 1), _rows(2, 6, 2)]
     dino(teacher, [_rows(2, 6, s).requires_grad_(True) for s in range(3)]).backward()
-    restored = ERDINOLoss(output_dim=6, entropy_memory_size=8)
+    restored = ERDINOLoss(
+        output_dim=6, estimator=EntropyEstimator(memory_size=8), centering=False
+    )
     restored.load_state_dict(dino.state_dict())
     student = [_rows(2, 6, s) for s in range(5, 8)]
     torch.testing.assert_close(
@@ -234,20 +256,30 @@ def test_memory_survives_save_and_load(make: Any) -> None:
 
 
 def test_without_memory_the_state_dict_is_the_parents() -> None:
-    assert ERNegativeCosineSimilarity().state_dict() == {}
-    assert "entropy_memory" not in dict(ERDINOLoss(output_dim=4).named_modules())
+    assert ERNegativeCosineSimilarity(prediction="x0").state_dict() == {}
+    assert "entropy_memory" not in dict(
+        ERDINOLoss(output_dim=4, centering=False).named_modules()
+    )
 
 
 def test_memory_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="entropy_memory_size must be >= 0"):
-        ERNegativeCosineSimilarity(entropy_memory_size=-1)
-    with pytest.raises(TypeError, match="entropy_memory_size must be an int"):
-        ERDINOLoss(output_dim=4, entropy_memory_size=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="memory_size must be >= 0"):
+        ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(memory_size=-1), prediction="x0"
+        )
+    with pytest.raises(TypeError, match="memory_size must be an int"):
+        ERDINOLoss(
+            output_dim=4, estimator=EntropyEstimator(memory_size=2.5), centering=False
+        )  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="MoCo-ER's bank is its entropy memory"):
-        ERNTXentLoss(0.1, memory_bank_size=(16, 4), entropy_memory_size=8)
-    with pytest.raises(ValueError, match="a number of rows"):
-        ERLoss(support="discrete", entropy_memory_size=(4, 2))
-    loss = ERNegativeCosineSimilarity(entropy_memory_size=(8, 3))
+        ERNTXentLoss(
+            0.1, memory_bank_size=(16, 4), estimator=EntropyEstimator(memory_size=8)
+        )
+    with pytest.raises(ValueError, match="memory_size must be an int for a discrete"):
+        ERLoss(support="discrete", estimator=EntropyEstimator(memory_size=(4, 2)))
+    loss = ERNegativeCosineSimilarity(
+        estimator=EntropyEstimator(memory_size=(8, 3)), prediction="x0"
+    )
     assert tuple(loss.entropy_memory.rows.shape) == (8, 3)
     with pytest.raises(ValueError, match="dim 3"):
         loss(_rows(4, 5, 0).requires_grad_(True), _rows(4, 5, 1))
@@ -278,7 +310,9 @@ class _TwoSteps(nn.Module):
 def _byol_two_steps(gather_distributed: bool) -> nn.Module:
     return _TwoSteps(
         ERNegativeCosineSimilarity(
-            entropy_memory_size=64, gather_distributed=gather_distributed
+            gather_distributed=gather_distributed,
+            estimator=EntropyEstimator(memory_size=64),
+            prediction="x0",
         )
     )
 
@@ -287,9 +321,10 @@ def _dino_two_steps(gather_distributed: bool) -> nn.Module:
     return _TwoSteps(
         ERDINOLoss(
             output_dim=5,
-            entropy_memory_size=64,
             gather_distributed=gather_distributed,
             student_temp=0.3,
+            estimator=EntropyEstimator(memory_size=64),
+            centering=False,
         ),
         dino=True,
     )

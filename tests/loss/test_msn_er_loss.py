@@ -19,6 +19,7 @@ from lightly.loss import MSNLoss
 from scipy.special import log_softmax
 from torch import Tensor, nn
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import discrete_entropy
 from lightly_er.loss import ERMSNLoss, entropy_settings
 from tests.loss.dist_harness import run_distributed_and_single
@@ -81,26 +82,8 @@ def test_terms_match_an_independent_computation() -> None:
     )
 
 
-def test_keeps_the_parents_signature() -> None:
-    for method in ("__init__", "forward"):
-        parent = dict(inspect.signature(getattr(MSNLoss, method)).parameters)
-        # lightly < 1.6 still has the deprecated me_max_weight (an alias of
-        # regularization_weight, removed in lightly 1.6); ERMSNLoss follows 1.6.
-        parent.pop("me_max_weight", None)
-        ours = inspect.signature(getattr(ERMSNLoss, method)).parameters
-        assert list(ours)[: len(parent)] == list(parent)
-        for name, param in parent.items():
-            assert ours[name].default == param.default, name
-        extra = [p for n, p in ours.items() if n not in parent]
-        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
-    loss = ERMSNLoss()
-    assert isinstance(loss, MSNLoss)
-    assert loss.entropy_weight == loss.regularization_weight == 1.0
-    assert entropy_settings(loss) == {"support": "discrete", "temperature": 0.1}
-
-
 def test_memory_joins_the_marginal() -> None:
-    loss = ERMSNLoss(sinkhorn_iterations=0, entropy_memory_size=64)
+    loss = ERMSNLoss(sinkhorn_iterations=0, estimator=EntropyEstimator(memory_size=64))
     anchors, targets, prototypes = _inputs(views=2, seed=1)
     first = anchors.clone().requires_grad_(True)
     loss(first, targets, prototypes).backward()
@@ -122,7 +105,7 @@ def test_bad_input_is_rejected() -> None:
         ERMSNLoss()(anchors[:-1], targets, prototypes)
     with pytest.raises(ValueError, match="same dim"):
         ERMSNLoss()(anchors, targets, prototypes[:, :-1])
-    with pytest.raises(ValueError, match="entropy_weight"):
+    with pytest.raises(ValueError, match="regularization_weight"):
         ERMSNLoss(regularization_weight=-1.0)
     with pytest.raises(ValueError, match="temperature"):
         ERMSNLoss(temperature=0.0)

@@ -12,6 +12,7 @@ from lightly.loss import NegativeCosineSimilarity
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import log_vmf_normalizer, sphere_entropy, vmf_reconstruction
 from lightly_er.loss.negative_cosine_similarity_er import ERNegativeCosineSimilarity
 from tests.loss.dist_harness import run_distributed_and_single
@@ -56,32 +57,10 @@ def test_is_negative_cosine_similarity_with_defaults() -> None:
     assert isinstance(criterion, NegativeCosineSimilarity)
     assert (criterion.dim, criterion.eps) == (1, 1e-8)
     assert (criterion.kappa, criterion.entropy_weight) == (10.0, 1.0)
-    assert (criterion.estimator, criterion.leave_one_out) == ("plugin", False)
+    assert criterion.estimator == EntropyEstimator()
     assert criterion.gather_distributed is False
-    assert criterion.validate == "first"
+    assert criterion.prediction == "both"
     assert criterion.last_components is None
-
-
-def test_parent_arguments_positional_and_keyword() -> None:
-    for criterion in (
-        ERNegativeCosineSimilarity(-1, 1e-6),
-        ERNegativeCosineSimilarity(dim=-1, eps=1e-6),
-    ):
-        assert (criterion.dim, criterion.eps) == (-1, 1e-6)
-    criterion = ERNegativeCosineSimilarity(
-        1,
-        1e-6,
-        kappa=3.0,
-        entropy_weight=0.5,
-        estimator="plugin",
-        leave_one_out=True,
-        gather_distributed=True,
-    )
-    assert (criterion.kappa, criterion.entropy_weight) == (3.0, 0.5)
-    assert (criterion.estimator, criterion.leave_one_out) == ("plugin", True)
-    assert criterion.gather_distributed is True
-    with pytest.raises(TypeError):
-        ERNegativeCosineSimilarity(1, 1e-8, 3.0)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -91,8 +70,7 @@ def test_parent_arguments_positional_and_keyword() -> None:
         ({"kappa": -5.0}, "kappa"),
         ({"entropy_weight": -1.0}, "entropy_weight"),
         ({"estimator": "kde"}, "estimator"),
-        ({"dim": 0}, "dim"),
-        ({"dim": 2}, "dim"),
+        ({"prediction": "p"}, "prediction"),
     ],
 )
 def test_bad_arguments_raise(kwargs: dict[str, Any], name: str) -> None:
@@ -103,7 +81,7 @@ def test_bad_arguments_raise(kwargs: dict[str, Any], name: str) -> None:
 @pytest.mark.parametrize(
     "shape0, shape1, name",
     [
-        ((4, 8, 3), (4, 8, 3), "x0"),
+        ((8,), (8,), "x0"),
         ((4, 8), (8,), "x1"),
         ((4, 8), (4, 7), "x0 and x1 must have the same shape"),
         ((4, 8), (2, 8), "x0 and x1 must have the same shape"),
@@ -125,7 +103,10 @@ def test_matches_functional(estimator: str, leave_one_out: bool) -> None:
     prediction, target = _pair()
     prediction.requires_grad_(True)
     criterion = ERNegativeCosineSimilarity(
-        kappa=4.0, entropy_weight=0.3, estimator=estimator, leave_one_out=leave_one_out
+        kappa=4.0,
+        entropy_weight=0.3,
+        prediction="x0",
+        estimator=EntropyEstimator(name=estimator, leave_one_out=leave_one_out),
     )
     loss = criterion(prediction, target)
     components = criterion.forward_components(prediction, target)
@@ -144,11 +125,13 @@ def test_hand_formula_and_relation_to_parent() -> None:
     prediction, target = _pair(n=9, d=5, seed=1)
     prediction.requires_grad_(True)
     kappa = 6.0
-    criterion = ERNegativeCosineSimilarity(kappa=kappa)
+    criterion = ERNegativeCosineSimilarity(kappa=kappa, prediction="x0")
     criterion(prediction, target)
     # entropy_weight 1, joe estimator: log C_d(kappa) cancels, and the loss is
     # (mean_i logsumexp_j(kappa p_i.p_j) - log N) / kappa - mean_i cos(p_i, z_i).
-    joe = ERNegativeCosineSimilarity(kappa=kappa, estimator="joe")
+    joe = ERNegativeCosineSimilarity(
+        kappa=kappa, estimator=EntropyEstimator(name="joe"), prediction="x0"
+    )
     p, z = normalize(prediction, dim=1), normalize(target, dim=1)
     expected = (
         torch.logsumexp(kappa * p @ p.T, dim=1).mean() - math.log(9)
@@ -188,9 +171,12 @@ def test_zero_entropy_weight_has_the_parents_gradient(order: str, kappa: float) 
 def test_entropy_on_prediction_for_byol_and_simsiam_order() -> None:
     prediction, target = _pair()
     prediction.requires_grad_(True)
-    criterion = ERNegativeCosineSimilarity()
-    byol = criterion.forward_components(prediction, target.detach())
-    simsiam = criterion.forward_components(target.detach(), prediction)
+    byol = ERNegativeCosineSimilarity(prediction="x0").forward_components(
+        prediction, target.detach()
+    )
+    simsiam = ERNegativeCosineSimilarity(prediction="x1").forward_components(
+        target.detach(), prediction
+    )
     expected = _entropy(prediction)
     torch.testing.assert_close(byol.entropy, expected)
     torch.testing.assert_close(simsiam.entropy, expected)
@@ -308,8 +294,8 @@ def _train(entropy_weight: float) -> Tuple[List[float], float]:
     """50 Adam steps of SimSiam-style training; returns losses, normalized entropy."""
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
-    centres = 3.0 * torch.randn(8, 16, generator=g)
-    x = centres.repeat_interleave(8, dim=0) + 0.5 * torch.randn(64, 16, generator=g)
+    centers = 3.0 * torch.randn(8, 16, generator=g)
+    x = centers.repeat_interleave(8, dim=0) + 0.5 * torch.randn(64, 16, generator=g)
     view0 = x + 0.1 * torch.randn(64, 16, generator=g)
     view1 = x + 0.1 * torch.randn(64, 16, generator=g)
     modules = _models()
@@ -401,3 +387,38 @@ def test_bf16_autocast_is_finite(kappa: float, dim: int) -> None:
     loss.backward()
     assert layer.weight.grad is not None
     assert bool(torch.isfinite(layer.weight.grad).all())
+
+
+@pytest.mark.parametrize(
+    ("dim", "shape"), [(1, (4, 6, 3, 2)), (-1, (4, 3, 6)), (2, (4, 3, 6, 2))]
+)
+def test_feature_maps_are_one_sample_per_position(dim: int, shape: Any) -> None:
+    # As the parent, any embedding dimension: at weight 0 the gradient is the
+    # parent's, and the entropy is that of the rows (one per position).
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.randn(shape, generator=g, requires_grad=True)
+    x1 = torch.randn(shape, generator=g)
+    ERNegativeCosineSimilarity(dim=dim, entropy_weight=0.0)(x0, x1).backward()
+    y0 = x0.detach().clone().requires_grad_(True)
+    NegativeCosineSimilarity(dim=dim)(y0, x1).backward()
+    torch.testing.assert_close(x0.grad, y0.grad)
+    criterion = ERNegativeCosineSimilarity(dim=dim, prediction="x0")
+    components = criterion.forward_components(x0, x1)
+    rows = torch.nn.functional.normalize(x0.detach().movedim(dim, -1), dim=-1)
+    rows = rows.reshape(-1, shape[dim])
+    expected = sphere_entropy(rows.double(), 10.0).item()
+    assert components.entropy.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="dim=5 is out of range for x0"):
+        ERNegativeCosineSimilarity(dim=5)(x0, x1)
+
+
+def test_the_value_does_not_depend_on_which_input_requires_grad() -> None:
+    # A validation step (no grad anywhere) computes what training computes.
+    g = torch.Generator().manual_seed(3)
+    p, z = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    for prediction in ("x0", "x1", "both"):
+        criterion = ERNegativeCosineSimilarity(prediction=prediction)
+        training = criterion(p.clone().requires_grad_(True), z)
+        with torch.no_grad():
+            evaluation = criterion(p, z)
+        torch.testing.assert_close(training.detach(), evaluation)

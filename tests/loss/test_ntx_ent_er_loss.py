@@ -15,6 +15,7 @@ from lightly.models.utils import update_momentum
 from torch import Tensor, nn
 from torch.nn.functional import normalize
 
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import log_vmf_normalizer, sphere_entropy, vmf_reconstruction
 from lightly_er.loss.ntx_ent_er_loss import ERNTXentLoss
 from tests.loss.dist_harness import run_distributed_and_single
@@ -60,11 +61,7 @@ def test_is_ntxent_loss_with_defaults() -> None:
     assert loss_fn.memory_bank.size == (0,)
     assert loss_fn.gather_distributed is False
     assert loss_fn.kappa == 2.0  # 1 / temperature
-    assert (loss_fn.entropy_weight, loss_fn.estimator, loss_fn.leave_one_out) == (
-        1.0,
-        "plugin",
-        False,
-    )
+    assert (loss_fn.entropy_weight, loss_fn.estimator) == (1.0, EntropyEstimator())
     assert loss_fn.last_components is None
 
 
@@ -80,16 +77,6 @@ def test_parent_arguments_positional_and_keyword() -> None:
         assert loss_fn.gather_distributed is True
         assert loss_fn.memory_bank.gather_distributed is True
         assert loss_fn.kappa == pytest.approx(5.0)
-
-
-def test_er_arguments_are_keyword_only() -> None:
-    loss_fn = ERNTXentLoss(
-        0.1, kappa=3.0, entropy_weight=0.5, estimator="plugin", leave_one_out=True
-    )
-    assert (loss_fn.kappa, loss_fn.entropy_weight) == (3.0, 0.5)
-    assert (loss_fn.estimator, loss_fn.leave_one_out) == ("plugin", True)
-    with pytest.raises(TypeError):
-        ERNTXentLoss(0.1, 0, False, 3.0)  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(
@@ -142,7 +129,9 @@ def test_bad_shapes_raise(
 def test_simclr_matches_functional(estimator: str, leave_one_out: bool) -> None:
     out0, out1 = _views()
     loss_fn = ERNTXentLoss(
-        0.25, entropy_weight=0.6, estimator=estimator, leave_one_out=leave_one_out
+        0.25,
+        entropy_weight=0.6,
+        estimator=EntropyEstimator(name=estimator, leave_one_out=leave_one_out),
     )
     loss = loss_fn(out0, out1)
     components = loss_fn.forward_components(out0, out1)
@@ -166,7 +155,9 @@ def test_simclr_hand_formula() -> None:
     z0, z1 = normalize(out0, dim=1), normalize(out1, dim=1)
     lse = [torch.logsumexp(z @ z.T / t, dim=1).mean() for z in (z0, z1)]
     expected = 0.5 * (lse[0] + lse[1]) - math.log(10) - (z0 * z1).sum(1).mean() / t
-    torch.testing.assert_close(ERNTXentLoss(t, estimator="joe")(out0, out1), expected)
+    torch.testing.assert_close(
+        ERNTXentLoss(t, estimator=EntropyEstimator(name="joe"))(out0, out1), expected
+    )
 
 
 @pytest.mark.parametrize("temperature", [0.5, 0.1])
@@ -229,12 +220,12 @@ def test_moco_hand_formula() -> None:
     #        - mean_i q_i.k_i / t
     out0, out1 = _views(n=6, d=4, seed=9)
     t = 0.3
-    loss_fn = ERNTXentLoss(t, (10, 4), estimator="joe")
+    loss_fn = ERNTXentLoss(t, (10, 4), estimator=EntropyEstimator(name="joe"))
     _fill_bank(loss_fn)
-    centres = torch.cat([normalize(out0, dim=1), loss_fn.memory_bank.bank.double()])
+    centers = torch.cat([normalize(out0, dim=1), loss_fn.memory_bank.bank.double()])
     q, k = normalize(out0, dim=1), normalize(out1, dim=1)
     expected = (
-        torch.logsumexp(q @ centres.T / t, dim=1).mean()
+        torch.logsumexp(q @ centers.T / t, dim=1).mean()
         - math.log(16)
         - (q * k).sum(1).mean() / t
     )
@@ -326,8 +317,8 @@ def test_collapse_is_penalised(memory_bank_size: object) -> None:
 
 def _clusters(n_per_cluster: int, seed: int) -> Tensor:
     g = torch.Generator().manual_seed(seed)
-    centres = 3.0 * torch.randn(8, 16, generator=g)
-    return centres.repeat_interleave(n_per_cluster, dim=0) + 0.5 * torch.randn(
+    centers = 3.0 * torch.randn(8, 16, generator=g)
+    return centers.repeat_interleave(n_per_cluster, dim=0) + 0.5 * torch.randn(
         8 * n_per_cluster, 16, generator=g
     )
 

@@ -67,16 +67,3 @@ def test_entropy_is_minus_kl_to_the_prior(exponent: float) -> None:
     ours = loss.prior_log_probabilities(6, torch.zeros(6, dtype=torch.float64)).exp()
     theirs = _power_law_distribution(6, exponent, torch.device("cpu"))
     torch.testing.assert_close(ours.float(), theirs.float())
-
-
-def test_keeps_the_parents_signature() -> None:
-    for method in ("__init__", "forward"):
-        parent = inspect.signature(getattr(PMSNLoss, method)).parameters
-        ours = inspect.signature(getattr(ERPMSNLoss, method)).parameters
-        assert list(ours)[: len(parent)] == list(parent)
-        for name, param in parent.items():
-            assert ours[name].default == param.default, name
-    assert isinstance(ERPMSNLoss(), PMSNLoss)
-    assert ERPMSNLoss(power_law_exponent=0.5).power_law_exponent == 0.5
-    with pytest.raises(ValueError, match="power_law_exponent"):
-        ERPMSNLoss(power_law_exponent=float("nan"))

@@ -56,7 +56,7 @@ class MeteredHead:
         self.entropy_meter = EntropyMeter(support, kappa=kappa, temperature=temperature)
 
 
-class ERSimCLRProjectionHead(MeteredHead, SimCLRProjectionHead):  # type: ignore[misc]
+class ERSimCLRProjectionHead(MeteredHead, SimCLRProjectionHead):
     """SimCLR projection head [1] with an entropy meter on the unit sphere [0].
 
     Arguments as :class:`lightly.models.modules.heads.SimCLRProjectionHead`, plus
@@ -90,7 +90,7 @@ class ERSimCLRProjectionHead(MeteredHead, SimCLRProjectionHead):  # type: ignore
         self._attach_meter("sphere", kappa=kappa)
 
 
-class ERBYOLProjectionHead(MeteredHead, BYOLProjectionHead):  # type: ignore[misc]
+class ERBYOLProjectionHead(MeteredHead, BYOLProjectionHead):
     """BYOL projection head [1] with an entropy meter on the unit sphere [0].
 
     Arguments as :class:`lightly.models.modules.heads.BYOLProjectionHead`, plus
@@ -119,7 +119,7 @@ class ERBYOLProjectionHead(MeteredHead, BYOLProjectionHead):  # type: ignore[mis
         self._attach_meter("sphere", kappa=kappa)
 
 
-class ERBYOLPredictionHead(MeteredHead, BYOLPredictionHead):  # type: ignore[misc]
+class ERBYOLPredictionHead(MeteredHead, BYOLPredictionHead):
     """BYOL prediction head [1] with an entropy meter on the unit sphere [0].
 
     The prediction is what BYOL-ER's entropy term is estimated on. Arguments as
@@ -149,7 +149,7 @@ class ERBYOLPredictionHead(MeteredHead, BYOLPredictionHead):  # type: ignore[mis
         self._attach_meter("sphere", kappa=kappa)
 
 
-class ERDINOProjectionHead(MeteredHead, DINOProjectionHead):  # type: ignore[misc]
+class ERDINOProjectionHead(MeteredHead, DINOProjectionHead):
     """DINO projection head [1] with an entropy meter on its prototype scores [0].
 
     The meter measures softmax(scores / temperature), the student's distribution of
@@ -194,7 +194,7 @@ class ERDINOProjectionHead(MeteredHead, DINOProjectionHead):  # type: ignore[mis
         self._attach_meter("discrete", temperature=temperature)
 
 
-class ERSwaVProjectionHead(MeteredHead, SwaVProjectionHead):  # type: ignore[misc]
+class ERSwaVProjectionHead(MeteredHead, SwaVProjectionHead):
     """SwAV projection head [1] with an entropy meter on the unit sphere [0].
 
     Arguments as :class:`lightly.models.modules.heads.SwaVProjectionHead`, plus
@@ -223,7 +223,7 @@ class ERSwaVProjectionHead(MeteredHead, SwaVProjectionHead):  # type: ignore[mis
         self._attach_meter("sphere", kappa=kappa)
 
 
-class ERSwaVPrototypes(MeteredHead, SwaVPrototypes):  # type: ignore[misc]
+class ERSwaVPrototypes(MeteredHead, SwaVPrototypes):
     """SwAV prototypes [1] with an entropy meter on the prototype scores [0].
 
     The meter measures softmax(scores / temperature), the prediction of

@@ -54,7 +54,7 @@ class SphereMemory(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         self._pending: List[Tensor] = []
 
-    def centres(self, like: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
+    def centers(self, like: Tensor) -> Tuple[Optional[Tensor], Optional[Tensor]]:
         """(rows, which of them are filled) for an estimate on rows like ``like``."""
         if self.rows.shape[1] == 0:
             return None, None

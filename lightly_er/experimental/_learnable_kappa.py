@@ -59,7 +59,7 @@ class LearnableKappa(nn.Module):
         logit: The float64 parameter theta; kappa = low (high / low)^sigmoid(theta).
 
     Examples:
-        >>> from lightly_er.loss._learnable_kappa import LearnableKappa
+        >>> from lightly_er.experimental._learnable_kappa import LearnableKappa
         >>> kappa = LearnableKappa(10.0, (1.0, 100.0))
         >>> round(kappa().item(), 12)
         10.0
