@@ -25,6 +25,7 @@ MetricName = Literal[
     "std",
     "uniformity",
     "alignment",
+    "lidar",
     "conditional_entropy",
     "mutual_information",
     "normalized_mutual_information",
@@ -45,7 +46,8 @@ SPHERE_METRICS: Tuple[str, ...] = (
     "std",
     "uniformity",
 )
-"""The sphere metrics, in order; ``alignment`` follows when second views are given."""
+"""The sphere metrics, in order; ``alignment`` and ``lidar`` follow when second views
+are given."""
 DISCRETE_METRICS: Tuple[str, ...] = (
     "entropy",
     "normalized_entropy",

@@ -17,6 +17,7 @@ from torch.nn import functional as F
 
 from lightly_er import functional
 from lightly_er.functional._checks import check_probabilities
+from lightly_er.functional._diagnostics import lidar
 from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_sphere_entropy
 from lightly_er.loss._kappa import (
@@ -64,7 +65,8 @@ class EntropyMeter:
     ``collapse_score`` (:func:`lightly_er.functional.collapse_score`, which depends
     on the batch size), ``effective_rank`` (RankMe), ``std`` (lightly's std of
     L2-normalized outputs), ``uniformity`` and, given second views ``x2``,
-    ``alignment``.
+    ``alignment`` and ``lidar`` (:func:`lightly_er.functional._diagnostics.lidar`,
+    the effective rank of the LDA matrix between the two views of the samples).
 
     ``support="discrete"`` (prototype scores, as logits turned into
     softmax(x / temperature), or as probabilities): ``entropy`` = H(E[p]), the
@@ -233,11 +235,11 @@ class EntropyMeter:
 
         Args:
             second_views: Whether second views ``x2`` are given (sphere:
-                ``alignment`` is added).
+                ``alignment`` and ``lidar`` are added).
         """
         if self.support == "discrete":
             return DISCRETE_METRICS
-        return SPHERE_METRICS + (("alignment",) if second_views else ())
+        return SPHERE_METRICS + (("alignment", "lidar") if second_views else ())
 
     def not_measured(self, second_views: bool = False) -> Dict[str, float]:
         """A dict with NaN, "not measured", for every metric (see metric_names)."""
@@ -402,6 +404,7 @@ class EntropyMeter:
                 values["uniformity"] + functional.uniformity(z2)
             )
             values["alignment"] = functional.alignment(z, z2)
+            values["lidar"] = lidar(torch.stack([z, z2], dim=1))
         return values
 
     def _discrete_metrics(self, x: Tensor) -> Dict[str, Tensor]:

@@ -885,7 +885,7 @@ def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -
     for step, module, metric, value in monitor.history:
         measured.setdefault(f"entropy/{module}/{metric}", {})[step] = value
     assert {s for values in measured.values() for s in values} == {0, 3, 6, 9, 12}
-    assert len(measured) == 10  # 10 metrics of the projection head, two views
+    assert len(measured) == 11  # 11 metrics of the projection head, two views
     with open(Path(csv_logger.log_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for tag, values in measured.items():

@@ -35,6 +35,7 @@ from lightly_er.functional import (
     sphere_entropy,
     uniformity,
 )
+from lightly_er.functional._diagnostics import lidar
 from lightly_er.loss import (
     ERDINOLoss,
     ERLoss,
@@ -145,6 +146,7 @@ def _expected_sphere(
         z2 = normalize(x2.double(), dim=1)
         expected["uniformity"] = 0.5 * (expected["uniformity"] + uniformity(z2).item())
         expected["alignment"] = alignment(z, z2).item()
+        expected["lidar"] = lidar(torch.stack([z, z2], dim=1)).item()
     return expected
 
 
@@ -164,7 +166,7 @@ def test_sphere_metrics_with_two_views(kappa: float, estimator: str) -> None:
     meter = EntropyMeter("sphere", kappa=kappa, estimator=estimator)  # type: ignore[arg-type]
     metrics = meter.update(x, x2)
     _assert_metrics(metrics, _expected_sphere(x, x2, kappa, estimator))
-    assert metrics is not None and set(metrics) == SPHERE_KEYS | {"alignment"}
+    assert metrics is not None and set(metrics) == SPHERE_KEYS | {"alignment", "lidar"}
     assert meter.latest == metrics and meter.num_updates == 1
 
 
@@ -355,7 +357,7 @@ def test_estimators_in_the_docstring_are_those_the_code_accepts() -> None:
 
 def test_metric_names_are_what_the_meter_returns() -> None:
     assert set(get_args(MetricName)) == (
-        set(SPHERE_METRICS) | {"alignment"} | set(DISCRETE_METRICS)
+        set(SPHERE_METRICS) | {"alignment", "lidar"} | set(DISCRETE_METRICS)
     )
     assert set(SPHERE_METRICS) == SPHERE_KEYS
     assert set(DISCRETE_METRICS) == DISCRETE_KEYS
@@ -438,7 +440,7 @@ def test_too_few_rows_say_not_measured_once(rows: int) -> None:
         warnings.simplefilter("error")  # said once: no second warning
         again = meter.update(torch.randn(rows, 8), torch.randn(rows, 8))
         flat = meter.compute(torch.randn(rows, 2, 4))  # flattened, 0 rows included
-    assert _all_nan(again, SPHERE_KEYS | {"alignment"})
+    assert _all_nan(again, SPHERE_KEYS | {"alignment", "lidar"})
     assert _all_nan(flat, SPHERE_KEYS)
     assert (meter.num_updates, meter.latest, meter.running) == (0, {}, {})
     discrete = EntropyMeter("discrete")
@@ -478,7 +480,7 @@ def test_non_finite_batches_are_not_measured() -> None:
     x = torch.randn(4, 8)
     with pytest.warns(UserWarning, match="NaN or Inf"):
         metrics = meter.update(x, torch.full((4, 8), math.inf))
-    assert _all_nan(metrics, SPHERE_KEYS | {"alignment"})
+    assert _all_nan(metrics, SPHERE_KEYS | {"alignment", "lidar"})
     assert (meter.num_updates, meter.latest, meter.running) == (0, {}, {})
 
 
