@@ -17,13 +17,18 @@ from typing import (
     get_args,
 )
 
-from lightly_er.monitoring._names import MonitorMetric
+from lightly_er.monitoring._names import MetricName, MonitorMetric
 from lightly_er.monitoring.rules import AlarmRule
 
 MetricSelection = Union[Literal["compact", "all"], Sequence[MonitorMetric]]
 """``"compact"``, ``"all"``, or the names of the metrics to log."""
 
-MONITOR_METRICS: Tuple[str, ...] = get_args(MonitorMetric)
+# Not get_args(MonitorMetric): Python < 3.9.1 does not flatten a nested Literal.
+MONITOR_METRICS: Tuple[str, ...] = (
+    *get_args(MetricName),
+    "kl_teacher_student",
+    "criterion",
+)
 SELECTIONS: Tuple[str, ...] = ("compact", "all")
 CRITERION = "criterion"
 """The module name under which the criterion's terms are recorded."""

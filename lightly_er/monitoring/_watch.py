@@ -281,7 +281,7 @@ def meter_for(
     """A meter of the given support, its settings by the one rule.
 
     The monitor's arguments first, then the head's own meter's, then the
-    criterion's (:func:`lightly_er.loss._kappa.entropy_settings`).
+    criterion's (:func:`lightly_er.monitoring.entropy_settings`).
     """
     own = getattr(module, "entropy_meter", None)
     kappa, temperature = settings.kappa, settings.temperature
@@ -306,7 +306,7 @@ def meter_for(
 def support_of(name: str, criterion: Any, has_prototypes: bool) -> Support:
     """The support of a conventionally named module's outputs, as the loss states it.
 
-    The loss answers (:func:`lightly_er.loss._kappa.entropy_settings`): a loss on
+    The loss answers (:func:`lightly_er.monitoring.entropy_settings`): a loss on
     embeddings (NT-Xent, negative cosine similarity, ...) makes every head an
     embedding; a loss on prototype scores (DINO, SwAV, MSN) makes the module that
     outputs them discrete. Where the model keeps its prototypes apart from the

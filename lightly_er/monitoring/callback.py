@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict
 from pathlib import Path
@@ -85,7 +86,7 @@ class EntropyMonitor(Callback):
     at the teacher temperature, after the center, and compared with its student
     (``kl_teacher_student``). The loss ``pl_module.criterion`` says which modules
     output prototype scores and the κ or temperature to measure at
-    (:func:`lightly_er.loss._kappa.entropy_settings`), unless an argument or an ER
+    (:func:`lightly_er.monitoring.entropy_settings`), unless an argument or an ER
     head says otherwise. An ER criterion's terms are recorded under ``criterion``
     (``entropy``, ``reconstruction``, ``er``, and ``bound`` for DINO-ER, SwAV-ER).
 
@@ -371,6 +372,8 @@ class EntropyMonitor(Callback):
                         t.to(trainer.strategy.root_device), reduce_op="mean"
                     ),
                 )
+            # What a meter could not measure (NaN, said once by the meter) is not kept.
+            rows = [row for row in rows if not math.isnan(row[2])]
             self._record(trainer, pl_module, rows, measured)
             by_module: Dict[str, Dict[str, float]] = {}
             for module, metric, value in rows:

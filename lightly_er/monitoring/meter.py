@@ -178,7 +178,7 @@ class EntropyMeter:
     def for_loss(cls, criterion: object, **overrides: object) -> EntropyMeter:
         """A meter that measures what criterion's ER term sees, at its kappa.
 
-        Uses :func:`lightly_er.loss._kappa.entropy_settings`, so an original lightly
+        Uses :func:`lightly_er.monitoring.entropy_settings`, so an original lightly
         loss and its ER version give the same meter; ``support``, ``kappa``,
         ``temperature`` and ``estimator`` in overrides win over the criterion's,
         by the same rule. Other overrides are passed to the constructor.

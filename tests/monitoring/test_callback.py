@@ -963,6 +963,18 @@ def test_a_validated_rule_says_so() -> None:
     assert "for 1 check (every step)" in message
 
 
+def test_what_a_small_batch_cannot_measure_is_not_recorded() -> None:
+    torch.manual_seed(0)
+    monitor = EntropyMonitor(every_n_steps=1)
+    with pytest.warns(UserWarning, match="at least 4 rows for dimension_score"):
+        _trainer(2, [monitor]).fit(Contrastive(), _views_loader(batch_size=3))
+    metrics = {k for _, m, k, _ in monitor.history if m == "projection_head"}
+    assert {"entropy_gap", "lidar"} <= metrics
+    assert not metrics & {"dimension_score", "participation_ratio"}
+    assert all(math.isfinite(v) for *_, v in monitor.history)
+    assert _steps(monitor, "projection_head") == [0, 1]
+
+
 def test_an_output_the_meter_cannot_read_names_the_module() -> None:
     class OneScore(Collapsing):
         def __init__(self) -> None:
