@@ -1,5 +1,5 @@
 """Label-free diagnostics of a representation: collapse score, effective rank,
-participation ratio, dimension score, alignment and uniformity.
+participation ratio, dimension score, alignment, uniformity and LiDAR.
 
 Private: the public names are re-exported by :mod:`lightly_er.functional`. Unlike the
 ER terms, these are not terms of the bound; they are differentiable all the same.
@@ -413,3 +413,87 @@ def uniformity(z: Tensor, t: float = 2.0) -> Tensor:
             squared_norms[rows] + squared_norms[cols] - 2.0 * gram[rows, cols]
         ).clamp_min(0.0)
         return torch.logsumexp(-t * squared, dim=0) - math.log(rows.numel())
+
+
+def lidar(views: Tensor, delta: float = 1e-4, eps: float = _RANKME_EPS) -> Tensor:
+    """LiDAR [0]: the effective rank of the LDA matrix between views of the samples.
+
+    The n samples are the classes of a linear discriminant analysis, their q views
+    its members. With class means mu_i and their mean mu,
+
+        S_b = sum_i (mu_i - mu)(mu_i - mu)^T / (n - 1),
+        S_w = sum_ij (z_ij - mu_i)(z_ij - mu_i)^T / (n (q - 1)) + delta I,
+
+    lambda_k the d eigenvalues of S_w^(-1/2) S_b S_w^(-1/2) and p_k = lambda_k /
+    sum_l lambda_l + eps, LiDAR is exp(-sum_k p_k log p_k), the RankMe [1] of the LDA
+    spectrum: how many directions tell samples apart relative to how their views
+    differ. eps is added after the normalization, as in RankMe (placed as in [0] it
+    would read d, not 1, for samples that all coincide). For d > n q the spectrum
+    is computed in the span of the views (the rest of it is 0, exactly).
+    - [0] Thilak et al., LiDAR: Sensing Linear Probing Performance in Joint
+      Embedding SSL Architectures, 2023, https://arxiv.org/abs/2312.04000
+    - [1] Garrido et al., RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
+
+    Args:
+        views:
+            Embeddings, shape (n, q, d): q >= 2 views of each of n >= 2 samples,
+            d >= 1; any scale (used as given).
+        delta:
+            The ridge added to S_w, > 0 (1e-4 in [0]).
+        eps:
+            The small constant added to the normalized eigenvalues, >= 0.
+
+    Returns:
+        LiDAR, a scalar tensor in [1, d]; float32 for half precision inputs, the
+        dtype of views otherwise.
+
+    Raises:
+        TypeError: If views is not a floating point tensor, or delta or eps is not
+            a real number.
+        ValueError: If views is not (n, q, d) with n, q >= 2 and d >= 1, is not
+            finite, delta is not positive or eps is negative.
+
+    Examples:
+        >>> import torch
+        >>> from lightly_er.functional._diagnostics import lidar
+        >>> samples = torch.randn(256, 1, 8)
+        >>> views = samples + 0.1 * torch.randn(256, 2, 8)
+        >>> lidar(views).item() > 7.5  # 8 directions tell the samples apart
+        True
+        >>> round(lidar(torch.ones(256, 2, 8)).item(), 3)  # all samples coincide
+        1.0
+    """
+    if isinstance(views, Tensor) and (views.ndim != 3 or min(views.shape[:2]) < 2):
+        raise ValueError(
+            "views must have shape (n_samples >= 2, n_views >= 2, dim), got shape "
+            f"{tuple(views.shape)}"
+        )
+    check_matrix(views.flatten(0, 1) if isinstance(views, Tensor) else views, "views")
+    check_positive(delta, "delta")
+    check_real(eps, "eps")
+    if eps < 0:
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    n, q, d = views.shape
+    with torch.autocast(device_type=views.device.type, enabled=False):
+        x = at_least_float32(views)
+        if d > n * q:
+            # S_b and S_w - delta I live in the span of the views: the spectrum is
+            # theirs there, and 0 on the d - n q directions orthogonal to it.
+            x = x - x.mean(dim=(0, 1))
+            x = x @ torch.linalg.qr(x.reshape(n * q, d).T)[0]
+        means = x.mean(dim=1)
+        between = means - means.mean(dim=0)
+        within = (x - means.unsqueeze(1)).flatten(0, 1)
+        eye = torch.eye(x.shape[2], dtype=x.dtype, device=x.device)
+        s_b = between.T @ between / (n - 1)
+        s_w = within.T @ within / (n * (q - 1)) + delta * eye
+        # One Cholesky factor instead of the eigendecomposition of S_w^(-1/2).
+        factor = torch.linalg.cholesky(s_w)
+        half = torch.linalg.solve_triangular(factor, s_b, upper=False)
+        lda = torch.linalg.solve_triangular(factor, half.T, upper=False)
+        spectrum = torch.linalg.eigvalsh(0.5 * (lda + lda.T)).clamp_min(0.0)
+        total = spectrum.sum().clamp_min(torch.finfo(x.dtype).tiny)
+        p = spectrum / total + eps
+        # xlogy: 0 log 0 = 0 where eps = 0; the zeros outside the span give eps.
+        entropy = -torch.xlogy(p, p).sum() - (d - len(p)) * math.log(eps or 1.0) * eps
+        return torch.exp(entropy).clamp(1.0, float(d))

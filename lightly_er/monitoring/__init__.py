@@ -10,8 +10,9 @@ Three layers, each usable alone:
   :data:`DEFAULT_RULES`) and streaks, plain Python;
 - :mod:`lightly_er.monitoring.report`: the monitor's CSV and plot.
 
-The callback's names are imported on first use, so that ``import
-lightly_er.monitoring`` (and the heads, which import the meter) do not load
+:func:`entropy_settings` answers how a loss's ER entropy is measured (its support,
+kappa, estimator and temperature). The callback is imported on first use, so that
+``import lightly_er.monitoring`` (and the heads, which import the meter) do not load
 Lightning.
 """
 
@@ -21,17 +22,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lightly_er.loss._kappa import entropy_settings, resolve_kappa
-from lightly_er.monitoring.meter import EntropyMeter, Support
-from lightly_er.monitoring.rules import DEFAULT_RULES, AlarmRule
+from lightly_er.monitoring._names import MonitorMetric
+from lightly_er.monitoring.meter import EntropyMeter, MetricName, Support
+from lightly_er.monitoring.rules import (
+    DEFAULT_RULES,
+    AlarmRule,
+    CollapseAlarm,
+    CollapseWarning,
+)
 
 if TYPE_CHECKING:
-    from lightly_er.monitoring.callback import (
-        CollapseAlarm,
-        CollapseWarning,
-        EntropyMonitor,
-    )
+    from lightly_er.monitoring.callback import EntropyMonitor
 
-_LAZY = {"CollapseAlarm", "CollapseWarning", "EntropyMonitor"}
+_LAZY = {"EntropyMonitor"}
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +50,8 @@ __all__ = [
     "CollapseWarning",
     "EntropyMeter",
     "EntropyMonitor",
+    "MetricName",
+    "MonitorMetric",
     "Support",
     "entropy_settings",
     "resolve_kappa",

@@ -23,6 +23,7 @@ from torch import Tensor
 from lightly_er import functional
 from lightly_er.monitoring._watch import Watch
 from lightly_er.monitoring.meter import EntropyMeter
+from lightly_er.monitoring.rules import AlarmRule
 from lightly_er.utils.dist import gather_rows_no_grad
 
 Row = Tuple[str, str, float]
@@ -70,8 +71,17 @@ def measure_watches(
             and outputs[1].shape == outputs[0].shape
         ):
             x2 = outputs[1]
-        metrics = watch.meter.update(x, x2)
-        if metrics:
+        before = watch.meter.num_updates
+        try:
+            metrics = watch.meter.update(x, x2)
+        except ValueError as error:
+            # The user called EntropyMonitor, not the meter: name the module.
+            raise ValueError(
+                f"EntropyMonitor could not measure the output of module "
+                f"{watch.name!r} with {watch.meter!r}: {error}"
+            ) from error
+        # A batch the meter could not measure (too few rows, NaN): nothing to log.
+        if watch.meter.num_updates > before:
             measured.append((watch, metrics))
     return measured, first
 
@@ -146,3 +156,24 @@ def mean_of_local_rows(
     for i, value in zip(local, averaged):  # noqa: B905
         out[i] = (rows[i][0], rows[i][1], float(value))
     return out
+
+
+def progress_bar(
+    measured: Sequence[Measured], rules: Sequence[AlarmRule]
+) -> Dict[str, float]:
+    """Every measured student's alarm metric, under its short name (``proj.dim``).
+
+    The metric of the first rule that reads the module (the collapse score where
+    none does).
+    """
+    values: Dict[str, float] = {}
+    for watch, metrics in measured:
+        if watch.role != "student":
+            continue
+        metric = next(
+            (r.metric for r in rules if r.applies(watch.meter.support, watch.role)),
+            "collapse_score",
+        )
+        if metric in metrics:
+            values[watch.short_name] = metrics[metric]
+    return values

@@ -6,18 +6,16 @@ Private to :mod:`lightly_er.monitoring.callback`, which decides when to measure.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, List, Mapping, Optional, Tuple, Union
 
 import torch
 from lightly.loss import DINOLoss
-from lightly.models.modules.heads import DINOProjectionHead, SwaVPrototypes
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from lightly_er.loss._kappa import entropy_settings
 from lightly_er.monitoring.meter import SUPPORTS, DiscreteInputs, EntropyMeter, Support
 from lightly_er.monitoring.rules import Role
-from lightly_er.utils.checks import check_choice
 
 CONVENTIONAL_HEADS: Tuple[str, ...] = (
     "projection_head",
@@ -31,6 +29,10 @@ CONVENTIONAL_HEADS: Tuple[str, ...] = (
 
 CONVENTIONAL_BACKBONES: Tuple[str, ...] = ("backbone", "student_backbone")
 """The names lightly's examples give the backbone (its features feed kNN and probes)."""
+
+PROTOTYPES = "prototypes"
+"""The name lightly's examples give prototypes kept apart from the heads: SwAV's
+layer, called after the projection head, and MSN's weights, which the loss reads."""
 
 TEACHER_PREFIXES: Tuple[str, ...] = ("teacher_",)
 TEACHER_SUFFIXES: Tuple[str, ...] = ("_momentum", "_teacher", "_ema")
@@ -105,13 +107,18 @@ def check_modules(modules: Any) -> None:
     if not isinstance(modules, Mapping):
         raise TypeError(
             "modules must be a mapping from module names to 'sphere', "
-            f"'discrete' or an EntropyMeter, got {type(modules).__name__}"
+            "'discrete' or an EntropyMeter, e.g. modules={'projection_head': "
+            f"'sphere'}}, got {type(modules).__name__}"
         )
     for name, spec in modules.items():
         if not isinstance(name, str):
-            raise TypeError(f"module names must be strings, got {name!r}")
-        if not isinstance(spec, EntropyMeter):
-            check_choice(spec, f"the support of module {name!r}", SUPPORTS)
+            raise TypeError(f"the keys of modules must be module names, got {name!r}")
+        if not isinstance(spec, EntropyMeter) and spec not in SUPPORTS:
+            error = ValueError if isinstance(spec, str) else TypeError
+            raise error(
+                f"modules[{name!r}] must be 'sphere', 'discrete' or an EntropyMeter, "
+                f"got {spec!r}"
+            )
 
 
 def find_watches(
@@ -134,6 +141,13 @@ def find_watches(
     """
     criterion = getattr(root, "criterion", None)
     watches: List[Watch] = []
+    has_prototypes = any(
+        name.rsplit(".", 1)[-1] == PROTOTYPES
+        for name in (
+            *(n for n, _ in root.named_modules()),
+            *(n for n, _ in root.named_parameters()),
+        )
+    )
     if modules is not None:
         for name, spec in modules.items():
             try:
@@ -141,16 +155,17 @@ def find_watches(
             except AttributeError:
                 children = ", ".join(n for n, _ in root.named_children())
                 raise ValueError(
-                    f"EntropyMonitor: {type(root).__name__} has no submodule "
-                    f"{name!r}; its top-level submodules are: "
+                    f"EntropyMonitor(modules=...): {type(root).__name__} has no "
+                    f"submodule {name!r}; its top-level submodules are: "
                     f"{children or '(none)'}"
                 ) from None
             own = getattr(module, "entropy_meter", None)
             if isinstance(own, EntropyMeter) and isinstance(spec, str):
                 if spec != own.support:
                     raise ValueError(
-                        f"EntropyMonitor: module {name!r} is an ER head whose output "
-                        f"lives on the {own.support!r} support; got {spec!r} for it"
+                        f"EntropyMonitor(modules=...): module {name!r} is an ER head "
+                        f"whose output lives on the {own.support!r} support; got "
+                        f"modules[{name!r}] = {spec!r} (pass {own.support!r})"
                     )
             meter = (
                 spec
@@ -179,9 +194,14 @@ def find_watches(
         role = "teacher" if frozen(module) else "student"
         if role == "teacher" and not watch_teachers:
             continue
-        support = own.support if isinstance(own, EntropyMeter) else support_of(module)
+        base = student_base(last) or last
+        pool = base in CONVENTIONAL_BACKBONES
+        support = (
+            own.support
+            if isinstance(own, EntropyMeter)
+            else support_of(base, criterion, has_prototypes)
+        )
         meter = meter_for(module, support, criterion, settings)
-        pool = CONVENTIONAL_BACKBONES.count(student_base(last) or last) > 0
         watches.append(Watch(name, module, meter, role, pool=pool))
     return _paired(watches)
 
@@ -261,11 +281,11 @@ def meter_for(
     """A meter of the given support, its settings by the one rule.
 
     The monitor's arguments first, then the head's own meter's, then the
-    criterion's (:func:`lightly_er.loss.entropy_settings`).
+    criterion's (:func:`lightly_er.monitoring.entropy_settings`).
     """
     own = getattr(module, "entropy_meter", None)
     kappa, temperature = settings.kappa, settings.temperature
-    inputs: DiscreteInputs = "logits"
+    inputs: DiscreteInputs = "auto"
     if isinstance(own, EntropyMeter):
         kappa = kappa if kappa is not None else own.kappa
         temperature = temperature if temperature is not None else own.temperature
@@ -283,11 +303,34 @@ def meter_for(
     )
 
 
-def support_of(module: nn.Module) -> Support:
-    """Prototype layers give scores of a discrete distribution; other heads embed."""
-    if isinstance(module, (DINOProjectionHead, SwaVPrototypes)):
-        return "discrete"
-    return "sphere"
+def support_of(name: str, criterion: Any, has_prototypes: bool) -> Support:
+    """The support of a conventionally named module's outputs, as the loss states it.
+
+    The loss answers (:func:`lightly_er.monitoring.entropy_settings`): a loss on
+    embeddings (NT-Xent, negative cosine similarity, ...) makes every head an
+    embedding; a loss on prototype scores (DINO, SwAV, MSN) makes the module that
+    outputs them discrete. Where the model keeps its prototypes apart from the
+    heads, under the name ``prototypes`` (SwAV's layer, MSN's weights), the heads
+    embed and only a ``prototypes`` module is discrete; otherwise (DINO, whose heads
+    end in the prototypes) the heads are. Backbones always embed, and without a
+    criterion every module is measured as an embedding (name its support in
+    EntropyMonitor's ``modules=`` to choose).
+
+    Args:
+        name: The module's last name, its student's for a teacher (``head`` for
+            ``teacher_head``).
+        criterion: The LightningModule's ``criterion``, or None.
+        has_prototypes: Whether the model has a module or parameter named
+            ``prototypes``.
+    """
+    settings = entropy_settings(criterion)
+    if settings is None or settings["support"] != "discrete":
+        return "sphere"
+    if name in CONVENTIONAL_BACKBONES:
+        return "sphere"
+    if has_prototypes:
+        return "discrete" if name == PROTOTYPES else "sphere"
+    return "discrete"
 
 
 def trainable(module: nn.Module) -> bool:
@@ -311,3 +354,55 @@ def first_tensor(output: Any) -> Optional[Tensor]:
             if found is not None:
                 return found
     return None
+
+
+def capture_hook(
+    watch: Watch, capturing: Callable[[], bool]
+) -> Callable[[nn.Module, Any, Any], None]:
+    """A forward hook that keeps the first two outputs of watch while capturing()."""
+
+    def hook(module: nn.Module, args: Any, output: Any) -> None:
+        if not capturing() or len(watch.outputs) >= 2:
+            return
+        # Students are measured on their trained calls; teachers are observed
+        # whatever the grad mode (they usually run under no_grad).
+        if watch.role == "student" and (
+            not torch.is_grad_enabled() or not trainable(module)
+        ):
+            return
+        tensor = first_tensor(output)
+        if tensor is not None and tensor.is_floating_point():
+            tensor = tensor.detach()
+            if watch.pool and tensor.ndim == 4:
+                tensor = tensor.mean(dim=(2, 3))
+            # A copy: a later in-place operation must not change what is measured.
+            watch.outputs.append(tensor.to(torch.float32, copy=True))
+
+    return hook
+
+
+def remove_hooks(watches: List[Watch]) -> None:
+    """Removes the forward hooks of watches and forgets their captured outputs."""
+    for watch in watches:
+        if watch.handle is not None:
+            watch.handle.remove()
+            watch.handle = None
+        watch.outputs.clear()
+
+
+def no_watch_message(root: nn.Module) -> str:
+    """Why nothing is watched in root, and the argument that fixes it."""
+    names = ", ".join(CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES)
+    children = [
+        name
+        for name, child in root.named_children()
+        if any(True for _ in child.parameters())
+    ][:2] or ["projector"]
+    example = ", ".join(f"{name!r}: 'sphere'" for name in children)
+    return (
+        "EntropyMonitor watches no module: none was named, no submodule of "
+        f"{type(root).__name__} owns an entropy_meter, and none is named like a "
+        f"lightly head or backbone ({names}) or their EMA copies. Name the modules "
+        f"to watch and the support of their outputs: EntropyMonitor(modules={{"
+        f"{example}}}) ('discrete' for prototype scores)"
+    )

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from lightly.utils import dist
 from pytorch_lightning import Callback, LightningModule, Trainer
-from pytorch_lightning.utilities import rank_zero_warn
-from torch import nn
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
 from lightly_er import functional
 from lightly_er.monitoring import report
@@ -21,26 +21,35 @@ from lightly_er.monitoring._measure import (
     criterion_rows,
     mean_of_local_rows,
     measure_watches,
+    progress_bar,
     teacher_student_rows,
 )
+from lightly_er.monitoring._select import (
+    MetricSelection,
+    check_metrics,
+    logged_rows,
+)
 from lightly_er.monitoring._watch import (
-    CONVENTIONAL_BACKBONES,
     CONVENTIONAL_HEADS,
     MeterSettings,
     ModuleSpec,
     Watch,
+    capture_hook,
     check_modules,
     find_watches,
-    first_tensor,
+    no_watch_message,
+    remove_hooks,
     teacher_center,
     teacher_temperature,
-    trainable,
 )
 from lightly_er.monitoring.meter import EntropyMeter
 from lightly_er.monitoring.rules import (
     DEFAULT_RULES,
     AlarmRule,
     AlarmTracker,
+    CollapseAlarm,
+    CollapseWarning,
+    alarm_message,
     check_rules,
     extra_rules,
 )
@@ -51,89 +60,88 @@ from lightly_er.utils.checks import (
     check_positive,
 )
 
-OnCollapse = str
+OnCollapse = Literal["warn", "stop"]
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
 DEFAULT_COLLAPSE_THRESHOLD = 0.5
 """The collapse-score threshold of the earlier default alarm, calibrated at N = 256
 (collapse_calibration.py); off by default since the rules per family replaced it."""
 
 
-class CollapseWarning(UserWarning):
-    """Issued by :class:`EntropyMonitor` when a watched representation collapses."""
-
-
-@dataclass(frozen=True)
-class CollapseAlarm:
-    """One collapse alarm of :class:`EntropyMonitor`.
-
-    Attributes:
-        step: The global step of the check that raised the alarm.
-        module: The name of the watched module.
-        metric: The metric below its threshold (``"dimension_score"``,
-            ``"normalized_mutual_information"``, ...).
-        value: Its value at that check.
-        threshold: Its threshold.
-    """
-
-    step: int
-    module: str
-    metric: str
-    value: float
-    threshold: float
-
-
 class EntropyMonitor(Callback):
     """Logs label-free diagnostics of a model's heads, backbone and teacher; alarms.
 
     Works on any LightningModule without touching its code. Every
-    ``every_n_steps`` training steps, forward hooks keep the outputs of the
-    watched modules (their first two calls in the step, the two views); after the
-    batch an :class:`EntropyMeter` measures them and the callback logs
-    ``entropy/<module>/<metric>`` to every logger of the trainer, labeled with the
-    step that was measured, and the alarm metric of each student on the progress
-    bar (``proj.dim``, ``head.mi``: the value of the last check).
+    ``every_n_steps`` training steps, forward hooks keep the first two outputs
+    (the two views) of the watched modules; after the batch an
+    :class:`EntropyMeter` measures them. The callback logs
+    ``entropy/<module>/<metric>`` to every logger, labeled with the measured step
+    (by default two series per module: its alarm metric and its entropy gap; see
+    ``metrics``), and each student's alarm metric on the progress bar
+    (``proj.dim``, ``head.mi``). ``history`` and the CSV keep every metric.
 
-    Watched by default: ER heads, modules named like lightly's heads
-    (:data:`CONVENTIONAL_HEADS`) and backbones (``backbone``, ``student_backbone``)
-    and like their EMA copies (``teacher_head``, ``projection_head_momentum``, ...).
-    A module with parameters none of which trains is a teacher, observed read-only
-    (its no-grad calls too; ``watch_teachers=False`` skips them): DINO's at the
-    teacher temperature, after the center, and compared with its student
-    (``kl_teacher_student``). Students are measured on their calls with gradient.
-    κ and temperatures follow ``pl_module.criterion``
-    (:func:`lightly_er.loss.entropy_settings`) unless ``kappa``/``temperature`` or
-    an ER head say otherwise. An ER criterion's terms are logged as
-    ``entropy/criterion/...`` (``entropy``, ``reconstruction``, ``er`` and, for
-    DINO-ER and SwAV-ER, the lower bound ``bound``).
+    Watched by default: ER heads, and modules named like lightly's heads
+    (:data:`CONVENTIONAL_HEADS`), backbones (``backbone``, ``student_backbone``)
+    and their EMA copies (``teacher_head``, ``projection_head_momentum``, ...). A
+    module whose parameters are all frozen is a teacher, observed read-only: DINO's
+    at the teacher temperature, after the center, and compared with its student
+    (``kl_teacher_student``). The loss ``pl_module.criterion`` says which modules
+    output prototype scores and the κ or temperature to measure at
+    (:func:`lightly_er.monitoring.entropy_settings`), unless an argument or an ER
+    head says otherwise. An ER criterion's terms are recorded under ``criterion``
+    (``entropy``, ``reconstruction``, ``er``, and ``bound`` for DINO-ER, SwAV-ER).
 
-    Alarm: the ``rules`` (default :data:`DEFAULT_RULES`, one per family, not yet
-    validated: docs/reading_the_numbers.md), plus ``collapse_threshold`` (collapse score)
-    and ``rank_threshold`` (effective rank) if set, flag a module whose metric is
-    below its threshold; after ``patience`` consecutive flagged checks one
-    :class:`CollapseWarning` names the module, metric, value and step, and
-    ``on_collapse="stop"`` stops training cleanly. Streaks and alarms survive a
+    Alarm: after ``patience`` consecutive checks at which a rule's metric is below
+    its threshold, one :class:`CollapseWarning` says what the rule saw (metric,
+    value, threshold, step, module) and whether the rule is validated (no default
+    rule is yet: docs/monitoring.md). It reads one statistic of a module's outputs
+    and does not judge the backbone's features. Streaks and alarms survive a
     checkpoint and resume.
 
-    Files: ``entropy_monitor.csv`` and ``.png`` in ``log_dir``, or else in the
-    folder of every logger, written atomically at the end of fit (the CSV also when
-    training raises; the PNG needs matplotlib). docs/monitoring.md has the details.
+    Files: ``entropy_monitor.csv`` and ``.png`` in ``log_dir``, or else in every
+    logger's folder, written atomically at the end of fit (the CSV also when
+    training raises; the PNG needs matplotlib) and named in one line of
+    Lightning's info log (rank zero). docs/monitoring.md has the details.
+
+    Args:
+        modules: The modules to watch, by name (``"backbone.layer4"``), each with
+            the support of its outputs (``"sphere"``, ``"discrete"``) or its own
+            :class:`EntropyMeter`; None (default) finds them as above.
+        every_n_steps: Measure every this many training steps, >= 1.
+        kappa, estimator, temperature: The meters' settings
+            (:class:`EntropyMeter`); None follows the ER head, else the loss.
+        collapse_threshold, rank_threshold: Add a rule on the collapse score
+            (sphere) or the effective rank (both supports); None adds none.
+        patience: Consecutive flagged checks that raise an alarm, >= 1.
+        on_collapse: ``"warn"`` (default) or ``"stop"`` (stop training cleanly).
+        log_dir: The folder of the CSV and PNG; None: every logger's folder.
+        prog_bar: Whether to show each student's alarm metric on the progress bar.
+        gather_distributed: Whether to measure the batch of all processes.
+        pair_views: Whether to pair a module's first two calls as two views.
+        rules: The alarm's rules; None: :data:`DEFAULT_RULES`, one per support.
+        watch_teachers: Whether to watch EMA copies (read-only).
+        metrics: What goes to the loggers: ``"compact"`` (default), the metric of
+            each module's alarm rules and its entropy gap (``entropy_gap``, or
+            ``entropy`` for discrete outputs); ``"all"``; or a list of names
+            (:data:`lightly_er.monitoring.MonitorMetric`: the meter's
+            metrics, ``"kl_teacher_student"``, ``"criterion"`` for the loss's
+            terms), logged for every module that has them.
 
     Attributes:
-        modules, every_n_steps, kappa, estimator, temperature, collapse_threshold,
-        rank_threshold, patience, on_collapse, log_dir, prog_bar,
-        gather_distributed, pair_views, rules, watch_teachers:
-            The arguments (see docs/monitoring.md).
-        history:
-            Every logged value, as (step, module, metric, value) tuples.
-        alarms:
-            The alarms raised, in order.
-        csv_paths, png_paths:
-            The files written at the end of fit, one per folder (empty when nothing
-            is written); ``csv_path`` and ``png_path`` are the first of each.
+        modules, every_n_steps, ..., metrics: The arguments.
+        history: Every measured value, as (step, module, metric, value) tuples,
+            whatever ``metrics`` says.
+        alarms: The alarms raised, in order.
+        csv_paths, png_paths: The files written at the end of fit, one per folder
+            (empty when none is); ``csv_path`` and ``png_path``: the first of each.
+
+    Raises:
+        TypeError, ValueError: If an argument is invalid (the error names it).
 
     Examples:
         >>> from lightly_er.monitoring import EntropyMonitor
         >>> monitor = EntropyMonitor(every_n_steps=50, on_collapse="stop")
+        >>> everything = EntropyMonitor(metrics="all")
+        >>> chosen = EntropyMonitor(metrics=["dimension_score", "effective_rank"])
         >>> # trainer = pytorch_lightning.Trainer(callbacks=[monitor], ...)
     """
 
@@ -157,18 +165,18 @@ class EntropyMonitor(Callback):
         pair_views: bool = True,
         rules: Optional[Sequence[AlarmRule]] = None,
         watch_teachers: bool = True,
+        metrics: MetricSelection = "compact",
     ) -> None:
-        """Initializes the callback; see the class docstring for the arguments."""
         super().__init__()
         check_modules(modules)
         check_int(every_n_steps, "every_n_steps", 1)
-        if kappa is not None:
-            check_positive(kappa, "kappa")
+        for value, name in ((kappa, "kappa"), (temperature, "temperature")):
+            if value is not None:
+                check_positive(value, name)
         if estimator is not None:
             check_estimator(estimator)
-        if temperature is not None:
-            check_positive(temperature, "temperature")
         check_choice(on_collapse, "on_collapse", ON_COLLAPSE)
+        self._selection = check_metrics(metrics)
         self.rules: Tuple[AlarmRule, ...] = (
             DEFAULT_RULES if rules is None else tuple(check_rules(rules))
         )
@@ -176,9 +184,7 @@ class EntropyMonitor(Callback):
         self._tracker = AlarmTracker(
             (*self.rules, *extra_rules(collapse_threshold, rank_threshold)), patience
         )
-        self.modules: Optional[Dict[str, ModuleSpec]] = (
-            None if modules is None else dict(modules)
-        )
+        self.modules = None if modules is None else dict(modules)
         self.every_n_steps = every_n_steps
         self.kappa = kappa
         self.estimator: Optional[functional.SphereEstimator] = estimator
@@ -192,6 +198,7 @@ class EntropyMonitor(Callback):
         self.gather_distributed = gather_distributed
         self.pair_views = pair_views
         self.watch_teachers = watch_teachers
+        self.metrics = metrics if isinstance(metrics, str) else tuple(metrics)
         self.history: List[report.HistoryRow] = []
         self.alarms: List[CollapseAlarm] = []
         self.csv_paths: List[Path] = []
@@ -278,55 +285,29 @@ class EntropyMonitor(Callback):
             watch_teachers=self.watch_teachers,
         )
         for watch in self._watches:
-            watch.handle = watch.module.register_forward_hook(self._hook(watch))
+            hook = capture_hook(watch, lambda: self._capturing)
+            watch.handle = watch.module.register_forward_hook(hook)
         if not self._watches:
-            names = ", ".join(CONVENTIONAL_HEADS + CONVENTIONAL_BACKBONES)
-            rank_zero_warn(
-                "EntropyMonitor watches no module: none was named, no submodule of "
-                f"{type(pl_module).__name__} owns an entropy_meter, and none is named "
-                f"like a lightly head or backbone ({names}) or their EMA copies"
-            )
-        directories = self._directories(trainer)
+            rank_zero_warn(no_watch_message(pl_module))
+        # log_dir, or the folder of every logger (rank zero; others write nothing).
+        directories = (
+            [self.log_dir]
+            if self.log_dir is not None
+            else report.logger_folders(trainer.loggers)
+            if dist.rank() == 0
+            else []
+        )
         self.csv_paths = [d / self.CSV_NAME for d in directories]
         self.png_paths = [d / self.PNG_NAME for d in directories]
         if not directories:
             rank_zero_warn(
                 "EntropyMonitor has no log directory (no log_dir and no logger): it "
-                "logs through the module but writes no CSV or PNG"
+                "measures but writes no CSV or PNG; pass "
+                "EntropyMonitor(log_dir='logs') or give the Trainer a logger"
             )
 
-    def _directories(self, trainer: Trainer) -> List[Path]:
-        """log_dir, or the folder of every logger (rank zero; others write nothing)."""
-        if self.log_dir is not None:
-            return [self.log_dir]
-        return report.logger_folders(trainer.loggers) if dist.rank() == 0 else []
-
-    def _hook(self, watch: Watch) -> Callable[[nn.Module, Any, Any], None]:
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            if not self._capturing or len(watch.outputs) >= 2:
-                return
-            # Students are measured on their trained calls; teachers are observed
-            # whatever the grad mode (they usually run under no_grad).
-            if watch.role == "student" and (
-                not torch.is_grad_enabled() or not trainable(module)
-            ):
-                return
-            tensor = first_tensor(output)
-            if tensor is not None and tensor.is_floating_point():
-                tensor = tensor.detach()
-                if watch.pool and tensor.ndim == 4:
-                    tensor = tensor.mean(dim=(2, 3))
-                # A copy: a later in-place operation must not change what is measured.
-                watch.outputs.append(tensor.to(torch.float32, copy=True))
-
-        return hook
-
     def _remove_hooks(self) -> None:
-        for watch in self._watches:
-            if watch.handle is not None:
-                watch.handle.remove()
-                watch.handle = None
-            watch.outputs.clear()
+        remove_hooks(self._watches)
         self._capturing = False
 
     def teardown(
@@ -368,15 +349,31 @@ class EntropyMonitor(Callback):
         due = self._capturing
         self._capturing = False
         if due:
-            measured = self._measure_all()
+            measured, self._first = measure_watches(
+                self._watches,
+                self._teacher_temperature,
+                self._teacher_center,
+                self.pair_views,
+            )
             rows = [
                 (watch.name, metric, value)
                 for watch, metrics in measured
                 for metric, value in metrics.items()
             ]
-            rows += self._pairs(measured)
-            rows += self._criterion_rows(pl_module)
-            rows = self._synchronised(trainer, rows, measured)
+            rows += teacher_student_rows(measured, self._first, self.meters)
+            rows += criterion_rows(getattr(pl_module, "criterion", None))
+            if trainer.world_size > 1:
+                # Per-process values averaged (gathered ones are global already):
+                # a collective on the due steps, which every process shares.
+                rows = mean_of_local_rows(
+                    rows,
+                    {w.name for w, _ in measured if w.meter.gather_distributed},
+                    lambda t: trainer.strategy.reduce(
+                        t.to(trainer.strategy.root_device), reduce_op="mean"
+                    ),
+                )
+            # What a meter could not measure (NaN, said once by the meter) is not kept.
+            rows = [row for row in rows if not math.isnan(row[2])]
             self._record(trainer, pl_module, rows, measured)
             by_module: Dict[str, Dict[str, float]] = {}
             for module, metric, value in rows:
@@ -384,38 +381,6 @@ class EntropyMonitor(Callback):
             for watch, _ in measured:
                 self._check(watch, by_module[watch.name])
         self._maybe_stop(trainer, due)
-
-    def _measure_all(self) -> List[Measured]:
-        measured, first = measure_watches(
-            self._watches,
-            self._teacher_temperature,
-            self._teacher_center,
-            self.pair_views,
-        )
-        self._first = first
-        return measured
-
-    def _pairs(self, measured: Sequence[Measured]) -> List[Row]:
-        return teacher_student_rows(measured, self._first, self.meters)
-
-    def _criterion_rows(self, pl_module: LightningModule) -> List[Row]:
-        return criterion_rows(getattr(pl_module, "criterion", None))
-
-    def _synchronised(
-        self, trainer: Trainer, rows: List[Row], measured: Sequence[Measured]
-    ) -> List[Row]:
-        """Per-process values averaged over processes (gathered ones are global)."""
-        if trainer.world_size <= 1:
-            return rows
-        gathered = {w.name for w, _ in measured if w.meter.gather_distributed}
-        # A collective on the due steps, which every process shares.
-        return mean_of_local_rows(
-            rows,
-            gathered,
-            lambda t: trainer.strategy.reduce(
-                t.to(trainer.strategy.root_device), reduce_op="mean"
-            ),
-        )
 
     def _record(
         self,
@@ -428,36 +393,27 @@ class EntropyMonitor(Callback):
         self.history += [
             (step, module, metric, value) for module, metric, value in rows
         ]
-        if rows and trainer.loggers:
+        logged = logged_rows(
+            rows,
+            {w.name: (w.meter.support, w.role) for w in self._watches},
+            self._tracker.rules,
+            self._selection,
+        )
+        if logged and trainer.loggers:
             # Straight to every logger, labeled with the measured step: through
             # LightningModule.log they would wait for the next flush (labeled with
             # its step, or dropped at an epoch end).
-            metrics = {f"entropy/{m}/{k}": v for m, k, v in rows}
+            metrics = {f"entropy/{m}/{k}": v for m, k, v in logged}
             for logger in trainer.loggers:
                 logger.log_metrics(metrics, step=step)
                 logger.save()
         if not self.prog_bar:
             return
-        for watch, metrics in measured:
-            if watch.role != "student":
-                continue
-            metric = self._bar_metric(watch)
-            if metric in metrics:
-                # The value of the last check, held until the next one.
-                pl_module.log(
-                    watch.short_name,
-                    metrics[metric],
-                    prog_bar=True,
-                    logger=False,
-                    on_step=True,
-                    on_epoch=False,
-                )
-
-    def _bar_metric(self, watch: Watch) -> str:
-        for rule in self.rules:
-            if rule.applies(watch.meter.support, watch.role):
-                return rule.metric
-        return "collapse_score"
+        for name, value in progress_bar(measured, self.rules).items():
+            # The value of the last check, held until the next one.
+            pl_module.log(
+                name, value, prog_bar=True, logger=False, on_step=True, on_epoch=False
+            )
 
     def _check(self, watch: Watch, metrics: Dict[str, float]) -> None:
         flag = self._tracker.check(watch.name, watch.meter.support, watch.role, metrics)
@@ -467,14 +423,16 @@ class EntropyMonitor(Callback):
             self._batch_step, watch.name, flag.metric, flag.value, flag.threshold
         )
         self.alarms.append(alarm)
-        message = (
-            f"EntropyMonitor: representation collapse in {watch.role} module "
-            f"{watch.name!r} at global step {alarm.step}: {flag.metric} = "
-            f"{flag.value:.4g} < {flag.threshold:g} for {self.patience} consecutive "
-            "checks"
+        message = alarm_message(
+            flag,
+            watch.name,
+            watch.role,
+            alarm.step,
+            self.patience,
+            self.every_n_steps,
         )
         if self.on_collapse == "stop":
-            message += "; stopping training"
+            message += " Stopping training (on_collapse='stop')."
             self._pending_stop = True
         # One message per alarm: a warning (also shown in notebooks), on rank zero.
         rank_zero_warn(message, category=CollapseWarning)
@@ -501,37 +459,42 @@ class EntropyMonitor(Callback):
         self._write_csv()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Writes the CSV and the PNG (rank zero)."""
-        self._write_csv()
-        if dist.rank() != 0 or not self.history:
-            return
-        thresholds = {
-            rule.metric: float(rule.threshold) for rule in self._tracker.rules
-        }
-        for path in self.png_paths:
-            try:
-                report.write_png(
-                    path,
-                    self.history,
-                    [(a.module, a.step) for a in self.alarms],
-                    thresholds,
-                )
-            except ModuleNotFoundError as error:
+        """Writes the CSV and the PNG, and names them in one line (rank zero)."""
+        written = self._write_csv()  # [] on the other ranks
+        if written and self.history:
+            pngs, missing = report.write_pngs(
+                self.png_paths,
+                self.history,
+                [(a.module, a.step) for a in self.alarms],
+                {rule.metric: float(rule.threshold) for rule in self._tracker.rules},
+            )
+            if missing is not None:
                 # The plot is a convenience: the CSV (written above) has the data.
-                rank_zero_warn(f"EntropyMonitor wrote no plot: {error}")
-                return
+                rank_zero_warn(f"EntropyMonitor wrote no plot: {missing}")
+            written += pngs
+        if written:
+            rank_zero_info(report.wrote_message(written))
 
     def on_exception(
         self, trainer: Trainer, pl_module: LightningModule, exception: BaseException
     ) -> None:
         """Writes the CSV of what was logged so far and removes the hooks."""
         self._remove_hooks()
-        self._write_csv()
+        written = self._write_csv()
+        if written:
+            rank_zero_info(report.wrote_message(written))
 
-    def _write_csv(self) -> None:
-        if dist.rank() == 0:
-            for path in self.csv_paths:
-                report.write_csv(path, self.history)
+    def _write_csv(self) -> List[Path]:
+        if dist.rank() != 0:
+            return []
+        for path in self.csv_paths:
+            report.write_csv(path, self.history)
+        return list(self.csv_paths)
 
 
-__all__ = ["CollapseAlarm", "CollapseWarning", "EntropyMonitor"]
+__all__ = [
+    "CONVENTIONAL_HEADS",
+    "CollapseAlarm",
+    "CollapseWarning",
+    "EntropyMonitor",
+]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, Literal, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -16,6 +16,8 @@ from torch import distributed as torch_dist
 from torch.nn import functional as F
 
 from lightly_er import functional
+from lightly_er.functional._checks import check_probabilities
+from lightly_er.functional._diagnostics import lidar
 from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_sphere_entropy
 from lightly_er.loss._kappa import (
@@ -23,6 +25,13 @@ from lightly_er.loss._kappa import (
     DEFAULT_TEMPERATURE,
     entropy_settings,
     resolve_kappa,
+)
+from lightly_er.monitoring._names import (
+    DISCRETE_METRICS,
+    SPHERE_METRICS,
+    DiscreteInputs,
+    MetricName,
+    Support,
 )
 from lightly_er.utils.checks import (
     check_bool,
@@ -33,11 +42,10 @@ from lightly_er.utils.checks import (
 )
 from lightly_er.utils.dist import gather_rows_no_grad
 
-Support = Literal["sphere", "discrete"]
-DiscreteInputs = Literal["logits", "probabilities"]
-
 SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
-DISCRETE_INPUTS: Tuple[str, ...] = ("logits", "probabilities")
+DISCRETE_INPUTS: Tuple[str, ...] = ("auto", "logits", "probabilities")
+_MIN_ROWS = 2  # one sample has no spread to measure (its gap is 0 by construction)
+_MIN_ROWS_DIMENSION = 4  # the U-statistics of the dimension score need 4 rows
 
 
 class EntropyMeter:
@@ -53,14 +61,15 @@ class EntropyMeter:
     its minimum, in [0, log N] (0: collapsed); ``normalized_entropy``, the gap over
     log N; ``dimension_score`` (:func:`lightly_er.functional.dimension_score`, the
     batch-size-free collapse score the default alarm reads) and
-    ``participation_ratio`` (the number of directions used), both from N >= 4;
+    ``participation_ratio`` (the number of directions used), both NaN below N = 4;
     ``collapse_score`` (:func:`lightly_er.functional.collapse_score`, which depends
     on the batch size), ``effective_rank`` (RankMe), ``std`` (lightly's std of
     L2-normalized outputs), ``uniformity`` and, given second views ``x2``,
-    ``alignment``.
+    ``alignment`` and ``lidar`` (:func:`lightly_er.functional._diagnostics.lidar`,
+    the effective rank of the LDA matrix between the two views of the samples).
 
-    ``support="discrete"`` (prototype scores as ``"logits"``, turned into
-    softmax(x / temperature), or ``"probabilities"``): ``entropy`` = H(E[p]), the
+    ``support="discrete"`` (prototype scores, as logits turned into
+    softmax(x / temperature), or as probabilities): ``entropy`` = H(E[p]), the
     entropy of the batch marginal, and ``normalized_entropy`` = entropy / log K;
     ``conditional_entropy`` = E[H(p)]; ``mutual_information`` = H(E[p]) - E[H(p)]
     between input and prototype, and ``normalized_mutual_information`` = that over
@@ -69,31 +78,49 @@ class EntropyMeter:
     probability rows. docs/reading_the_numbers.md says how to read each one and
     what it cannot see.
 
+    A batch it cannot measure (fewer than 2 rows, or NaN or Inf values) gives a
+    warning (once per meter for the rows) and a dict with NaN, "not measured", for
+    every metric; the state is then unchanged.
+
     - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
 
-    Attributes:
+    Args:
         support:
-            ``"sphere"`` or ``"discrete"``.
+            ``"sphere"`` (embeddings) or ``"discrete"`` (prototype scores).
         kappa:
-            Concentration of the vMF kernel (sphere); None means 10, the authors'
-            default, until the monitor binds it to the loss's kappa.
+            Concentration of the vMF kernel (sphere), > 0; None means 10, the
+            authors' default, until the monitor binds it to the loss's kappa.
         estimator:
-            ``"plugin"`` (default) or ``"joe"``.
+            The sphere entropy estimator of
+            :func:`lightly_er.functional.sphere_entropy`: ``"plugin"`` (the
+            authors', default), ``"joe"``, ``"renyi2"``, ``"knn"`` or ``"logdet"``.
         temperature:
-            Softmax temperature of discrete logits; None means 0.1.
+            Softmax temperature of discrete logits, > 0; None means 0.1.
         inputs:
-            ``"logits"`` or ``"probabilities"`` (discrete).
+            What discrete rows hold: ``"logits"``, ``"probabilities"``, or
+            ``"auto"`` (default): probabilities where every row is non-negative and
+            sums to 1 (then with a one-time warning), logits otherwise.
         momentum:
             Momentum of the moving averages in ``running``, in [0, 1).
         resolution:
-            The ``resolution`` of the collapse score.
+            The ``resolution`` of the collapse and dimension scores, > 0.
         gather_distributed:
             Whether to measure the batch gathered from all processes (a collective:
             all processes must then call :meth:`update` together).
+
+    Attributes:
+        support, kappa, estimator, temperature, inputs, momentum, resolution,
+        gather_distributed:
+            The arguments.
         latest, running:
-            The metrics of the last batch, and their moving averages.
+            The metrics of the last measured batch, and their moving averages.
         num_updates:
             How many batches were measured.
+
+    Raises:
+        TypeError: If an argument has the wrong type.
+        ValueError: If support, estimator or inputs is not one of its choices, or
+            a number is out of its range.
 
     Examples:
         >>> import torch
@@ -112,12 +139,11 @@ class EntropyMeter:
         kappa: Optional[float] = None,
         estimator: functional.SphereEstimator = DEFAULT_ESTIMATOR,  # type: ignore[assignment]
         temperature: Optional[float] = None,
-        inputs: DiscreteInputs = "logits",
+        inputs: DiscreteInputs = "auto",
         momentum: float = 0.9,
         resolution: float = 1e-3,
         gather_distributed: bool = False,
     ) -> None:
-        """Initializes the meter; see the class docstring for the arguments."""
         check_choice(support, "support", SUPPORTS)
         if kappa is not None:
             check_positive(kappa, "kappa")
@@ -145,13 +171,15 @@ class EntropyMeter:
         self.latest: Dict[str, float] = {}
         self.running: Dict[str, float] = {}
         self.num_updates = 0
+        # What was said once: too few rows, rows read as probabilities.
+        self._said: Dict[str, bool] = {}
 
     @classmethod
     def for_loss(cls, criterion: object, **overrides: object) -> EntropyMeter:
         """A meter that measures what criterion's ER term sees, at its kappa.
 
-        Uses :func:`lightly_er.loss.entropy_settings`, so an original lightly loss
-        and its ER version give the same meter; ``support``, ``kappa``,
+        Uses :func:`lightly_er.monitoring.entropy_settings`, so an original lightly
+        loss and its ER version give the same meter; ``support``, ``kappa``,
         ``temperature`` and ``estimator`` in overrides win over the criterion's,
         by the same rule. Other overrides are passed to the constructor.
 
@@ -166,8 +194,9 @@ class EntropyMeter:
         settings = entropy_settings(criterion, **chosen)
         if settings is None:
             raise ValueError(
-                f"no entropy settings are known for {type(criterion).__name__}; "
-                "pass support= (and kappa= or temperature=)"
+                f"no entropy settings are known for criterion "
+                f"{type(criterion).__name__}: pass support='sphere' (with kappa=) "
+                "or support='discrete' (with temperature=) to for_loss"
             )
         # The four chosen keys were popped: settings and overrides are disjoint.
         merged: Dict[str, Any] = {**settings, **overrides}
@@ -201,15 +230,28 @@ class EntropyMeter:
             }
         return {"support": "discrete", "temperature": self.effective_temperature}
 
+    def metric_names(self, second_views: bool = False) -> Tuple[str, ...]:
+        """The keys of the dicts this meter returns, in order.
+
+        Args:
+            second_views: Whether second views ``x2`` are given (sphere:
+                ``alignment`` and ``lidar`` are added).
+        """
+        if self.support == "discrete":
+            return DISCRETE_METRICS
+        return SPHERE_METRICS + (("alignment", "lidar") if second_views else ())
+
+    def not_measured(self, second_views: bool = False) -> Dict[str, float]:
+        """A dict with NaN, "not measured", for every metric (see metric_names)."""
+        return {name: math.nan for name in self.metric_names(second_views)}
+
     def reset(self) -> None:
         """Forgets the metrics and their moving averages."""
         self.latest = {}
         self.running = {}
         self.num_updates = 0
 
-    def update(
-        self, x: Tensor, x2: Optional[Tensor] = None
-    ) -> Optional[Dict[str, float]]:
+    def update(self, x: Tensor, x2: Optional[Tensor] = None) -> Dict[str, float]:
         """Measures a batch and folds it into ``latest`` and ``running``.
 
         Args:
@@ -221,21 +263,26 @@ class EntropyMeter:
                 (sphere only), for the alignment.
 
         Returns:
-            The metrics (a new dict), or None if the batch has fewer than 2 samples
-            or non-finite values (then with a warning); the state is then unchanged.
+            The metrics (a new dict). A batch of fewer than 2 rows, or with NaN or
+            Inf values, is not measured: every value is then NaN, with a warning,
+            and the state is unchanged (``num_updates`` does not count it).
 
         Raises:
             TypeError: If x or x2 is not a floating point tensor.
             ValueError: If x has fewer than 2 dimensions, x2 another shape or is
-                given for the discrete support, or probabilities are not
-                distributions.
+                given for the discrete support, or x has fewer than 2 columns
+                (discrete) or rows that are not distributions
+                (``inputs="probabilities"``).
         """
-        metrics = self.compute(x, x2)
+        with torch.no_grad():
+            metrics = self._measure(x, x2)
         if metrics is None:
-            return None
+            return self.not_measured(x2 is not None)
         self.latest = metrics
         self.num_updates += 1
         for name, value in metrics.items():
+            if math.isnan(value):
+                continue  # not measured in this batch (dimension_score below N = 4)
             previous = self.running.get(name)
             self.running[name] = (
                 value
@@ -244,17 +291,20 @@ class EntropyMeter:
             )
         return dict(metrics)
 
-    @torch.no_grad()
-    def compute(
-        self, x: Tensor, x2: Optional[Tensor] = None
-    ) -> Optional[Dict[str, float]]:
+    def compute(self, x: Tensor, x2: Optional[Tensor] = None) -> Dict[str, float]:
         """Measures one batch without changing the state; see :meth:`update`."""
+        with torch.no_grad():
+            metrics = self._measure(x, x2)
+        return self.not_measured(x2 is not None) if metrics is None else metrics
+
+    def _measure(self, x: Tensor, x2: Optional[Tensor]) -> Optional[Dict[str, float]]:
+        """The metrics of one batch, or None where it cannot be measured (warned)."""
         x = _as_rows(x, "x")
         if x2 is not None:
             if self.support != "sphere":
                 raise ValueError(
                     "x2 (second views, for the alignment) is only supported for the "
-                    "sphere support"
+                    "sphere support; this meter has support='discrete'"
                 )
             x2 = _as_rows(x2, "x2")
             if x2.shape != x.shape:
@@ -262,12 +312,23 @@ class EntropyMeter:
                     f"x and x2 must have the same shape, got {tuple(x.shape)} and "
                     f"{tuple(x2.shape)}"
                 )
+        if self.support == "discrete" and x.shape[1] < 2:
+            raise ValueError(
+                "x must have >= 2 columns (classes) for the discrete support, got "
+                f"shape {tuple(x.shape)}"
+            )
         if self.gather_distributed:
             # Without gradient, and padded: a last batch may be smaller on one rank.
             x = gather_rows_no_grad(x)
             x2 = None if x2 is None else gather_rows_no_grad(x2)
-        # One sample has no spread to measure (its gap is 0 by construction).
-        if x.shape[0] < 2:
+        if x.shape[0] < _MIN_ROWS:
+            self._say_once(
+                "rows",
+                f"EntropyMeter needs at least {_MIN_ROWS} rows to measure a batch, "
+                f"got {x.shape[0]}: every metric is NaN (not measured); shown once "
+                "per meter",
+                stacklevel=3,  # the caller of update or compute
+            )
             return None
         finite = bool(torch.isfinite(x).all()) and (
             x2 is None or bool(torch.isfinite(x2).all())
@@ -275,7 +336,9 @@ class EntropyMeter:
         if not finite:
             # A diagnostic must not stop training: the loss's own check reports it.
             warnings.warn(
-                "EntropyMeter skipped a batch with NaN or Inf values", stacklevel=2
+                "EntropyMeter skipped a batch with NaN or Inf values: every metric "
+                "is NaN (not measured)",
+                stacklevel=3,
             )
             return None
         if self.support == "sphere":
@@ -286,7 +349,17 @@ class EntropyMeter:
         # One host transfer for all metrics.
         numbers = torch.stack([values[n].reshape(()) for n in names]).tolist()
         # No zip(strict=...): these files run on lightly's oldest Python, 3.8.
-        return {name: float(v) for name, v in zip(names, numbers)}  # noqa: B905
+        measured = dict(zip(names, numbers))  # noqa: B905
+        return {
+            name: float(measured.get(name, math.nan))
+            for name in self.metric_names(x2 is not None)
+        }
+
+    def _say_once(self, key: str, message: str, stacklevel: int) -> None:
+        """Warns once per meter and key; stacklevel counts from the caller's frame."""
+        if not self._said.get(key, False):
+            self._said[key] = True
+            warnings.warn(message, UserWarning, stacklevel=stacklevel + 1)
 
     def _sphere_metrics(self, x: Tensor, x2: Optional[Tensor]) -> Dict[str, Tensor]:
         # Imported here: lightly.utils.debug imports matplotlib.pyplot (1.2 s) at
@@ -308,10 +381,17 @@ class EntropyMeter:
             "entropy_gap": gap,
             "normalized_entropy": (gap / math.log(n)).clamp(0.0, 1.0),
         }
-        if n >= 4:
-            # The U-statistics behind them need 4 distinct rows.
+        if n >= _MIN_ROWS_DIMENSION:
             values["dimension_score"] = functional.dimension_score(z, self.resolution)
             values["participation_ratio"] = functional.participation_ratio(z)
+        else:
+            self._say_once(
+                "dimension",
+                f"EntropyMeter needs at least {_MIN_ROWS_DIMENSION} rows for "
+                f"dimension_score and participation_ratio, got {n}: they are NaN "
+                "(not measured); shown once per meter",
+                stacklevel=4,
+            )
         values.update(
             collapse_score=functional.collapse_score(z, self.resolution),
             effective_rank=functional.effective_rank(z),
@@ -324,23 +404,15 @@ class EntropyMeter:
                 values["uniformity"] + functional.uniformity(z2)
             )
             values["alignment"] = functional.alignment(z, z2)
+            values["lidar"] = lidar(torch.stack([z, z2], dim=1))
         return values
 
     def _discrete_metrics(self, x: Tensor) -> Dict[str, Tensor]:
-        num_classes = x.shape[1]
-        if num_classes < 2:
-            raise ValueError(
-                f"discrete outputs must have >= 2 classes, got shape {tuple(x.shape)}"
-            )
-        if self.inputs == "logits":
-            p = torch.softmax(x / self.effective_temperature, dim=1)
-            entropy = functional.discrete_entropy(p, validate=False)
-        else:
-            p = x
-            entropy = functional.discrete_entropy(p)
+        p, _ = self._distributions(x, stacklevel=5)
         from lightly.utils.debug import std_of_l2_normalized  # see _sphere_metrics
 
-        log_k = math.log(num_classes)
+        log_k = math.log(x.shape[1])
+        entropy = functional.discrete_entropy(p, validate=False)
         conditional = functional.conditional_entropy(p, validate=False)
         information = (entropy - conditional).clamp_min(0.0)
         return {
@@ -355,24 +427,52 @@ class EntropyMeter:
             "std": std_of_l2_normalized(p),
         }
 
-    @torch.no_grad()
+    def _distributions(self, x: Tensor, stacklevel: int) -> Tuple[Tensor, Tensor]:
+        """The probability rows of x (float32, (N, K)) and their logarithms."""
+        if self._reads_probabilities(x, stacklevel + 1):
+            return x, torch.log(x)
+        log_p = torch.log_softmax(x / self.effective_temperature, dim=1)
+        return log_p.exp(), log_p
+
+    def _reads_probabilities(self, x: Tensor, stacklevel: int) -> bool:
+        """Whether x holds probability rows: by inputs, or detected for "auto"."""
+        if self.inputs == "probabilities":
+            check_probabilities(x, "x (inputs='probabilities')", log_input=False)
+            return True
+        if self.inputs == "logits" or x.shape[0] == 0:
+            return False
+        # The tolerance of the probability checks of lightly_er.functional (float32).
+        sums = x.sum(dim=1)
+        looks = bool(((x >= 0).all() & ((sums - 1.0).abs() <= 1e-3).all()).item())
+        if looks:
+            self._say_once(
+                "probabilities",
+                "EntropyMeter(inputs='auto') read rows that are already "
+                "probabilities (non-negative, summing to 1) and measures them as "
+                "such, without a softmax; pass inputs='probabilities' to say so, or "
+                "inputs='logits' to apply the softmax anyway; shown once per meter",
+                stacklevel=stacklevel,
+            )
+        return looks
+
     def log_probabilities(self, x: Tensor) -> Tensor:
         """The log-probability rows the discrete metrics read, shape (N, K).
 
-        log_softmax(x / temperature) for logits, log(x) for probabilities; the
-        rows are detached, in float32, flattened to (N, -1). Used to compare a
-        teacher's and a student's distributions
+        log_softmax(x / temperature) for logits, log(x) for probabilities (as
+        ``inputs`` says or detects); the rows are detached, in float32, flattened
+        to (N, -1). Used to compare a teacher's and a student's distributions
         (:func:`lightly_er.functional.mean_kl_divergence`).
 
         Raises:
             ValueError: If the meter's support is not discrete.
         """
         if self.support != "discrete":
-            raise ValueError("log_probabilities needs a meter of the discrete support")
-        x = _as_rows(x, "x")
-        if self.inputs == "logits":
-            return torch.log_softmax(x / self.effective_temperature, dim=1)
-        return torch.log(x)
+            raise ValueError(
+                "log_probabilities needs a meter with support='discrete', this one "
+                f"has support={self.support!r}"
+            )
+        with torch.no_grad():
+            return self._distributions(_as_rows(x, "x"), stacklevel=3)[1]
 
 
 def _as_rows(x: Tensor, name: str) -> Tensor:
@@ -386,7 +486,15 @@ def _as_rows(x: Tensor, name: str) -> Tensor:
             f"{name} must have shape (batch_size, dim, ...), got shape {tuple(x.shape)}"
         )
     x = x.detach().to(torch.float32)
-    return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
+    # flatten, not reshape(N, -1): a batch of 0 rows has no -1 to infer.
+    return x.flatten(start_dim=1) if x.ndim > 2 else x
 
 
-__all__ = ["EntropyMeter", "Support"]
+__all__ = [
+    "DISCRETE_METRICS",
+    "SPHERE_METRICS",
+    "DiscreteInputs",
+    "EntropyMeter",
+    "MetricName",
+    "Support",
+]

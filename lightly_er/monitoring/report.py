@@ -57,12 +57,15 @@ def write_png(
     history: Sequence[HistoryRow],
     alarm_steps: Sequence[Tuple[str, int]] = (),
     thresholds: Optional[Mapping[str, float]] = None,
-) -> None:
+) -> bool:
     """Plots every module's alarm metric, entropy, collapse score and rank over steps.
 
     One row per module that has a metric of :data:`PLOTTED`; the columns are the
     metrics of :data:`PLOTTED` the history has. Alarms are red dashed lines, the
     thresholds (metric -> value) gray lines.
+
+    Returns:
+        Whether a plot was written (not when the history has nothing to plot).
 
     Raises:
         ModuleNotFoundError: If matplotlib, an optional dependency, is missing.
@@ -74,7 +77,7 @@ def write_png(
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
             f"writing {path.name} needs matplotlib, an optional dependency: "
-            "pip install matplotlib (or lightly-er[benchmarks])"
+            "pip install matplotlib"
         ) from error
 
     plotted = {metric for metric, _ in PLOTTED}
@@ -85,7 +88,7 @@ def write_png(
         if any(m == metric for _, _, m, _ in history)
     ]
     if not modules or not panels:
-        return
+        return False
     figure = Figure(
         figsize=(3.6 * len(panels), 2.8 * len(modules)), layout="constrained"
     )
@@ -109,6 +112,42 @@ def write_png(
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     write_atomic(path, buffer.getvalue())
+    return True
 
 
-__all__ = ["HistoryRow", "history_csv", "logger_folders", "write_csv", "write_png"]
+def write_pngs(
+    paths: Sequence[Path],
+    history: Sequence[HistoryRow],
+    alarm_steps: Sequence[Tuple[str, int]] = (),
+    thresholds: Optional[Mapping[str, float]] = None,
+) -> Tuple[List[Path], Optional[str]]:
+    """Writes the plot to every path (see write_png), if there is anything to plot.
+
+    Returns:
+        The paths written, and why none was where matplotlib is missing (else
+        None): the plot is a convenience, the CSV has the data.
+    """
+    written: List[Path] = []
+    for path in paths:
+        try:
+            if write_png(path, history, alarm_steps, thresholds):
+                written.append(path)
+        except ModuleNotFoundError as error:
+            return written, str(error)
+    return written, None
+
+
+def wrote_message(paths: Sequence[Path]) -> str:
+    """The one line that names the files the monitor wrote, with their paths."""
+    return "EntropyMonitor wrote " + ", ".join(str(path) for path in paths)
+
+
+__all__ = [
+    "HistoryRow",
+    "history_csv",
+    "logger_folders",
+    "write_csv",
+    "write_png",
+    "write_pngs",
+    "wrote_message",
+]

@@ -34,6 +34,10 @@ class AlarmRule:
         roles:
             Whether it applies to trained modules (``"student"``), observed ones
             (``"teacher"``) or both.
+        validated:
+            Whether the rule passed a validation against a ground truth of
+            collapse (docs/monitoring.md has the table); the alarm message says
+            whether it did. False for every rule shipped so far.
 
     Examples:
         >>> from lightly_er.monitoring.rules import AlarmRule
@@ -46,6 +50,7 @@ class AlarmRule:
     threshold: float
     support: str
     roles: Tuple[Role, ...] = ROLES
+    validated: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
@@ -57,6 +62,10 @@ class AlarmRule:
             )
         if not self.roles or any(role not in ROLES for role in self.roles):
             raise ValueError(f"roles must be a non-empty subset of {ROLES}")
+        if not isinstance(self.validated, bool):
+            raise TypeError(
+                f"validated must be a bool, got {type(self.validated).__name__}"
+            )
 
     def applies(self, support: str, role: Role) -> bool:
         """Whether the rule reads modules of this support and role."""
@@ -115,13 +124,71 @@ def extra_rules(
     return tuple(extra)
 
 
+class CollapseWarning(UserWarning):
+    """Issued by :class:`lightly_er.monitoring.EntropyMonitor` when an alarm rule
+    flags a watched module for ``patience`` consecutive checks."""
+
+
+@dataclass(frozen=True)
+class CollapseAlarm:
+    """One alarm of :class:`lightly_er.monitoring.EntropyMonitor`.
+
+    Attributes:
+        step: The global step of the check that raised the alarm.
+        module: The name of the watched module.
+        metric: The metric below its threshold (``"dimension_score"``,
+            ``"normalized_mutual_information"``, ...).
+        value: Its value at that check.
+        threshold: Its threshold.
+    """
+
+    step: int
+    module: str
+    metric: str
+    value: float
+    threshold: float
+
+
 @dataclass(frozen=True)
 class Flag:
-    """What raised an alarm: the rule's metric, its value and threshold."""
+    """What raised an alarm: the rule's metric, its value and threshold, and
+    whether the rule is validated."""
 
     metric: str
     value: float
     threshold: float
+    validated: bool = False
+
+
+def alarm_message(
+    flag: Flag, module: str, role: Role, step: int, patience: int, every_n_steps: int
+) -> str:
+    """The alarm's message: what the rule saw, whether it is validated, what it is not.
+
+    Examples:
+        >>> from lightly_er.monitoring.rules import Flag, alarm_message
+        >>> print(alarm_message(Flag("dimension_score", 0.01, 0.25), "head",
+        ...                     "student", 150, 3, 50))  # doctest: +NORMALIZE_WHITESPACE
+        EntropyMonitor alarm at global step 150: student module 'head' read
+        dimension_score = 0.01 < 0.25 (the rule's threshold) for 3 consecutive checks
+        (every 50 steps). This rule is not validated; see docs/monitoring.md. The
+        alarm reads one statistic of this module's outputs; it does not judge the
+        backbone's features (a kNN or linear probe does).
+    """
+    checks = "1 check" if patience == 1 else f"{patience} consecutive checks"
+    steps = "step" if every_n_steps == 1 else f"{every_n_steps} steps"
+    verdict = (
+        "This rule is validated; docs/monitoring.md has its table."
+        if flag.validated
+        else "This rule is not validated; see docs/monitoring.md."
+    )
+    return (
+        f"EntropyMonitor alarm at global step {step}: {role} module {module!r} read "
+        f"{flag.metric} = {flag.value:.4g} < {flag.threshold:g} (the rule's "
+        f"threshold) for {checks} (every {steps}). {verdict} The alarm "
+        "reads one statistic of this module's outputs; it does not judge the "
+        "backbone's features (a kNN or linear probe does)."
+    )
 
 
 class AlarmTracker:
@@ -141,7 +208,7 @@ class AlarmTracker:
         >>> tracker.check("head", "sphere", "student", low) is None  # streak 1
         True
         >>> tracker.check("head", "sphere", "student", low)  # streak 2: the alarm
-        Flag(metric='dimension_score', value=0.1, threshold=0.2)
+        Flag(metric='dimension_score', value=0.1, threshold=0.2, validated=False)
     """
 
     def __init__(self, rules: Sequence[AlarmRule], patience: int) -> None:
@@ -156,7 +223,12 @@ class AlarmTracker:
         """The first rule (in order) that flags these metrics, as a Flag, or None."""
         for rule in self.rules:
             if rule.applies(support, role) and rule.flags(metrics):
-                return Flag(rule.metric, metrics[rule.metric], float(rule.threshold))
+                return Flag(
+                    rule.metric,
+                    metrics[rule.metric],
+                    float(rule.threshold),
+                    rule.validated,
+                )
         return None
 
     def check(
@@ -177,5 +249,8 @@ __all__ = [
     "DEFAULT_RULES",
     "AlarmRule",
     "AlarmTracker",
+    "CollapseAlarm",
+    "CollapseWarning",
     "Flag",
+    "alarm_message",
 ]

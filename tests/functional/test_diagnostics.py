@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import Counter
+from typing import Any, Dict
 
 import numpy as np
 import pytest
@@ -29,7 +30,7 @@ from lightly_er.functional import (
     prototype_mutual_information,
     prototype_usage,
 )
-from lightly_er.functional._diagnostics import _covariance_moments
+from lightly_er.functional._diagnostics import _covariance_moments, lidar
 
 F64 = torch.float64
 
@@ -39,7 +40,8 @@ def _rank_k(n: int, d: int, k: int, seed: int) -> Tensor:
     g = torch.Generator().manual_seed(seed)
     basis = torch.linalg.qr(torch.randn(d, k, generator=g, dtype=F64))[0]
     offset = 3.0 * torch.randn(1, d, generator=g, dtype=F64) / math.sqrt(d)
-    return torch.randn(n, k, generator=g, dtype=F64) @ basis.T + offset
+    rows: Tensor = torch.randn(n, k, generator=g, dtype=F64) @ basis.T + offset
+    return rows
 
 
 # -- participation ratio ---------------------------------------------------------------
@@ -217,3 +219,111 @@ def test_prototype_inputs() -> None:
     with pytest.raises(TypeError, match="floating point"):
         prototype_usage(torch.ones(4, 3, dtype=torch.long))
     assert conditional_entropy(torch.full((2, 4), 0.25).half()).dtype == torch.float32
+
+
+# -- LiDAR -----------------------------------------------------------------------------
+def _lda_views(between: list[float], within: float, n: int, d: int) -> Tensor:
+    """Two views of n samples whose covariances are S_b = diag(between, 0, ...) and
+    S_w = within * I exactly (n (q - 1) = n for q = 2)."""
+    g = torch.Generator().manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=F64))[0]
+    # Centered means: columns orthogonal to the ones vector, scaled to S_b.
+    centered = basis[:, 1 : 1 + d] - basis[:, 1 : 1 + d].mean(dim=0)
+    centered = torch.linalg.qr(centered)[0]
+    scale = torch.zeros(d, dtype=F64)
+    scale[: len(between)] = torch.tensor(between, dtype=F64).sqrt()
+    means = math.sqrt(n - 1) * centered * scale + 3.0  # any offset
+    # Within: +w and -w around the mean, sum_i 2 w_i w_i^T / n = within * I.
+    offsets = torch.linalg.qr(torch.randn(n, d, generator=g, dtype=F64))[0]
+    offsets = math.sqrt(n * within / 2.0) * offsets
+    return torch.stack([means + offsets, means - offsets], dim=1)
+
+
+def _rankme(spectrum: list[float]) -> float:
+    total = sum(spectrum)
+    return math.exp(-sum(s / total * math.log(s / total) for s in spectrum if s > 0))
+
+
+@pytest.mark.parametrize("between", [[1.0, 1.0, 1.0], [4.0, 1.0, 1.0], [2.0] * 6])
+def test_lidar_closed_form(between: list[float]) -> None:
+    views = _lda_views(between, within=0.5, n=64, d=8)
+    means = views.mean(dim=1)
+    assert torch.allclose(
+        torch.cov(means.T),
+        torch.diag(torch.tensor(between + [0.0] * (8 - len(between)), dtype=F64)),
+        atol=1e-10,
+    )
+    # The spectrum is between / (within + delta): its RankMe, whatever delta.
+    expected = _rankme(between)
+    for delta in (1e-4, 0.3):
+        assert lidar(views, delta=delta, eps=0.0).item() == pytest.approx(
+            expected, rel=1e-10
+        )
+    # The default eps moves its logarithm by less than d * eps * (log(1 / eps) + 1).
+    assert lidar(views).item() == pytest.approx(expected, rel=8 * 1e-7 * 17.2)
+    assert lidar(views).item() != pytest.approx(expected, rel=1e-7)  # it does move
+
+
+def _lidar_scipy(views: Tensor, delta: float = 1e-4, eps: float = 1e-7) -> float:
+    """LiDAR from scipy's generalized symmetric eigenproblem S_b v = lambda S_w v."""
+    from scipy.linalg import eigh
+
+    n, q, d = views.shape
+    means = views.mean(dim=1)
+    s_b = torch.cov(means.T).reshape(d, d).numpy()
+    within = (views - means.unsqueeze(1)).reshape(-1, d)
+    s_w = (within.T @ within / (n * (q - 1))).numpy() + delta * np.eye(d)
+    spectrum = np.clip(eigh(s_b, s_w, eigvals_only=True), 0.0, None)
+    p = spectrum / spectrum.sum() + eps
+    return math.exp(float(entr(p).sum()))
+
+
+@pytest.mark.parametrize("n, q, d", [(40, 3, 6), (5, 2, 30), (3, 4, 13)])
+def test_lidar_against_the_generalized_eigenproblem(n: int, q: int, d: int) -> None:
+    """Also where d > n q, computed in the span of the views."""
+    g = torch.Generator().manual_seed(3)
+    scales = torch.logspace(0.5, -2, d, dtype=F64)
+    samples = torch.randn(n, 1, d, generator=g, dtype=F64) * scales
+    views = samples + 0.3 * torch.randn(n, q, d, generator=g, dtype=F64)
+    assert lidar(views).item() == pytest.approx(_lidar_scipy(views), rel=1e-8)
+    assert lidar(views, delta=0.1, eps=0.0).item() == pytest.approx(
+        _lidar_scipy(views, delta=0.1, eps=0.0), rel=1e-8
+    )
+    if n * (q - 1) <= d:
+        return  # S_w singular but for delta: no invariance below
+    # Affine invariance of LDA (exact as delta -> 0): an invertible map and a shift.
+    a = torch.randn(d, d, generator=g, dtype=F64) + 3.0 * torch.eye(d, dtype=F64)
+    assert lidar(views @ a + 1.0, delta=1e-12).item() == pytest.approx(
+        lidar(views, delta=1e-12).item(), rel=1e-6
+    )
+
+
+def test_lidar_of_coinciding_samples_and_views() -> None:
+    # Every sample the same: nothing tells them apart.
+    assert lidar(torch.ones(16, 2, 4, dtype=F64)).item() == pytest.approx(1.0, 1e-5)
+    assert lidar(torch.ones(16, 2, 4, dtype=F64), eps=0.0).item() == 1.0
+    # Views identical: S_w = delta I, LiDAR is the RankMe of the covariance's spectrum.
+    views = _lda_views([9.0, 1.0], within=0.0, n=32, d=4)
+    assert lidar(views, eps=0.0).item() == pytest.approx(_rankme([9.0, 1.0]), 1e-9)
+    half = lidar(views.float().half())
+    assert half.dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "views, kwargs, error, match",
+    [
+        (torch.zeros(8, 4), {}, ValueError, r"views must have shape \(n_samples"),
+        (torch.zeros(1, 2, 4), {}, ValueError, "n_samples >= 2"),
+        (torch.zeros(8, 1, 4), {}, ValueError, "n_views >= 2"),
+        (torch.zeros(8, 2, 4, dtype=torch.long), {}, TypeError, "views must be a"),
+        ([[[0.0]]], {}, TypeError, "views must be a torch.Tensor"),
+        (torch.full((8, 2, 4), math.nan), {}, ValueError, "views"),
+        (torch.zeros(8, 2, 4), {"delta": 0.0}, ValueError, "delta"),
+        (torch.zeros(8, 2, 4), {"eps": -1e-7}, ValueError, "eps"),
+    ],
+)
+def test_lidar_inputs(
+    views: Any, kwargs: Dict[str, Any], error: type, match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        lidar(views, **kwargs)

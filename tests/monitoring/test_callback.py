@@ -6,13 +6,15 @@ models record themselves, and step numbers computed from the cadence and patienc
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
+import logging
 import math
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import torch
@@ -41,7 +43,7 @@ from lightly_er.functional import (
 )
 from lightly_er.loss import ERDINOLoss, ERNTXentLoss
 from lightly_er.models.modules import ERDINOProjectionHead, ERSimCLRProjectionHead
-from lightly_er.monitoring import DEFAULT_RULES, EntropyMeter
+from lightly_er.monitoring import DEFAULT_RULES, AlarmRule, EntropyMeter
 from lightly_er.monitoring.callback import (
     CONVENTIONAL_HEADS,
     CollapseAlarm,
@@ -88,6 +90,26 @@ def _steps(monitor: EntropyMonitor, module: str) -> List[int]:
 
 def _logged(monitor: EntropyMonitor, module: str) -> Dict[Tuple[int, str], float]:
     return {(s, k): v for s, m, k, v in monitor.history if m == module}
+
+
+@contextlib.contextmanager
+def _info_lines() -> Iterator[List[str]]:
+    """The lines Lightning's rank-zero info log prints (rank_zero_info) meanwhile."""
+    lines: List[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    handler, level = Keep(logging.INFO), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 # -- toy models ------------------------------------------------------------------------
@@ -301,8 +323,15 @@ def test_collapse_raises_the_alarm_at_the_computed_step(tmp_path: Path) -> None:
     alarms = [w for w in record if issubclass(w.category, CollapseWarning)]
     assert len(alarms) == 1  # one alarm per streak
     message = str(alarms[0].message)
-    assert "'projection_head'" in message and f"global step {alarm_step}" in message
-    assert "dimension_score" in message and "3 consecutive checks" in message
+    # What the rule saw: module, step, metric, value, threshold; the rule is not
+    # validated; the backbone is not judged; no verdict of collapse.
+    value = f"{monitor.alarms[0].value:.4g}"
+    assert f"at global step {alarm_step}: student module 'projection_head'" in message
+    assert f"dimension_score = {value} < {SPHERE_RULE.threshold:g}" in message
+    assert "3 consecutive checks (every 2 steps)" in message
+    assert "This rule is not validated; see docs/monitoring.md." in message
+    assert "it does not judge the backbone's features" in message
+    assert "collapse" not in message.lower()
     assert len(monitor.alarms) == 1
     alarm = monitor.alarms[0]
     assert (alarm.step, alarm.module, alarm.metric, alarm.threshold) == (
@@ -345,7 +374,9 @@ def test_stop_ends_training_with_a_checkpoint(tmp_path: Path) -> None:
         every_n_steps=2, patience=2, on_collapse="stop", log_dir=tmp_path
     )
     trainer = _trainer(20, [monitor, checkpoint], enable_checkpointing=True)
-    with pytest.warns(CollapseWarning, match="stopping training"):
+    with pytest.warns(
+        CollapseWarning, match=r"Stopping training \(on_collapse='stop'\)"
+    ):
         trainer.fit(Collapsing(), _collapsing_data(20))
     # Flagged checks at 2 and 4: the alarm at 4; its batch completes, training ends.
     assert [a.step for a in monitor.alarms] == [4]
@@ -626,12 +657,13 @@ def test_a_dino_teacher_is_observed_as_the_loss_sees_it(criterion: str) -> None:
             centering=criterion == "er-centering",
         )
     # A center that is not zero from the first step on.
-    model.criterion.center.copy_(torch.randn(1, 1, 32))
+    loss: Any = model.criterion
+    loss.center.copy_(torch.randn(1, 1, 32))
     centers: Dict[int, Tensor] = {}
 
     class CenterBefore(Callback):
         def on_train_batch_start(self, trainer: Trainer, *args: Any) -> None:
-            centers[trainer.global_step] = model.criterion.center.reshape(-1).clone()
+            centers[trainer.global_step] = loss.center.reshape(-1).clone()
 
     monitor = EntropyMonitor(every_n_steps=1)
     _trainer(3, [CenterBefore(), monitor]).fit(model, _views_loader())
@@ -688,9 +720,16 @@ def test_watching_nothing_warns() -> None:
 
     assert "projector" not in CONVENTIONAL_HEADS
     monitor = EntropyMonitor(every_n_steps=1)
-    with pytest.warns(UserWarning, match="EntropyMonitor watches no module"):
+    with pytest.warns(UserWarning, match="EntropyMonitor watches no module") as record:
         _trainer(2, [monitor]).fit(Plain(), _collapsing_data(2))
     assert monitor.meters == {} and monitor.history == []
+    # The warning shows the fix, with the model's own module names; it works.
+    (message,) = [str(w.message) for w in record if "watches no" in str(w.message)]
+    fix = "EntropyMonitor(modules={'encoder': 'sphere', 'projector': 'sphere'})"
+    assert fix in message
+    fixed = EntropyMonitor(modules={"encoder": "sphere", "projector": "sphere"})
+    _trainer(2, [fixed]).fit(Plain(), _collapsing_data(2))
+    assert {m for _, m, _, _ in fixed.history} == {"encoder", "projector"}
 
 
 def test_named_modules_and_given_meters() -> None:
@@ -769,8 +808,15 @@ def test_no_log_dir_and_no_logger_writes_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monitor = EntropyMonitor(every_n_steps=1, patience=10)
-    with pytest.warns(UserWarning, match="EntropyMonitor has no log directory"):
+    with (
+        pytest.warns(
+            UserWarning,
+            match=r"no log directory .* pass EntropyMonitor\(log_dir='logs'\)",
+        ),
+        _info_lines() as lines,
+    ):
         _trainer(3, [monitor]).fit(Collapsing(), _collapsing_data(3))
+    assert not any("EntropyMonitor wrote" in line for line in lines)
     assert _steps(monitor, "projection_head") == [0, 1, 2]  # it did measure
     assert monitor.csv_path is None and monitor.png_path is None
     assert list(tmp_path.rglob("entropy_monitor*")) == []
@@ -780,7 +826,8 @@ def test_no_log_dir_and_no_logger_writes_nothing(
 def test_files_go_to_the_loggers_directory(tmp_path: Path) -> None:
     monitor = EntropyMonitor(every_n_steps=2, patience=10)
     logger = CSVLogger(tmp_path)
-    _trainer(4, [monitor], logger=logger).fit(Collapsing(), _collapsing_data(4))
+    with _info_lines() as lines:
+        _trainer(4, [monitor], logger=logger).fit(Collapsing(), _collapsing_data(4))
     directory = Path(logger.log_dir)
     assert directory == tmp_path / "lightning_logs" / "version_0"
     assert monitor.csv_path == directory / EntropyMonitor.CSV_NAME
@@ -793,9 +840,16 @@ def test_files_go_to_the_loggers_directory(tmp_path: Path) -> None:
     assert rows == monitor.history and len(rows) == 2 * 9
     assert monitor.png_path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert list(directory.glob(".entropy_monitor*")) == []
+    # One line names the files written, with their paths.
+    wrote = [line for line in lines if "EntropyMonitor wrote" in line]
+    assert wrote == [f"EntropyMonitor wrote {monitor.csv_path}, {monitor.png_path}"]
+    # The compact default: the alarm's metric and the entropy gap, nothing else.
     with open(directory / "metrics.csv", newline="") as f:
         header = next(csv.reader(f))
-    assert "entropy/projection_head/collapse_score" in header
+    assert {h for h in header if h.startswith("entropy/")} == {
+        "entropy/projection_head/dimension_score",
+        "entropy/projection_head/entropy_gap",
+    }
 
 
 def _tensorboard_scalars(directory: Path) -> Dict[str, List[Tuple[int, float]]]:
@@ -821,7 +875,7 @@ def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -
     torch.manual_seed(0)
     csv_logger = CSVLogger(tmp_path / "csv")
     tb_logger = TensorBoardLogger(tmp_path / "tb")
-    monitor = EntropyMonitor(every_n_steps=3)
+    monitor = EntropyMonitor(every_n_steps=3, metrics="all")
     trainer = _trainer(
         13, [monitor], logger=[csv_logger, tb_logger], log_every_n_steps=50
     )
@@ -831,7 +885,7 @@ def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -
     for step, module, metric, value in monitor.history:
         measured.setdefault(f"entropy/{module}/{metric}", {})[step] = value
     assert {s for values in measured.values() for s in values} == {0, 3, 6, 9, 12}
-    assert len(measured) == 10  # 10 metrics of the projection head, two views
+    assert len(measured) == 11  # 11 metrics of the projection head, two views
     with open(Path(csv_logger.log_dir) / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     for tag, values in measured.items():
@@ -850,6 +904,95 @@ def test_every_value_reaches_every_logger_at_its_measured_step(tmp_path: Path) -
             assert len(list(csv.DictReader(f))) == len(monitor.history)
 
 
+def _logger_series(logger: CSVLogger) -> set[str]:
+    with open(Path(logger.log_dir) / "metrics.csv", newline="") as f:
+        return {h for h in next(csv.reader(f)) if h.startswith("entropy/")}
+
+
+def test_compact_default_and_every_series_on_request(tmp_path: Path) -> None:
+    """An unmodified lightly BYOL, teachers included: by default two series per
+    watched module go to the logger; metrics="all" brings back every one; the
+    history (and CSV) keep every value either way."""
+
+    def fit(metrics: Any, name: str) -> Tuple[EntropyMonitor, set[str]]:
+        torch.manual_seed(0)
+        monitor = EntropyMonitor(every_n_steps=2, metrics=metrics)
+        logger = CSVLogger(tmp_path, name=name)
+        _trainer(4, [monitor], logger=logger).fit(BYOL(), _views_loader(seed=1))
+        return monitor, _logger_series(logger)
+
+    compact, compact_series = fit("compact", "compact")
+    modules = set(compact.roles)
+    assert len(modules) == 5 and "projection_head_momentum" in modules
+    assert compact_series == {
+        f"entropy/{m}/{k}" for m in modules for k in ("dimension_score", "entropy_gap")
+    }
+    full, full_series = fit("all", "all")
+    recorded = {f"entropy/{m}/{k}" for _, m, k, _ in full.history}
+    assert full_series == recorded and len(recorded) > 40
+    assert {(m, k) for _, m, k, _ in compact.history} == {
+        (m, k) for _, m, k, _ in full.history
+    }
+    assert full.metrics == "all" and compact.metrics == "compact"
+
+
+def test_a_list_of_metrics_and_the_criterion_terms(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Contrastive()
+    model.criterion = ERNTXentLoss(temperature=0.2)
+    monitor = EntropyMonitor(every_n_steps=1, metrics=["collapse_score", "criterion"])
+    logger = CSVLogger(tmp_path)
+    _trainer(2, [monitor], logger=logger).fit(model, _views_loader())
+    assert monitor.metrics == ("collapse_score", "criterion")
+    assert _logger_series(logger) == {
+        "entropy/projection_head/collapse_score",
+        "entropy/criterion/entropy",
+        "entropy/criterion/reconstruction",
+        "entropy/criterion/er",
+    }
+
+
+def test_a_validated_rule_says_so() -> None:
+    rule = AlarmRule("dimension_score", 0.25, "sphere", validated=True)
+    monitor = EntropyMonitor(every_n_steps=1, patience=1, rules=[rule])
+    with pytest.warns(CollapseWarning) as record:
+        _trainer(2, [monitor]).fit(Collapsing(), _collapsing_data(2))
+    (message,) = [str(w.message) for w in record if w.category is CollapseWarning]
+    assert "This rule is validated; docs/monitoring.md has its table." in message
+    assert "not validated" not in message
+    assert "for 1 check (every step)" in message
+
+
+def test_what_a_small_batch_cannot_measure_is_not_recorded() -> None:
+    torch.manual_seed(0)
+    monitor = EntropyMonitor(every_n_steps=1)
+    with pytest.warns(UserWarning, match="at least 4 rows for dimension_score"):
+        _trainer(2, [monitor]).fit(Contrastive(), _views_loader(batch_size=3))
+    metrics = {k for _, m, k, _ in monitor.history if m == "projection_head"}
+    assert {"entropy_gap", "lidar"} <= metrics
+    assert not metrics & {"dimension_score", "participation_ratio"}
+    assert all(math.isfinite(v) for *_, v in monitor.history)
+    assert _steps(monitor, "projection_head") == [0, 1]
+
+
+def test_an_output_the_meter_cannot_read_names_the_module() -> None:
+    class OneScore(Collapsing):
+        def __init__(self) -> None:
+            super().__init__()
+            self.projection_head = nn.Linear(8, 1)
+
+        def training_step(self, batch: List[Tensor], batch_idx: int) -> Tensor:
+            loss: Tensor = self.projection_head(batch[0]).pow(2).mean()
+            return loss
+
+    monitor = EntropyMonitor({"projection_head": "discrete"}, every_n_steps=1)
+    with pytest.raises(
+        ValueError,
+        match=r"could not measure the output of module 'projection_head'.*2 columns",
+    ):
+        _trainer(1, [monitor]).fit(OneScore(), _collapsing_data(1))
+
+
 def test_one_message_per_alarm(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -860,10 +1003,10 @@ def test_one_message_per_alarm(
     messages = [
         str(w.message) for w in record if issubclass(w.category, CollapseWarning)
     ]
-    assert len(messages) == 1
+    assert len(messages) == 1 and "EntropyMonitor alarm" in messages[0]
     # Not printed a second time through logging or on the console.
-    assert not any("representation collapse" in r.getMessage() for r in caplog.records)
-    assert "representation collapse" not in capsys.readouterr().out
+    assert not any("EntropyMonitor alarm" in r.getMessage() for r in caplog.records)
+    assert "EntropyMonitor alarm" not in capsys.readouterr().out
 
 
 def test_without_matplotlib_the_csv_is_written_and_the_plot_skipped(
@@ -891,10 +1034,15 @@ def test_a_failing_run_still_writes_its_csv(tmp_path: Path) -> None:
     monitor = EntropyMonitor(every_n_steps=2, log_dir=tmp_path / "out")
     with pytest.raises(RuntimeError, match="boom"), warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)
-        _trainer(10, [monitor]).fit(model, _collapsing_data(10))
-    with open(tmp_path / "out" / EntropyMonitor.CSV_NAME, newline="") as f:
+        with _info_lines() as lines:
+            _trainer(10, [monitor]).fit(model, _collapsing_data(10))
+    path = tmp_path / "out" / EntropyMonitor.CSV_NAME
+    with open(path, newline="") as f:
         steps = sorted({int(r["step"]) for r in csv.DictReader(f)})
     assert steps == [0, 2, 4]
+    assert [line for line in lines if "EntropyMonitor" in line] == [
+        f"EntropyMonitor wrote {path}"
+    ]
     assert not model.projection_head._forward_hooks
 
 
@@ -918,9 +1066,14 @@ def test_validation_after_fit_keeps_the_history(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"modules": {"head": "ball"}}, ValueError, "support of module 'head'"),
-        ({"modules": ["head"]}, TypeError, "mapping"),
-        ({"modules": {1: "sphere"}}, TypeError, "module names"),
+        ({"modules": {"head": "ball"}}, ValueError, r"modules\['head'\] must be"),
+        ({"modules": {"head": 1}}, TypeError, r"modules\['head'\] must be"),
+        ({"modules": ["head"]}, TypeError, "modules must be a mapping"),
+        ({"modules": {1: "sphere"}}, TypeError, "the keys of modules"),
+        ({"metrics": "everything"}, ValueError, "metrics must be 'compact', 'all'"),
+        ({"metrics": "entropy"}, ValueError, r"metrics=\['entropy'\]"),
+        ({"metrics": ["entropy", "bogus"]}, ValueError, "metrics lists 'bogus'"),
+        ({"metrics": 3}, TypeError, "metrics must be"),
         ({"every_n_steps": 0}, ValueError, "every_n_steps"),
         ({"every_n_steps": 2.0}, TypeError, "every_n_steps"),
         ({"patience": 0}, ValueError, "patience"),
@@ -954,7 +1107,9 @@ def test_estimator_follows_the_loss_unless_given() -> None:
 def test_an_er_head_named_with_another_support_is_refused() -> None:
     model = Contrastive(ERSimCLRProjectionHead(16, 32, 8))
     monitor = EntropyMonitor({"projection_head": "discrete"})
-    with pytest.raises(ValueError, match="'sphere' support; got 'discrete'"):
+    with pytest.raises(
+        ValueError, match=r"'sphere' support; got modules\['projection_head'\] = 'disc"
+    ):
         _trainer(1, [monitor]).fit(model, _views_loader())
 
 

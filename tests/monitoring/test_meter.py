@@ -12,8 +12,9 @@ import math
 import pickle
 import subprocess
 import sys
+import warnings
 from collections import Counter
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple, get_args
 
 import pytest
 import torch
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn.functional import normalize
 
 from lightly_er.functional import (
+    SphereEstimator,
     alignment,
     collapse_score,
     dimension_score,
@@ -33,6 +35,7 @@ from lightly_er.functional import (
     sphere_entropy,
     uniformity,
 )
+from lightly_er.functional._diagnostics import lidar
 from lightly_er.loss import (
     ERDINOLoss,
     ERLoss,
@@ -41,7 +44,13 @@ from lightly_er.loss import (
     ERSwaVLoss,
 )
 from lightly_er.monitoring import meter as meter_module
-from lightly_er.monitoring.meter import EntropyMeter
+from lightly_er.monitoring.meter import (
+    DISCRETE_METRICS,
+    SPHERE_METRICS,
+    EntropyMeter,
+    MetricName,
+)
+from lightly_er.utils.checks import SPHERE_ESTIMATORS
 
 F64 = torch.float64
 SPHERE_KEYS = {
@@ -137,6 +146,7 @@ def _expected_sphere(
         z2 = normalize(x2.double(), dim=1)
         expected["uniformity"] = 0.5 * (expected["uniformity"] + uniformity(z2).item())
         expected["alignment"] = alignment(z, z2).item()
+        expected["lidar"] = lidar(torch.stack([z, z2], dim=1)).item()
     return expected
 
 
@@ -156,7 +166,7 @@ def test_sphere_metrics_with_two_views(kappa: float, estimator: str) -> None:
     meter = EntropyMeter("sphere", kappa=kappa, estimator=estimator)  # type: ignore[arg-type]
     metrics = meter.update(x, x2)
     _assert_metrics(metrics, _expected_sphere(x, x2, kappa, estimator))
-    assert metrics is not None and set(metrics) == SPHERE_KEYS | {"alignment"}
+    assert metrics is not None and set(metrics) == SPHERE_KEYS | {"alignment", "lidar"}
     assert meter.latest == metrics and meter.num_updates == 1
 
 
@@ -293,16 +303,78 @@ def test_log_probabilities_are_what_the_metrics_read() -> None:
     p = torch.softmax(logits, dim=1)
     given = EntropyMeter("discrete", inputs="probabilities").log_probabilities(p)
     assert torch.allclose(given, p.log())
-    with pytest.raises(ValueError, match="discrete support"):
+    with pytest.raises(ValueError, match="support='discrete'"):
         EntropyMeter("sphere").log_probabilities(logits)
 
 
+def test_softmax_outputs_are_read_as_probabilities() -> None:
+    """Rows that are already probabilities, fed to the default meter (inputs
+    "auto"), give the metrics of the probabilities path, with one warning; read as
+    logits (what the default did before) they give another information."""
+    logits = torch.randn(64, 8, generator=torch.Generator().manual_seed(11))
+    p = torch.softmax(logits / 0.5, dim=1)
+    reference = EntropyMeter("discrete", inputs="probabilities").compute(p)
+    meter = EntropyMeter("discrete")
+    assert meter.inputs == "auto"
+    with pytest.warns(UserWarning, match="already probabilities") as record:
+        metrics = meter.update(p)
+    assert len(record) == 1
+    assert metrics == pytest.approx(reference, rel=1e-6, abs=1e-7)
+    _assert_metrics(metrics, _expected_discrete(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per meter
+        assert meter.update(p) == pytest.approx(reference, rel=1e-6, abs=1e-7)
+        assert torch.allclose(meter.log_probabilities(p), p.log(), atol=1e-6)
+        # Logits are not probabilities: no warning, the softmax at the temperature.
+        as_logits = meter.compute(logits)
+        forced = EntropyMeter("discrete", inputs="logits").compute(p)
+    assert as_logits == pytest.approx(
+        EntropyMeter("discrete", inputs="logits").compute(logits), rel=1e-6
+    )
+    # The quiet wrong answer the detection prevents: softmax(p / 0.1).
+    key = "normalized_mutual_information"
+    assert abs(forced[key] - reference[key]) > 0.05
+    p_wrong = torch.softmax(p.double() / 0.1, dim=1)
+    assert forced[key] == pytest.approx(_expected_discrete(p_wrong)[key], rel=1e-4)
+
+
+def test_estimators_in_the_docstring_are_those_the_code_accepts() -> None:
+    """The meter's docstring names every sphere estimator of the library, and the
+    meter accepts and runs each."""
+    names = get_args(SphereEstimator)
+    assert set(names) == set(SPHERE_ESTIMATORS) and len(names) == 5
+    doc = EntropyMeter.__doc__
+    assert doc is not None
+    section = doc[doc.index("        estimator:") : doc.index("        temperature:")]
+    for name in names:
+        assert f'``"{name}"``' in section, name
+    x = torch.randn(32, 6, generator=torch.Generator().manual_seed(2))
+    for name in names:
+        metrics = EntropyMeter(estimator=name).compute(x)
+        expected = sphere_entropy(normalize(x.double(), dim=1), 10.0, name).item()
+        assert metrics["entropy"] == pytest.approx(expected, rel=1e-4, abs=1e-4), name
+
+
+def test_metric_names_are_what_the_meter_returns() -> None:
+    assert set(get_args(MetricName)) == (
+        set(SPHERE_METRICS) | {"alignment", "lidar"} | set(DISCRETE_METRICS)
+    )
+    assert set(SPHERE_METRICS) == SPHERE_KEYS
+    assert set(DISCRETE_METRICS) == DISCRETE_KEYS
+    x, x2 = _views()
+    sphere = EntropyMeter()
+    assert tuple(sphere.compute(x)) == sphere.metric_names()
+    assert tuple(sphere.compute(x, x2)) == sphere.metric_names(second_views=True)
+    discrete = EntropyMeter("discrete")
+    assert tuple(discrete.compute(x)) == discrete.metric_names() == DISCRETE_METRICS
+
+
 def test_discrete_rejects_one_class_and_second_views() -> None:
-    with pytest.raises(ValueError, match=">= 2 classes"):
+    with pytest.raises(ValueError, match=r"x must have >= 2 columns \(classes\)"):
         EntropyMeter("discrete").update(torch.randn(8, 1))
     with pytest.raises(ValueError, match="sphere support"):
         EntropyMeter("discrete").update(torch.randn(8, 4), torch.randn(8, 4))
-    with pytest.raises(ValueError, match="probabilities"):
+    with pytest.raises(ValueError, match=r"x \(inputs='probabilities'\)"):
         EntropyMeter("discrete", inputs="probabilities").update(torch.randn(8, 4))
 
 
@@ -336,9 +408,9 @@ def test_running_averages() -> None:
     meter = EntropyMeter(momentum=0.75)
     values = [meter.update(b) for b in batches]
     for name in SPHERE_KEYS:
-        expected = values[0][name]  # type: ignore[index]
+        expected = values[0][name]
         for v in values[1:]:
-            expected = 0.75 * expected + 0.25 * v[name]  # type: ignore[index]
+            expected = 0.75 * expected + 0.25 * v[name]
         assert meter.running[name] == pytest.approx(expected, rel=1e-12), name
     # A metric that appears later starts its average at its first value.
     pair = meter.update(batches[0], batches[1])
@@ -350,17 +422,66 @@ def test_running_averages() -> None:
     assert fresh.running == last
 
 
-def test_small_and_non_finite_batches_are_skipped() -> None:
+def _all_nan(metrics: Dict[str, float], keys: Set[str]) -> bool:
+    return set(metrics) == keys and all(math.isnan(v) for v in metrics.values())
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_too_few_rows_say_not_measured_once(rows: int) -> None:
+    """0 or 1 rows: a dict with NaN for every key (a lookup does not fail), one
+    warning per meter, and the state unchanged."""
     meter = EntropyMeter()
-    assert meter.update(torch.randn(1, 8)) is None
-    assert meter.update(torch.randn(0, 8)) is None
+    with pytest.warns(UserWarning, match=f"at least 2 rows .* got {rows}") as record:
+        metrics = meter.update(torch.randn(rows, 8))
+    assert len(record) == 1
+    assert _all_nan(metrics, SPHERE_KEYS)
+    assert math.isnan(metrics["collapse_score"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: no second warning
+        again = meter.update(torch.randn(rows, 8), torch.randn(rows, 8))
+        flat = meter.compute(torch.randn(rows, 2, 4))  # flattened, 0 rows included
+    assert _all_nan(again, SPHERE_KEYS | {"alignment", "lidar"})
+    assert _all_nan(flat, SPHERE_KEYS)
+    assert (meter.num_updates, meter.latest, meter.running) == (0, {}, {})
+    discrete = EntropyMeter("discrete")
+    with pytest.warns(UserWarning, match="not measured"):
+        assert _all_nan(discrete.update(torch.randn(rows, 5)), DISCRETE_KEYS)
+    # A measurable batch afterwards is measured as usual.
+    assert math.isfinite(meter.update(torch.randn(4, 8))["dimension_score"])
+    assert meter.num_updates == 1
+
+
+def test_fewer_than_four_rows_leave_the_dimension_score_unmeasured() -> None:
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0))
+    meter = EntropyMeter()
+    with pytest.warns(UserWarning, match="at least 4 rows for dimension_score"):
+        metrics = meter.update(x)
+    assert set(metrics) == SPHERE_KEYS
+    unmeasured = {k for k, v in metrics.items() if math.isnan(v)}
+    assert unmeasured == {"dimension_score", "participation_ratio"}
+    z = normalize(x.double(), dim=1)
+    assert metrics["entropy"] == pytest.approx(sphere_entropy(z, 10.0).item(), 1e-5)
+    assert metrics["collapse_score"] == pytest.approx(
+        collapse_score(z).item(), abs=1e-5
+    )
+    assert metrics["effective_rank"] == pytest.approx(
+        effective_rank(z).item(), rel=1e-5
+    )
+    # The moving averages skip what was not measured.
+    assert set(meter.running) == SPHERE_KEYS - unmeasured
+    full = meter.update(torch.randn(8, 8))
+    assert meter.running["dimension_score"] == full["dimension_score"]
+
+
+def test_non_finite_batches_are_not_measured() -> None:
+    meter = EntropyMeter()
     with pytest.warns(UserWarning, match="NaN or Inf"):
-        assert meter.update(torch.full((4, 8), math.nan)) is None
+        assert _all_nan(meter.update(torch.full((4, 8), math.nan)), SPHERE_KEYS)
     x = torch.randn(4, 8)
     with pytest.warns(UserWarning, match="NaN or Inf"):
-        assert meter.update(x, torch.full((4, 8), math.inf)) is None
+        metrics = meter.update(x, torch.full((4, 8), math.inf))
+    assert _all_nan(metrics, SPHERE_KEYS | {"alignment", "lidar"})
     assert (meter.num_updates, meter.latest, meter.running) == (0, {}, {})
-    assert meter.update(torch.randn(2, 8)) is not None
 
 
 def test_inputs_are_cast_and_flattened() -> None:
@@ -432,7 +553,7 @@ def test_settings_and_repr() -> None:
         "EntropyMeter(support='sphere', kappa=4, estimator='plugin')"
     )
     assert repr(EntropyMeter("discrete", temperature=0.2)) == (
-        "EntropyMeter(support='discrete', inputs='logits', temperature=0.2)"
+        "EntropyMeter(support='discrete', inputs='auto', temperature=0.2)"
     )
 
 
@@ -470,13 +591,16 @@ def test_for_loss_keeps_the_estimator_and_overrides() -> None:
 
 
 def test_for_loss_of_an_unknown_criterion() -> None:
-    with pytest.raises(ValueError, match="no entropy settings are known for MSELoss"):
+    with pytest.raises(
+        ValueError, match="no entropy settings are known for criterion MSELoss"
+    ):
         EntropyMeter.for_loss(nn.MSELoss())
     meter = EntropyMeter.for_loss(nn.MSELoss(), support="discrete", temperature=0.3)
     assert (meter.support, meter.temperature) == ("discrete", 0.3)
 
 
 # -- gathering -------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:EntropyMeter needs at least 4 rows")
 def test_gather_distributed_measures_the_gathered_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -571,7 +695,10 @@ def test_the_package_exports() -> None:
         "CollapseWarning",
         "EntropyMeter",
         "EntropyMonitor",
+        "MetricName",
+        "MonitorMetric",
         "Support",
+        "entropy_settings",
     }
     with pytest.raises(AttributeError, match="has no attribute 'EntropyMonitr'"):
         monitoring.EntropyMonitr  # noqa: B018

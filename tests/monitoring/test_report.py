@@ -190,7 +190,29 @@ def test_report_exports() -> None:
         "logger_folders",
         "write_csv",
         "write_png",
+        "write_pngs",
+        "wrote_message",
     }
+
+
+def test_write_pngs_reports_what_it_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [tmp_path / "a" / "plot.png", tmp_path / "b" / "plot.png"]
+    for path in paths:
+        path.parent.mkdir()
+    written, missing = report.write_pngs(paths, _history())
+    assert (written, missing) == (paths, None)
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
+    # Nothing to plot: nothing written, nothing reported.
+    empty = [tmp_path / "a" / "empty.png"]
+    assert report.write_pngs(empty, [(0, "head", "std", 0.1)]) == ([], None)
+    assert not empty[0].exists()
+    # Without matplotlib: why, and no path.
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    written, missing = report.write_pngs([tmp_path / "c.png"], _history())
+    assert written == [] and missing is not None and "pip install matplotlib" in missing
+    assert report.wrote_message(paths) == f"EntropyMonitor wrote {paths[0]}, {paths[1]}"
 
 
 def test_logger_folders_are_distinct_and_local() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from lightly_er.monitoring import DEFAULT_RULES, AlarmRule
 from lightly_er.monitoring import rules as rules_module
-from lightly_er.monitoring.rules import AlarmTracker, Flag
+from lightly_er.monitoring.rules import AlarmTracker, Flag, alarm_message
 
 
 def test_default_rules_cover_every_family_and_role() -> None:
@@ -65,6 +65,39 @@ def test_the_first_flagging_rule_is_reported() -> None:
     assert tracker.check("a", "sphere", "student", {"m": 0.1, "r": 1.0}) is None
 
 
+def test_the_flag_carries_whether_its_rule_is_validated() -> None:
+    assert not any(rule.validated for rule in DEFAULT_RULES)  # none is, yet
+    tracker = AlarmTracker(
+        [AlarmRule("m", 0.5, "sphere", validated=True), AlarmRule("r", 2.0, "sphere")],
+        patience=1,
+    )
+    assert tracker.check("a", "sphere", "student", {"m": 0.1, "r": 9.0}) == Flag(
+        "m", 0.1, 0.5, True
+    )
+    assert tracker.check("b", "sphere", "student", {"m": 0.9, "r": 1.0}) == Flag(
+        "r", 1.0, 2.0, False
+    )
+
+
+@pytest.mark.parametrize("validated", [True, False])
+def test_the_alarm_message_says_what_the_rule_saw(validated: bool) -> None:
+    flag = Flag("normalized_mutual_information", 0.0123456, 0.05, validated)
+    message = alarm_message(flag, "teacher_head", "teacher", 700, 3, 50)
+    assert message.startswith(
+        "EntropyMonitor alarm at global step 700: teacher module 'teacher_head' "
+        "read normalized_mutual_information = 0.01235 < 0.05 (the rule's "
+        "threshold) for 3 consecutive checks (every 50 steps). "
+    )
+    verdict = (
+        "This rule is validated;"
+        if validated
+        else "This rule is not validated; see docs/monitoring.md."
+    )
+    assert verdict in message
+    assert "does not judge the backbone" in message
+    assert "collapse" not in message.lower()
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -84,6 +117,11 @@ def test_the_first_flagging_rule_is_reported() -> None:
             {"metric": "m", "threshold": 0.1, "support": "sphere", "roles": ("ema",)},
             ValueError,
             "roles",
+        ),
+        (
+            {"metric": "m", "threshold": 0.1, "support": "sphere", "validated": 1},
+            TypeError,
+            "validated must be a bool",
         ),
     ],
 )

@@ -196,7 +196,7 @@ def test_entropy_meter_defaults(
     assert meter.support == support
     assert (meter.kappa, meter.temperature) == (None, None)
     assert meter.effective_kappa == 10.0 and meter.effective_temperature == 0.1
-    assert meter.estimator == "plugin" and meter.inputs == "logits"
+    assert meter.estimator == "plugin" and meter.inputs == "auto"
     assert meter.num_updates == 0
     assert "entropy_meter" not in dict(head.named_children())
 
