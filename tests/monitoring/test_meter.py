@@ -699,6 +699,7 @@ def test_the_package_exports() -> None:
         "MonitorMetric",
         "Support",
         "entropy_settings",
+        "resolve_kappa",
     }
     with pytest.raises(AttributeError, match="has no attribute 'EntropyMonitr'"):
         monitoring.EntropyMonitr  # noqa: B018
