@@ -52,14 +52,17 @@ FILES: Tuple[Row, ...] = (
     Row("lightly_er/functional/_sphere.py", f"{_FUNCTIONAL}/_sphere.py", "utils"),
     Row("lightly_er/utils/checks.py", "lightly/utils/er_checks.py", "utils"),
     Row("lightly_er/utils/dist.py", "lightly/utils/er_dist.py", "utils"),
+    Row("lightly_er/utils/compat.py", "lightly/utils/er_compat.py", "utils"),
     # The losses: one module per lightly loss, exported from lightly.loss.
     Row(
         "lightly_er/loss/_kappa.py",
         "lightly/loss/_er_kappa.py",
         "loss",
-        ("default_kappa", "entropy_settings", "resolve_kappa"),
     ),
     Row("lightly_er/experimental/_memory.py", "lightly/loss/_er_memory.py", "loss"),
+    Row(
+        "lightly_er/experimental/estimator.py", "lightly/loss/_er_estimator.py", "loss"
+    ),
     Row(
         "lightly_er/experimental/_learnable_kappa.py",
         "lightly/loss/_er_learnable_kappa.py",
@@ -98,6 +101,11 @@ FILES: Tuple[Row, ...] = (
     ),
     # The meter: plain PyTorch (the Lightning callback stays in lightly-er).
     Row("lightly_er/monitoring/meter.py", "lightly/utils/entropy_meter.py", "meter"),
+    Row(
+        "lightly_er/monitoring/_names.py",
+        "lightly/utils/_entropy_meter_names.py",
+        "meter",
+    ),
     # Tests, written in lightly's style (classes, reference implementations).
     *(
         Row(f"upstream/files/{path}", path, "tests")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, fields, replace
-from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Union, get_args
+from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Union
 
 from lightly_er.functional._checks import SphereEstimator
 from lightly_er.utils.checks import (
@@ -24,6 +24,7 @@ from lightly_er.utils.checks import (
 )
 
 ValidateMode = Literal["first", "always", "never"]
+VALIDATE_MODES = ("first", "always", "never")
 
 _KERNEL_ESTIMATORS = ("plugin", "joe", "renyi2")
 
@@ -112,11 +113,11 @@ class EntropyEstimator:
                     "memory_size must be an int or a (rows, dim) pair, got "
                     f"{self.memory_size!r}"
                 )
-            for value, part in zip(self.memory_size, ("rows", "dim"), strict=True):
-                check_int(value, f"memory_size ({part})", 1)
+            check_int(self.memory_size[0], "memory_size (rows)", 1)
+            check_int(self.memory_size[1], "memory_size (dim)", 1)
         else:
             check_int(self.memory_size, "memory_size", 0)
-        check_choice(self.validate, "validate", get_args(ValidateMode))
+        check_choice(self.validate, "validate", VALIDATE_MODES)
 
     @property
     def memory_rows(self) -> int:
@@ -130,7 +131,7 @@ class EntropyEstimator:
         return self == EntropyEstimator()
 
 
-# Keyword arguments of lightly-er 0.1 that this object replaced, and its fields.
+# The loss keywords that this object replaced (deprecated), and its fields.
 _LEGACY_KEYWORDS = {
     "leave_one_out": "leave_one_out",
     "density_kappa": "density_kappa",
@@ -188,7 +189,7 @@ def resolve_estimator(
         estimator = EntropyEstimator(name=default_name)
     elif not isinstance(estimator, EntropyEstimator):
         raise TypeError(
-            "estimator must be an EntropyEstimator (lightly_er.experimental) or "
+            "estimator must be a lightly_er.experimental.EntropyEstimator or "
             f"None, got {type(estimator).__name__}"
         )
     if old:
@@ -201,8 +202,8 @@ def resolve_estimator(
         )
         warnings.warn(
             f"{owner}: {names} are deprecated and will be removed in the next "
-            "release; pass estimator=EntropyEstimator(...) from "
-            "lightly_er.experimental instead",
+            "release; pass "
+            "estimator=lightly_er.experimental.EntropyEstimator(...) instead",
             DeprecationWarning,
             stacklevel=3,
         )

@@ -1,7 +1,6 @@
 """The names of the meter's options and metrics: no torch, no Lightning.
 
-Private: :mod:`lightly_er.monitoring.meter` and :mod:`lightly_er.monitoring` export
-them.
+Private: :mod:`lightly_er.monitoring.meter` exports them.
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ MetricName = Literal[
     "normalized_mutual_information",
     "prototype_usage",
 ]
-"""Every metric :class:`lightly_er.monitoring.EntropyMeter` returns, of either support."""
+"""Every metric the entropy meter returns, of either support."""
 
 SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 DISCRETE_INPUTS: Tuple[str, ...] = ("auto", "logits", "probabilities")

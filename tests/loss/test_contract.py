@@ -332,3 +332,11 @@ def test_the_discrete_losses_refuse_sphere_options() -> None:
         ERSwaVLoss(estimator=EntropyEstimator(name="knn"))
     with pytest.raises(ValueError, match="memory_size"):
         ERMSNLoss(estimator=EntropyEstimator(memory_size=(4, 2)))
+
+
+def test_the_validate_modes_are_the_literals() -> None:
+    from typing import get_args
+
+    from lightly_er.experimental.estimator import VALIDATE_MODES, ValidateMode
+
+    assert get_args(ValidateMode) == VALIDATE_MODES

@@ -312,13 +312,13 @@ def test_unmapped_import_names_the_manifest(tmp_path: Path) -> None:
 
 
 def test_americanize_keeps_identifiers_and_capitals() -> None:
-    text = "Normalizes the centered rows; see num_centres and .normalise(x)."
+    text = "Normalises the centred rows; see num_centres and .normalise(x)."
     assert spelling.americanize(text) == (
         "Normalizes the centered rows; see num_centres and .normalise(x)."
     )
-    assert spelling.british_words("the behavior of the optimizer") == [
-        "behavior",
-        "optimizer",
+    assert spelling.british_words("the behaviour of the optimiser") == [
+        "behaviour",
+        "optimiser",
     ]
     assert spelling.british_words("a flavour of string and docstring") == ["flavour"]
 

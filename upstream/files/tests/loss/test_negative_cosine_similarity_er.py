@@ -43,13 +43,16 @@ class TestERNegativeCosineSimilarity:
     @pytest.mark.parametrize("entropy_weight", [0.0, 1.0])
     def test_equal_to_reference(self, kappa: float, entropy_weight: float) -> None:
         p, z = _prediction_and_target(seed=0)
-        criterion = ERNegativeCosineSimilarity(
-            kappa=kappa, entropy_weight=entropy_weight
+        byol = ERNegativeCosineSimilarity(
+            kappa=kappa, entropy_weight=entropy_weight, prediction="x0"
+        )
+        simsiam = ERNegativeCosineSimilarity(
+            kappa=kappa, entropy_weight=entropy_weight, prediction="x1"
         )
         expected = _reference_loss(p.detach(), z, kappa, entropy_weight)
         # BYOL calls criterion(p, z), SimSiam criterion(z, p): the same loss.
-        assert criterion(p, z).item() == pytest.approx(expected.item(), rel=1e-9)
-        assert criterion(z, p).item() == pytest.approx(expected.item(), rel=1e-9)
+        assert byol(p, z).item() == pytest.approx(expected.item(), rel=1e-9)
+        assert simsiam(z, p).item() == pytest.approx(expected.item(), rel=1e-9)
 
     def test_zero_entropy_weight_has_the_parents_gradient(self) -> None:
         # The loss is divided by kappa: the reconstruction's gradient is the cosine's.
@@ -61,6 +64,12 @@ class TestERNegativeCosineSimilarity:
         NegativeCosineSimilarity()(p, z).backward()
         torch.testing.assert_close(grad_er, p.grad)
 
-    def test_feature_maps_raise(self) -> None:
-        with pytest.raises(ValueError, match="dim"):
-            ERNegativeCosineSimilarity(dim=2)
+    def test_feature_maps_have_the_parents_gradient_at_weight_zero(self) -> None:
+        x0 = torch.randn(4, 6, 3, 2, requires_grad=True)
+        x1 = torch.randn(4, 6, 3, 2)
+        ERNegativeCosineSimilarity(entropy_weight=0.0)(x0, x1).backward()
+        assert x0.grad is not None
+        grad_er = x0.grad.clone()
+        x0.grad = None
+        NegativeCosineSimilarity()(x0, x1).backward()
+        torch.testing.assert_close(grad_er, x0.grad)

@@ -45,9 +45,11 @@ class TestEntropyMeter:
         assert meter.running["collapse_score"] == pytest.approx(expected)
         assert meter.num_updates == 2
 
-    def test_single_sample_is_skipped(self) -> None:
+    def test_single_sample_is_not_measured(self) -> None:
         meter = EntropyMeter("sphere")
-        assert meter.update(torch.randn(1, 4)) is None
+        with pytest.warns(UserWarning):
+            values = meter.update(torch.randn(1, 4))
+        assert values and all(math.isnan(v) for v in values.values())
         assert meter.num_updates == 0
 
     def test_for_loss_uses_the_loss_kappa(self) -> None:
