@@ -18,7 +18,8 @@ from torch.nn.functional import normalize
 
 from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import knn_sphere_entropy, sphere_entropy
-from lightly_er.loss import ERKoLeoLoss, entropy_settings
+from lightly_er.loss import ERKoLeoLoss
+from lightly_er.monitoring import entropy_settings
 from tests.loss.dist_harness import run_distributed_and_single
 
 F64 = torch.float64

@@ -9,7 +9,6 @@ constructor and forward keep the parent's signature.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 
 import numpy as np
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 
 from lightly_er.experimental import EntropyEstimator
 from lightly_er.functional import discrete_entropy
-from lightly_er.loss import ERMSNLoss, entropy_settings
+from lightly_er.loss import ERMSNLoss
 from tests.loss.dist_harness import run_distributed_and_single
 
 F64 = torch.float64

@@ -7,8 +7,6 @@ computation; the constructor and forward keep PMSNLoss's signature.
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
