@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:
-    from lightly_er import functional, loss, models, monitoring, utils
+    from lightly_er import experimental, functional, loss, models, monitoring, utils
     from lightly_er.functional import (
         alignment,
         collapse_score,
@@ -52,15 +52,12 @@ if TYPE_CHECKING:
         ERSwaVPrototypes,
     )
     from lightly_er.monitoring import EntropyMeter
-    from lightly_er.monitoring.callback import (
-        CollapseAlarm,
-        CollapseWarning,
-        EntropyMonitor,
-    )
+    from lightly_er.monitoring.callback import EntropyMonitor
+    from lightly_er.monitoring.rules import CollapseAlarm, CollapseWarning
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("functional", "loss", "models", "monitoring", "utils")
+_SUBMODULES = ("experimental", "functional", "loss", "models", "monitoring", "utils")
 # Where each re-exported name lives. The Lightning callback loads Lightning: only
 # when it is asked for.
 _HOMES: Dict[str, str] = {
@@ -94,8 +91,8 @@ _HOMES: Dict[str, str] = {
     "ERSwaVProjectionHead": "lightly_er.models",
     "ERSwaVPrototypes": "lightly_er.models",
     "EntropyMeter": "lightly_er.monitoring",
-    "CollapseAlarm": "lightly_er.monitoring.callback",
-    "CollapseWarning": "lightly_er.monitoring.callback",
+    "CollapseAlarm": "lightly_er.monitoring.rules",
+    "CollapseWarning": "lightly_er.monitoring.rules",
     "EntropyMonitor": "lightly_er.monitoring.callback",
 }
 
@@ -114,6 +111,7 @@ def __dir__() -> List[str]:
 
 __all__ = [
     "__version__",
+    "experimental",
     "functional",
     "loss",
     "models",
