@@ -43,6 +43,7 @@ ARMS: Dict[str, Arm] = {
         Arm("byol", "byol", W01, 0.99, "intact (w = 0: lightly's BYOL)"),
         Arm("byol-nopred", "byol", W01, 0.99, "no predictor"),
         Arm("byol-ema0", "byol", W01, 0.0, "EMA 0"),
+        Arm("byol-nopred-ema0", "byol", W01, 0.0, "no predictor, EMA 0 (rescue study)"),
         Arm(
             "byol-unif",
             "byol",
@@ -149,6 +150,9 @@ class StudyConfig:
         learn_margin: "learned" at least untrained + this (0.02).
         noninferiority_margin: δ of H-cost and H-replace (0.02).
         alpha: Family-wise error rate of each Holm family (0.05).
+        knn_every: kNN only at the snapshots whose step is a multiple of this (and
+            at the last); NaN at the others. None (the mechanism study): at every
+            snapshot.
     """
 
     name: str
@@ -173,6 +177,7 @@ class StudyConfig:
     learn_margin: float = 0.02
     noninferiority_margin: float = 0.02
     alpha: float = 0.05
+    knn_every: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.steps < self.evaluations or self.evaluations < 1:
@@ -182,6 +187,8 @@ class StudyConfig:
             )
         if self.batch * self.steps % self.small_batch:
             raise ValueError("small_batch must divide batch * steps")
+        if self.knn_every is not None and self.knn_every < 1:
+            raise ValueError(f"knn_every must be >= 1, got {self.knn_every}")
 
     @property
     def large_steps(self) -> int:
@@ -195,7 +202,10 @@ class StudyConfig:
         return self.steps * self.batch // self.small_batch
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        settings = dataclasses.asdict(self)
+        if self.knn_every is None:  # as the mechanism study's study.json has it
+            del settings["knn_every"]
+        return settings
 
 
 MECHANISM_STEPS: Optional[int] = 1000
@@ -237,13 +247,19 @@ def preset(name: str, steps: Optional[int] = None) -> StudyConfig:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of the study."""
+    """One training run of the study.
+
+    ``term`` names a comparator term added to the arm's loss
+    (:mod:`benchmarks.studies.mechanism.terms`; the rescue study's arms), None for
+    none (every arm of the mechanism study).
+    """
 
     arm: str
     weight: Optional[float]
     batch: int
     steps: int
     seed: int
+    term: Optional[str] = None
 
     @property
     def method(self) -> str:
@@ -255,9 +271,11 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        """``<arm>_w<0|1>_b<batch>_s<steps>_seed<seed>`` (no ``_w`` without a weight)."""
+        """``<arm>_w<0|1>_b<batch>_s<steps>_seed<seed>`` (no ``_w`` without a weight;
+        ``_w0+<term>`` with a comparator term)."""
         w = "" if self.weight is None else f"_w{self.weight:g}"
-        return f"{self.arm}{w}_b{self.batch}_s{self.steps}_seed{self.seed}"
+        term = "" if self.term is None else f"+{self.term}"
+        return f"{self.arm}{w}{term}_b{self.batch}_s{self.steps}_seed{self.seed}"
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

@@ -113,7 +113,10 @@ def load_run(path: Path) -> Dict[str, np.ndarray]:
 def index_entry(record: Mapping[str, Any]) -> Dict[str, Any]:
     """A run's entry of index.json, from its run record."""
     spec = record["spec"]
+    # A comparator term (the rescue study's arms) is named; other runs are as before.
+    term = {} if spec.get("term") is None else {"term": spec["term"]}
     return {
+        **term,
         "run_id": record["run_id"],
         "file": f"{record['run_id']}.npz",
         "arm": spec["arm"],

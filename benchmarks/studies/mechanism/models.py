@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from benchmarks.cifar.methods import BYOL, DINO, SimCLR, SimSiam, SSLMethod, SwAV
+from benchmarks.studies.mechanism import terms
 from benchmarks.studies.mechanism.config import ARMS, RunSpec
 from lightly_er.functional import uniformity
 from lightly_er.loss import ERNegativeCosineSimilarity
@@ -122,9 +123,11 @@ def model_recipe(
     arm = ARMS[arm_id]
     er: Dict[str, Any] = {} if weight is None else {"entropy_weight": float(weight)}
     if arm.method == "byol":
-        cls = {"byol-nopred": BYOLNoPredictor, "byol-unif": BYOLUniformity}.get(
-            arm_id, BYOL
-        )
+        cls = {
+            "byol-nopred": BYOLNoPredictor,
+            "byol-nopred-ema0": BYOLNoPredictor,
+            "byol-unif": BYOLUniformity,
+        }.get(arm_id, BYOL)
         return cls, "er", er or {"entropy_weight": 0.0}
     if arm.method == "simsiam":
         cls = SimSiamNoStopGradient if arm_id == "simsiam-nosg" else SimSiam
@@ -146,7 +149,9 @@ def build_model(spec: RunSpec, num_classes: int = 10) -> SSLMethod:
     """The run's model: the seed's backbone first, then the arm's module.
 
     The cosine schedule of ``configure_optimizers`` runs over the run's own steps
-    (``max_epochs = steps``; the loop steps it every step).
+    (``max_epochs = steps``; the loop steps it every step). A spec with a ``term``
+    gets that comparator term hooked to its head (:func:`terms.attach_term`), after
+    the model is built, so that its weights are those of the arm without it.
     """
     backbone = build_backbone(spec.seed)
     cls, objective, er_kwargs = model_recipe(spec.arm, spec.weight)
@@ -162,6 +167,8 @@ def build_model(spec: RunSpec, num_classes: int = 10) -> SSLMethod:
         ema=0.99 if ema is None else ema,
         er_kwargs=er_kwargs or None,
     )
+    if spec.term is not None:
+        terms.attach_term(model, spec.term)
     return model.to(memory_format=torch.channels_last)
 
 
@@ -211,8 +218,11 @@ def optimiser(model: SSLMethod) -> Tuple[Optimizer, LRScheduler]:
 
 
 def training_loss(model: SSLMethod, views: List[Tensor], step: int) -> Tensor:
-    """The method's ``training_step`` on one batch of views."""
-    return cast(Tensor, model.training_step((views, None, None), step))
+    """The method's ``training_step`` on one batch of views, plus its comparator
+    term where the run has one (:func:`terms.pop_term_loss`)."""
+    loss = cast(Tensor, model.training_step((views, None, None), step))
+    term = terms.pop_term_loss(model)
+    return loss if term is None else loss + term
 
 
 def loss_description(model: SSLMethod) -> Dict[str, Any]:
@@ -231,7 +241,11 @@ def loss_description(model: SSLMethod) -> Dict[str, Any]:
 
     is_dino = isinstance(model, DINO)
     is_swav = isinstance(model, SwAV)
+    term = getattr(model, "rescue_term", None)
+    # Only runs with a comparator term carry its keys (the mechanism's are as before).
+    extra = {} if term is None else {"term": term.name, "term_weight": term.weight}
     return {
+        **extra,
         "class": type(c).__name__,
         "entropy_weight": number("entropy_weight"),
         "student_temp": number("student_temp") if is_dino else None,

@@ -98,6 +98,9 @@ class Env:
     """The parent's pid; a worker stops when its parent is gone (killed)."""
     stop_after: Optional[int] = None
     """Tests: raise :class:`Interrupted` after this many steps of a run."""
+    record_extra: Optional[Dict[str, Any]] = None
+    """Fields added to every run record this process writes (e.g. the rescue
+    study's ``code``: commit, dirty flag, versions); None adds nothing."""
     _data: Optional[GreyData] = field(default=None, repr=False)
     _eval: Optional[EvalData] = field(default=None, repr=False)
 
@@ -293,6 +296,8 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
                     f"{run_id}: step-0 backbone differs from the seed's untrained network"
                 )
             knn, probe = base["knn"], base["probe"]
+        elif c.knn_every is not None and step % c.knn_every and step != spec.steps:
+            knn, probe = math.nan, math.nan  # a snapshot without kNN
         else:
             last = step == spec.steps
             knn, probe = evaluate(
@@ -377,7 +382,7 @@ def _finish(
         "untrained_knn": base["knn"],
         "untrained_probe": base["probe"],
         "final_knn": final,
-        "best_knn": max(evals["knn_top1"]),
+        "best_knn": max(v for v in evals["knn_top1"] if not math.isnan(v)),
         "final_probe": state["final_probe"],
         "gain": final - base["knn"],
         "label": label_of(final, base["knn"], c.collapse_margin, c.learn_margin),
@@ -392,6 +397,7 @@ def _finish(
         "loss": loss,
         "versions": versions(),
         "timing": state["timing"],
+        **(env.record_extra or {}),
     }
     write_atomic(
         record_path(log_dir, run_id), json.dumps(no_nan(record), indent=1) + "\n"

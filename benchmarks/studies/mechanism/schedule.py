@@ -83,10 +83,17 @@ def is_done(task: Task, log_dir: Path, config: StudyConfig) -> bool:
 _ENV: Optional[Env] = None
 
 
-def _init_worker(config: StudyConfig, log_dir: Path, data_dir: Optional[Path]) -> None:
+def _init_worker(
+    config: StudyConfig,
+    log_dir: Path,
+    data_dir: Optional[Path],
+    record_extra: Optional[Dict[str, Any]] = None,
+) -> None:
     global _ENV
     setup_process()
-    _ENV = Env(config, log_dir, data_dir, parent=os.getppid())
+    _ENV = Env(
+        config, log_dir, data_dir, parent=os.getppid(), record_extra=record_extra
+    )
 
 
 def _work(task: Task) -> Dict[str, Any]:
@@ -189,11 +196,13 @@ def execute(
     on_run_done: Optional[Callable[[], None]] = None,
     out: Optional[TextIO] = None,
     env: Optional[Env] = None,
+    record_extra: Optional[Dict[str, Any]] = None,
 ) -> List[str]:
     """Does the unfinished tasks in order; returns the keys of failed tasks.
 
     ``workers`` <= 1 runs them in this process (``env`` may then be given, e.g.
     with a test's interruption hook); otherwise on that many spawned processes.
+    ``record_extra`` is added to every run record (:attr:`Env.record_extra`).
     """
     out = out if out is not None else sys.stdout
     done = [t for t in tasks if is_done(t, log_dir, config)]
@@ -216,7 +225,7 @@ def execute(
         return any(d in failed_keys for d in task.depends)
 
     if workers <= 1:
-        local = env or Env(config, log_dir, data_dir)
+        local = env or Env(config, log_dir, data_dir, record_extra=record_extra)
         setup_process()
         for task in pending:
             if blocked(task):
@@ -237,7 +246,7 @@ def execute(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(config, log_dir, data_dir),
+        initargs=(config, log_dir, data_dir, record_extra),
     ) as pool:
         while pending or in_flight:
             for task in list(pending):

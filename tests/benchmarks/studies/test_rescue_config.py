@@ -1,0 +1,136 @@
+"""The rescue study's plan, its run records' code provenance, and the resume rule."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks.studies.mechanism.config import ARMS, RunSpec
+from benchmarks.studies.rescue import config, provenance
+from benchmarks.studies.rescue.config import preset, spec_of
+
+
+def test_registered_plan_counts_seeds_and_order() -> None:
+    cfg = preset("rescue")
+    runs = config.run_specs(cfg)
+    primary = 2 * 6 * 10
+    intact = len(cfg.intact) * 6 * len(cfg.intact_seeds)
+    secondary = len(cfg.secondary) * 6 * len(cfg.secondary_seeds)
+    assert len(runs) == primary + intact + secondary == 120 + 48
+    assert secondary == 0 and cfg.intact == ("byol", "dino")
+    follow_up = config.run_specs(preset("secondary"))
+    assert len(follow_up) == 3 * 6 * 4 + 6 * 4
+    assert {r.arm for r in follow_up} == {
+        "byol-nopred", "swav-nosinkhorn", "dino-nocenter", "swav"
+    }  # fmt: skip
+    assert len({r.run_id for r in runs}) == len(runs)
+    seeds = {r.seed for r in runs}
+    assert not seeds & set(range(5))  # fresh: not the mechanism study's 0-4
+    assert not seeds & set(cfg.pilot_seeds)
+    assert set(cfg.primary_seeds) == set(range(100, 110))
+    # primary first, seed by seed, every treatment of both removals per seed
+    assert [r.arm for r in runs[:primary]] == (
+        ["dino-ema0"] * 6 + ["byol-nopred-ema0"] * 6
+    ) * 10
+    assert [r.seed for r in runs[:primary:12]] == list(range(100, 110))
+    tasks = config.all_tasks(cfg)
+    seen: set[str] = set()
+    for task in tasks:  # every run's stream and untrained evaluation come first
+        assert set(task.depends) <= seen
+        seen.add(task.key)
+    streams = [t for t in tasks if t.kind == "stream"]
+    assert len(streams) == len({t.key for t in streams})
+
+
+def test_treatments_are_weight_and_term() -> None:
+    engine = preset("rescue").engine
+    assert engine.steps == 1000 and engine.evaluations == 20 and engine.knn_every == 100
+    assert spec_of("dino-ema0", "none", 100, engine) == RunSpec(
+        "dino-ema0", 0.0, 128, 1000, 100
+    )
+    assert spec_of("dino-ema0", "entropy", 100, engine).weight == 1.0
+    koleo = spec_of("byol-nopred-ema0", "koleo", 103, engine)
+    assert (koleo.weight, koleo.term) == (0.0, "koleo")
+    assert koleo.run_id == "byol-nopred-ema0_w0+koleo_b128_s1000_seed103"
+    assert config.treatment_of(0.0, "vicreg") == "vicreg"
+    assert config.treatment_of(1.0, None) == "entropy"
+    assert config.treatment_of(0.0, None) == "none"
+    assert ARMS["byol-nopred-ema0"].ema == 0.0
+    with pytest.raises(ValueError, match="treatment"):
+        spec_of("dino-ema0", "dropout", 100, engine)
+
+
+def test_timing_configs_start_with_the_intact_arm() -> None:
+    cfg = preset("rescue")
+    dino = config.timing_configs(cfg, "dino")
+    assert dino[0] == ("dino", "none")
+    assert (
+        len(dino)
+        == len(set(dino))
+        == 6 * (1 + sum(ARMS[r].method == "dino" for r in cfg.removals))
+    )
+    assert ("dino-ema0", "sigreg") in dino
+
+
+def test_pilot_seeds_must_not_be_study_seeds() -> None:
+    cfg = preset("smoke")
+    with pytest.raises(ValueError, match="pilot"):
+        config.RescueConfig("x", cfg.engine, (900,), (), (), (), ())
+
+
+# ---------------------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------------------
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
+
+
+@pytest.fixture()
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    git(root, "config", "user.email", "t@example.com")
+    git(root, "config", "user.name", "t")
+    (root / "a.py").write_text("x = 1\n")
+    git(root, "add", "a.py")
+    git(root, "commit", "-q", "-m", "one")
+    return root
+
+
+def test_code_state_names_the_commit_and_the_dirty_tree(repo: Path) -> None:
+    clean = provenance.code_state(repo)
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    )
+    assert clean["commit"] == head.stdout.strip()
+    assert clean["dirty"] is False and clean["diff_sha256"] is None
+    assert set(clean["versions"]) == {"torch", "lightly", "lightly_er", "python"}
+    (repo / "a.py").write_text("x = 2\n")
+    dirty = provenance.code_state(repo)
+    assert dirty["dirty"] is True and dirty["diff_sha256"]
+    (repo / "a.py").write_text("x = 3\n")
+    assert provenance.code_state(repo)["diff_sha256"] != dirty["diff_sha256"]
+    assert not provenance.same_code(clean, dirty)
+
+
+def test_resume_refuses_a_code_change_unless_allowed(
+    repo: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    first = provenance.code_state(repo)
+    provenance.check_code(log, first)
+    provenance.check_code(log, first)  # the same code resumes
+    (repo / "a.py").write_text("x = 2\n")
+    git(repo, "commit", "-q", "-am", "two")
+    second = provenance.code_state(repo)
+    with pytest.raises(provenance.CodeChanged, match="--allow-code-change"):
+        provenance.check_code(log, second)
+    invocations = provenance.check_code(log, second, allow_change=True)
+    assert [i["commit"] for i in invocations] == [first["commit"]] * 2 + [
+        second["commit"]
+    ]
+    provenance.check_code(log, second)  # from now on, the new code resumes
