@@ -1,15 +1,13 @@
-"""The command-line options of a CIFAR-10 sweep, shared by the scripts that run one.
+"""The command-line options of a CIFAR-10 sweep (``benchmarks/cifar10.py``).
 
-``benchmarks/cifar10.py`` and the studies built on the sweep
-(``benchmarks/studies/stability.py``) take the same options; each shows its own
-defaults in ``--help``. Nothing here imports torch: ``--help`` returns at once.
+Nothing here imports torch: ``--help`` returns at once.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.names import BACKBONES, DATASETS, METHODS
@@ -163,9 +161,4 @@ def checked(parser: argparse.ArgumentParser, config: SweepConfig) -> SweepConfig
     return config
 
 
-def given(args: argparse.Namespace) -> Dict[str, Any]:
-    """The options given on the command line (those left at None are not)."""
-    return {k: v for k, v in vars(args).items() if v is not None}
-
-
-__all__ = ["add_sweep_options", "check_methods", "checked", "given"]
+__all__ = ["add_sweep_options", "check_methods", "checked"]

@@ -353,27 +353,8 @@ def test_knn_k_larger_than_the_bank_is_rejected(tmp_path: Path) -> None:
         run_sweep(_tiny(tmp_path, knn_k=100))
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--epochs", "1", "--preset", "stability", "--seeds", "0"],
-        ["--epochs", "1", "--preset=stability", "--seeds", "0"],
-    ],
-)
-def test_preset_stability_hands_over_to_the_study(
-    argv: List[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The alias runs benchmarks/studies/stability.py with the other arguments."""
-    from benchmarks.studies import stability
-
-    seen: List[List[str]] = []
-    monkeypatch.setattr(stability, "main", lambda rest: seen.append(rest) or 7)
-    assert _cli().main(argv) == 7
-    assert seen == [["--epochs", "1", "--seeds", "0"]]
-
-
 def test_the_benchmark_imports_no_study() -> None:
-    """cifar10.py knows the study by name only; it imports it when asked to run it."""
+    """cifar10.py imports nothing of benchmarks/studies (the studies import it)."""
     code = (
         "import sys, benchmarks.cifar10; "
         "print(sorted(m for m in sys.modules if m.startswith('benchmarks.studies')))"
