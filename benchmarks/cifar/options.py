@@ -133,6 +133,14 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
         help=f"sphere entropy estimator (default: {d.estimator}, the authors')",
     )
     parser.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        default=None,
+        help="resume runs made with another code commit (or other uncommitted "
+        "changes) than this checkout's; the tables then name each run's commit "
+        "(default: refuse)",
+    )
+    parser.add_argument(
         "--no-progress-bar",
         action="store_false",
         dest="progress_bar",

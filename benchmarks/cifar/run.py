@@ -44,6 +44,12 @@ from benchmarks.cifar.data import (
 from benchmarks.cifar.methods import MoCo, SSLMethod, parse_method
 from benchmarks.cifar.names import LIGHTLY_EMA
 from benchmarks.common.cli import UsageError, say
+from benchmarks.common.code import (
+    STARTED_NAME,
+    current_code,
+    read_started,
+    write_started,
+)
 from benchmarks.common.history import EpochHistory
 from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock
 from benchmarks.common.records import RunResult
@@ -234,7 +240,7 @@ def build_model(
 
 def run_dir_of(spec: RunSpec, config: SweepConfig) -> Path:
     """The run's Lightning folder: checkpoints, metrics.csv and its lock."""
-    return config.log_dir / "lightning" / spec.run_id(config.epochs)
+    return config.log_dir / "lightning" / spec.run_id
 
 
 def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
@@ -275,6 +281,10 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         deterministic=False,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
+    code = current_code(ignore=[config.log_dir])
+    if launched_rank() == 0:
+        write_started(run_dir / STARTED_NAME, code, fresh=not last.is_file())
+    started = read_started(run_dir / STARTED_NAME)
     cuda = torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -297,11 +307,11 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
             signal.signal(signal.SIGINT, sigint)
     runtime_parts = clock.parts()
     if trainer.interrupted:
-        raise KeyboardInterrupt(f"run {spec.run_id(config.epochs)} was interrupted")
+        raise KeyboardInterrupt(f"run {spec.run_id} was interrupted")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     values = {key: history.val_metrics.get(key, []) for key in RECORDED}
     if not values["knn_top1"]:
-        raise RuntimeError(f"run {spec.run_id(config.epochs)} recorded no kNN accuracy")
+        raise RuntimeError(f"run {spec.run_id} recorded no kNN accuracy")
     settings = asdict(config)
     settings.update(
         data_dir=str(config.data_dir) if config.data_dir else None,
@@ -317,6 +327,10 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     )
     for key in ("methods", "batch_sizes", "seeds", "emas", "kappa", "jobs"):
         settings.pop(key)
+    settings.pop("allow_code_change")
+    if started is not None and not started.same_code(code):
+        # Resumed across a change of code (--allow-code-change): both are named.
+        settings["started_with_code"] = started.to_dict()
     loss = entropy_settings(model.criterion) or {}
     return RunResult(
         method=spec.method,
@@ -343,6 +357,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         rebuilt_from_checkpoint=clock.rebuilt,
         peak_gpu_memory_gb=peak,
         settings=settings,
+        code=code,
     )
 
 
@@ -380,7 +395,9 @@ def run_label(spec: RunSpec, index: int, total: int) -> str:
 
 def summary_line(result: RunResult, index: int, total: int) -> str:
     """The one line printed after a run finishes."""
-    spec = RunSpec(result.method, result.batch_size, result.ema, result.seed)
+    spec = RunSpec(
+        result.method, result.batch_size, result.ema, result.seed, epochs=result.epochs
+    )
     line = (
         f"{run_label(spec, index, total)}  kNN top-1 best {result.knn_top1:.3f} "
         f"final {result.knn_top1_final:.3f}  "
@@ -444,7 +461,7 @@ def train_claimed(
         try:
             lock = RunLock.acquire(run_dir_of(spec, config) / LOCK_NAME)
         except LockInDoubt as error:
-            raise UsageError(f"run {spec.run_id(config.epochs)}: {error}") from None
+            raise UsageError(f"run {spec.run_id}: {error}") from None
         if lock is None:
             return "busy", None
     try:

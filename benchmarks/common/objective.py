@@ -16,14 +16,14 @@ to the ER loss's constructor only.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Literal, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar
 
 from pytorch_lightning import LightningModule
 from torch import nn
 
+from benchmarks.common.names import Objective as Objective
 from lightly_er.monitoring import EntropyMeter
 
-Objective = Literal["original", "er"]
 OBJECTIVES: Tuple[str, ...] = ("original", "er")
 T = TypeVar("T")
 

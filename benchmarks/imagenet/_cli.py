@@ -36,10 +36,10 @@ from benchmarks.common.cli import (
     check_log_dir,
     fail,
 )
+from benchmarks.common.names import Objective, method_table
+from benchmarks.common.names import with_er_twins as with_er_twins
 
 if TYPE_CHECKING:
-    from benchmarks.common.objective import Objective
-
     from ._method import SSLMethod
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -91,21 +91,15 @@ def method_specs(
     methods: Mapping[str, Tuple[Type[SSLMethod], Callable[[int], Any]]],
 ) -> Dict[str, MethodSpec]:
     """Every method with its ER twin: ``{"dino": ..., "dino_er": ..., ...}``."""
-    out: Dict[str, MethodSpec] = {}
-    for name, (model, transform) in methods.items():
-        out[name] = MethodSpec(model, transform, "original")
-        out[f"{name}_er"] = MethodSpec(model, transform, "er")
-    return out
+    return {
+        name: MethodSpec(model, transform, objective)
+        for name, ((model, transform), objective) in method_table(methods).items()
+    }
 
 
 def any_image_size(backbone: str, image_size: int) -> Optional[str]:
     """Accepts every crop size (a ResNet takes any size of 32 pixels or more)."""
     return None
-
-
-def with_er_twins(methods: Iterable[str]) -> Tuple[str, ...]:
-    """``("dino",)`` -> ``("dino", "dino_er")``: the ``--methods`` choices."""
-    return tuple(name + suffix for name in methods for suffix in ("", "_er"))
 
 
 class ParserSpec(Protocol):
@@ -355,6 +349,13 @@ def build_parser(bench: ParserSpec) -> OneLineErrorParser:
         type=int,
         default=50,
         help="steps between two measurements of the entropy monitor",
+    )
+    add(
+        "--allow-code-change",
+        action="store_true",
+        help="resume --ckpt-path although its run was started with another code "
+        "commit (or other uncommitted changes) than this checkout's; the run's "
+        "record.json then names both (default: refuse)",
     )
     return parser
 

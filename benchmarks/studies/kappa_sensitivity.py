@@ -105,9 +105,8 @@ def run_setting(
     }
     kwargs[knob] = value
     config = replace(base, log_dir=log_dir / name, methods=[method], **kwargs)
-    result = run_one(
-        RunSpec(method, 128, 0.99 if method == "byol_er" else None, 0), config, data
-    )
+    ema = 0.99 if method == "byol_er" else None
+    result = run_one(RunSpec(method, 128, ema, 0, epochs=config.epochs), config, data)
     result.save(path)
     print(f"{name}: kNN final {result.knn_top1_final:.3f}", flush=True)
     return result

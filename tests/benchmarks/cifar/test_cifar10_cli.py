@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, List
@@ -20,6 +21,7 @@ from benchmarks.cifar import data, pool, run, sweep
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.methods import METHODS
 from benchmarks.cifar.sweep import run_sweep
+from benchmarks.common.code import CodeChanged
 from benchmarks.common.records import RunResult, load_results
 from tests.benchmarks.scripts import load_script
 
@@ -175,7 +177,8 @@ def test_resume_keeps_finished_runs_and_redoes_nothing(
 def test_resume_keeps_a_record_written_before_the_move(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A record of lightly_er.benchmarking (record version 2) counts as done."""
+    """A record of lightly_er.benchmarking (record version 2) counts as done once
+    the sweep is told that it may keep a record of unknown code."""
     old = ROOT / "tests" / "benchmarks" / "data" / "record_v2.json"
     record = RunResult.load(old)
     (tmp_path / "runs").mkdir()
@@ -186,9 +189,13 @@ def test_resume_keeps_a_record_written_before_the_move(
 
     monkeypatch.setattr(run, "run_one", no_run)
     config = _tiny(tmp_path, methods=["byol_er"], epochs=2, knn_k=5)
-    (result,) = run_sweep(config)
+    with pytest.raises(CodeChanged, match="no commit recorded"):
+        run_sweep(config)  # the record names no code: the resume rule stops
+    (result,) = run_sweep(replace(config, allow_code_change=True))
     assert result == record
-    assert "(done before, kept)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "1 run(s) were made with other code" in out
+    assert "(done before, kept)" in out
 
 
 def test_interrupted_run_resumes_from_its_last_checkpoint(
