@@ -355,10 +355,12 @@ class DINO(SSLMethod):
         super().__init__(*args, **kwargs)
         # The loss first (it draws no random numbers): the heads' meters take its
         # student temperature.
+        # The ER twin is the paper's variant: the entropy term replaces centering.
+        gather = {"gather_distributed": True} if self.gather_distributed else {}
         self.criterion = self.make_loss(
             DINOLoss,
             ERDINOLoss,
-            er_only={"gather_distributed": True} if self.gather_distributed else {},
+            er_only={"centering": False, **gather},
             output_dim=2048,
         )
         self.head = self._build_projection_head()
@@ -425,10 +427,12 @@ class SwAV(SSLMethod):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The loss first (it draws no random numbers): the heads' meters ask it.
+        # The ER twin is the paper's variant: the entropy term replaces Sinkhorn.
+        gather = {"gather_distributed": True} if self.gather_distributed else {}
         self.criterion = self.make_loss(
             SwaVLoss,
             ERSwaVLoss,
-            er_only={"gather_distributed": True} if self.gather_distributed else {},
+            er_only={"use_sinkhorn": False, **gather},
             sinkhorn_gather_distributed=self.gather_distributed,
         )
         head = self.pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)

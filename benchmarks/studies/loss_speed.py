@@ -135,7 +135,7 @@ def _dino(memory: int = 0) -> Case:
         "dino-256" + (f"-memory{memory}" if memory else ""),
         "DINO B=256 K=65536 2+6 crops" + (f" memory {memory}" if memory else ""),
         DINOLoss(output_dim=65536),
-        ERDINOLoss(output_dim=65536, entropy_memory_size=memory),
+        ERDINOLoss(output_dim=65536, entropy_memory_size=memory, centering=False),
         make_step,
     )
 
@@ -150,7 +150,7 @@ def _swav() -> Case:
         "swav-256",
         "SwAV B=256 K=3000 2+6 crops",
         SwaVLoss(),
-        ERSwaVLoss(),
+        ERSwaVLoss(use_sinkhorn=False),
         make_step,
     )
 

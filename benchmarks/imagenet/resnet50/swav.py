@@ -67,7 +67,8 @@ class SwAV(ResNetMethod):
         self.criterion = self.make_loss(
             SwaVLoss,
             ERSwaVLoss,
-            er_only={"gather_distributed": True},
+            # The ER twin is the paper's variant: the entropy term replaces Sinkhorn.
+            er_only={"use_sinkhorn": False, "gather_distributed": True},
             sinkhorn_gather_distributed=True,
         )
         head = self.pick(SwaVProjectionHead, ERSwaVProjectionHead)

@@ -161,7 +161,10 @@ class DINOv2(SSLMethod):
         _freeze(self.projection_head)
         _freeze(self.ibot_head)
         gather = {"gather_distributed": True}
-        self.criterion = self.make_loss(DINOLoss, ERDINOLoss, er_only=gather)
+        # The ER twin is the paper's variant: the entropy term replaces centering.
+        self.criterion = self.make_loss(
+            DINOLoss, ERDINOLoss, er_only={"centering": False, **gather}
+        )
         self.ibot_criterion = IBOTPatchLoss()
         self.koleo_criterion = self.make_loss(KoLeoLoss, ERKoLeoLoss, er_only=gather)
         # lightly's DINOv2 head is not a DINOProjectionHead: say that its scores are
