@@ -17,9 +17,11 @@ from benchmarks.cifar.names import (
     LIGHTLY_EMA,
     METHODS,
     MOCO_SPLITS,
+    SPHERE_METHODS,
     TEACHER_METHODS,
     split_method,
 )
+from benchmarks.common.er_options import er_loss_kwargs
 from benchmarks.common.runs import RunSpec as RunSpec
 
 
@@ -155,16 +157,14 @@ class SweepConfig:
 
     def er_kwargs(self, method: str) -> Dict[str, Any]:
         """The ER loss keywords this sweep gives the ER objective of method."""
-        _, objective = split_method(method)
-        if objective != "er":
-            return {}
-        kwargs: Dict[str, Any] = {"entropy_weight": self.entropy_weight}
-        base = method.removesuffix("_er")
-        if base in ("simclr", "moco", "byol", "simsiam"):
-            kwargs["estimator"] = self.estimator
-            if self.kappa is not None:
-                kwargs["kappa"] = self.kappa
-        return kwargs
+        base, objective = split_method(method)
+        return er_loss_kwargs(
+            objective,
+            sphere=base in SPHERE_METHODS,
+            kappa=self.kappa,
+            entropy_weight=self.entropy_weight,
+            estimator=self.estimator,
+        )
 
 
 AUTO_JOBS = 0

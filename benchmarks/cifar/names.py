@@ -19,6 +19,10 @@ BASE_METHODS: Tuple[str, ...] = ("simclr", "moco", "byol", "simsiam", "dino", "s
 METHODS: Tuple[str, ...] = names.with_er_twins(BASE_METHODS)
 """Every runnable method name: ``simclr``, ``simclr_er``, ``moco``, ..."""
 
+SPHERE_METHODS: FrozenSet[str] = frozenset({"simclr", "moco", "byol", "simsiam"})
+"""The methods whose ER loss measures its entropy on the sphere (they take kappa and
+an estimator; DINO's and SwAV's are discrete)."""
+
 TEACHER_METHODS: FrozenSet[str] = frozenset({"moco", "byol", "dino"})
 """The methods with an EMA teacher (the ``--ema`` axis applies to them)."""
 
@@ -54,6 +58,7 @@ __all__ = [
     "LIGHTLY_EMA",
     "METHODS",
     "MOCO_SPLITS",
+    "SPHERE_METHODS",
     "TEACHER_METHODS",
     "split_method",
 ]

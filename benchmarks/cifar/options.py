@@ -12,10 +12,19 @@ from typing import Optional, Sequence
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.names import BACKBONES, DATASETS, METHODS
 from benchmarks.common.cli import check_accelerator, check_log_dir
+from benchmarks.common.er_options import ESTIMATORS
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     """Every option of a sweep but ``--preset``; ``d`` gives the defaults shown."""
+    _add_runs(parser, d)
+    _add_training(parser, d)
+    _add_evaluation(parser, d)
+    _add_er(parser, d)
+
+
+def _add_runs(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the runs: methods, batch sizes, epochs, seeds, EMAs, data and log folders."""
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -56,6 +65,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     parser.add_argument(
         "--log-dir", type=Path, help=f"output folder (default: {d.log_dir})"
     )
+
+
+def _add_training(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the model and the machine: backbone, crop size, accelerator, precision, workers, jobs."""
     parser.add_argument(
         "--backbone", choices=BACKBONES, help=f"(default: {d.backbone})"
     )
@@ -96,6 +109,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
         "threads; 0: one run per CPU core when training on the CPU, else 1 "
         f"(default: {d.jobs}; the smoke preset: 0)",
     )
+
+
+def _add_evaluation(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the subsets and the kNN classifier."""
     parser.add_argument(
         "--train-subset",
         type=int,
@@ -115,6 +132,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     parser.add_argument(
         "--knn-t", type=float, help=f"kNN temperature, > 0 (default: {d.knn_t})"
     )
+
+
+def _add_er(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the ER objective, resuming, and the progress bar."""
     parser.add_argument(
         "--kappa",
         type=float,
@@ -129,7 +150,7 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     )
     parser.add_argument(
         "--estimator",
-        choices=("plugin", "joe"),
+        choices=ESTIMATORS,
         help=f"sphere entropy estimator (default: {d.estimator}, the authors')",
     )
     parser.add_argument(

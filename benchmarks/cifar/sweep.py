@@ -9,7 +9,7 @@ Tables and plots are rewritten from all records at the end.
 Before the first run starts, :func:`preflight` loads the dataset and checks what needs
 it (batch sizes and kNN k against the training images): a problem there is a
 :class:`~benchmarks.common.cli.UsageError`, one line. Every run is trained by the one
-process holding its lock (:func:`benchmarks.cifar.run.train_claimed`), so sweeps
+process holding its lock (:func:`benchmarks.cifar.claim.train_claimed`), so sweeps
 started twice on one ``--log-dir`` share the runs: each skips the runs another holds,
 then waits for them to finish (or takes over those whose process died), and both end
 with every record and the same tables. A multi-device (DDP) sweep takes the locks of
@@ -23,20 +23,18 @@ import math
 import time
 from typing import Dict, List, Optional, Sequence
 
-from benchmarks.cifar.config import RunSpec, SweepConfig, expand_runs, resolve_jobs
-from benchmarks.cifar.data import ImageArrays, load_dataset
-from benchmarks.cifar.plots import plot_curves, plot_sweep
-from benchmarks.cifar.pool import run_in_processes
-from benchmarks.cifar.run import (
+from benchmarks.cifar.claim import (
     RESULT_SETTINGS,
     Todo,
     check_same_settings,
     finished_record,
-    launched_rank,
-    run_dir_of,
-    summary_line,
     train_claimed,
 )
+from benchmarks.cifar.config import RunSpec, SweepConfig, expand_runs, resolve_jobs
+from benchmarks.cifar.data import ImageArrays, load_dataset
+from benchmarks.cifar.plots import plot_curves, plot_sweep
+from benchmarks.cifar.pool import run_in_processes
+from benchmarks.cifar.run import launched_rank, run_dir_of, summary_line
 from benchmarks.cifar.tables import write_tables
 from benchmarks.common.cli import UsageError, say
 from benchmarks.common.code import (

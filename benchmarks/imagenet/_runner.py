@@ -54,6 +54,7 @@ from benchmarks.common.code import (
     read_started,
     write_started,
 )
+from benchmarks.common.er_options import er_loss_kwargs
 from benchmarks.common.history import best_metrics
 from benchmarks.common.records import RunRecord, save_json
 from lightly_er.monitoring import EntropyMonitor
@@ -82,11 +83,16 @@ def build_model(
     ema: Optional[float] = None,
     knn_k: int = 200,
     knn_t: Optional[float] = None,
+    kappa: Optional[float] = None,
+    entropy_weight: Optional[float] = None,
+    estimator: Optional[str] = None,
 ) -> SSLMethod:
     """The module of a method, built as lightly's main.py builds it.
 
     The kNN settings go to the modules that take them (SimCLR's online kNN), as in
-    lightly; ``ema`` to those with a teacher.
+    lightly; ``ema`` to those with a teacher; ``kappa``, ``entropy_weight`` and
+    ``estimator`` (None: the loss's own) to an ER method's losses as
+    ``benchmarks/cifar10.py`` gives them (:func:`er_loss_kwargs`).
 
     Raises:
         ValueError: If the method is unknown.
@@ -107,6 +113,15 @@ def build_model(
     kwargs["backbone"] = backbone or bench.backbones[0]
     if spec.model.has_teacher:
         kwargs["ema"] = ema
+    er_kwargs = er_loss_kwargs(
+        spec.objective,
+        spec.model.sphere,
+        kappa=kappa,
+        entropy_weight=entropy_weight,
+        estimator=estimator,
+    )
+    if er_kwargs:
+        kwargs["er_kwargs"] = er_kwargs
     return spec.model(**kwargs)
 
 
@@ -274,6 +289,9 @@ def run_method(
         ema=args.ema,
         knn_k=args.knn_k,
         knn_t=args.knn_t,
+        kappa=args.kappa,
+        entropy_weight=args.entropy_weight,
+        estimator=args.estimator,
     )
     if args.ema is not None and not model.has_teacher:
         print_rank_zero(f"{method} has no teacher: --ema is ignored.")
