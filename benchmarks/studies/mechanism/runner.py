@@ -264,6 +264,23 @@ def first_below(
     return None
 
 
+def new_state() -> Dict[str, Any]:
+    """The state of a run before its first step (what its checkpoints hold)."""
+    return {
+        "step": 0,
+        "evals": {
+            "step": [],
+            "knn_top1": [],
+            "train_loss": [],
+            "train_entropy": [],
+            "train_reconstruction": [],
+        },
+        "final_probe": None,
+        "heads": {},
+        "timing": {"wall_s": 0.0, "cpu_s": 0.0, "resumes": 0},
+    }
+
+
 def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
     """Trains one run to its end (resuming from its checkpoint) and returns its record."""
     log_dir, c, ev = env.log_dir, env.config, env.eval
@@ -294,19 +311,7 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
         state["timing"]["resumes"] += 1
     else:
         write_started(started_code_path(log_dir, run_id), env.run_code)
-        state = {
-            "step": 0,
-            "evals": {
-                "step": [],
-                "knn_top1": [],
-                "train_loss": [],
-                "train_entropy": [],
-                "train_reconstruction": [],
-            },
-            "final_probe": None,
-            "heads": {},
-            "timing": {"wall_s": 0.0, "cpu_s": 0.0, "resumes": 0},
-        }
+        state = new_state()
 
     def snapshot(step: int, losses: Dict[str, List[float]]) -> None:
         model.eval()
