@@ -13,16 +13,15 @@ An interrupted sweep resumes where it stopped.
 
 Results land in --log-dir: runs/*.json (one per finished run), results.md and
 results.csv, curves.png, top1_vs_batch_size.png and top1_vs_ema.png. The pieces are
-in ``benchmarks/cifar/``; the studies built on them in ``benchmarks/studies/``.
+in ``benchmarks/cifar/`` and ``benchmarks/common/``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional
 
 if __name__ == "__main__" and __package__ in (None, ""):
     # Run as a script from a checkout: make the repository importable.
@@ -42,11 +41,6 @@ from benchmarks.common.cli import (
 
 PROG = "benchmarks/cifar10.py"
 
-STUDY_PRESETS = {"stability": "benchmarks.studies.stability"}
-"""Presets that name a study: ``--preset stability`` is an alias of ``python
-benchmarks/studies/stability.py`` with the other arguments, kept for the commands
-written before the study had a script of its own."""
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
@@ -62,17 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
             f"{name} ({', '.join(f'{k}={v}' for k, v in values.items())})"
             for name, values in PRESETS.items()
         )
-        + "; stability (an alias of benchmarks/studies/stability.py, which takes "
-        "these options; see its --help). An option given with a preset overrides "
-        "the preset's value.",
+        + ". An option given with a preset overrides the preset's value.",
     )
     parser.add_argument(
         "--preset",
-        choices=[*PRESETS, *STUDY_PRESETS],
+        choices=list(PRESETS),
         default=None,
-        help="a named starting point; 'stability' runs the pre-registered study "
-        "(python benchmarks/studies/stability.py with the other arguments) "
-        "(default: none, lightly's settings)",
+        help="a named starting point (default: none, lightly's settings)",
     )
     add_sweep_options(parser, SweepConfig())
     return parser
@@ -91,24 +81,8 @@ def parse_config(argv: Optional[List[str]] = None) -> SweepConfig:
     return checked(parser, config)
 
 
-def study_alias(argv: Sequence[str]) -> Optional[Tuple[str, List[str]]]:
-    """The study module that ``--preset`` names and the other arguments, or None."""
-    finder = argparse.ArgumentParser(add_help=False)
-    finder.add_argument("--preset")
-    known, rest = finder.parse_known_args(argv)
-    if known.preset not in STUDY_PRESETS:
-        return None
-    return STUDY_PRESETS[known.preset], rest
-
-
 def main(argv: Optional[List[str]] = None) -> int:
-    """Runs the sweep (or the study a preset names); returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    alias = study_alias(argv)
-    if alias is not None:
-        study, rest = alias
-        code: int = importlib.import_module(study).main(rest)
-        return code
+    """Runs the sweep; returns the exit code."""
     config = parse_config(argv)
     from benchmarks.cifar.sweep import run_sweep
 

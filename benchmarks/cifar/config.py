@@ -17,10 +17,12 @@ from benchmarks.cifar.names import (
     LIGHTLY_EMA,
     METHODS,
     MOCO_SPLITS,
+    SPHERE_METHODS,
     TEACHER_METHODS,
     split_method,
 )
-from benchmarks.common.records import run_id
+from benchmarks.common.er_options import er_loss_kwargs
+from benchmarks.common.runs import RunSpec as RunSpec
 
 
 @dataclass
@@ -57,6 +59,8 @@ class SweepConfig:
         jobs: Runs trained at once on the CPU, each in its own process with
             ``cpu_count // jobs`` threads; 1 trains them one after another here;
             :data:`AUTO_JOBS` (0) lets :func:`resolve_jobs` choose.
+        allow_code_change: Resume runs made with other code than this checkout's
+            (:func:`benchmarks.common.code.check_resume`).
     """
 
     methods: List[str] = field(default_factory=lambda: list(METHODS))
@@ -82,6 +86,7 @@ class SweepConfig:
     estimator: str = "plugin"
     progress_bar: bool = True
     jobs: int = 1
+    allow_code_change: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -152,16 +157,14 @@ class SweepConfig:
 
     def er_kwargs(self, method: str) -> Dict[str, Any]:
         """The ER loss keywords this sweep gives the ER objective of method."""
-        _, objective = split_method(method)
-        if objective != "er":
-            return {}
-        kwargs: Dict[str, Any] = {"entropy_weight": self.entropy_weight}
-        base = method.removesuffix("_er")
-        if base in ("simclr", "moco", "byol", "simsiam"):
-            kwargs["estimator"] = self.estimator
-            if self.kappa is not None:
-                kwargs["kappa"] = self.kappa
-        return kwargs
+        base, objective = split_method(method)
+        return er_loss_kwargs(
+            objective,
+            sphere=base in SPHERE_METHODS,
+            kappa=self.kappa,
+            entropy_weight=self.entropy_weight,
+            estimator=self.estimator,
+        )
 
 
 AUTO_JOBS = 0
@@ -211,21 +214,9 @@ def config_from_preset(preset: Optional[str], **overrides: Any) -> SweepConfig:
     return replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One run of a sweep."""
-
-    method: str
-    batch_size: int
-    ema: Optional[float]
-    seed: int
-
-    def run_id(self, epochs: int) -> str:
-        return run_id(self.method, self.batch_size, self.ema, epochs, self.seed)
-
-
 def expand_runs(config: SweepConfig) -> List[RunSpec]:
-    """Every run of the sweep; the EMA axis applies only to methods with a teacher."""
+    """Every run of the sweep (:class:`benchmarks.common.runs.RunSpec`, budget in
+    epochs); the EMA axis applies only to methods with a teacher."""
     specs = []
     for method in config.methods:
         teacher = split_method(method)[0] in TEACHER_METHODS
@@ -233,7 +224,9 @@ def expand_runs(config: SweepConfig) -> List[RunSpec]:
         for batch_size in config.batch_sizes:
             for ema in emas:
                 for seed in config.seeds:
-                    specs.append(RunSpec(method, batch_size, ema, seed))
+                    specs.append(
+                        RunSpec(method, batch_size, ema, seed, epochs=config.epochs)
+                    )
     return specs
 
 

@@ -47,7 +47,7 @@ from lightly_er.models.modules import (
 )
 
 
-class SSLMethod(ObjectiveSwitch, BenchmarkModule):  # type: ignore[misc]
+class SSLMethod(ObjectiveSwitch, BenchmarkModule):
     """Shared glue: objective switch, loss logging, kNN evaluation (lightly's).
 
     Args:
@@ -262,8 +262,11 @@ class BYOL(_MomentumMethod):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The loss first (it draws no random numbers): the heads' meters take its kappa.
+        # BYOL calls criterion(p, z): the entropy term is the prediction's, x0.
         self.criterion = self.make_loss(
-            NegativeCosineSimilarity, ERNegativeCosineSimilarity
+            NegativeCosineSimilarity,
+            ERNegativeCosineSimilarity,
+            er_only={"prediction": "x0"},
         )
         projection = self.pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
         prediction = self.pick(heads.BYOLPredictionHead, ERBYOLPredictionHead)
@@ -319,8 +322,11 @@ class SimSiam(SSLMethod):
                 (2048, 2048, nn.BatchNorm1d(2048), None),
             ]
         )
+        # SimSiam calls criterion(z, p): the entropy term is the prediction's, x1.
         self.criterion = self.make_loss(
-            NegativeCosineSimilarity, ERNegativeCosineSimilarity
+            NegativeCosineSimilarity,
+            ERNegativeCosineSimilarity,
+            er_only={"prediction": "x1"},
         )
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -355,10 +361,12 @@ class DINO(SSLMethod):
         super().__init__(*args, **kwargs)
         # The loss first (it draws no random numbers): the heads' meters take its
         # student temperature.
+        # The ER twin is the paper's variant: the entropy term replaces centering.
+        gather = {"gather_distributed": True} if self.gather_distributed else {}
         self.criterion = self.make_loss(
             DINOLoss,
             ERDINOLoss,
-            er_only={"gather_distributed": True} if self.gather_distributed else {},
+            er_only={"centering": False, **gather},
             output_dim=2048,
         )
         self.head = self._build_projection_head()
@@ -425,10 +433,12 @@ class SwAV(SSLMethod):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The loss first (it draws no random numbers): the heads' meters ask it.
+        # The ER twin is the paper's variant: the entropy term replaces Sinkhorn.
+        gather = {"gather_distributed": True} if self.gather_distributed else {}
         self.criterion = self.make_loss(
             SwaVLoss,
             ERSwaVLoss,
-            er_only={"gather_distributed": True} if self.gather_distributed else {},
+            er_only={"use_sinkhorn": False, **gather},
             sinkhorn_gather_distributed=self.gather_distributed,
         )
         head = self.pick(heads.SwaVProjectionHead, ERSwaVProjectionHead)

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from typing import FrozenSet, Tuple
 
+from benchmarks.common import names
+
 BASE_METHODS: Tuple[str, ...] = ("simclr", "moco", "byol", "simsiam", "dino", "swav")
 """The methods of lightly's CIFAR-10 benchmark, in its order."""
 
-METHODS: Tuple[str, ...] = tuple(
-    name + suffix for name in BASE_METHODS for suffix in ("", "_er")
-)
+METHODS: Tuple[str, ...] = names.with_er_twins(BASE_METHODS)
 """Every runnable method name: ``simclr``, ``simclr_er``, ``moco``, ..."""
+
+SPHERE_METHODS: FrozenSet[str] = frozenset({"simclr", "moco", "byol", "simsiam"})
+"""The methods whose ER loss measures its entropy on the sphere (they take kappa and
+an estimator; DINO's and SwAV's are discrete)."""
 
 TEACHER_METHODS: FrozenSet[str] = frozenset({"moco", "byol", "dino"})
 """The methods with an EMA teacher (the ``--ema`` axis applies to them)."""
@@ -38,14 +42,13 @@ DATASETS: Tuple[str, ...] = ("cifar10", "fashion-mnist", "digits")
 def split_method(method: str) -> Tuple[str, str]:
     """``"byol_er"`` -> (``"byol"``, ``"er"``); ``"byol"`` -> (``"byol"``, ``"original"``).
 
+    The benchmarks' one rule (:func:`benchmarks.common.names.split_method`) over
+    lightly's CIFAR-10 methods.
+
     Raises:
         ValueError: If the method is unknown; the message lists the known ones.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-    if method.endswith("_er"):
-        return method[: -len("_er")], "er"
-    return method, "original"
+    return names.split_method(method, BASE_METHODS)
 
 
 __all__ = [
@@ -55,6 +58,7 @@ __all__ = [
     "LIGHTLY_EMA",
     "METHODS",
     "MOCO_SPLITS",
+    "SPHERE_METHODS",
     "TEACHER_METHODS",
     "split_method",
 ]

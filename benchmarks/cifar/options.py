@@ -1,23 +1,30 @@
-"""The command-line options of a CIFAR-10 sweep, shared by the scripts that run one.
+"""The command-line options of a CIFAR-10 sweep (``benchmarks/cifar10.py``).
 
-``benchmarks/cifar10.py`` and the studies built on the sweep
-(``benchmarks/studies/stability.py``) take the same options; each shows its own
-defaults in ``--help``. Nothing here imports torch: ``--help`` returns at once.
+Nothing here imports torch: ``--help`` returns at once.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.names import BACKBONES, DATASETS, METHODS
 from benchmarks.common.cli import check_accelerator, check_log_dir
+from benchmarks.common.er_options import ESTIMATORS
 
 
 def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     """Every option of a sweep but ``--preset``; ``d`` gives the defaults shown."""
+    _add_runs(parser, d)
+    _add_training(parser, d)
+    _add_evaluation(parser, d)
+    _add_er(parser, d)
+
+
+def _add_runs(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the runs: methods, batch sizes, epochs, seeds, EMAs, data and log folders."""
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -58,6 +65,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     parser.add_argument(
         "--log-dir", type=Path, help=f"output folder (default: {d.log_dir})"
     )
+
+
+def _add_training(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the model and the machine: backbone, crop size, accelerator, precision, workers, jobs."""
     parser.add_argument(
         "--backbone", choices=BACKBONES, help=f"(default: {d.backbone})"
     )
@@ -98,6 +109,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
         "threads; 0: one run per CPU core when training on the CPU, else 1 "
         f"(default: {d.jobs}; the smoke preset: 0)",
     )
+
+
+def _add_evaluation(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the subsets and the kNN classifier."""
     parser.add_argument(
         "--train-subset",
         type=int,
@@ -117,6 +132,10 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     parser.add_argument(
         "--knn-t", type=float, help=f"kNN temperature, > 0 (default: {d.knn_t})"
     )
+
+
+def _add_er(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
+    """Options of the ER objective, resuming, and the progress bar."""
     parser.add_argument(
         "--kappa",
         type=float,
@@ -131,8 +150,16 @@ def add_sweep_options(parser: argparse.ArgumentParser, d: SweepConfig) -> None:
     )
     parser.add_argument(
         "--estimator",
-        choices=("plugin", "joe"),
+        choices=ESTIMATORS,
         help=f"sphere entropy estimator (default: {d.estimator}, the authors')",
+    )
+    parser.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        default=None,
+        help="resume runs made with another code commit (or other uncommitted "
+        "changes) than this checkout's; the tables then name each run's commit "
+        "(default: refuse)",
     )
     parser.add_argument(
         "--no-progress-bar",
@@ -163,9 +190,4 @@ def checked(parser: argparse.ArgumentParser, config: SweepConfig) -> SweepConfig
     return config
 
 
-def given(args: argparse.Namespace) -> Dict[str, Any]:
-    """The options given on the command line (those left at None are not)."""
-    return {k: v for k, v in vars(args).items() if v is not None}
-
-
-__all__ = ["add_sweep_options", "check_methods", "checked", "given"]
+__all__ = ["add_sweep_options", "check_methods", "checked"]

@@ -20,9 +20,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from benchmarks.cifar.claim import Status, Todo, train_claimed
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import ImageArrays, load_dataset
-from benchmarks.cifar.run import Status, Todo, summary_line, train_claimed
+from benchmarks.cifar.run import summary_line
 from benchmarks.common.cli import say
 from benchmarks.common.records import RunResult
 

@@ -8,8 +8,8 @@ as the run's loss measures it), and the collapse score and RankMe of the backbon
 features.
 
 A run folder (``<log-dir>/lightning/<run id>``) has one owner at a time: the process
-that holds its ``run.lock`` (:mod:`benchmarks.common.lock`, :func:`train_claimed`). A
-run resumes from its ``last.ckpt``, keeping its ``metrics.csv`` and adding up the
+that holds its ``run.lock`` (:mod:`benchmarks.cifar.claim`). A run resumes from its
+``last.ckpt``, keeping its ``metrics.csv`` and adding up the
 wall-clock time of every process that trained it (:mod:`benchmarks.common.resume`).
 """
 
@@ -19,7 +19,7 @@ import os
 import signal
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Dict, Literal, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pytorch_lightning as pl
@@ -43,15 +43,18 @@ from benchmarks.cifar.data import (
 )
 from benchmarks.cifar.methods import MoCo, SSLMethod, parse_method
 from benchmarks.cifar.names import LIGHTLY_EMA
-from benchmarks.common.cli import UsageError, say
+from benchmarks.common.code import (
+    STARTED_NAME,
+    current_code,
+    read_started,
+    write_started,
+)
 from benchmarks.common.history import EpochHistory
-from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock
 from benchmarks.common.records import RunResult
 from benchmarks.common.resume import AppendingCSVLogger, RunClock
 from lightly_er.functional import collapse_score, effective_rank
 from lightly_er.loss._kappa import entropy_settings
 from lightly_er.monitoring import EntropyMeter
-from lightly_er.utils import global_rank
 
 HELDOUT_SIZE = 256
 """Evaluation images on which the per-epoch entropy metrics are measured."""
@@ -234,13 +237,44 @@ def build_model(
 
 def run_dir_of(spec: RunSpec, config: SweepConfig) -> Path:
     """The run's Lightning folder: checkpoints, metrics.csv and its lock."""
-    return config.log_dir / "lightning" / spec.run_id(config.epochs)
+    return config.log_dir / "lightning" / spec.run_id
+
+
+def make_trainer(
+    config: SweepConfig,
+    run_dir: Path,
+    precision: str,
+    callbacks: List[pl.Callback],
+    steps_per_epoch: int,
+) -> pl.Trainer:
+    """The run's Lightning trainer: lightly's settings, the run folder's logger and
+    checkpoints; the first of ``callbacks`` (the history) runs before the
+    checkpoint, the others after it."""
+    distributed = config.devices > 1
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
+    return pl.Trainer(
+        max_epochs=config.epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        strategy="ddp" if distributed else "auto",
+        # SyncBatchNorm needs CUDA; CPU (gloo) DDP keeps per-process statistics.
+        sync_batchnorm=distributed and on_cuda(config.accelerator),
+        use_distributed_sampler=distributed,
+        precision=precision,  # type: ignore[arg-type]
+        logger=AppendingCSVLogger(str(run_dir), name="", version=""),
+        callbacks=[callbacks[0], checkpoint, *callbacks[1:]],
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
 
 
 def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     """Pretrains and evaluates one run; resumes from its last.ckpt if one exists.
 
-    The caller owns the run folder (:func:`train_claimed`).
+    The caller owns the run folder (:func:`benchmarks.cifar.claim.train_claimed`).
     """
     cls, objective = parse_method(spec.method)
     pl.seed_everything(spec.seed, workers=True)
@@ -253,28 +287,14 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
     # the sweep's estimator also for an original run.
     meter = EntropyMeter.for_loss(model.criterion, estimator=config.estimator)
     history = EpochHistory(HeldOutProbe(heldout_batch(data, config), meter))
-    distributed = config.devices > 1
     precision = resolve_precision(config.precision, config.accelerator)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True)
     clock = RunClock()
-    trainer = pl.Trainer(
-        max_epochs=config.epochs,
-        accelerator=config.accelerator,
-        devices=config.devices,
-        strategy="ddp" if distributed else "auto",
-        # SyncBatchNorm needs CUDA; CPU (gloo) DDP keeps per-process statistics.
-        sync_batchnorm=distributed and on_cuda(config.accelerator),
-        use_distributed_sampler=distributed,
-        precision=precision,  # type: ignore[arg-type]
-        logger=AppendingCSVLogger(str(run_dir), name="", version=""),
-        callbacks=[history, checkpoint, clock],
-        enable_progress_bar=config.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, len(ssl))),
-        num_sanity_val_steps=0,
-        deterministic=False,
-    )
+    trainer = make_trainer(config, run_dir, precision, [history, clock], len(ssl))
     last = run_dir / "checkpoints" / "last.ckpt"
+    code = current_code(ignore=[config.log_dir])
+    if launched_rank() == 0:
+        write_started(run_dir / STARTED_NAME, code, fresh=not last.is_file())
+    started = read_started(run_dir / STARTED_NAME)
     cuda = torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -297,26 +317,16 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
             signal.signal(signal.SIGINT, sigint)
     runtime_parts = clock.parts()
     if trainer.interrupted:
-        raise KeyboardInterrupt(f"run {spec.run_id(config.epochs)} was interrupted")
+        raise KeyboardInterrupt(f"run {spec.run_id} was interrupted")
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
     values = {key: history.val_metrics.get(key, []) for key in RECORDED}
     if not values["knn_top1"]:
-        raise RuntimeError(f"run {spec.run_id(config.epochs)} recorded no kNN accuracy")
-    settings = asdict(config)
-    settings.update(
-        data_dir=str(config.data_dir) if config.data_dir else None,
-        log_dir=str(config.log_dir),
-        image_size=image_size_of(config, data),
-        feature_dim=model.feature_dim,
-        train_images=len(ssl.dataset),  # type: ignore[arg-type]
-        precision=precision,
-        meter=meter.settings(),
-        lightly_version=_version("lightly"),
-        torch_version=torch.__version__,
-        device=_device_name(cuda),
-    )
-    for key in ("methods", "batch_sizes", "seeds", "emas", "kappa", "jobs"):
-        settings.pop(key)
+        raise RuntimeError(f"run {spec.run_id} recorded no kNN accuracy")
+    settings = run_settings(config, data, model, len(ssl.dataset), precision, cuda)  # type: ignore[arg-type]
+    settings["meter"] = meter.settings()
+    if started is not None and not started.same_code(code):
+        # Resumed across a change of code (--allow-code-change): both are named.
+        settings["started_with_code"] = started.to_dict()
     loss = entropy_settings(model.criterion) or {}
     return RunResult(
         method=spec.method,
@@ -343,7 +353,35 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         rebuilt_from_checkpoint=clock.rebuilt,
         peak_gpu_memory_gb=peak,
         settings=settings,
+        code=code,
     )
+
+
+def run_settings(
+    config: SweepConfig,
+    data: ImageArrays,
+    model: SSLMethod,
+    train_images: int,
+    precision: str,
+    cuda: bool,
+) -> Dict[str, Any]:
+    """The ``settings`` of a run's record: the sweep's, as this run used them."""
+    settings = asdict(config)
+    settings.update(
+        data_dir=str(config.data_dir) if config.data_dir else None,
+        log_dir=str(config.log_dir),
+        image_size=image_size_of(config, data),
+        feature_dim=model.feature_dim,
+        train_images=train_images,
+        precision=precision,
+        lightly_version=_version("lightly"),
+        torch_version=torch.__version__,
+        device=_device_name(cuda),
+    )
+    for key in ("methods", "batch_sizes", "seeds", "emas", "kappa", "jobs"):
+        settings.pop(key)
+    settings.pop("allow_code_change")
+    return settings
 
 
 def _display_name(name: str) -> str:
@@ -380,7 +418,9 @@ def run_label(spec: RunSpec, index: int, total: int) -> str:
 
 def summary_line(result: RunResult, index: int, total: int) -> str:
     """The one line printed after a run finishes."""
-    spec = RunSpec(result.method, result.batch_size, result.ema, result.seed)
+    spec = RunSpec(
+        result.method, result.batch_size, result.ema, result.seed, epochs=result.epochs
+    )
     line = (
         f"{run_label(spec, index, total)}  kNN top-1 best {result.knn_top1:.3f} "
         f"final {result.knn_top1_final:.3f}  "
@@ -398,17 +438,6 @@ def _last(values: Sequence[float]) -> str:
     return f"{values[-1]:.3f}" if values else "-"
 
 
-class Todo(NamedTuple):
-    """A run of the sweep without a finished record: its number and record path."""
-
-    number: int
-    spec: RunSpec
-    path: Path
-
-
-Status = Literal["trained", "done elsewhere", "busy"]
-
-
 def launched_rank() -> int:
     """This process's rank as its launcher set it (0 outside DDP), known before
     the process group exists (Lightning's rule: ``RANK``, then ``LOCAL_RANK``)."""
@@ -417,106 +446,3 @@ def launched_rank() -> int:
         if value is not None and value.isdigit():
             return int(value)
     return 0
-
-
-def train_claimed(
-    todo: Todo,
-    total: int,
-    config: SweepConfig,
-    data: ImageArrays,
-    locked: bool = False,
-) -> Tuple[Status, Optional[RunResult]]:
-    """Trains a run if no other process owns it; writes its record.
-
-    Returns ``("busy", None)`` when a live process holds the run's lock,
-    ``("done elsewhere", record)`` when another process finished it meanwhile, and
-    ``("trained", record)`` otherwise. ``locked``: the caller holds the lock (the
-    ranks of a multi-device run follow rank 0, which does).
-
-    Raises:
-        UsageError: If a lock names another host, or a record made meanwhile has
-            other result settings.
-    """
-    spec = todo.spec
-    rank = launched_rank()
-    lock: Optional[RunLock] = None
-    if not locked and rank == 0:
-        try:
-            lock = RunLock.acquire(run_dir_of(spec, config) / LOCK_NAME)
-        except LockInDoubt as error:
-            raise UsageError(f"run {spec.run_id(config.epochs)}: {error}") from None
-        if lock is None:
-            return "busy", None
-    try:
-        done = finished_record(todo.path)
-        if done is not None:  # another process finished it since the sweep began
-            check_same_settings(done, config, todo.path)
-            return "done elsewhere", done
-        label = run_label(spec, todo.number, total)
-        if rank == 0:
-            if lock is not None and lock.took_over is not None:
-                say(
-                    f"{label}  taking over from {lock.took_over.describe()}, which "
-                    "no longer runs"
-                )
-            last = run_dir_of(spec, config) / "checkpoints" / "last.ckpt"
-            action = "resuming from last.ckpt" if last.is_file() else "started"
-            say(f"{label}  {action}")
-        result = run_one(spec, config, data)
-        if rank == 0 and global_rank() == 0:
-            result.save(todo.path)
-        return "trained", result
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def finished_record(path: Path) -> Optional[RunResult]:
-    """The finished record at path, or None (none, damaged, or of another format)."""
-    if not path.is_file():
-        return None
-    try:
-        return RunResult.load(path)
-    except ValueError:
-        return None  # a damaged record, or an older format: run it again
-
-
-# Settings that change a run's result but not its run id: a record made with other
-# values must not stand in for this sweep's run.
-RESULT_SETTINGS: Tuple[str, ...] = (
-    "dataset",
-    "backbone",
-    "image_size",
-    "train_subset",
-    "test_subset",
-    "knn_k",
-    "knn_t",
-    "entropy_weight",
-    "estimator",
-    "precision",
-)
-
-
-def check_same_settings(done: RunResult, config: SweepConfig, path: Path) -> None:
-    """Raises UsageError if a finished record was made with other result settings."""
-    for key in RESULT_SETTINGS:
-        old = done.settings.get(key)
-        if key == "image_size":
-            if config.image_size is None or old == config.image_size:
-                continue
-            new: Any = config.image_size
-        elif key == "precision":
-            new = resolve_precision(config.precision, config.accelerator)
-        else:
-            new = getattr(config, key)
-        if old != new:
-            raise UsageError(
-                f"{path} was run with {key}={old!r} but this sweep has {key}={new!r}; "
-                "give another --log-dir, or the same settings to resume"
-            )
-    if config.kappa is not None and done.objective == "er" and done.kappa is not None:
-        if done.kappa != config.kappa:
-            raise UsageError(
-                f"{path} was run with kappa={done.kappa!r} but this sweep has "
-                f"kappa={config.kappa!r}; give another --log-dir"
-            )

@@ -2,12 +2,14 @@
 
 A finished run writes ``runs/<run id>.json``; a restarted sweep skips every run that
 has one (made with the same result settings), and resumes an unfinished run from its
-``last.ckpt``. Tables and plots are rewritten from all records at the end.
+``last.ckpt``, as long as both were made with this checkout's code (the resume rule
+of :func:`benchmarks.common.code.check_resume`; ``--allow-code-change`` overrides it).
+Tables and plots are rewritten from all records at the end.
 
 Before the first run starts, :func:`preflight` loads the dataset and checks what needs
 it (batch sizes and kNN k against the training images): a problem there is a
 :class:`~benchmarks.common.cli.UsageError`, one line. Every run is trained by the one
-process holding its lock (:func:`benchmarks.cifar.run.train_claimed`), so sweeps
+process holding its lock (:func:`benchmarks.cifar.claim.train_claimed`), so sweeps
 started twice on one ``--log-dir`` share the runs: each skips the runs another holds,
 then waits for them to finish (or takes over those whose process died), and both end
 with every record and the same tables. A multi-device (DDP) sweep takes the locks of
@@ -19,24 +21,30 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
-from benchmarks.cifar.config import RunSpec, SweepConfig, expand_runs, resolve_jobs
-from benchmarks.cifar.data import ImageArrays, load_dataset
-from benchmarks.cifar.plots import plot_curves, plot_sweep
-from benchmarks.cifar.pool import run_in_processes
-from benchmarks.cifar.run import (
+from benchmarks.cifar.claim import (
     RESULT_SETTINGS,
     Todo,
     check_same_settings,
     finished_record,
-    launched_rank,
-    run_dir_of,
-    summary_line,
     train_claimed,
 )
+from benchmarks.cifar.config import RunSpec, SweepConfig, expand_runs, resolve_jobs
+from benchmarks.cifar.data import ImageArrays, load_dataset
+from benchmarks.cifar.plots import plot_curves, plot_sweep
+from benchmarks.cifar.pool import run_in_processes
+from benchmarks.cifar.run import launched_rank, run_dir_of, summary_line
 from benchmarks.cifar.tables import write_tables
 from benchmarks.common.cli import UsageError, say
+from benchmarks.common.code import (
+    STARTED_NAME,
+    CodeVersion,
+    check_resume,
+    code_summary,
+    current_code,
+    read_started,
+)
 from benchmarks.common.lock import LOCK_NAME, LockInDoubt, RunLock, read_owner
 from benchmarks.common.records import RunResult, load_results
 from lightly_er.utils import global_rank
@@ -78,9 +86,10 @@ def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
     resolved first (:func:`~benchmarks.cifar.config.resolve_jobs`).
     """
     config = resolve_jobs(config)
+    check_code(specs, config)
     todo: List[Todo] = []
     for index, spec in enumerate(specs, start=1):
-        path = config.log_dir / "runs" / f"{spec.run_id(config.epochs)}.json"
+        path = config.log_dir / "runs" / f"{spec.run_id}.json"
         done = finished_record(path)
         if done is not None:
             check_same_settings(done, config, path)
@@ -102,6 +111,34 @@ def run_specs(specs: Sequence[RunSpec], config: SweepConfig) -> None:
             if not _train(item, len(specs), config, data):
                 busy.append(item)
     wait_for_others(busy, len(specs), config, data)
+
+
+def check_code(specs: Sequence[RunSpec], config: SweepConfig) -> None:
+    """The resume rule (:func:`benchmarks.common.code.check_resume`) over the runs
+    the sweep would keep (finished records) or resume (a ``last.ckpt``).
+
+    Raises:
+        CodeChanged: If one was made with other code and the sweep is not told to
+            allow it.
+    """
+    found: Dict[str, Optional[CodeVersion]] = {}
+    for spec in specs:
+        done = finished_record(config.log_dir / "runs" / f"{spec.run_id}.json")
+        run_dir = run_dir_of(spec, config)
+        if done is not None:
+            found[spec.run_id] = done.code
+        elif (run_dir / "checkpoints" / "last.ckpt").is_file():
+            found[spec.run_id] = read_started(run_dir / STARTED_NAME)
+    if not found:
+        return
+    code = current_code(ignore=[config.log_dir])
+    other = check_resume(found, code, config.allow_code_change, str(config.log_dir))
+    if other and launched_rank() == 0:
+        say(
+            f"{len(other)} run(s) were made with other code than this checkout's "
+            f"({code.describe()}); kept and resumed as --allow-code-change asks: "
+            + code_summary([found[name] for name in other])
+        )
 
 
 def _train(item: Todo, total: int, config: SweepConfig, data: ImageArrays) -> bool:
@@ -130,7 +167,7 @@ def wait_for_others(
         f"waiting for {len(busy)} run(s) another process is training ("
         + (", ".join(sorted(owners)) or "its owner")
         + "): "
-        + ", ".join(item.spec.run_id(config.epochs) for item in busy)
+        + ", ".join(item.spec.run_id for item in busy)
     )
     while busy:
         time.sleep(POLL_S)
@@ -152,7 +189,7 @@ def _run_all_locked(
                 if lock is None:
                     owner = read_owner(path)
                     raise UsageError(
-                        f"run {item.spec.run_id(config.epochs)} is being trained by "
+                        f"run {item.spec.run_id} is being trained by "
                         + (owner.describe() if owner else "another process")
                         + "; a multi-device sweep needs all its runs: wait for it, "
                         "or give another --log-dir"
@@ -188,6 +225,7 @@ def run_sweep(config: SweepConfig) -> List[RunResult]:
 __all__ = [
     "POLL_S",
     "RESULT_SETTINGS",
+    "check_code",
     "check_same_settings",
     "preflight",
     "run_specs",

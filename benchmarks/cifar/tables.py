@@ -1,7 +1,8 @@
 """The results table of a CIFAR-10 sweep: run records aggregated over seeds.
 
 One row per (method, dataset, batch size, EMA, epochs), written as ``results.md``
-(lightly's columns plus the ER ones) and ``results.csv`` (numbers, no ± formatting).
+(lightly's columns plus the ER ones and the code commit of the runs) and
+``results.csv`` (numbers, no ± formatting).
 A row of one seed has no spread: its accuracy shows without ± and its CSV standard
 deviation is empty.
 """
@@ -13,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from benchmarks.common.code import code_summary
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import csv_table as write_csv
 from benchmarks.common.tables import markdown_table as write_markdown
@@ -34,8 +36,10 @@ TABLE_COLUMNS: Tuple[str, ...] = (
     "Runs",
     "Runtime",
     "Peak GPU Memory",
+    "Code",
 )
-"""lightly's columns (best kNN as its "KNN Test Accuracy") plus the ER ones."""
+"""lightly's columns (best kNN as its "KNN Test Accuracy") plus the ER ones, and the
+code commit of the row's runs."""
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -60,6 +64,14 @@ def _mean_pm(mean: float, std: float, runs: int) -> str:
 
 def _format(value: Optional[float], digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _code_cell(runs: Sequence[RunResult]) -> str:
+    """The commit of the runs (``code_summary`` when they differ): which code made them."""
+    labels = {"unknown" if r.code is None else r.code.describe() for r in runs}
+    if len(labels) == 1:
+        return labels.pop()
+    return code_summary([r.code for r in runs])
 
 
 def aggregate(results: Iterable[RunResult]) -> List[Dict[str, Any]]:
@@ -107,6 +119,7 @@ def aggregate(results: Iterable[RunResult]) -> List[Dict[str, Any]]:
                 "Peak GPU Memory": (
                     f"{max(memories):.1f} GByte" if memories else "- (CPU)"
                 ),
+                "Code": _code_cell(runs),
                 "dataset": dataset,
                 "ema": ema,
                 "objective": objective,
@@ -149,6 +162,7 @@ CSV_COLUMNS: Tuple[str, ...] = (
     "runs",
     "runtime_min",
     "peak_gpu_memory_gb",
+    "code",
 )
 
 
@@ -176,6 +190,7 @@ def csv_table(rows: Sequence[Dict[str, Any]]) -> str:
                 row["Runs"],
                 row["Runtime"].removesuffix(" Min"),
                 "" if "CPU" in row["Peak GPU Memory"] else row["Peak GPU Memory"],
+                row["Code"],
             ]
             for row in rows
         ),

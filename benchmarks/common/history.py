@@ -20,7 +20,7 @@ Probe = Callable[[Trainer, LightningModule], Optional[Dict[str, float]]]
 """Values measured after a validation epoch; None skips the epoch."""
 
 
-class EpochHistory(MetricCallback):  # type: ignore[misc]
+class EpochHistory(MetricCallback):
     """lightly's MetricCallback, read once validation has ended, kept in checkpoints.
 
     Three things on top of its parent:

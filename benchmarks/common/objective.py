@@ -16,14 +16,14 @@ to the ER loss's constructor only.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Literal, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Dict, Mapping, Optional, Tuple, TypeVar
 
 from pytorch_lightning import LightningModule
 from torch import nn
 
+from benchmarks.common.names import Objective as Objective
 from lightly_er.monitoring import EntropyMeter
 
-Objective = Literal["original", "er"]
 OBJECTIVES: Tuple[str, ...] = ("original", "er")
 T = TypeVar("T")
 
@@ -74,10 +74,11 @@ class ObjectiveSwitch(LightningModule):
         **kwargs: Any,
     ) -> nn.Module:
         """lightly's loss with kwargs, or its ER subclass with kwargs, ``er_only``
-        (arguments that only the ER class takes) and :attr:`er_options`."""
+        (arguments that only the ER class takes) and :attr:`er_options` (which
+        win over ``er_only``: a study's arm may switch a device back on)."""
         loss: nn.Module
         if self.objective == "er":
-            loss = er(**kwargs, **(er_only or {}), **self.er_options)
+            loss = er(**{**kwargs, **(er_only or {}), **self.er_options})
         else:
             loss = original(**kwargs)
         return loss

@@ -1,11 +1,18 @@
 """The run record of the benchmarks and studies: one JSON file per finished run.
 
+Every engine (the CIFAR-10 sweep, the ImageNet runner, the mechanism study) writes
+its finished runs as a :class:`RunRecord`: the run's id, the engine, the code it was
+made with (:class:`benchmarks.common.code.CodeVersion`: commit, dirty flag, versions)
+and the engine's own fields, flat in one JSON object. :class:`RunResult` is the
+CIFAR-10 sweep's fields, typed.
+
 Every file is written atomically (a temporary file in the same folder, then
 ``os.replace``), so an interrupted run leaves either the old file or the new one, never
 half of one. A run's JSON is written only when the run has finished, which is what a
 resumed sweep checks to skip it. The format is that of record version 2, which the
 records of earlier releases already on disk use (a test loads one written then);
-the fields added since have defaults, so those records still load.
+the fields added since have defaults, so those records still load (their code is
+unknown: None).
 """
 
 from __future__ import annotations
@@ -13,7 +20,77 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, ClassVar, Dict, List, Optional
+
+from benchmarks.common.code import CodeVersion
+from benchmarks.common.runs import run_id
+
+ENVELOPE = ("run_id", "engine", "code")
+"""The keys every record has beside its engine's own fields."""
+
+
+@dataclass
+class RunRecord:
+    """One finished run of any engine, as written to disk.
+
+    Attributes:
+        run_id: The run's identifier (:func:`benchmarks.common.runs.run_id`).
+        engine: What ran it: ``"cifar10"``, ``"imagenet/resnet50"``,
+            ``"imagenet/vitb16"``, ``"mechanism"``, ...
+        code: The code it was made with; None for a record written before records
+            named their code.
+        data: The engine's own fields (settings and results), JSON-serializable.
+    """
+
+    run_id: str
+    engine: str
+    code: Optional[CodeVersion]
+    data: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        """The flat JSON object: the engine's fields and the envelope's."""
+        clash = set(self.data) & set(ENVELOPE)
+        if clash:
+            raise ValueError(f"the record's data may not set {sorted(clash)}")
+        return {
+            **self.data,
+            "run_id": self.run_id,
+            "engine": self.engine,
+            "code": None if self.code is None else self.code.to_dict(),
+        }
+
+    def save(self, path: Path, indent: int = 2) -> None:
+        """Writes the record as JSON with sorted keys, atomically."""
+        save_json(path, self.to_json(), indent)
+
+    @classmethod
+    def load(cls, path: Path) -> RunRecord:
+        """Reads a record; one written before the envelope gets the file's stem as
+        its id, an empty engine and no code.
+
+        Raises:
+            ValueError: If the file is not a JSON object.
+        """
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path} is not a run record: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} is not a run record: not a JSON object")
+        return cls.from_json(data, default_id=path.stem)
+
+    @classmethod
+    def from_json(cls, data: Dict[str, Any], default_id: str = "") -> RunRecord:
+        """The record of a flat JSON object (:meth:`to_json`)."""
+        data = dict(data)
+        code = data.pop("code", None)
+        return cls(
+            run_id=str(data.pop("run_id", default_id)),
+            engine=str(data.pop("engine", "")),
+            code=None if code is None else CodeVersion.from_dict(code),
+            data=data,
+        )
+
 
 RECORD_VERSION = 2
 
@@ -56,6 +133,8 @@ class RunResult:
         peak_gpu_memory_gb: Peak GPU memory in GiB, or None on the CPU.
         settings: Every other setting of the run.
         record_version: The record format (records of another version are rerun).
+        code: The code the run was made with; None in records written before
+            records named their code.
     """
 
     method: str
@@ -83,15 +162,30 @@ class RunResult:
     peak_gpu_memory_gb: Optional[float] = None
     settings: Dict[str, Any] = field(default_factory=dict)
     record_version: int = RECORD_VERSION
+    code: Optional[CodeVersion] = None
+
+    ENGINE: ClassVar[str] = "cifar10"
 
     @property
     def run_id(self) -> str:
         """The run's identifier, the stem of its record and of its Lightning folder."""
-        return run_id(self.method, self.batch_size, self.ema, self.epochs, self.seed)
+        return run_id(
+            self.method,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            ema=self.ema,
+            epochs=self.epochs,
+        )
+
+    def to_record(self) -> RunRecord:
+        """The run as the record every engine writes."""
+        data = asdict(self)
+        del data["code"]
+        return RunRecord(self.run_id, self.ENGINE, self.code, data)
 
     def save(self, path: Path) -> None:
         """Writes the record as JSON, atomically."""
-        save_json(path, asdict(self))
+        self.to_record().save(path)
 
     @classmethod
     def load(cls, path: Path) -> RunResult:
@@ -100,10 +194,10 @@ class RunResult:
         Raises:
             ValueError: If the file is not a complete run record of this version.
         """
+        record = RunRecord.load(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            result = cls(**data)
-        except (json.JSONDecodeError, TypeError) as error:
+            result = cls(**record.data, code=record.code)
+        except TypeError as error:
             raise ValueError(f"{path} is not a run record: {error}") from error
         if result.record_version != RECORD_VERSION:
             raise ValueError(
@@ -113,20 +207,12 @@ class RunResult:
         return result
 
 
-def save_json(path: Path, data: Dict[str, Any]) -> None:
+def save_json(path: Path, data: Dict[str, Any], indent: int = 2) -> None:
     """Writes data as indented JSON with sorted keys, atomically: every record and
     results file of the benchmarks."""
     from lightly_er.utils.io import write_atomic  # loads torch: not at --help
 
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def run_id(
-    method: str, batch_size: int, ema: Optional[float], epochs: int, seed: int
-) -> str:
-    """A file-name-safe identifier of one run of a sweep."""
-    ema_part = "" if ema is None else f"-ema{ema:g}"
-    return f"{method}-bs{batch_size}{ema_part}-ep{epochs}-seed{seed}"
+    write_atomic(path, json.dumps(data, indent=indent, sort_keys=True) + "\n")
 
 
 def load_results(directory: Path) -> List[RunResult]:

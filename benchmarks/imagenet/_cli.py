@@ -36,13 +36,19 @@ from benchmarks.common.cli import (
     check_log_dir,
     fail,
 )
+from benchmarks.common.names import Objective, method_table
+from benchmarks.common.names import with_er_twins as with_er_twins
+
+from ._flags import (
+    MATMUL_PRECISIONS,
+    add_er_options,
+    add_lightly_flags,
+    add_loss_options,
+)
 
 if TYPE_CHECKING:
-    from benchmarks.common.objective import Objective
-
     from ._method import SSLMethod
 
-MATMUL_PRECISIONS = ("highest", "high", "medium")
 IMAGE_EXTENSIONS = (
     ".jpg",
     ".jpeg",
@@ -91,21 +97,15 @@ def method_specs(
     methods: Mapping[str, Tuple[Type[SSLMethod], Callable[[int], Any]]],
 ) -> Dict[str, MethodSpec]:
     """Every method with its ER twin: ``{"dino": ..., "dino_er": ..., ...}``."""
-    out: Dict[str, MethodSpec] = {}
-    for name, (model, transform) in methods.items():
-        out[name] = MethodSpec(model, transform, "original")
-        out[f"{name}_er"] = MethodSpec(model, transform, "er")
-    return out
+    return {
+        name: MethodSpec(model, transform, objective)
+        for name, ((model, transform), objective) in method_table(methods).items()
+    }
 
 
 def any_image_size(backbone: str, image_size: int) -> Optional[str]:
     """Accepts every crop size (a ResNet takes any size of 32 pixels or more)."""
     return None
-
-
-def with_er_twins(methods: Iterable[str]) -> Tuple[str, ...]:
-    """``("dino",)`` -> ``("dino", "dino_er")``: the ``--methods`` choices."""
-    return tuple(name + suffix for name in methods for suffix in ("", "_er"))
 
 
 class ParserSpec(Protocol):
@@ -129,6 +129,9 @@ class ParserSpec(Protocol):
     @property
     def eval_methods(self) -> Tuple[str, ...]: ...
 
+    @property
+    def sphere_methods(self) -> Tuple[str, ...]: ...
+
 
 @dataclass(frozen=True)
 class CommandLine:
@@ -142,6 +145,8 @@ class CommandLine:
         finetune_epochs: lightly's fine-tuning epochs.
         eval_methods: ``--eval-method`` choices, lightly's default first (none: no
             such flag).
+        sphere_methods: The methods whose ER loss is on the sphere: they take
+            ``--kappa`` and ``--estimator``.
     """
 
     title: str
@@ -150,6 +155,7 @@ class CommandLine:
     knn_t: float
     finetune_epochs: int
     eval_methods: Tuple[str, ...] = ()
+    sphere_methods: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,7 @@ class Benchmark:
         knn_eval: ``(model, config, log_dir, knn_k, knn_t) -> metrics``.
         eval_methods: ``--eval-method`` choices, lightly's default first (none: no
             such flag).
+        sphere_methods: As :class:`CommandLine`'s.
         collate_fn: Collate function of the pretraining loader (None: PyTorch's).
         pretrain_sanity_steps: ``num_sanity_val_steps`` of pretraining (None:
             Lightning's default).
@@ -185,16 +192,11 @@ class Benchmark:
     finetune_eval: EvalFunction
     knn_eval: EvalFunction
     eval_methods: Tuple[str, ...] = ()
+    sphere_methods: Tuple[str, ...] = ()
     collate_fn: Optional[Callable[[Any], Any]] = None
     pretrain_sanity_steps: Optional[int] = None
     seed_without_flag: bool = False
     check_image_size: Callable[[str, int], Optional[str]] = any_image_size
-
-
-def _limit(value: str) -> float | int:
-    """An int number of batches or a float fraction, as Lightning's limits."""
-    number = float(value)
-    return int(number) if number.is_integer() and "." not in value else number
 
 
 def build_parser(bench: ParserSpec) -> OneLineErrorParser:
@@ -208,154 +210,9 @@ def build_parser(bench: ParserSpec) -> OneLineErrorParser:
         error_prefix="error: ",
         formatter_class=DefaultsHelpFormatter,
     )
-    add = parser.add_argument
-    # lightly's main.py, in its order (lightly gives no help texts; these are ours).
-    add(
-        "--train-dir",
-        type=Path,
-        default="/datasets/imagenet/train",
-        help="ImageFolder tree (one folder per class) of the training images",
-    )
-    add(
-        "--val-dir",
-        type=Path,
-        default="/datasets/imagenet/val",
-        help="ImageFolder tree of the validation images",
-    )
-    add(
-        "--log-dir",
-        type=Path,
-        default="benchmark_logs",
-        help="output folder; each method writes <log-dir>/<method>/<timestamp>/",
-    )
-    add("--batch-size-per-device", type=int, default=128, help="batch size per device")
-    add(
-        "--epochs",
-        type=int,
-        default=100,
-        help="pretraining epochs; 0 skips pretraining (and loads --ckpt-path, if "
-        "given)",
-    )
-    add("--num-workers", type=int, default=8, help="data-loader workers per device")
-    add("--accelerator", type=str, default="gpu", help="Lightning accelerator")
-    add("--devices", type=int, default=1, help="devices; more than 1 trains with DDP")
-    add("--precision", type=str, default="16-mixed", help="Lightning precision")
-    add(
-        "--ckpt-path",
-        type=Path,
-        default=None,
-        help="a Lightning checkpoint to resume pretraining from (one method only; "
-        "default: none)",
-    )
-    add("--compile-model", action="store_true", help="torch.compile the module")
-    add(
-        "--methods",
-        type=str,
-        nargs="+",
-        choices=list(bench.methods),
-        help="methods to run (default: all)",
-    )
-    if bench.eval_methods:
-        add(
-            "--eval-method",
-            type=str,
-            default=bench.eval_methods[0],
-            help="classifier of the linear and fine-tuning evaluations: "
-            + ", ".join(bench.eval_methods),
-        )
-    add(
-        "--num-classes",
-        type=int,
-        default=1000,
-        help="classes of the classifiers (at least the class folders of --train-dir)",
-    )
-    add("--skip-knn-eval", action="store_true", help="skip the kNN evaluation")
-    add(
-        "--knn-k",
-        type=int,
-        default=200,
-        help="kNN neighbors; at most the images of the kNN bank (the training "
-        "images, fewer with --limit-val-batches)",
-    )
-    add("--knn-t", type=float, default=bench.knn_t, help="kNN temperature")
-    add("--skip-linear-eval", action="store_true", help="skip the linear evaluation")
-    add("--skip-finetune-eval", action="store_true", help="skip fine-tuning")
-    add(
-        "--float32-matmul-precision",
-        type=str,
-        default="high",
-        help="torch.set_float32_matmul_precision: " + ", ".join(MATMUL_PRECISIONS),
-    )
-    add(
-        "--strategy",
-        default="ddp_find_unused_parameters_true",
-        help="Lightning strategy of every stage",
-    )
-    add(
-        "--seed",
-        type=int,
-        default=None,
-        help="seed set before every method (default: none, as lightly)",
-    )
-    # lightly-er's options; their defaults are lightly's run.
-    add(
-        "--backbone",
-        choices=bench.backbones,
-        default=bench.backbones[0],
-        help=f"backbone ({bench.backbones[0]} is lightly's; smaller ones for tests)",
-    )
-    add(
-        "--image-size",
-        type=int,
-        default=224,
-        help="crop size of training and evaluation images, lightly's by default; "
-        "the other crops scale with it",
-    )
-    add(
-        "--ema",
-        type=float,
-        default=None,
-        help="constant EMA coefficient of the teacher instead of the method's "
-        "schedule (MoCo, BYOL, DINO; SimCLR and SwAV have no teacher; default: "
-        "the schedule)",
-    )
-    add(
-        "--limit-train-batches",
-        type=_limit,
-        default=None,
-        help="Lightning's limit of training batches per epoch: an int number or a "
-        "float fraction (default: all)",
-    )
-    add(
-        "--limit-val-batches",
-        type=_limit,
-        default=None,
-        help="Lightning's limit of validation batches, also of the kNN bank's "
-        "(default: all)",
-    )
-    add("--linear-epochs", type=int, default=90, help="linear evaluation epochs")
-    add(
-        "--finetune-epochs",
-        type=int,
-        default=bench.finetune_epochs,
-        help="fine-tuning epochs",
-    )
-    add(
-        "--device-stats",
-        action="store_true",
-        help="log Lightning's DeviceStatsMonitor in every stage, as lightly does",
-    )
-    add(
-        "--no-entropy-monitor",
-        action="store_true",
-        help="do not attach lightly_er.monitoring.EntropyMonitor to pretraining",
-    )
-    add(
-        "--entropy-every-n-steps",
-        type=int,
-        default=50,
-        help="steps between two measurements of the entropy monitor",
-    )
+    add_lightly_flags(parser, bench)
+    add_er_options(parser, bench)
+    add_loss_options(parser, bench)
     return parser
 
 
@@ -389,6 +246,12 @@ def check_args(bench: ParserSpec, args: argparse.Namespace) -> None:
             fail(f"{flag} must be >= {minimum}, got {value}")
     if not args.knn_t > 0:
         fail(f"--knn-t must be positive, got {args.knn_t}")
+    if args.kappa is not None and not (math.isfinite(args.kappa) and args.kappa > 0):
+        fail(f"--kappa must be positive, got {args.kappa}")
+    weight = args.entropy_weight
+    if weight is not None and not (math.isfinite(weight) and weight >= 0):
+        fail(f"--entropy-weight must be >= 0, got {weight}")
+    check_sphere_options(bench, args)
     if args.ema is not None and not 0.0 <= args.ema < 1.0:
         fail(f"--ema must be in [0, 1), got {args.ema}")
     for flag, limit in (
@@ -448,6 +311,21 @@ def check_args(bench: ParserSpec, args: argparse.Namespace) -> None:
             f"--train-dir has {n_classes} class folders but --num-classes is "
             f"{args.num_classes}"
         )
+
+
+def check_sphere_options(bench: ParserSpec, args: argparse.Namespace) -> None:
+    """``--kappa`` and ``--estimator`` need an ER method on the sphere among the
+    chosen ones: given without one, they would change nothing (one line, exit 2)."""
+    chosen = [m for m in args.methods or bench.methods if m.endswith("_er")]
+    takers = [m for m in chosen if m.removesuffix("_er") in bench.sphere_methods]
+    for flag, value in (("--kappa", args.kappa), ("--estimator", args.estimator)):
+        if value is not None and not takers:
+            sphere = ", ".join(f"{m}_er" for m in bench.sphere_methods)
+            fail(
+                f"{flag} applies to the ER losses on the sphere ("
+                + (sphere or "none in this benchmark")
+                + "); no method in --methods takes it"
+            )
 
 
 def count_classes(directory: Path) -> int:

@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import DeviceStatsMonitor, LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger, Logger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from benchmarks.common.code import CodeVersion
 from benchmarks.common.history import best_metrics
 from benchmarks.common.tables import markdown_table
 
@@ -50,6 +51,7 @@ class RunConfig:
         limit_train_batches: Lightning's limit of training batches per epoch.
         limit_val_batches: Lightning's limit of validation batches.
         device_stats: Whether every stage logs Lightning's DeviceStatsMonitor.
+        code: The code the run is made with (None: not read).
     """
 
     train_dir: Path
@@ -65,6 +67,7 @@ class RunConfig:
     limit_train_batches: Limit = None
     limit_val_batches: Limit = None
     device_stats: bool = False
+    code: Optional[CodeVersion] = None
 
     def limits(self, train: bool = True) -> Dict[str, Any]:
         """The batch limits that are set, as Trainer keyword arguments.

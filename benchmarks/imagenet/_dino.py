@@ -53,8 +53,11 @@ class DINOMethod(SSLMethod):
         Returns:
             (head class, keyword arguments of the ER head's meter).
         """
+        # The ER twin is the paper's variant: the entropy term replaces centering.
         self.criterion = self.make_loss(
-            DINOLoss, ERDINOLoss, er_only={"gather_distributed": True}
+            DINOLoss,
+            ERDINOLoss,
+            er_only={"centering": False, "gather_distributed": True},
         )
         head = self.pick(DINOProjectionHead, ERDINOProjectionHead)
         return head, self.meter_kwargs("discrete")

@@ -40,6 +40,9 @@ class SSLMethod(ObjectiveSwitch):
             ``"simclr_er"``), also the name of its optimizer's parameter groups.
         has_teacher:
             Whether the method has an EMA teacher (``--ema`` applies).
+        sphere:
+            Whether its ER loss measures the entropy on the sphere (it then takes
+            ``--kappa`` and ``--estimator``); a discrete one takes the weight only.
         batch_size_per_device:
             Batch size of one process.
         objective:
@@ -56,6 +59,9 @@ class SSLMethod(ObjectiveSwitch):
         num_classes: Number of classes of the online classifier.
         objective: ``"original"`` or ``"er"``.
         ema: Constant EMA coefficient in [0, 1), or None.
+        er_kwargs: Keyword arguments of the method's ER losses (``kappa``,
+            ``entropy_weight``, ``estimator``: the command line's, by
+            :func:`benchmarks.common.er_options.er_loss_kwargs`); ER objective only.
 
     Raises:
         ValueError: If an argument is out of range.
@@ -63,6 +69,7 @@ class SSLMethod(ObjectiveSwitch):
 
     name: ClassVar[str] = ""
     has_teacher: ClassVar[bool] = False
+    sphere: ClassVar[bool] = False
     online_classifier: OnlineLinearClassifier
 
     def __init__(
@@ -71,9 +78,10 @@ class SSLMethod(ObjectiveSwitch):
         num_classes: int,
         objective: Objective = "original",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
         super().__init__()
-        self.init_objective(objective)
+        self.init_objective(objective, er_kwargs)
         if ema is not None and not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be in [0, 1), got {ema}")
         if batch_size_per_device < 1 or num_classes < 1:

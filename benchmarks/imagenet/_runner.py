@@ -11,8 +11,17 @@ Every method writes ``<log-dir>/<method>/<timestamp>/``: ``pretrain``, ``knn_eva
 ``linear_eval`` and ``finetune_eval`` (TensorBoard events and ``metrics.csv`` in
 ``version_0``), ``checkpoints/last.ckpt`` (pretraining, after every epoch), the entropy
 monitor's ``entropy_monitor.csv``/``.png`` in ``pretrain/version_0`` and
-``results.json`` (the best value of each metric). The folder appears with the first
-file written in it; a run that fails before writing anything leaves no folder.
+``results.json`` (the best value of each metric), ``code.json`` (the code the run
+was started with) and ``record.json`` (the run's record: its settings, results and
+code, :class:`benchmarks.common.records.RunRecord`). The folder appears with the
+first file written in it; a run that fails before writing anything but its
+``code.json`` leaves no folder.
+
+Pretraining resumed from a ``--ckpt-path`` that this runner wrote follows the resume
+rule (:func:`benchmarks.common.code.check_resume`): the checkpoint's run must have
+been started with this checkout's code, unless ``--allow-code-change``. A checkpoint
+from elsewhere (no ``code.json`` beside its folder) cannot be checked; its record
+says so.
 """
 
 from __future__ import annotations
@@ -36,8 +45,18 @@ from pytorch_lightning.callbacks import (
 )
 
 from benchmarks.common.cli import fail
+from benchmarks.common.code import (
+    STARTED_NAME,
+    CodeChanged,
+    CodeVersion,
+    check_resume,
+    current_code,
+    read_started,
+    write_started,
+)
+from benchmarks.common.er_options import er_loss_kwargs
 from benchmarks.common.history import best_metrics
-from benchmarks.common.records import save_json
+from benchmarks.common.records import RunRecord, save_json
 from lightly_er.monitoring import EntropyMonitor
 from lightly_er.utils import global_rank
 
@@ -64,11 +83,16 @@ def build_model(
     ema: Optional[float] = None,
     knn_k: int = 200,
     knn_t: Optional[float] = None,
+    kappa: Optional[float] = None,
+    entropy_weight: Optional[float] = None,
+    estimator: Optional[str] = None,
 ) -> SSLMethod:
     """The module of a method, built as lightly's main.py builds it.
 
     The kNN settings go to the modules that take them (SimCLR's online kNN), as in
-    lightly; ``ema`` to those with a teacher.
+    lightly; ``ema`` to those with a teacher; ``kappa``, ``entropy_weight`` and
+    ``estimator`` (None: the loss's own) to an ER method's losses as
+    ``benchmarks/cifar10.py`` gives them (:func:`er_loss_kwargs`).
 
     Raises:
         ValueError: If the method is unknown.
@@ -89,6 +113,15 @@ def build_model(
     kwargs["backbone"] = backbone or bench.backbones[0]
     if spec.model.has_teacher:
         kwargs["ema"] = ema
+    er_kwargs = er_loss_kwargs(
+        spec.objective,
+        spec.model.sphere,
+        kappa=kappa,
+        entropy_weight=entropy_weight,
+        estimator=estimator,
+    )
+    if er_kwargs:
+        kwargs["er_kwargs"] = er_kwargs
     return spec.model(**kwargs)
 
 
@@ -188,6 +221,8 @@ def pretrain(
     ]
     if entropy_monitor:
         callbacks.append(EntropyMonitor(every_n_steps=entropy_every_n_steps))
+    if global_rank() == 0:
+        write_started(log_dir / STARTED_NAME, config.code or current_code())
     extra: Dict[str, Any] = dict(config.limits())
     if bench.pretrain_sanity_steps is not None:
         extra["num_sanity_val_steps"] = bench.pretrain_sanity_steps
@@ -216,8 +251,10 @@ def pretrain(
 
 
 def _prune_empty(path: Path, keep: Path) -> None:
-    """Removes path if its tree holds no file, then its empty parents below keep."""
-    if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
+    """Removes path if its tree holds no file (but its code.json), then its empty
+    parents below keep."""
+    files = [p for p in path.rglob("*") if p.is_file() and p.name != STARTED_NAME]
+    if path.is_dir() and not files:
         shutil.rmtree(path, ignore_errors=True)
     for parent in path.parents:
         if parent == keep or not parent.is_relative_to(keep):
@@ -252,6 +289,9 @@ def run_method(
         ema=args.ema,
         knn_k=args.knn_k,
         knn_t=args.knn_t,
+        kappa=args.kappa,
+        entropy_weight=args.entropy_weight,
+        estimator=args.estimator,
     )
     if args.ema is not None and not model.has_teacher:
         print_rank_zero(f"{method} has no teacher: --ema is ignored.")
@@ -310,7 +350,65 @@ def run_method(
         print_rank_zero(metrics_table(stages))
     if global_rank() == 0:
         save_json(run_dir / "results.json", results)
+        run_record(bench, args, method, run_dir, results, config.code).save(
+            run_dir / "record.json"
+        )
+        if config.code is not None:
+            print_rank_zero(f"Code: {config.code.describe()}")
     return results
+
+
+def run_record(
+    bench: Benchmark,
+    args: argparse.Namespace,
+    method: str,
+    run_dir: Path,
+    results: Dict[str, float],
+    code: Optional[CodeVersion],
+) -> RunRecord:
+    """The run's record: its settings (the parsed flags), results and code."""
+    settings = {
+        k: str(v) if isinstance(v, Path) else v for k, v in sorted(vars(args).items())
+    }
+    started: Optional[CodeVersion] = None
+    if args.ckpt_path is not None:
+        started = read_started(checkpoint_run_dir(args.ckpt_path) / STARTED_NAME)
+    return RunRecord(
+        run_id=f"{method}/{run_dir.name}",
+        engine=f"imagenet/{bench.backbones[0]}",
+        code=code,
+        data={
+            "method": method,
+            "settings": settings,
+            "results": results,
+            "resumed_from": None if args.ckpt_path is None else str(args.ckpt_path),
+            "started_with_code": None if started is None else started.to_dict(),
+        },
+    )
+
+
+def checkpoint_run_dir(ckpt_path: Path) -> Path:
+    """The run folder of a checkpoint this runner wrote (``<run>/checkpoints/x``)."""
+    return Path(ckpt_path).resolve().parent.parent
+
+
+def check_checkpoint_code(args: argparse.Namespace, code: CodeVersion) -> None:
+    """The resume rule for ``--ckpt-path`` (see the module docstring).
+
+    Raises:
+        CodeChanged: If the checkpoint's run was started with other code and
+            ``--allow-code-change`` is not given.
+    """
+    if args.ckpt_path is None:
+        return
+    started = read_started(checkpoint_run_dir(args.ckpt_path) / STARTED_NAME)
+    if started is None:
+        print_rank_zero(
+            f"{args.ckpt_path} names no code (no {STARTED_NAME} in its run folder): "
+            "its code cannot be checked"
+        )
+        return
+    check_resume({str(args.ckpt_path): started}, code, args.allow_code_change)
 
 
 def main(
@@ -330,6 +428,11 @@ def main(
 def run(bench: Benchmark, args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
     """Runs the benchmark with parsed and checked arguments (:func:`main`)."""
     check_run(bench, args)
+    code = current_code(ignore=[args.log_dir])
+    try:
+        check_checkpoint_code(args, code)
+    except CodeChanged as error:
+        fail(str(error))
     print_rank_zero(f"Args: {vars(args)}")
     torch.set_float32_matmul_precision(args.float32_matmul_precision)
     config = RunConfig(
@@ -346,6 +449,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> Dict[str, Dict[str, float
         limit_train_batches=args.limit_train_batches,
         limit_val_batches=args.limit_val_batches,
         device_stats=args.device_stats,
+        code=code,
     )
     # One folder name for all processes: the DDP ranks start as copies of this
     # process and inherit its environment.

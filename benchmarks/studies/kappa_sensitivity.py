@@ -1,7 +1,7 @@
 """Sensitivity of the ER objectives to kappa, the entropy weight and the estimator.
 
-Short runs of SimCLR-ER and BYOL-ER on the stability study's protocol (Fashion-MNIST,
-2,048 images at 16 px, the small CNN, batch 128, lightly's CIFAR-10 settings) with one
+Short runs of SimCLR-ER and BYOL-ER on the stability study's protocol v2 (Fashion-MNIST,
+1,024 images at 16 px, the small CNN, batch 128, lightly's CIFAR-10 settings) with one
 setting changed at a time from the defaults (kappa by the rule, weight 1, plug-in):
 
 - kappa in {1, 2, 5, 10, 20, 50};
@@ -14,7 +14,8 @@ like the sweep (finished runs are kept).
 
     python benchmarks/studies/kappa_sensitivity.py --log-dir runs/kappa --epochs 5
 
-The plot in docs/kappa.md came from this command.
+The plot in docs/kappa.md came from this command at commit 6777585, under protocol v1
+(2,048 training images).
 """
 
 from __future__ import annotations
@@ -36,11 +37,26 @@ from benchmarks.cifar.run import run_one
 from benchmarks.common.figures import pyplot, save_figure_atomic
 from benchmarks.common.records import RunResult
 from benchmarks.common.tables import markdown_table
-from benchmarks.studies.stability import study_config
 from lightly_er.loss import ERNegativeCosineSimilarity, ERNTXentLoss
-from lightly_er.loss._kappa import entropy_settings
+from lightly_er.monitoring import entropy_settings
 from lightly_er.utils import write_atomic
 
+PROTOCOL: Dict[str, Any] = dict(
+    dataset="fashion-mnist",
+    backbone="small",
+    image_size=16,
+    train_subset=1024,
+    test_subset=1000,
+    epochs=30,
+    num_workers=1,
+    knn_k=200,
+    knn_t=0.1,
+    accelerator="cpu",
+    precision="32-true",
+)
+"""The stability study's protocol v2 (archived, ``benchmarks/studies/ARCHIVE.md``):
+Fashion-MNIST at 16 px, the small CNN, 1,024 training images; lightly's CIFAR-10
+settings otherwise."""
 KAPPAS: Tuple[float, ...] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
 WEIGHTS: Tuple[float, ...] = (0.0, 0.5, 1.0, 2.0)
 ESTIMATORS: Tuple[str, ...] = ("plugin", "joe")
@@ -90,9 +106,8 @@ def run_setting(
     }
     kwargs[knob] = value
     config = replace(base, log_dir=log_dir / name, methods=[method], **kwargs)
-    result = run_one(
-        RunSpec(method, 128, 0.99 if method == "byol_er" else None, 0), config, data
-    )
+    ema = 0.99 if method == "byol_er" else None
+    result = run_one(RunSpec(method, 128, ema, 0, epochs=config.epochs), config, data)
     result.save(path)
     print(f"{name}: kNN final {result.knn_top1_final:.3f}", flush=True)
     return result
@@ -174,9 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--num-workers", type=int, default=1)
     args = parser.parse_args(argv)
-    base = study_config(
-        epochs=args.epochs, seeds=[0], num_workers=args.num_workers, progress_bar=False
-    )
+    protocol = {**PROTOCOL, "epochs": args.epochs, "num_workers": args.num_workers}
+    base = SweepConfig(**protocol, seeds=[0], progress_bar=False)
     data = load_dataset(base.dataset)
     rows = [(s, run_setting(s, base, data, args.log_dir)) for s in settings()]
     text = table(rows)

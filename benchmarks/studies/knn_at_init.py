@@ -22,20 +22,19 @@ if __name__ == "__main__" and __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import torch
-from lightly.utils.benchmarking import knn_predict
 from torch import Tensor, nn
-from torch.nn.functional import normalize
 from torch.utils.data import DataLoader
 
 from benchmarks.cifar.backbones import BACKBONES, build_backbone
 from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.data import DATASETS, load_dataset
 from benchmarks.cifar.run import make_loaders
+from benchmarks.common.knn import knn_top1
 
 
 @torch.no_grad()
 def _features(net: nn.Module, loader: DataLoader[Tuple[Tensor, int, int]]) -> Tensor:
-    return torch.cat([normalize(net(x).flatten(1), dim=1) for x, _, _ in loader])
+    return torch.cat([net(x).flatten(1) for x, _, _ in loader])
 
 
 def _labels(loader: DataLoader[Tuple[Tensor, int, int]]) -> Tensor:
@@ -49,15 +48,16 @@ def knn_top1_at_init(config: SweepConfig, seed: int) -> float:
     torch.manual_seed(seed)
     net, _ = build_backbone(config.backbone)
     net.eval()
-    predicted = knn_predict(
-        _features(net, knn_test),
-        _features(net, knn_train).t().contiguous(),
+    return knn_top1(
+        _features(net, knn_train),
         _labels(knn_train),
-        data.num_classes,
-        min(config.knn_k, len(knn_train.dataset)),  # type: ignore[arg-type]
+        _features(net, knn_test),
+        _labels(knn_test),
+        config.knn_k,
         config.knn_t,
+        num_classes=data.num_classes,
+        chunk=None,
     )
-    return float((predicted[:, 0] == _labels(knn_test)).float().mean())
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -38,7 +38,10 @@ from lightly.loss import DINOLoss, NegativeCosineSimilarity, NTXentLoss, SwaVLos
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from benchmarks.common.er_options import ESTIMATORS
 from benchmarks.common.tables import markdown_header, markdown_row
+from lightly_er.experimental import EntropyEstimator
+from lightly_er.functional import SphereEstimator
 from lightly_er.loss import (
     ERDINOLoss,
     ERNegativeCosineSimilarity,
@@ -87,7 +90,9 @@ def _gram_floor(rows: Sequence[Tensor], memory: int = 0) -> Step:
     return floor
 
 
-def _simclr(batch_size: int, estimator: str = "plugin", memory: int = 0) -> Case:
+def _simclr(
+    batch_size: int, estimator: SphereEstimator = "plugin", memory: int = 0
+) -> Case:
     def make_step(device: torch.device) -> Tuple[Step, Optional[Step]]:
         out0 = _leaf((batch_size, 128), device)
         out1 = _leaf((batch_size, 128), device)
@@ -100,13 +105,16 @@ def _simclr(batch_size: int, estimator: str = "plugin", memory: int = 0) -> Case
         f"SimCLR B={batch_size} D=128 {estimator}"
         + (f" memory {memory}" if memory else ""),
         NTXentLoss(temperature=0.1),
-        ERNTXentLoss(temperature=0.1, estimator=estimator, entropy_memory_size=memory),
+        ERNTXentLoss(
+            temperature=0.1,
+            estimator=EntropyEstimator(name=estimator, memory_size=memory),
+        ),
         make_step,
         held_to=None if estimator in UNTARGETED else "parent",
     )
 
 
-def _byol(estimator: str = "plugin", memory: int = 0) -> Case:
+def _byol(estimator: SphereEstimator = "plugin", memory: int = 0) -> Case:
     def make_step(device: torch.device) -> Tuple[Step, Optional[Step]]:
         p0, p1 = _leaf((256, 256), device), _leaf((256, 256), device)
         z0, z1 = _leaf((256, 256), device, False), _leaf((256, 256), device, False)
@@ -119,7 +127,10 @@ def _byol(estimator: str = "plugin", memory: int = 0) -> Case:
         f"byol-256{suffix}",
         f"BYOL B=256 D=256 {estimator}" + (f" memory {memory}" if memory else ""),
         NegativeCosineSimilarity(),
-        ERNegativeCosineSimilarity(estimator=estimator, entropy_memory_size=memory),
+        ERNegativeCosineSimilarity(
+            estimator=EntropyEstimator(name=estimator, memory_size=memory),
+            prediction="x0",
+        ),
         make_step,
         held_to=None if estimator in UNTARGETED else "floor",
     )
@@ -135,7 +146,11 @@ def _dino(memory: int = 0) -> Case:
         "dino-256" + (f"-memory{memory}" if memory else ""),
         "DINO B=256 K=65536 2+6 crops" + (f" memory {memory}" if memory else ""),
         DINOLoss(output_dim=65536),
-        ERDINOLoss(output_dim=65536, entropy_memory_size=memory),
+        ERDINOLoss(
+            output_dim=65536,
+            estimator=EntropyEstimator(memory_size=memory),
+            centering=False,
+        ),
         make_step,
     )
 
@@ -150,15 +165,13 @@ def _swav() -> Case:
         "swav-256",
         "SwAV B=256 K=3000 2+6 crops",
         SwaVLoss(),
-        ERSwaVLoss(),
+        ERSwaVLoss(use_sinkhorn=False),
         make_step,
     )
 
 
 UNTARGETED = ("knn", "logdet")
 """Estimators reported as they are (no target)."""
-
-ESTIMATORS = ("plugin", "joe", "renyi2", "knn", "logdet")
 
 
 def all_cases() -> Dict[str, Callable[[], Case]]:

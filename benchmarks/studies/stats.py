@@ -8,7 +8,7 @@ Conventions (the pre-registrations cite them):
 
 - A comparison is a set of per-seed values, usually a difference paired by seed
   (:func:`paired`). Its interval is mean ± t_{1 - α/2, n - 1} · SE with
-  SE = sd / √n (:func:`t_interval`); :func:`se_interval` is the older mean ± k · SE.
+  SE = sd / √n (:func:`t_interval`).
 - **Holm over a family, as intervals.** Each comparison tests "the mean equals its
   threshold θ" two-sidedly (:func:`p_value`); a three-way verdict (above θ /
   below θ / inconclusive) is decided exactly when that test rejects. Holm's step-down
@@ -17,7 +17,7 @@ Conventions (the pre-registrations cite them):
   of that step (for the failed one and every one after it, the level of the step that
   failed). A verdict read from the interval at that level is then the verdict of
   Holm's procedure: the interval excludes θ if and only if Holm rejects
-  (``tests/benchmarks/test_stats.py`` checks this against :func:`holm_adjusted`).
+  (``tests/benchmarks/studies/test_stats.py`` checks this against :func:`holm_adjusted`).
   A verdict that needs two intervals (robustness: the original is hurt *and* D is
   above 0) enters the family with the larger of its p-values (an intersection-union
   test), and both intervals are read at its level.
@@ -187,14 +187,6 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
     return Interval(mean, se, len(values), mean - half, mean + half, confidence)
 
 
-def se_interval(values: Sequence[float], k: float = 2.0) -> Interval:
-    """mean ± k · SE (the stability pre-registration's "± 2 standard errors")."""
-    if not (math.isfinite(k) and k > 0):
-        raise ValueError(f"k must be positive, got {k!r}")
-    mean, se = mean_se(values)
-    return Interval(mean, se, len(values), mean - k * se, mean + k * se, None)
-
-
 def interval_from_se(
     mean: float, se: float, n: int, confidence: float = 0.95
 ) -> Interval:
@@ -309,23 +301,6 @@ def robustness(d: Interval, drop_original: Interval) -> str:
         return SUPPORTED
     if d.high < 0:
         return ER_HURT_MORE
-    return INCONCLUSIVE
-
-
-def stable_entropy(deviations: Sequence[float], threshold: float = 0.2) -> str:
-    """Stability H4: the largest relative deviation of the entropy, per seed.
-
-    Supported if it is at most ``threshold`` in every seed; not supported if it
-    exceeds it in a majority of seeds; inconclusive otherwise. A NaN deviation
-    counts as exceeding (an entropy that could not be measured is not stable).
-    """
-    if len(deviations) < 2:
-        raise ValueError(f"need at least 2 seeds, got {len(deviations)}")
-    unstable = sum(not d <= threshold for d in deviations)
-    if unstable == 0:
-        return SUPPORTED
-    if unstable > len(deviations) / 2:
-        return NOT_SUPPORTED
     return INCONCLUSIVE
 
 

@@ -8,7 +8,7 @@ Each method (``simclr.py``, ``mocov2.py``, ``byol.py``, ``dino.py``, ``swav.py``
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torchvision
 from torch import Tensor, nn
@@ -55,7 +55,7 @@ class ResNetMethod(SSLMethod):
             Size of its features (the heads' input size).
 
     Args:
-        batch_size_per_device, num_classes, objective, ema:
+        batch_size_per_device, num_classes, objective, ema, er_kwargs:
             See :class:`benchmarks.imagenet._method.SSLMethod`.
         backbone:
             A name of :data:`BACKBONES`.
@@ -68,8 +68,9 @@ class ResNetMethod(SSLMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, ema)
+        super().__init__(batch_size_per_device, num_classes, objective, ema, er_kwargs)
         self.backbone, self.feature_dim = build_backbone(backbone)
 
     def forward(self, x: Tensor) -> Any:

@@ -17,7 +17,7 @@ directions, as BYOL's code.
 from __future__ import annotations
 
 import copy
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
@@ -42,7 +42,7 @@ class BYOL(ResNetMethod):
     """BYOL (Grill et al., 2020); ``objective="er"`` for BYOL-ER.
 
     Args:
-        batch_size_per_device, num_classes, objective, backbone:
+        batch_size_per_device, num_classes, objective, backbone, er_kwargs:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod`.
         ema:
             A constant EMA coefficient instead of lightly's cosine schedule from 0.99
@@ -50,6 +50,7 @@ class BYOL(ResNetMethod):
     """
 
     name = "byol"
+    sphere = True
     has_teacher = True
 
     def __init__(
@@ -59,13 +60,17 @@ class BYOL(ResNetMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        super().__init__(
+            batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs
+        )
         self.save_hyperparameters()
         self.criterion = self.make_loss(
             NegativeCosineSimilarity,
             ERNegativeCosineSimilarity,
-            er_only={"gather_distributed": True},
+            # criterion(teacher, prediction): the entropy term is the prediction's.
+            er_only={"gather_distributed": True, "prediction": "x1"},
         )
         projection = self.pick(BYOLProjectionHead, ERBYOLProjectionHead)
         prediction = self.pick(BYOLPredictionHead, ERBYOLPredictionHead)

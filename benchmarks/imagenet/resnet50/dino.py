@@ -20,7 +20,7 @@ cosine schedule from 0.996 to 1, updated at the start of each step.
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from lightly.models.utils import (
     activate_requires_grad,
@@ -42,7 +42,7 @@ class DINO(DINOMethod, ResNetMethod):
     """DINO (Caron et al., 2021); ``objective="er"`` for DINO-ER.
 
     Args:
-        batch_size_per_device, num_classes, objective, backbone:
+        batch_size_per_device, num_classes, objective, backbone, er_kwargs:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod`.
         ema:
             A constant EMA coefficient instead of lightly's cosine schedule from
@@ -56,8 +56,11 @@ class DINO(DINOMethod, ResNetMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        super().__init__(
+            batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs
+        )
         self.save_hyperparameters()
         head, meter = self.build_loss()
         self.projection_head = head(self.feature_dim, **meter)

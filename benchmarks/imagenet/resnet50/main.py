@@ -49,6 +49,7 @@ COMMAND_LINE = _cli.CommandLine(
     backbones=("resnet50", "resnet18", "resnet34", "resnet101"),
     knn_t=0.1,
     finetune_epochs=30,
+    sphere_methods=("simclr", "mocov2", "byol"),
 )
 """The flags' choices and lightly's defaults (a test holds them equal to the
 modules': :data:`METHODS`, ``resnet50._base.BACKBONES``)."""
@@ -75,6 +76,7 @@ def benchmark() -> _cli.Benchmark:
         backbones=BACKBONES,
         knn_t=COMMAND_LINE.knn_t,
         finetune_epochs=COMMAND_LINE.finetune_epochs,
+        sphere_methods=COMMAND_LINE.sphere_methods,
         linear_eval=evaluation.linear_eval,
         finetune_eval=evaluation.finetune_eval,
         knn_eval=evaluation.knn_eval,
@@ -104,8 +106,13 @@ def build_model(
     ema: Optional[float] = None,
     knn_k: int = 200,
     knn_t: float = 0.1,
+    kappa: Optional[float] = None,
+    entropy_weight: Optional[float] = None,
+    estimator: Optional[str] = None,
 ) -> SSLMethod:
-    """The module of a method, as :func:`main` builds it."""
+    """The module of a method, as :func:`main` builds it (``kappa``,
+    ``entropy_weight``, ``estimator``: ``--kappa``, ``--entropy-weight``,
+    ``--estimator``; None: the ER loss's own)."""
     from .. import _runner
 
     return _runner.build_model(
@@ -117,6 +124,9 @@ def build_model(
         ema=ema,
         knn_k=knn_k,
         knn_t=knn_t,
+        kappa=kappa,
+        entropy_weight=entropy_weight,
+        estimator=estimator,
     )
 
 

@@ -17,7 +17,7 @@ second view, keys from the first.
 from __future__ import annotations
 
 import copy
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from lightly.loss import NTXentLoss
@@ -39,13 +39,14 @@ class MoCoV2(ResNetMethod):
     """MoCo v2 (Chen et al., 2020); ``objective="er"`` for MoCo-v2-ER.
 
     Args:
-        batch_size_per_device, num_classes, objective, backbone:
+        batch_size_per_device, num_classes, objective, backbone, er_kwargs:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod`.
         ema:
             A constant EMA coefficient instead of lightly's 0.999, or None.
     """
 
     name = "mocov2"
+    sphere = True
     has_teacher = True
 
     def __init__(
@@ -55,8 +56,11 @@ class MoCoV2(ResNetMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        super().__init__(
+            batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs
+        )
         self.save_hyperparameters()
         self.projection_head = MoCoProjectionHead(self.feature_dim)
         self.key_backbone = copy.deepcopy(self.backbone)

@@ -34,7 +34,7 @@ from ._base import ResNetMethod
 TEMPERATURE = 0.1
 
 
-class OnlineKNNClassifier(KNNClassifier):  # type: ignore[misc]
+class OnlineKNNClassifier(KNNClassifier):
     """lightly's KNNClassifier whose metrics its parent module logs.
 
     lightly's SimCLR keeps a KNNClassifier as a submodule and calls its
@@ -52,7 +52,7 @@ class SimCLR(ResNetMethod):
     """SimCLR (Chen et al., 2020); ``objective="er"`` for SimCLR-ER.
 
     Args:
-        batch_size_per_device, num_classes, objective, backbone, ema:
+        batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod` (``ema`` is
             ignored: SimCLR has no teacher).
         knn_k: Neighbors of the online kNN classifier.
@@ -60,6 +60,7 @@ class SimCLR(ResNetMethod):
     """
 
     name = "simclr"
+    sphere = True
 
     def __init__(
         self,
@@ -70,8 +71,11 @@ class SimCLR(ResNetMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        super().__init__(
+            batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs
+        )
         self.save_hyperparameters()
         self.criterion = self.make_loss(
             NTXentLoss, ERNTXentLoss, temperature=TEMPERATURE, gather_distributed=True

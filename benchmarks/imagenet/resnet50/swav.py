@@ -18,7 +18,7 @@ projections per crop.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from lightly.loss import SwaVLoss
@@ -47,7 +47,7 @@ class SwAV(ResNetMethod):
     """SwAV (Caron et al., 2020); ``objective="er"`` for SwAV-ER.
 
     Args:
-        batch_size_per_device, num_classes, objective, backbone, ema:
+        batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs:
             See :class:`benchmarks.imagenet.resnet50._base.ResNetMethod` (``ema`` is
             ignored: SwAV has no teacher).
     """
@@ -61,13 +61,17 @@ class SwAV(ResNetMethod):
         objective: Objective = "original",
         backbone: str = "resnet50",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, backbone, ema)
+        super().__init__(
+            batch_size_per_device, num_classes, objective, backbone, ema, er_kwargs
+        )
         self.save_hyperparameters()
         self.criterion = self.make_loss(
             SwaVLoss,
             ERSwaVLoss,
-            er_only={"gather_distributed": True},
+            # The ER twin is the paper's variant: the entropy term replaces Sinkhorn.
+            er_only={"use_sinkhorn": False, "gather_distributed": True},
             sinkhorn_gather_distributed=True,
         )
         head = self.pick(SwaVProjectionHead, ERSwaVProjectionHead)

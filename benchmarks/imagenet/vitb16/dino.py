@@ -101,7 +101,7 @@ class DINO(DINOMethod):
     ``student_backbone`` and ``student_projection_head`` are trained.
 
     Args:
-        batch_size_per_device, num_classes, objective:
+        batch_size_per_device, num_classes, objective, er_kwargs:
             See :class:`benchmarks.imagenet._method.SSLMethod`.
         backbone:
             A key of :data:`VIT_BACKBONES` (lightly's: ``vit_small_patch16_224``).
@@ -119,8 +119,9 @@ class DINO(DINOMethod):
         objective: Objective = "original",
         backbone: str = "vit_small_patch16_224",
         ema: Optional[float] = None,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, ema)
+        super().__init__(batch_size_per_device, num_classes, objective, ema, er_kwargs)
         self.save_hyperparameters()
         teacher = MaskedVisionTransformerTIMM(vit=build_vit(backbone))
         self.backbone = teacher

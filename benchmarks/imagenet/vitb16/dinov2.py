@@ -112,7 +112,7 @@ class DINOv2(SSLMethod):
     ``ibot_separate_head``).
 
     Args:
-        batch_size_per_device, num_classes, objective:
+        batch_size_per_device, num_classes, objective, er_kwargs:
             See :class:`benchmarks.imagenet._method.SSLMethod`.
         backbone:
             A key of :data:`benchmarks.imagenet.vitb16.dino.VIT_BACKBONES`.
@@ -134,8 +134,9 @@ class DINOv2(SSLMethod):
         backbone: str = "vit_small_patch16_224",
         ema: Optional[float] = None,
         ibot_separate_head: bool = False,
+        er_kwargs: Optional[Dict[str, Any]] = None,
     ) -> None:
-        super().__init__(batch_size_per_device, num_classes, objective, ema)
+        super().__init__(batch_size_per_device, num_classes, objective, ema, er_kwargs)
         self.save_hyperparameters()
         # Built in lightly's order: the same random numbers give the same weights.
         self.backbone = MaskedVisionTransformerTIMM(
@@ -161,7 +162,10 @@ class DINOv2(SSLMethod):
         _freeze(self.projection_head)
         _freeze(self.ibot_head)
         gather = {"gather_distributed": True}
-        self.criterion = self.make_loss(DINOLoss, ERDINOLoss, er_only=gather)
+        # The ER twin is the paper's variant: the entropy term replaces centering.
+        self.criterion = self.make_loss(
+            DINOLoss, ERDINOLoss, er_only={"centering": False, **gather}
+        )
         self.ibot_criterion = IBOTPatchLoss()
         self.koleo_criterion = self.make_loss(KoLeoLoss, ERKoLeoLoss, er_only=gather)
         # lightly's DINOv2 head is not a DINOProjectionHead: say that its scores are

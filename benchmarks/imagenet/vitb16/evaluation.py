@@ -45,7 +45,7 @@ VIT_B_BLOCKS = 12
 """The block count that MAE's layer-wise decay assumes (ViT-B)."""
 
 
-class LinearClassifierMAE(LinearClassifier):  # type: ignore[misc]
+class LinearClassifierMAE(LinearClassifier):
     """lightly's linear classifier with MAE's batch norm, LARS and warmup.
 
     Args:
@@ -92,7 +92,7 @@ class LinearClassifierMAE(LinearClassifier):  # type: ignore[misc]
         return [optimizer], [{"scheduler": scheduler, "interval": "step"}]
 
 
-class FinetuneClassifierMAE(FinetuneClassifier):  # type: ignore[misc]
+class FinetuneClassifierMAE(FinetuneClassifier):
     """lightly's fine-tuning classifier with MAE's mixup, optimizer and schedule.
 
     Args:

@@ -76,6 +76,7 @@ def benchmark() -> _cli.Benchmark:
         backbones=tuple(dino.VIT_BACKBONES),
         knn_t=COMMAND_LINE.knn_t,
         finetune_epochs=COMMAND_LINE.finetune_epochs,
+        sphere_methods=COMMAND_LINE.sphere_methods,
         linear_eval=evaluation.linear_eval,
         finetune_eval=evaluation.finetune_eval,
         knn_eval=knn_eval,
@@ -108,8 +109,10 @@ def build_model(
     num_classes: int,
     backbone: str = "vit_small_patch16_224",
     ema: Optional[float] = None,
+    entropy_weight: Optional[float] = None,
 ) -> SSLMethod:
-    """The module of a method, as :func:`main` builds it."""
+    """The module of a method, as :func:`main` builds it (``entropy_weight``:
+    ``--entropy-weight``; None: the ER losses' own)."""
     from .. import _runner
 
     return _runner.build_model(
@@ -119,6 +122,7 @@ def build_model(
         num_classes=num_classes,
         backbone=backbone,
         ema=ema,
+        entropy_weight=entropy_weight,
     )
 
 

@@ -7,6 +7,10 @@
 --report --log-dir DIR             the report of what is finished, nothing run
 --status --log-dir DIR             one line: progress and ETA of a running study
 --corpus-sample OUT --log-dir DIR  the committed sample of DIR's corpus
+
+A study resumes only with the code its runs were made with (same commit, same
+uncommitted changes); --allow-code-change resumes anyway, and the report then names
+each run's commit.
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ def parser() -> OneLineErrorParser:
         type=int,
         default=None,
         help="S (default: the preset's, fixed by the pilot)",
+    )
+    p.add_argument(
+        "--allow-code-change",
+        action="store_true",
+        help="resume runs made with another code commit (or other uncommitted "
+        "changes) than this checkout's; the report then names each run's commit "
+        "(default: refuse)",
     )
     what = p.add_mutually_exclusive_group()
     what.add_argument(
@@ -146,9 +157,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                     args.workers,
                     candidates=(4, 8),
                     limit_h=1.0,
+                    allow_code_change=args.allow_code_change,
                 )
             else:
-                outcome = run_pilot(cfg, args.log_dir, args.data_dir, args.workers)
+                outcome = run_pilot(
+                    cfg,
+                    args.log_dir,
+                    args.data_dir,
+                    args.workers,
+                    allow_code_change=args.allow_code_change,
+                )
             print((args.log_dir / "pilot.md").read_text())
             print(
                 f"chosen S = {outcome['chosen_S']}; learning check passed: {outcome['learning_check_passed']}"
@@ -163,6 +181,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         failed = execute(
             study_config.all_tasks(cfg), cfg, args.log_dir, args.data_dir, args.workers,
             on_run_done=lambda: None if update_index(args.log_dir, cfg) else None,
+            allow_code_change=args.allow_code_change,
         )  # fmt: skip
         summary = write_report(args.log_dir, cfg)
         print(f"report: {args.log_dir / 'report' / 'report.md'}")

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from benchmarks.common import runs
+
 METHODS: Tuple[str, ...] = ("byol", "simsiam", "dino", "swav", "simclr")
 """The study's methods (lightly's CIFAR-10 modules of benchmarks/cifar/methods.py)."""
 
@@ -245,40 +247,83 @@ def preset(name: str, steps: Optional[int] = None) -> StudyConfig:
     raise ValueError(f"unknown preset {name!r}; choose mechanism or smoke")
 
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One training run of the study.
+@dataclass(frozen=True, init=False)
+class RunSpec(runs.RunSpec):
+    """One training run of the study: an arm at a weight, batch, step budget and seed.
 
-    ``term`` names a comparator term added to the arm's loss
-    (:mod:`benchmarks.studies.mechanism.terms`; the rescue study's arms), None for
-    none (every arm of the mechanism study).
+    The benchmarks' run (:class:`benchmarks.common.runs.RunSpec`) built from the
+    study's arm: its method and EMA are the arm's, its name the arm's id, its budget
+    in steps; so its :attr:`run_id` is ``<arm>_w<0|1>_b<batch>_s<steps>_seed<seed>``
+    (no ``_w`` without a weight), the names of the records on disk.
+
+    Args:
+        arm: The arm's id (a key of :data:`ARMS`).
+        weight: The entropy weight (None for an arm without one).
+        batch: The batch size.
+        steps: The optimizer steps.
+        seed: The seed.
+        term: A comparator term added to the arm's loss
+            (:mod:`benchmarks.studies.mechanism.terms`; the rescue study's arms), or
+            None (every arm of the mechanism study).
     """
 
-    arm: str
-    weight: Optional[float]
-    batch: int
-    steps: int
-    seed: int
+    steps: int = 0  # always a step budget (set by __init__)
     term: Optional[str] = None
 
-    @property
-    def method(self) -> str:
-        return ARMS[self.arm].method
+    def __init__(
+        self,
+        arm: str,
+        weight: Optional[float],
+        batch: int,
+        steps: int,
+        seed: int,
+        term: Optional[str] = None,
+    ) -> None:
+        super().__init__(
+            method=ARMS[arm].method,
+            batch_size=batch,
+            ema=ARMS[arm].ema,
+            seed=seed,
+            steps=steps,
+            weight=weight,
+            name=arm,
+        )
+        object.__setattr__(self, "term", term)
 
     @property
-    def ema(self) -> Optional[float]:
-        return ARMS[self.arm].ema
+    def arm(self) -> str:
+        assert self.name is not None  # set by __init__
+        return self.name
+
+    @property
+    def batch(self) -> int:
+        return self.batch_size
 
     @property
     def run_id(self) -> str:
         """``<arm>_w<0|1>_b<batch>_s<steps>_seed<seed>`` (no ``_w`` without a weight;
         ``_w0+<term>`` with a comparator term)."""
-        w = "" if self.weight is None else f"_w{self.weight:g}"
-        term = "" if self.term is None else f"+{self.term}"
-        return f"{self.arm}{w}{term}_b{self.batch}_s{self.steps}_seed{self.seed}"
+        base = super().run_id
+        if self.term is None:
+            return base
+        head, _, tail = base.partition(f"_b{self.batch}_")
+        return f"{head}+{self.term}_b{self.batch}_{tail}"
 
     def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The run as the study's records write it (``spec``)."""
+        return {
+            "arm": self.arm,
+            "weight": self.weight,
+            "batch": self.batch,
+            "steps": self.steps,
+            "seed": self.seed,
+            "term": self.term,
+        }
+
+    def __reduce__(self) -> Tuple[Any, ...]:
+        # Rebuilt from the study's arguments (a spawned worker unpickles it).
+        args = (self.arm, self.weight, self.batch, self.steps, self.seed, self.term)
+        return (type(self), args)
 
 
 def eval_steps(steps: int, evaluations: int) -> List[int]:

@@ -1,16 +1,20 @@
-"""kNN top-1, the linear probe, and the untrained network's scores."""
+"""kNN top-1, the linear probe, and the untrained network's scores.
+
+The kNN is the benchmarks' one (:func:`benchmarks.common.knn.knn_top1`, re-exported
+here under its old name).
+"""
 
 from __future__ import annotations
 
 from typing import Tuple
 
 import torch
-from lightly.utils.benchmarking import knn_predict
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-CHUNK = 1000
-"""Images per forward pass and queries per kNN call."""
+from benchmarks.common.knn import CHUNK, knn_top1
+
+# CHUNK: images per forward pass (and queries per kNN call).
 
 
 @torch.no_grad()
@@ -27,24 +31,6 @@ def features(backbone: nn.Module, x: Tensor) -> Tensor:
         )
     finally:
         backbone.train(was_training)
-
-
-@torch.no_grad()
-def knn_top1(
-    bank: Tensor, bank_labels: Tensor, queries: Tensor, labels: Tensor, k: int, t: float
-) -> float:
-    """Top-1 of lightly's ``knn_predict`` on L2-normalized features."""
-    bank_t = F.normalize(bank, dim=1).t().contiguous()
-    queries = F.normalize(queries, dim=1)
-    num_classes = int(max(bank_labels.max(), labels.max())) + 1
-    k = min(k, bank.shape[0])
-    correct = 0
-    for i in range(0, len(queries), CHUNK):
-        prediction = knn_predict(
-            queries[i : i + CHUNK], bank_t, bank_labels, num_classes, k, t
-        )
-        correct += int((prediction[:, 0] == labels[i : i + CHUNK]).sum())
-    return correct / len(queries)
 
 
 def linear_probe(
@@ -112,3 +98,6 @@ def evaluate(
         else float("nan")
     )
     return knn, accuracy
+
+
+__all__ = ["CHUNK", "evaluate", "features", "knn_top1", "linear_probe"]

@@ -66,7 +66,9 @@ class BYOLNoPredictor(BYOL):
         # BYOL's constructor without the prediction head (none is built).
         super(BYOL, self).__init__(*args, **kwargs)
         self.criterion = self.make_loss(
-            NegativeCosineSimilarity, ERNegativeCosineSimilarity
+            NegativeCosineSimilarity,
+            ERNegativeCosineSimilarity,
+            er_only={"prediction": "x0"},
         )
         projection = self.pick(heads.BYOLProjectionHead, ERBYOLProjectionHead)
         meter = self.meter_kwargs("sphere")
@@ -104,7 +106,9 @@ class BYOLUniformity(BYOL):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The loss draws no random numbers: replacing it keeps BYOL's weights.
-        self.criterion = UniformityRegularised(kappa=KAPPA, entropy_weight=0.0)
+        self.criterion = UniformityRegularised(
+            kappa=KAPPA, entropy_weight=0.0, prediction="x0"
+        )
 
 
 class SimSiamNoStopGradient(SimSiam):
@@ -130,8 +134,10 @@ def model_recipe(
         }.get(arm_id, BYOL)
         return cls, "er", er or {"entropy_weight": 0.0}
     if arm.method == "simsiam":
-        cls = SimSiamNoStopGradient if arm_id == "simsiam-nosg" else SimSiam
-        return cls, "er", er
+        if arm_id == "simsiam-nosg":
+            # Both inputs carry gradient: both entropies, as the registered runs had.
+            return SimSiamNoStopGradient, "er", {**er, "prediction": "both"}
+        return SimSiam, "er", er
     if arm.method == "dino":
         er["centering"] = "nocenter" not in arm_id
         if arm_id == "dino-nosharpen":

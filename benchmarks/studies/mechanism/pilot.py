@@ -255,8 +255,13 @@ def run_pilot(
     workers: int = 2,
     candidates: Sequence[int] = CANDIDATES,
     limit_h: float = LIMIT_H,
+    allow_code_change: bool = False,
 ) -> Dict[str, Any]:
-    """Timings, the rule, the learning check; writes ``pilot.json`` and ``pilot.md``."""
+    """Timings, the rule, the learning check; writes ``pilot.json`` and ``pilot.md``.
+
+    ``allow_code_change``: resume the learning check's runs across a change of code
+    (:func:`benchmarks.studies.mechanism.schedule.check_code`).
+    """
     seed = config.pilot_seed
     pilot_config = dataclasses.replace(config, seeds=(seed,), small_seeds=(seed,))
     samples = (WARMUP + TIMED) * config.large_batch
@@ -294,7 +299,14 @@ def run_pilot(
         Task("stream", "simclr", seed),
         Task("untrained", seed=seed),
     ] + [Task("run", spec=s) for s in specs]
-    execute(tasks, check_config, log_dir, data_dir, workers)
+    execute(
+        tasks,
+        check_config,
+        log_dir,
+        data_dir,
+        workers,
+        allow_code_change=allow_code_change,
+    )
     update_index(log_dir, check_config)
     untrained = json.loads((log_dir / "untrained" / f"seed{seed}.json").read_text())
     learning = []

@@ -5,7 +5,8 @@ directory (whatever is finished: a study stopped early is reported as far as it
 got, with n per comparison) and writes, under ``DIR/report/``: one table per
 hypothesis (Markdown and CSV: mean, t-interval at the Holm level, n, verdict), the
 arms' table, the plots, ``verdicts.txt`` (one line per verdict and the verdict
-line) and ``report.md`` with all of it; and ``DIR/corpus/index.json``.
+line) and ``report.md`` with all of it and the code each run was made with; and
+``DIR/corpus/index.json``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence
 
+from benchmarks.common.code import CodeVersion
 from benchmarks.common.tables import csv_table, markdown_table
 from benchmarks.studies.mechanism import analysis, corpus, plots
 from benchmarks.studies.mechanism.config import StudyConfig, run_specs
@@ -151,6 +153,7 @@ def write_report(log_dir: Path, config: StudyConfig) -> str:
         "\n".join(f"- {line}" for line in lines) + "\n",
         summary + "\n",
     ]
+    parts += ["## Code\n", code_section(records)]
     parts += [
         "## Corpus\n",
         f"`corpus/index.json`: {len(document['runs'])} runs, format "
@@ -158,6 +161,29 @@ def write_report(log_dir: Path, config: StudyConfig) -> str:
     ]
     write_atomic(out / "report.md", "\n".join(parts))
     return summary
+
+
+def code_section(records: Sequence[Mapping[str, Any]]) -> str:
+    """Which runs were made with which code (the run records' ``code``)."""
+    codes: Dict[str, List[str]] = {}
+    for record in records:
+        code = record.get("code")
+        label = (
+            "no commit recorded (made before run records named their code)"
+            if code is None
+            else CodeVersion.from_dict(code).describe()
+        )
+        codes.setdefault(label, []).append(str(record.get("run_id", "?")))
+    if not codes:
+        return "No finished run.\n"
+    if len(codes) == 1:
+        label, runs = next(iter(codes.items()))
+        return f"Every finished run ({len(runs)}): {label}.\n"
+    lines = [
+        f"- {label} ({len(runs)} runs): {', '.join(runs)}"
+        for label, runs in sorted(codes.items())
+    ]
+    return "The runs were made with different code:\n\n" + "\n".join(lines) + "\n"
 
 
 def read_rows(log_dir: Path, config: StudyConfig) -> List[analysis.Row]:

@@ -5,8 +5,9 @@ its batches from the (method, seed) view stream by step. At every evaluation it
 writes the corpus snapshot and then a checkpoint (model, optimizer, schedule, step,
 random states, the evaluations so far), both atomically, so a run killed at any
 moment resumes from its last evaluation with the same next batch and ends with the
-same record. A finished run writes its corpus file, then its record, and deletes
-its checkpoint: the record's presence is what "finished" means.
+same record. A finished run writes its corpus file, then its record (a
+:class:`benchmarks.common.records.RunRecord`, naming the code it was made with), and
+deletes its checkpoint: the record's presence is what "finished" means.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ import lightly
 import numpy as np
 import torch
 
+from benchmarks.common.code import (
+    CodeVersion,
+    current_code,
+    read_started,
+    write_started,
+)
+from benchmarks.common.records import RunRecord
 from benchmarks.studies.mechanism import corpus
 from benchmarks.studies.mechanism.config import (
     RunSpec,
@@ -54,6 +62,8 @@ from benchmarks.studies.mechanism.models import (
 )
 from lightly_er.utils.io import atomic_path, write_atomic
 
+ENGINE = "mechanism"
+"""The engine name in the study's run records."""
 LOSS_KEYS = ("train_loss", "train_entropy", "train_reconstruction")
 
 
@@ -84,6 +94,11 @@ def checkpoint_path(log_dir: Path, run_id: str) -> Path:
     return log_dir / "checkpoints" / f"{run_id}.pt"
 
 
+def started_code_path(log_dir: Path, run_id: str) -> Path:
+    """The code a run was started with, beside its checkpoint (the resume rule)."""
+    return log_dir / "checkpoints" / f"{run_id}.code.json"
+
+
 # ---------------------------------------------------------------------------------------
 # The worker's environment
 # ---------------------------------------------------------------------------------------
@@ -98,9 +113,8 @@ class Env:
     """The parent's pid; a worker stops when its parent is gone (killed)."""
     stop_after: Optional[int] = None
     """Tests: raise :class:`Interrupted` after this many steps of a run."""
-    record_extra: Optional[Dict[str, Any]] = None
-    """Fields added to every run record this process writes (e.g. the rescue
-    study's ``code``: commit, dirty flag, versions); None adds nothing."""
+    code: Optional[CodeVersion] = None
+    """The code of the study's process (None: read from the checkout when needed)."""
     _data: Optional[GreyData] = field(default=None, repr=False)
     _eval: Optional[EvalData] = field(default=None, repr=False)
 
@@ -117,6 +131,13 @@ class Env:
             c = self.config
             self._eval = eval_data(self.data, c.bank_size, c.bank_seed, c.held_out)
         return self._eval
+
+    @property
+    def run_code(self) -> CodeVersion:
+        """The code the runs are made with (:func:`current_code`, read once)."""
+        if self.code is None:
+            self.code = current_code(ignore=[self.log_dir])
+        return self.code
 
     def check_parent(self) -> None:
         if self.parent is not None and os.getppid() != self.parent:
@@ -243,6 +264,23 @@ def first_below(
     return None
 
 
+def new_state() -> Dict[str, Any]:
+    """The state of a run before its first step (what its checkpoints hold)."""
+    return {
+        "step": 0,
+        "evals": {
+            "step": [],
+            "knn_top1": [],
+            "train_loss": [],
+            "train_entropy": [],
+            "train_reconstruction": [],
+        },
+        "final_probe": None,
+        "heads": {},
+        "timing": {"wall_s": 0.0, "cpu_s": 0.0, "resumes": 0},
+    }
+
+
 def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
     """Trains one run to its end (resuming from its checkpoint) and returns its record."""
     log_dir, c, ev = env.log_dir, env.config, env.eval
@@ -272,19 +310,8 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
         _set_rng_state(state["rng"])
         state["timing"]["resumes"] += 1
     else:
-        state = {
-            "step": 0,
-            "evals": {
-                "step": [],
-                "knn_top1": [],
-                "train_loss": [],
-                "train_entropy": [],
-                "train_reconstruction": [],
-            },
-            "final_probe": None,
-            "heads": {},
-            "timing": {"wall_s": 0.0, "cpu_s": 0.0, "resumes": 0},
-        }
+        write_started(started_code_path(log_dir, run_id), env.run_code)
+        state = new_state()
 
     def snapshot(step: int, losses: Dict[str, List[float]]) -> None:
         model.eval()
@@ -374,7 +401,6 @@ def _finish(
     )
     final = evals["knn_top1"][-1]
     record: Dict[str, Any] = {
-        "run_id": run_id,
         "spec": spec.to_dict(),
         "method": spec.method,
         "ema": spec.ema,
@@ -397,13 +423,16 @@ def _finish(
         "loss": loss,
         "versions": versions(),
         "timing": state["timing"],
-        **(env.record_extra or {}),
     }
-    write_atomic(
-        record_path(log_dir, run_id), json.dumps(no_nan(record), indent=1) + "\n"
-    )
+    started = read_started(started_code_path(log_dir, run_id))
+    if started is not None and not started.same_code(env.run_code):
+        # Resumed across a change of code (--allow-code-change): both are named.
+        record["started_with_code"] = started.to_dict()
+    done = RunRecord(run_id, ENGINE, env.run_code, no_nan(record))
+    done.save(record_path(log_dir, run_id), indent=1)
     checkpoint_path(log_dir, run_id).unlink(missing_ok=True)
-    return record
+    started_code_path(log_dir, run_id).unlink(missing_ok=True)
+    return done.to_json()
 
 
 def run_task(

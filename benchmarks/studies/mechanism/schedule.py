@@ -20,6 +20,14 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from benchmarks.common.code import (
+    CodeVersion,
+    check_resume,
+    code_summary,
+    current_code,
+    read_started,
+)
+from benchmarks.common.records import RunRecord
 from benchmarks.studies.mechanism.config import (
     ARMS,
     StudyConfig,
@@ -30,9 +38,11 @@ from benchmarks.studies.mechanism.config import (
 from benchmarks.studies.mechanism.data import stream_ready
 from benchmarks.studies.mechanism.runner import (
     Env,
+    checkpoint_path,
     record_path,
     run_task,
     setup_process,
+    started_code_path,
     stream_path,
     untrained_path,
 )
@@ -80,6 +90,41 @@ def is_done(task: Task, log_dir: Path, config: StudyConfig) -> bool:
     return record_path(log_dir, task.spec.run_id).exists()
 
 
+def check_code(
+    tasks: Sequence[Task],
+    log_dir: Path,
+    code: CodeVersion,
+    allow_code_change: bool = False,
+    out: Optional[TextIO] = None,
+) -> None:
+    """The resume rule (:func:`benchmarks.common.code.check_resume`) over the runs
+    the study would keep (their records) or resume (their checkpoints).
+
+    Raises:
+        CodeChanged: If one was made with other code and ``allow_code_change`` is
+            not set.
+    """
+    found: Dict[str, Optional[CodeVersion]] = {}
+    for task in tasks:
+        if task.kind != "run" or task.spec is None:
+            continue
+        run_id = task.spec.run_id
+        record = record_path(log_dir, run_id)
+        if record.exists():
+            found[run_id] = RunRecord.load(record).code
+        elif checkpoint_path(log_dir, run_id).exists():
+            found[run_id] = read_started(started_code_path(log_dir, run_id))
+    other = check_resume(found, code, allow_code_change, str(log_dir))
+    if other:
+        print(
+            f"{len(other)} run(s) were made with other code than this checkout's "
+            f"({code.describe()}); kept and resumed as --allow-code-change asks: "
+            + code_summary([found[name] for name in other]),
+            file=out if out is not None else sys.stdout,
+            flush=True,
+        )
+
+
 _ENV: Optional[Env] = None
 
 
@@ -87,13 +132,11 @@ def _init_worker(
     config: StudyConfig,
     log_dir: Path,
     data_dir: Optional[Path],
-    record_extra: Optional[Dict[str, Any]] = None,
+    code: Optional[CodeVersion] = None,
 ) -> None:
     global _ENV
     setup_process()
-    _ENV = Env(
-        config, log_dir, data_dir, parent=os.getppid(), record_extra=record_extra
-    )
+    _ENV = Env(config, log_dir, data_dir, parent=os.getppid(), code=code)
 
 
 def _work(task: Task) -> Dict[str, Any]:
@@ -196,15 +239,18 @@ def execute(
     on_run_done: Optional[Callable[[], None]] = None,
     out: Optional[TextIO] = None,
     env: Optional[Env] = None,
-    record_extra: Optional[Dict[str, Any]] = None,
+    allow_code_change: bool = False,
 ) -> List[str]:
     """Does the unfinished tasks in order; returns the keys of failed tasks.
 
     ``workers`` <= 1 runs them in this process (``env`` may then be given, e.g.
     with a test's interruption hook); otherwise on that many spawned processes.
-    ``record_extra`` is added to every run record (:attr:`Env.record_extra`).
+    First the resume rule (:func:`check_code`): runs finished or started with other
+    code stop the study unless ``allow_code_change``.
     """
     out = out if out is not None else sys.stdout
+    code = env.run_code if env is not None else current_code(ignore=[log_dir])
+    check_code(tasks, log_dir, code, allow_code_change, out)
     done = [t for t in tasks if is_done(t, log_dir, config)]
     done_keys = {t.key for t in done}
     pending = [t for t in tasks if t.key not in done_keys]
@@ -225,7 +271,7 @@ def execute(
         return any(d in failed_keys for d in task.depends)
 
     if workers <= 1:
-        local = env or Env(config, log_dir, data_dir, record_extra=record_extra)
+        local = env or Env(config, log_dir, data_dir, code=code)
         setup_process()
         for task in pending:
             if blocked(task):
@@ -246,7 +292,7 @@ def execute(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(config, log_dir, data_dir, record_extra),
+        initargs=(config, log_dir, data_dir, code),
     ) as pool:
         while pending or in_flight:
             for task in list(pending):

@@ -6,6 +6,6 @@ Run it with ``python benchmarks/studies/rescue.py --log-dir DIR``. Modules:
 :mod:`.config` (removals, treatments, seeds, order), :mod:`.timing` (cost per step,
 side by side), :mod:`.collapse` (head collapse from the corpus), :mod:`.analysis`
 (families, Holm), :mod:`.verdicts` (the registered wording), :mod:`.report`,
-:mod:`.provenance` (code commit), :mod:`.pilot`, :mod:`.power`, :mod:`.cli`. The
+:mod:`.pilot`, :mod:`.power`, :mod:`.cli`. The
 pilot's output is kept in ``pilot_2026-12-07/``.
 """

@@ -104,18 +104,14 @@ def check_study_file(log_dir: Path, cfg: study_config.RescueConfig) -> None:
 
 
 def run_study(args: argparse.Namespace, cfg: study_config.RescueConfig) -> None:
+    from benchmarks.common.code import current_code
     from benchmarks.studies.mechanism.runner import remove_stale
     from benchmarks.studies.mechanism.schedule import execute
-    from benchmarks.studies.rescue import provenance
     from benchmarks.studies.rescue.report import update_index, write_report
     from benchmarks.studies.rescue.timing import run_timing
 
-    state = provenance.code_state()
-    try:
-        provenance.check_code(args.log_dir, state, args.allow_code_change)
-    except provenance.CodeChanged as error:
-        raise UsageError(str(error)) from None
-    extra = {"code": state}
+    # The timing records name the code as the engine's run records do.
+    extra = {"code": current_code(ignore=[args.log_dir]).to_dict()}
     remove_stale(args.log_dir)
     print("side-by-side timing of every method ...", flush=True)
     run_timing(
@@ -125,7 +121,7 @@ def run_study(args: argparse.Namespace, cfg: study_config.RescueConfig) -> None:
     failed = execute(
         study_config.all_tasks(cfg), cfg.engine, args.log_dir, args.data_dir,
         args.workers, on_run_done=lambda: None if update_index(args.log_dir, cfg) else None,
-        record_extra=extra,
+        allow_code_change=args.allow_code_change,
     )  # fmt: skip
     summary = write_report(args.log_dir, cfg)
     print(f"report: {args.log_dir / 'report' / 'report.md'}")

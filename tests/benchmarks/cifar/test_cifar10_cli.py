@@ -1,4 +1,6 @@
-"""benchmarks/cifar10.py end to end: the smoke preset, resuming, and bad arguments."""
+"""benchmarks/cifar10.py end to end: the smoke preset, bad arguments, DDP, jobs.
+
+Resuming: test_cifar10_resume.py."""
 
 from __future__ import annotations
 
@@ -6,53 +8,26 @@ import csv
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any, List
 
 import pytest
 
 from benchmarks.cifar import config as cifar_config
 from benchmarks.cifar import data, pool, run, sweep
-from benchmarks.cifar.config import SweepConfig
 from benchmarks.cifar.methods import METHODS
 from benchmarks.cifar.sweep import run_sweep
 from benchmarks.common.records import RunResult, load_results
-from tests.benchmarks.scripts import load_script
-
-ROOT = Path(__file__).resolve().parents[3]
-SCRIPT = ROOT / "benchmarks" / "cifar10.py"
-
-
-def _cli() -> ModuleType:
-    return load_script("cifar10")
-
-
-def _tiny(log_dir: Path, **overrides: Any) -> SweepConfig:
-    settings: dict[str, Any] = dict(
-        methods=["simclr", "byol_er"],
-        batch_sizes=[16],
-        epochs=1,
-        seeds=[0],
-        dataset="digits",
-        log_dir=log_dir,
-        backbone="small",
-        accelerator="cpu",
-        num_workers=0,
-        train_subset=64,
-        knn_k=5,
-        progress_bar=False,
-    )
-    settings.update(overrides)
-    return SweepConfig(**settings)
-
-
-HANG_GUARD_S = 3600
-"""A subprocess's time limit: a guard against a hang, not a speed check (a loaded
-2-core machine may take many times the usual seconds)."""
+from tests.benchmarks.cifar.sweeps import (
+    HANG_GUARD_S,
+    ROOT,
+    SCRIPT,
+    cli,
+    run_main,
+    tiny,
+)
 
 
 def test_smoke_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
@@ -137,130 +112,6 @@ def test_smoke_preset_end_to_end_on_a_tiny_budget(tmp_path: Path) -> None:
     assert not (log_dir / "top1_vs_ema.png").exists()
 
 
-def test_resume_keeps_finished_runs_and_redoes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    config = _tiny(tmp_path)
-    real_run_one = run.run_one
-    calls: List[str] = []
-
-    def interrupted_second_run(spec: Any, *args: Any) -> RunResult:
-        calls.append(spec.method)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_run_one(spec, *args)
-
-    monkeypatch.setattr(run, "run_one", interrupted_second_run)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(config)
-    records = list((tmp_path / "runs").glob("*.json"))
-    assert [p.name for p in records] == ["simclr-bs16-ep1-seed0.json"]
-    first = records[0].read_bytes()
-
-    calls.clear()
-    results = run_sweep(config)
-    assert calls == ["byol_er"]  # the finished run is not redone
-    assert records[0].read_bytes() == first  # and its record is untouched
-    assert sorted(r.method for r in results) == ["byol_er", "simclr"]
-    assert "(done before, kept)" in capsys.readouterr().out
-
-    # A third invocation has nothing left to do but still writes the tables.
-    calls.clear()
-    (tmp_path / "results.md").unlink()
-    run_sweep(config)
-    assert calls == []
-    assert "| BYOL " in (tmp_path / "results.md").read_text()
-
-
-def test_resume_keeps_a_record_written_before_the_move(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A record of lightly_er.benchmarking (record version 2) counts as done."""
-    old = ROOT / "tests" / "benchmarks" / "data" / "record_v2.json"
-    record = RunResult.load(old)
-    (tmp_path / "runs").mkdir()
-    shutil.copy(old, tmp_path / "runs" / f"{record.run_id}.json")
-
-    def no_run(*args: Any) -> RunResult:
-        raise AssertionError("a finished run was trained again")
-
-    monkeypatch.setattr(run, "run_one", no_run)
-    config = _tiny(tmp_path, methods=["byol_er"], epochs=2, knn_k=5)
-    (result,) = run_sweep(config)
-    assert result == record
-    assert "(done before, kept)" in capsys.readouterr().out
-
-
-def test_interrupted_run_resumes_from_its_last_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Ctrl+C in epoch 2 keeps epoch 1 (checkpoint and history); the rerun finishes."""
-    import pytorch_lightning as pl
-
-    class CtrlC(pl.Callback):
-        def on_train_epoch_start(
-            self, trainer: pl.Trainer, pl_module: pl.LightningModule
-        ) -> None:
-            if trainer.current_epoch == 1:
-                raise KeyboardInterrupt
-
-    real_trainer = pl.Trainer
-
-    def trainer_with(*callbacks: pl.Callback) -> Any:
-        def make(*args: Any, **kwargs: Any) -> pl.Trainer:
-            kwargs["callbacks"] = list(kwargs["callbacks"]) + list(callbacks)
-            return real_trainer(*args, **kwargs)
-
-        return make
-
-    config = _tiny(tmp_path, methods=["simclr_er"], epochs=2)
-    cli = _cli()
-    monkeypatch.setattr(run.pl, "Trainer", trainer_with(CtrlC()))
-    code = _run_main(cli, config, monkeypatch)
-    assert code == 130
-    err = capsys.readouterr().err
-    assert "interrupted; finished runs are kept" in err
-    run_dir = tmp_path / "lightning" / "simclr_er-bs16-ep2-seed0"
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
-    assert not (tmp_path / "runs").exists()
-
-    epochs_started: List[int] = []
-
-    class Record(pl.Callback):
-        def on_train_epoch_start(
-            self, trainer: pl.Trainer, pl_module: pl.LightningModule
-        ) -> None:
-            epochs_started.append(trainer.current_epoch)
-
-    monkeypatch.setattr(run.pl, "Trainer", trainer_with(Record()))
-    assert _run_main(cli, config, monkeypatch) == 0
-    assert epochs_started == [1]  # epoch 0 came from the checkpoint
-    (result,) = load_results(tmp_path)
-    assert len(result.knn_top1_per_epoch) == 2  # history survived the interruption
-    assert len(result.er_entropy_per_epoch) == 2
-    assert len(result.collapse_score_per_epoch) == 2
-    # Both processes' time counts; the per-epoch log of the first one survived.
-    assert len(result.runtime_parts_s) == 2
-    assert result.runtime_s == pytest.approx(sum(result.runtime_parts_s))
-    assert not result.rebuilt_from_checkpoint
-    assert _logged_knn_epochs(run_dir / "metrics.csv") == [0, 1]
-
-
-def _logged_knn_epochs(metrics: Path) -> List[int]:
-    """The epochs of the kNN rows of a Lightning metrics.csv, header-consistent."""
-    with open(metrics, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    # A row with more fields than the header would have them under the key None.
-    assert all(None not in row for row in rows), rows
-    return [int(row["epoch"]) for row in rows if row.get("kNN_accuracy")]
-
-
-def _run_main(cli: ModuleType, config: SweepConfig, monkeypatch: Any) -> int:
-    monkeypatch.setattr(cli, "parse_config", lambda argv=None: config)
-    code: int = cli.main([])
-    return code
-
-
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -299,7 +150,7 @@ def test_bad_arguments_exit_with_one_line(
         for a in argv
     ]
     with pytest.raises(SystemExit) as exit_info:
-        _cli().main(argv)
+        cli().main(argv)
     assert exit_info.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -319,8 +170,8 @@ def test_missing_cifar10_files_exit_with_one_line(
         raise RuntimeError("Error downloading cifar-10-python.tar.gz:\nno network")
 
     monkeypatch.setattr(datasets.torchvision.datasets, "CIFAR10", no_network)
-    config = _tiny(tmp_path / "logs", dataset="cifar10", data_dir=tmp_path)
-    assert _run_main(_cli(), config, monkeypatch) == 2
+    config = tiny(tmp_path / "logs", dataset="cifar10", data_dir=tmp_path)
+    assert run_main(cli(), config, monkeypatch) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("benchmarks/cifar10.py: error: CIFAR-10 is not in")
@@ -350,30 +201,11 @@ def test_cifar10_downloads_to_the_default_folder(
 
 def test_knn_k_larger_than_the_bank_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="knn k 100 exceeds the 64 training images"):
-        run_sweep(_tiny(tmp_path, knn_k=100))
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["--epochs", "1", "--preset", "stability", "--seeds", "0"],
-        ["--epochs", "1", "--preset=stability", "--seeds", "0"],
-    ],
-)
-def test_preset_stability_hands_over_to_the_study(
-    argv: List[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The alias runs benchmarks/studies/stability.py with the other arguments."""
-    from benchmarks.studies import stability
-
-    seen: List[List[str]] = []
-    monkeypatch.setattr(stability, "main", lambda rest: seen.append(rest) or 7)
-    assert _cli().main(argv) == 7
-    assert seen == [["--epochs", "1", "--seeds", "0"]]
+        run_sweep(tiny(tmp_path, knn_k=100))
 
 
 def test_the_benchmark_imports_no_study() -> None:
-    """cifar10.py knows the study by name only; it imports it when asked to run it."""
+    """cifar10.py imports nothing of benchmarks/studies (the studies import it)."""
     code = (
         "import sys, benchmarks.cifar10; "
         "print(sorted(m for m in sys.modules if m.startswith('benchmarks.studies')))"
@@ -390,16 +222,16 @@ def test_the_benchmark_imports_no_study() -> None:
 
 
 def test_help_lists_every_option_with_a_default() -> None:
-    text = _cli().build_parser().format_help()
+    text = cli().build_parser().format_help()
     for method in METHODS:
         assert method in text
-    for action in _cli().build_parser()._actions:
+    for action in cli().build_parser()._actions:
         if action.option_strings and action.dest not in ("help",):
             assert action.help, action.option_strings
 
 
 def test_records_are_json_with_every_setting(tmp_path: Path) -> None:
-    (result,) = run_sweep(_tiny(tmp_path, methods=["dino_er"], emas=[0.9]))
+    (result,) = run_sweep(tiny(tmp_path, methods=["dino_er"], emas=[0.9]))
     record = json.loads((tmp_path / "runs" / f"{result.run_id}.json").read_text())
     assert record["ema"] == 0.9 and record["batch_size"] == 16
     for key in ("backbone", "train_subset", "knn_k", "lightly_version"):
@@ -413,7 +245,7 @@ def test_records_are_json_with_every_setting(tmp_path: Path) -> None:
 
 def test_history_matches_the_logged_accuracy_of_every_epoch(tmp_path: Path) -> None:
     """The record holds each epoch's own kNN top-1, the last one included."""
-    (result,) = run_sweep(_tiny(tmp_path, methods=["simclr"], epochs=2))
+    (result,) = run_sweep(tiny(tmp_path, methods=["simclr"], epochs=2))
     metrics = tmp_path / "lightning" / result.run_id / "metrics.csv"
     with open(metrics, newline="") as handle:
         logged = [
@@ -463,17 +295,9 @@ def test_two_process_ddp_on_cpu(tmp_path: Path) -> None:
     assert result.knn_top1 > 0.2  # 10 classes; one epoch on 128 images
 
 
-def test_resume_refuses_records_made_with_other_settings(tmp_path: Path) -> None:
-    run_sweep(_tiny(tmp_path, methods=["simclr"]))
-    with pytest.raises(ValueError, match="was run with train_subset=64 but this sweep"):
-        run_sweep(_tiny(tmp_path, methods=["simclr"], train_subset=32))
-    with pytest.raises(ValueError, match="knn_k=5 but this sweep has knn_k=7"):
-        run_sweep(_tiny(tmp_path, methods=["simclr"], knn_k=7))
-
-
 def test_test_subset_is_the_same_for_every_seed(tmp_path: Path) -> None:
     digits = data.load_dataset("digits")
-    config = _tiny(tmp_path, test_subset=50)
+    config = tiny(tmp_path, test_subset=50)
     _, knn_train_0, test_0 = run.make_loaders(digits, "simclr", 16, config, seed=0)
     _, knn_train_1, test_1 = run.make_loaders(digits, "simclr", 16, config, seed=1)
     labels_0 = [int(y) for _, y, _ in test_0.dataset]  # type: ignore[attr-defined]
@@ -494,11 +318,11 @@ def test_jobs_train_in_processes_with_the_same_results(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        alone = {r.method: r for r in run_sweep(_tiny(tmp_path / "one"))}
+        alone = {r.method: r for r in run_sweep(tiny(tmp_path / "one"))}
     finally:
         torch.set_num_threads(threads)
     monkeypatch.setattr(pool.os, "cpu_count", lambda: 2)  # 2 // jobs = 1 thread
-    together = {r.method: r for r in run_sweep(_tiny(tmp_path / "two", jobs=2))}
+    together = {r.method: r for r in run_sweep(tiny(tmp_path / "two", jobs=2))}
     assert sorted(together) == ["byol_er", "simclr"]
     for method, record in together.items():
         assert record.settings["device"] == "CPU (1 threads)"
@@ -542,7 +366,7 @@ def test_jobs_pass_a_failed_run_to_the_caller(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run that raises in its process raises here, and leaves no record."""
-    config = _tiny(tmp_path, batch_sizes=[128], jobs=2)  # 128 > the 64 images
+    config = tiny(tmp_path, batch_sizes=[128], jobs=2)  # 128 > the 64 images
     # Past the check made before any run, so that the run processes fail.
     monkeypatch.setattr(
         sweep, "preflight", lambda config, specs: data.load_dataset(config.dataset)
@@ -563,4 +387,4 @@ def test_jobs_pass_a_failed_run_to_the_caller(
 )
 def test_jobs_are_checked(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        _tiny(Path("unused"), **overrides).validate()
+        tiny(Path("unused"), **overrides).validate()

@@ -171,3 +171,27 @@ def test_trains_with_lightning(method: str, tmp_path: Path) -> None:
     if method.endswith("_er"):
         assert model.criterion.last_components is not None
         assert "train_entropy" in metrics and torch.isfinite(metrics["train_entropy"])
+
+
+@pytest.mark.parametrize(
+    "method, loss, switch",
+    [("dino_er", "ERDINOLoss", "centering"), ("swav_er", "ERSwaVLoss", "use_sinkhorn")],
+)
+def test_er_twins_are_the_papers_variants_by_name(
+    method: str, loss: str, switch: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DINO-ER and SwAV-ER pass ``centering=False`` / ``use_sinkhorn=False`` themselves:
+    the entropy term replaces the device, whatever the library's default."""
+    from benchmarks.cifar import methods
+
+    seen: dict[str, Any] = {}
+    real = getattr(methods, loss)
+
+    def spy(**kwargs: Any) -> Any:
+        seen.update(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(methods, loss, spy)
+    model = _build(method)
+    assert seen[switch] is False
+    assert getattr(model.criterion, switch) is False

@@ -21,7 +21,8 @@ from benchmarks.cifar.data import ImageArrayDataset, eval_transform
 from benchmarks.cifar.methods import MoCo, parse_method
 from benchmarks.common.objective import ObjectiveSwitch
 from benchmarks.imagenet.resnet50 import main as resnet50
-from lightly_er.loss import ERNTXentLoss, entropy_settings
+from lightly_er.loss import ERNTXentLoss
+from lightly_er.monitoring import entropy_settings
 from lightly_er.monitoring import EntropyMeter
 
 

@@ -29,13 +29,11 @@ from torch import Tensor, nn
 from benchmarks.imagenet.vitb16 import dinov2
 from benchmarks.imagenet.vitb16 import main as bench
 from lightly_er.loss import ERDINOLoss, ERKoLeoLoss
-from tests.benchmarks.imagenet.test_vitb16 import (
+from tests.benchmarks.imagenet.helpers import (
     NUM_CLASSES,
-    _attach,
-    _base_args,
-    _csv_metrics,
-    image_folder,  # noqa: F401 (a fixture)
-    one_thread,  # noqa: F401 (a fixture)
+    attach,
+    csv_metrics,
+    vitb16_args,
 )
 from tests.benchmarks.state import assert_same_state, fingerprint
 
@@ -105,7 +103,7 @@ def test_module_is_lightlys_recipe_and_the_er_twin_differs_in_the_losses() -> No
 
 def test_layer_wise_learning_rates_and_weight_decay_are_lightlys() -> None:
     model = _small()
-    _attach(model, world_size=2)
+    attach(model, world_size=2)
     (optimizer,), (scheduler,) = model.configure_optimizers()
     lr = 0.004 * (4 * 2 / 1024) ** 0.5
     # The peak learning rates (the scheduler starts the warmup at 0).
@@ -147,7 +145,7 @@ def test_er_koleo_has_koleos_gradient_in_the_recipe() -> None:
 @pytest.mark.parametrize("method", ["dinov2", "dinov2_er"])
 def test_one_training_step(method: str) -> None:
     model = _small(method)
-    stub = _attach(model)
+    stub = attach(model)
     stub.max_epochs = 100
     loss = model.training_step((_views(), torch.zeros(4, dtype=torch.long), []), 0)
     assert torch.isfinite(loss)
@@ -170,8 +168,8 @@ def test_one_training_step(method: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["dinov2", "dinov2_er"])
-def test_pretrains_one_batch(method: str, image_folder: Path, tmp_path: Path) -> None:  # noqa: F811
-    args = _base_args(image_folder, tmp_path) + [
+def test_pretrains_one_batch(method: str, image_folder: Path, tmp_path: Path) -> None:
+    args = vitb16_args(image_folder, tmp_path) + [
         "--methods",
         method,
         "--skip-linear-eval",
@@ -179,7 +177,7 @@ def test_pretrains_one_batch(method: str, image_folder: Path, tmp_path: Path) ->
     ]
     bench.main(args)
     (run_dir,) = (tmp_path / method).iterdir()
-    pretrain = _csv_metrics(run_dir / "pretrain")
+    pretrain = csv_metrics(run_dir / "pretrain")
     for key in ("train_loss", "train_dino_loss", "train_ibot_loss", "train_koleo_loss"):
         assert np.isfinite(pretrain[key]).all(), key
     assert "val_online_cls_top1" in pretrain

@@ -1,4 +1,5 @@
-"""The rescue study's plan, its run records' code provenance, and the resume rule."""
+"""The rescue study's plan (its runs' code record and resume rule are the engine's:
+tests/benchmarks/common)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.studies.mechanism.config import ARMS, RunSpec
-from benchmarks.studies.rescue import config, provenance
+from benchmarks.studies.rescue import config
 from benchmarks.studies.rescue.config import preset, spec_of
 
 
@@ -98,39 +99,3 @@ def repo(tmp_path: Path) -> Path:
     git(root, "add", "a.py")
     git(root, "commit", "-q", "-m", "one")
     return root
-
-
-def test_code_state_names_the_commit_and_the_dirty_tree(repo: Path) -> None:
-    clean = provenance.code_state(repo)
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-    )
-    assert clean["commit"] == head.stdout.strip()
-    assert clean["dirty"] is False and clean["diff_sha256"] is None
-    assert set(clean["versions"]) == {"torch", "lightly", "lightly_er", "python"}
-    (repo / "a.py").write_text("x = 2\n")
-    dirty = provenance.code_state(repo)
-    assert dirty["dirty"] is True and dirty["diff_sha256"]
-    (repo / "a.py").write_text("x = 3\n")
-    assert provenance.code_state(repo)["diff_sha256"] != dirty["diff_sha256"]
-    assert not provenance.same_code(clean, dirty)
-
-
-def test_resume_refuses_a_code_change_unless_allowed(
-    repo: Path, tmp_path: Path
-) -> None:
-    log = tmp_path / "log"
-    log.mkdir()
-    first = provenance.code_state(repo)
-    provenance.check_code(log, first)
-    provenance.check_code(log, first)  # the same code resumes
-    (repo / "a.py").write_text("x = 2\n")
-    git(repo, "commit", "-q", "-am", "two")
-    second = provenance.code_state(repo)
-    with pytest.raises(provenance.CodeChanged, match="--allow-code-change"):
-        provenance.check_code(log, second)
-    invocations = provenance.check_code(log, second, allow_change=True)
-    assert [i["commit"] for i in invocations] == [first["commit"]] * 2 + [
-        second["commit"]
-    ]
-    provenance.check_code(log, second)  # from now on, the new code resumes

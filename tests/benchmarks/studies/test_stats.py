@@ -99,20 +99,6 @@ def test_t_interval_by_hand() -> None:
     assert wider.high == pytest.approx(2 + 9.924843 / math.sqrt(3), abs=1e-5)
 
 
-def test_se_interval_is_two_standard_errors() -> None:
-    interval = stats.se_interval([0.0, 0.1, 0.2, 0.3])  # sd 0.1291, SE 0.06455
-    se = statistics_stdev([0.0, 0.1, 0.2, 0.3]) / 2
-    assert (interval.low, interval.high) == pytest.approx(
-        (0.15 - 2 * se, 0.15 + 2 * se)
-    )
-    assert interval.confidence is None
-
-
-def statistics_stdev(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
 def test_interval_from_se_matches_t_interval() -> None:
     values = [0.3, 0.1, 0.25, 0.4, 0.05]
     direct = stats.t_interval(values, 0.9)
@@ -249,20 +235,6 @@ def test_robustness_original_hurt(d: tuple[float, float], verdict: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "deviations, verdict",
-    [
-        ([0.1, 0.2, 0.05], "supported"),  # at most 20% in every seed
-        ([0.3, 0.21, 0.1], "not supported"),  # a majority above
-        ([0.3, 0.1, 0.1], "inconclusive"),
-        ([0.3, 0.3, 0.1, 0.1], "inconclusive"),  # half is not a majority
-        ([math.nan, math.nan, 0.1], "not supported"),  # unmeasurable is unstable
-    ],
-)
-def test_stable_entropy(deviations: list[float], verdict: str) -> None:
-    assert stats.stable_entropy(deviations) == verdict
-
-
-@pytest.mark.parametrize(
     "gain, verdict",
     [
         ((-0.4, -0.2), "collapses"),
@@ -306,5 +278,3 @@ def test_verdicts_reject_bad_arguments() -> None:
         stats.noninferiority(_iv(0, 1), -0.1)
     with pytest.raises(ValueError, match="control"):
         stats.prevents_collapse(_iv(0, 1), 0.05, "collapsed")
-    with pytest.raises(ValueError, match="at least 2 seeds"):
-        stats.stable_entropy([0.1])
