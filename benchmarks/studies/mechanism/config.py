@@ -317,7 +317,8 @@ class RunSpec(runs.RunSpec):
             "batch": self.batch,
             "steps": self.steps,
             "seed": self.seed,
-            "term": self.term,
+            # The mechanism study's records have no term: only a rescue arm names one.
+            **({} if self.term is None else {"term": self.term}),
         }
 
     def __reduce__(self) -> Tuple[Any, ...]:

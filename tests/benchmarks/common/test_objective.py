@@ -21,9 +21,9 @@ from benchmarks.cifar.data import ImageArrayDataset, eval_transform
 from benchmarks.cifar.methods import MoCo, parse_method
 from benchmarks.common.objective import ObjectiveSwitch
 from benchmarks.imagenet.resnet50 import main as resnet50
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.loss import ERNTXentLoss
-from lightly_er.monitoring import entropy_settings
-from lightly_er.monitoring import EntropyMeter
+from lightly_er.monitoring import EntropyMeter, entropy_settings
 
 
 def _cifar(method: str, kappa: Optional[float] = None) -> Any:
@@ -99,17 +99,20 @@ def test_the_original_objective_builds_lightlys_classes() -> None:
     assert original.meter_kwargs("sphere") == {}
 
 
+JOE = EntropyEstimator(name="joe")
+
+
 def test_make_loss_gives_er_arguments_to_the_er_class_only() -> None:
     switch = ObjectiveSwitch()
     switch.init_objective("er", {"entropy_weight": 0.5})
     loss = switch.make_loss(
-        NTXentLoss, ERNTXentLoss, er_only={"estimator": "joe"}, temperature=0.2
+        NTXentLoss, ERNTXentLoss, er_only={"estimator": JOE}, temperature=0.2
     )
     assert isinstance(loss, ERNTXentLoss)
-    assert (loss.temperature, loss.entropy_weight, loss.estimator) == (0.2, 0.5, "joe")
+    assert (loss.temperature, loss.entropy_weight, loss.estimator) == (0.2, 0.5, JOE)
     switch.init_objective("original")
     loss = switch.make_loss(
-        NTXentLoss, ERNTXentLoss, er_only={"estimator": "joe"}, temperature=0.2
+        NTXentLoss, ERNTXentLoss, er_only={"estimator": JOE}, temperature=0.2
     )
     assert type(loss) is NTXentLoss and loss.temperature == 0.2
     with pytest.raises(ValueError, match="apply to the ER objective only"):

@@ -92,12 +92,16 @@ def test_resume_runs_nothing_and_refuses_a_code_change(
     assert cli.main(args) == 0
     total = len(config.all_tasks(CONFIG))
     assert f"{total} of {total} tasks already done" in capsys.readouterr().out
-    code = json.loads((log / "code.json").read_text())
-    code["invocations"][-1]["commit"] = "0" * 40
-    (log / "code.json").write_text(json.dumps(code))
+    # One finished run as if made at another commit: the engine's resume rule.
+    path = sorted((log / "records").glob("*.json"))[0]
+    record = json.loads(path.read_text())
+    original = json.dumps(record)
+    record["code"]["commit"] = "0" * 40
+    path.write_text(json.dumps(record))
     assert cli.main(args) == 2
     assert "--allow-code-change" in capsys.readouterr().err
     assert cli.main(args + ["--allow-code-change"]) == 0
+    path.write_text(original)
 
 
 def craft(log: Path) -> None:
