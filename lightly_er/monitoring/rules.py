@@ -1,8 +1,8 @@
 """The collapse alarm's rules and streaks, plain Python (no Lightning, no torch).
 
-:class:`lightly_er.monitoring.EntropyMonitor` applies them at every check, and
-``benchmarks/studies/alarm_validation.py`` replays the same code on recorded runs,
-so the validated rule and the shipped one cannot drift apart.
+:class:`lightly_er.monitoring.EntropyMonitor` applies them at every check; a replay
+of recorded runs calls the same code, so a validated rule and the shipped one
+cannot drift apart.
 """
 
 from __future__ import annotations
@@ -81,9 +81,9 @@ DEFAULT_RULES: Tuple[AlarmRule, ...] = (
     AlarmRule("dimension_score", 0.25, "sphere"),
     AlarmRule("normalized_mutual_information", 0.05, "discrete"),
 )
-"""One rule per family. Not validated: replayed on the collapse corpora by
-``benchmarks/studies/alarm_validation.py`` they catch the collapses but fire on many
-healthy runs (docs/reading_the_numbers.md has the table)."""
+"""One rule per family. Not validated: replayed on the collapse corpora of
+2026-12-02 they catch the collapses but fire on many healthy runs
+(docs/monitoring.md has the table)."""
 
 DEFAULT_PATIENCE = 3
 DEFAULT_EVERY_N_STEPS = 50
