@@ -37,6 +37,7 @@ from benchmarks.cifar.data import (
 )
 from benchmarks.cifar.differences import DIFFERENCES
 from benchmarks.common.differences import differences_markdown
+from lightly_er.experimental import EntropyEstimator
 from tests.benchmarks.lightly_cifar10 import LIGHTLY_CIFAR10, LIGHTLY_SHARED
 from tests.benchmarks.state import fingerprint
 
@@ -219,5 +220,5 @@ def test_er_defaults_are_the_authors() -> None:
         "plugin",
     )
     kwargs: Dict[str, Any] = config.er_kwargs("byol_er")
-    assert kwargs == {"entropy_weight": 1.0, "estimator": "plugin"}
+    assert kwargs == {"entropy_weight": 1.0, "estimator": EntropyEstimator()}
     assert config.er_kwargs("byol") == {}
