@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lightly_er.utils.checks import check_matrix
+from lightly_er.utils.compat import is_compiling
 
 Kappa = Union[Tensor, float]
 """A concentration: a Python number (fixed) or a tensor (possibly learnable)."""
@@ -68,7 +69,7 @@ def as_kappa_tensor(kappa: Kappa, name: str) -> Tensor:
         raise ValueError(f"{name} must not be empty")
     # A data-dependent check (a host sync on an accelerator): skipped while
     # torch.compile traces.
-    if not torch.compiler.is_compiling() and (
+    if not is_compiling() and (
         not bool(torch.isfinite(tensor).all()) or not bool((tensor > 0).all())
     ):
         raise ValueError(f"{name} must be positive and finite, got {_describe(tensor)}")

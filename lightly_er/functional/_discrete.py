@@ -19,6 +19,7 @@ from lightly_er.functional._checks import (
     check_probability_shape,
 )
 from lightly_er.utils.checks import check_same_shape
+from lightly_er.utils.compat import vecdot
 
 
 def discrete_entropy(p: Tensor, validate: bool = True) -> Tensor:
@@ -122,11 +123,11 @@ def discrete_reconstruction(
             log_pred = p_pred
         else:
             log_pred = torch.log(p_pred.clamp_min(torch.finfo(p_pred.dtype).tiny))
-        # One fused multiply-and-sum per row. A log-probability of -inf is clamped to
+        # One multiply-and-sum per row. A log-probability of -inf is clamped to
         # the most negative finite value, so that a target of exactly 0 there
         # contributes 0 (xlogy-style) instead of 0 * -inf = NaN, with no host sync.
         log_pred = log_pred.clamp_min(torch.finfo(log_pred.dtype).min)
-        per_row: Tensor = torch.linalg.vecdot(p_target, log_pred)
+        per_row: Tensor = vecdot(p_target, log_pred)
         return per_row.mean()
 
 
@@ -192,7 +193,7 @@ def _log_softmax_reconstruction(p_target: Tensor, log_q: Tensor) -> Tensor:
     # losses return NaN alike and the validate check of the loss reports it.
     with torch.autocast(device_type=log_q.device.type, enabled=False):
         target = at_least_float32(p_target).to(log_q.dtype)
-        per_row: Tensor = torch.linalg.vecdot(target, log_q)
+        per_row: Tensor = vecdot(target, log_q)
         return per_row.mean()
 
 
