@@ -54,7 +54,7 @@ class BYOL(pl.LightningModule):
         deactivate_requires_grad(self.backbone_momentum)
         deactivate_requires_grad(self.projection_head_momentum)
         # lightly: NegativeCosineSimilarity()
-        self.criterion = ERNegativeCosineSimilarity()
+        self.criterion = ERNegativeCosineSimilarity(prediction="x0")  # criterion(p, z)
 
     def forward(self, x):
         return self.prediction_head(self.projection_head(self.backbone(x)))

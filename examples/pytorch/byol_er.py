@@ -82,7 +82,9 @@ dataloader = torch.utils.data.DataLoader(
 
 # The ER swap. kappa = 10 by default; the loss is divided by kappa, so that without
 # the entropy term its gradient is that of NegativeCosineSimilarity.
-criterion = ERNegativeCosineSimilarity()  # lightly: NegativeCosineSimilarity()
+criterion = ERNegativeCosineSimilarity(
+    prediction="x0"
+)  # lightly: NegativeCosineSimilarity()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
 # loss maximizes (0 for a collapsed batch, at most log N), and the entropy gap

@@ -1,7 +1,8 @@
 # DINO-ER in plain PyTorch: lightly's DINO example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
-# The change from lightly's script: DINOLoss -> ERDINOLoss, which replaces the
-# teacher centering by an explicit entropy term, DINOProjectionHead ->
+# The change from lightly's script: DINOLoss -> ERDINOLoss, which keeps the
+# teacher centering and adds an explicit entropy term (centering=False is the
+# paper's variant), DINOProjectionHead ->
 # ERDINOProjectionHead (same layers, same output, plus an entropy meter), and the ER
 # terms printed next to the loss.
 #
@@ -88,7 +89,8 @@ dataloader = torch.utils.data.DataLoader(
     num_workers=8,
 )
 
-# The ER swap: the entropy of the student's mean prediction replaces the centering.
+# The ER swap: the entropy of the student's mean prediction is added to DINO's
+# centering (centering=False replaces the centering, the paper's DINO-ER).
 criterion = ERDINOLoss(  # lightly: DINOLoss(...)
     output_dim=2048,
     warmup_teacher_temp_epochs=5,

@@ -63,7 +63,9 @@ dataloader = torch.utils.data.DataLoader(
 # The ER swap. kappa = 10 by default; the loss is divided by kappa, so that without
 # the entropy term its gradient is that of NegativeCosineSimilarity. The entropy is
 # that of the input with gradient, the predictions, in either argument order.
-criterion = ERNegativeCosineSimilarity()  # lightly: NegativeCosineSimilarity()
+criterion = ERNegativeCosineSimilarity(
+    prediction="x1"
+)  # lightly: NegativeCosineSimilarity()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the
 # loss maximizes (0 for a collapsed batch, at most log N), and the entropy gap

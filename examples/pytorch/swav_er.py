@@ -1,7 +1,8 @@
 # SwAV-ER in plain PyTorch: lightly's SwAV example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
-# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which replaces the
-# Sinkhorn equipartition by an explicit entropy term, SwaVProjectionHead and
+# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which keeps
+# Sinkhorn and adds an explicit entropy term (use_sinkhorn=False is the paper's
+# variant), SwaVProjectionHead and
 # SwaVPrototypes -> their ER versions (same layers, same outputs, plus an entropy
 # meter), and the ER terms printed next to the loss.
 #
@@ -67,7 +68,8 @@ dataloader = torch.utils.data.DataLoader(
     num_workers=8,
 )
 
-# The ER swap: the entropy of the mean prediction replaces Sinkhorn's equipartition.
+# The ER swap: the entropy of the mean prediction is added to SwAV's Sinkhorn
+# (use_sinkhorn=False replaces Sinkhorn, the paper's SwAV-ER).
 criterion = ERSwaVLoss()  # lightly: SwaVLoss()
 
 # The epoch lines print ER = entropy + reconstruction in nats, the bound the

@@ -48,7 +48,7 @@ class BYOL(pl.LightningModule):
         # kappa = 10 by default; the loss is divided by kappa, so that without the
         # entropy term its gradient is that of NegativeCosineSimilarity.
         # lightly: NegativeCosineSimilarity()
-        self.criterion = ERNegativeCosineSimilarity()
+        self.criterion = ERNegativeCosineSimilarity(prediction="x0")  # criterion(p, z)
 
     def forward(self, x):
         y = self.backbone(x).flatten(start_dim=1)

@@ -1,7 +1,8 @@
 # DINOv2-ER with PyTorch Lightning: lightly's DINOv2 example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
-# The change from lightly's script: DINOLoss -> ERDINOLoss, which replaces the
-# teacher centering by an explicit entropy term, KoLeoLoss -> ERKoLeoLoss, KoLeo as
+# The change from lightly's script: DINOLoss -> ERDINOLoss, which keeps the
+# teacher centering and adds an explicit entropy term (centering=False is the
+# paper's variant), KoLeoLoss -> ERKoLeoLoss, KoLeo as
 # the Kozachenko-Leonenko entropy of the class tokens in nats (KoLeo's gradient, so
 # its weight 0.1 stays), the ER terms logged, and EntropyMonitor in the callbacks.
 # iBOT's loss is unchanged.

@@ -33,7 +33,7 @@ class SimSiam(pl.LightningModule):
         # kappa = 10 by default; the loss is divided by kappa, so that without the
         # entropy term its gradient is that of NegativeCosineSimilarity.
         # lightly: NegativeCosineSimilarity()
-        self.criterion = ERNegativeCosineSimilarity()
+        self.criterion = ERNegativeCosineSimilarity(prediction="x1")  # criterion(z, p)
 
     def forward(self, x):
         f = self.backbone(x).flatten(start_dim=1)

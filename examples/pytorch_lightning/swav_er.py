@@ -1,7 +1,8 @@
 # SwAV-ER with PyTorch Lightning: lightly's SwAV example with the entropy and
 # reconstruction (ER) objective of Rodriguez-Galvez et al. (ICML 2023).
-# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which replaces the
-# Sinkhorn equipartition by an explicit entropy term, SwaVProjectionHead and
+# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which keeps
+# Sinkhorn and adds an explicit entropy term (use_sinkhorn=False is the paper's
+# variant), SwaVProjectionHead and
 # SwaVPrototypes -> their ER versions (same layers, same outputs, plus an entropy
 # meter), the ER terms logged, and EntropyMonitor in the callbacks.
 #

@@ -51,7 +51,9 @@ class BYOL(pl.LightningModule):
         # gather_distributed=True: the entropy is estimated over the predictions
         # of all GPUs (lightly's NegativeCosineSimilarity has no batch term).
         # lightly: NegativeCosineSimilarity()
-        self.criterion = ERNegativeCosineSimilarity(gather_distributed=True)
+        self.criterion = ERNegativeCosineSimilarity(
+            gather_distributed=True, prediction="x0"
+        )
 
     def forward(self, x):
         y = self.backbone(x).flatten(start_dim=1)

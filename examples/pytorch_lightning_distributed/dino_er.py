@@ -1,8 +1,9 @@
 # DINO-ER with PyTorch Lightning and DDP: lightly's distributed DINO example
 # with the entropy and reconstruction (ER) objective of Rodriguez-Galvez et al.
 # (ICML 2023).
-# The change from lightly's script: DINOLoss -> ERDINOLoss, which replaces the
-# teacher centering by an explicit entropy term, DINOProjectionHead ->
+# The change from lightly's script: DINOLoss -> ERDINOLoss, which keeps the
+# teacher centering and adds an explicit entropy term (centering=False is the
+# paper's variant), DINOProjectionHead ->
 # ERDINOProjectionHead (same layers, same output, plus an entropy meter), the ER
 # terms logged, and EntropyMonitor in the callbacks.
 #

@@ -36,7 +36,9 @@ class SimSiam(pl.LightningModule):
         # gather_distributed=True: the entropy is estimated over the predictions
         # of all GPUs (lightly's NegativeCosineSimilarity has no batch term).
         # lightly: NegativeCosineSimilarity()
-        self.criterion = ERNegativeCosineSimilarity(gather_distributed=True)
+        self.criterion = ERNegativeCosineSimilarity(
+            gather_distributed=True, prediction="x1"
+        )
 
     def forward(self, x):
         f = self.backbone(x).flatten(start_dim=1)

@@ -1,8 +1,9 @@
 # SwAV-ER with PyTorch Lightning and DDP: lightly's distributed SwAV example
 # with the entropy and reconstruction (ER) objective of Rodriguez-Galvez et al.
 # (ICML 2023).
-# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which replaces the
-# Sinkhorn equipartition by an explicit entropy term, SwaVProjectionHead and
+# The change from lightly's script: SwaVLoss -> ERSwaVLoss, which keeps
+# Sinkhorn and adds an explicit entropy term (use_sinkhorn=False is the paper's
+# variant), SwaVProjectionHead and
 # SwaVPrototypes -> their ER versions (same layers, same outputs, plus an entropy
 # meter), the ER terms logged, and EntropyMonitor in the callbacks.
 #
@@ -32,7 +33,7 @@ class SwaV(pl.LightningModule):
         self.prototypes = ERSwaVPrototypes(128, n_prototypes=512)
         # gather_distributed=True: the entropy is that of the mean prediction over
         # the global batch of all GPUs. sinkhorn_gather_distributed, as in
-        # lightly's example, only matters with use_sinkhorn=True.
+        # lightly's example, gathers Sinkhorn's batch (the default use_sinkhorn=True).
         # lightly: SwaVLoss(sinkhorn_gather_distributed=True)
         self.criterion = ERSwaVLoss(
             sinkhorn_gather_distributed=True, gather_distributed=True
