@@ -8,10 +8,10 @@ torch (``--help`` shows :data:`ESTIMATORS`).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, cast
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, cast
 
-from lightly_er.experimental import EntropyEstimator
-from lightly_er.functional import SphereEstimator
+if TYPE_CHECKING:  # importable without torch: --help reads ESTIMATORS
+    from lightly_er.functional import SphereEstimator
 
 ESTIMATORS: Tuple[SphereEstimator, ...] = ("plugin", "joe", "renyi2", "knn", "logdet")
 """The sphere entropy estimators the library offers, the authors' (plug-in) first
@@ -53,9 +53,12 @@ def er_loss_kwargs(
         kwargs["entropy_weight"] = entropy_weight
     if sphere:
         if estimator is not None:
-            # The library takes the estimator as its typed object.
+            # The library takes the estimator as its typed object (torch: imported
+            # only when a loss is built).
+            from lightly_er.experimental import EntropyEstimator
+
             kwargs["estimator"] = EntropyEstimator(
-                name=cast(SphereEstimator, estimator)
+                name=cast("SphereEstimator", estimator)
             )
         if kappa is not None:
             kwargs["kappa"] = kappa

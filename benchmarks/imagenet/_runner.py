@@ -220,7 +220,10 @@ def pretrain(
         ModelCheckpoint(dirpath=log_dir / "checkpoints", save_last=True, save_top_k=0),
     ]
     if entropy_monitor:
-        callbacks.append(EntropyMonitor(every_n_steps=entropy_every_n_steps))
+        # Every series to the loggers: a benchmark keeps the whole record.
+        callbacks.append(
+            EntropyMonitor(every_n_steps=entropy_every_n_steps, metrics="all")
+        )
     if global_rank() == 0:
         write_started(log_dir / STARTED_NAME, config.code or current_code())
     extra: Dict[str, Any] = dict(config.limits())

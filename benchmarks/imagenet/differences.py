@@ -136,7 +136,7 @@ DIFFERENCES: Tuple[Difference, ...] = (
         "Entropy monitor (`--no-entropy-monitor`, `--entropy-every-n-steps`)",
         "none",
         "on, every 50 steps: entropy and collapse score of the trained heads "
-        "(`EntropyMonitor()` finds them; teachers are skipped)",
+        '(`EntropyMonitor(metrics="all")` finds them and logs every series)',
         "Measurement only, without gradient; no effect on training",
     ),
     Difference(

@@ -14,6 +14,7 @@ from benchmarks.common.er_options import ESTIMATORS, er_loss_kwargs
 from benchmarks.imagenet import _cli
 from benchmarks.imagenet.resnet50 import main as resnet50
 from benchmarks.imagenet.vitb16 import main as vitb16
+from lightly_er.experimental import EntropyEstimator
 from lightly_er.utils.checks import SPHERE_ESTIMATORS
 
 MAINS = [resnet50, vitb16]
@@ -108,16 +109,20 @@ def test_the_er_loss_gets_them_as_cifar10_gives_them() -> None:
         estimator="joe",
     )  # fmt: skip
     loss = model.criterion
-    assert (float(loss.kappa), loss.entropy_weight, loss.estimator) == (5.0, 0.5, "joe")
+    assert (float(loss.kappa), loss.entropy_weight, loss.estimator.name) == (
+        5.0,
+        0.5,
+        "joe",
+    )
     default = resnet50.build_model("byol_er", 4, 5, backbone="resnet18").criterion
     assert (float(default.kappa), default.entropy_weight, default.estimator) == (
         10.0,
         1.0,
-        "plugin",
+        EntropyEstimator(),
     )
     assert er_loss_kwargs("er", True, 5.0, 0.5, "joe") == {
         "entropy_weight": 0.5,
-        "estimator": "joe",
+        "estimator": EntropyEstimator(name="joe"),
         "kappa": 5.0,
     }
 
