@@ -18,7 +18,8 @@ except ImportError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 PINS_FILE = ROOT / ".ci" / "min-versions.txt"
-NOT_PINNED = {"torch", "torchvision"}  # served by this machine; floors from API use
+NOT_PINNED = {"torch", "torchvision"}  # pinned in .ci/min_versions (TORCH_FLOOR)
+MIN_VERSIONS_SCRIPT = ROOT / ".ci" / "min_versions"
 # Optional dependencies (the `benchmarks` extra) that the min-versions tests use too.
 PINNED_EXTRAS = {"scikit-learn", "matplotlib", "pillow"}
 
@@ -97,4 +98,27 @@ def test_floors_equal_the_pins() -> None:
         assert _release(floors[0]) == _release(pins[name]), (
             f"{name}: pyproject.toml says >={floors[0]}, "
             f"{PINS_FILE.name} pins {pins[name]}"
+        )
+
+
+def _script_floors() -> dict[str, str]:
+    """.ci/min_versions: torch and torchvision -> the version it installs."""
+    script = MIN_VERSIONS_SCRIPT.read_text(encoding="utf-8")
+    floors = {}
+    for name in ("torch", "torchvision"):
+        variable = f"{name.upper()}_FLOOR"
+        match = re.search(rf"^{variable}=([0-9][0-9.]*)$", script, flags=re.M)
+        assert match, f".ci/min_versions: no {variable}=VERSION line"
+        floors[name] = match.group(1)
+    return floors
+
+
+def test_torch_is_not_declared_below_the_tested_floor() -> None:
+    # pyproject.toml may declare a floor at or above the one .ci/min_versions tests,
+    # never below it (a floor nobody tested).
+    deps = _dependencies()
+    for name, tested in _script_floors().items():
+        floors = [s[2:].strip() for s in deps[name] if s.startswith(">=")]
+        assert floors and _release(floors[0]) >= _release(tested), (
+            f"{name}: pyproject.toml says >={floors[0]}, .ci/min_versions tests {tested}"
         )

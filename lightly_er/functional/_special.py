@@ -16,6 +16,7 @@ from torch import Tensor
 
 from lightly_er.functional._checks import Kappa, as_kappa_tensor, check_dim
 from lightly_er.utils.checks import check_real
+from lightly_er.utils.compat import assume_constant_result
 
 # ---------------------------------------------------------------------------------------
 # Modified Bessel function of the first kind, in log space.
@@ -270,7 +271,8 @@ def _cached_log_vmf_normalizer(dim: int, kappa: float) -> float:
     return float(log_vmf_normalizer(dim, kappa))
 
 
-def log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
+@assume_constant_result
+def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
     """log C_d(kappa) for a fixed kappa, as a Python float, computed once per (d, kappa).
 
     A fixed concentration (a Python number, as the loss modules use) needs no
@@ -281,10 +283,9 @@ def log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
     return _cached_log_vmf_normalizer(dim, kappa)
 
 
-# What torch.compiler.assume_constant_result(fn) does (it only sets this flag), done
-# directly: calling it imports torch._dynamo, 2.6 s of `import lightly_er`.
-# tests/test_functional.py holds the flag against torch's decorator.
-log_vmf_normalizer_constant._dynamo_marked_constant = True  # type: ignore[attr-defined]
+# Called under a name other than its own: torch.compile before 2.6 stores the
+# constant under the function's own name in the compiled module's globals.
+log_vmf_normalizer_constant = _log_vmf_normalizer_constant
 
 
 # ---------------------------------------------------------------------------------------

@@ -2,17 +2,19 @@
 
 The library calls these instead of the newer API, so that one code path runs on
 every supported torch (and on lightly's older floor, upstream). Each helper uses the
-torch API where it exists and an equivalent otherwise.
+torch API where it exists (and works) and an equivalent otherwise.
 tests/utils/test_compat.py checks both paths, and tests/test_torch_api.py checks that
 every ``torch.*`` name the library uses exists in the floor version.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import torch
 from torch import Tensor
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 
 def _never_compiling() -> bool:
@@ -74,3 +76,45 @@ def vecdot(x: Tensor, y: Tensor, dim: int = -1) -> Tensor:
         tensor([11.])
     """
     return (x * y).sum(dim)
+
+
+def assume_constant_result(function: _F) -> _F:
+    """Marks a function as ``torch.compiler.assume_constant_result`` does.
+
+    torch.compile then calls the function once while tracing and puts its result
+    into the graph as a constant. The decorator only sets a flag on the function;
+    setting it directly saves importing ``torch._dynamo`` (2.6 s of ``import
+    lightly_er``). The function's name must start with an underscore, and callers
+    bind it under another name: torch 2.0-2.5 store the traced result in the globals
+    of the compiled code's module under the function's name (prefixed with "sub"
+    when it does not start with a letter), which would replace a function bound
+    under that name by a number there (every later call then fails with "'float'
+    object is not callable").
+
+    Args:
+        function: A function whose result depends only on its arguments, with a
+            name that starts with an underscore.
+
+    Returns:
+        The same function, marked.
+
+    Raises:
+        ValueError: If the function's name does not start with an underscore.
+
+    Examples:
+        >>> from lightly_er.utils.compat import assume_constant_result
+        >>> @assume_constant_result
+        ... def _three() -> int:
+        ...     return 3
+        >>> three = _three  # what callers call
+        >>> three()
+        3
+    """
+    name = getattr(function, "__name__", "")
+    if not name.startswith("_"):
+        raise ValueError(
+            "assume_constant_result needs a function whose name starts with an "
+            f"underscore (torch < 2.6 would overwrite a global of that name), got {name!r}"
+        )
+    function._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return function
