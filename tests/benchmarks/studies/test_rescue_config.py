@@ -3,9 +3,6 @@ tests/benchmarks/common)."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from benchmarks.studies.mechanism.config import ARMS, RunSpec
@@ -79,23 +76,3 @@ def test_pilot_seeds_must_not_be_study_seeds() -> None:
     cfg = preset("smoke")
     with pytest.raises(ValueError, match="pilot"):
         config.RescueConfig("x", cfg.engine, (900,), (), (), (), ())
-
-
-# ---------------------------------------------------------------------------------------
-# Provenance
-# ---------------------------------------------------------------------------------------
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True)
-
-
-@pytest.fixture()
-def repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    root.mkdir()
-    git(root, "init", "-q")
-    git(root, "config", "user.email", "t@example.com")
-    git(root, "config", "user.name", "t")
-    (root / "a.py").write_text("x = 1\n")
-    git(root, "add", "a.py")
-    git(root, "commit", "-q", "-m", "one")
-    return root
