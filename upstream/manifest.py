@@ -74,6 +74,7 @@ FILES: Tuple[Row, ...] = (
         "loss",
         ("ERComponents",),
     ),
+    Row("lightly_er/loss/_terms.py", "lightly/loss/_er_terms.py", "loss"),
     Row("lightly_er/loss/er_loss.py", "lightly/loss/er_loss.py", "loss", ("ERLoss",)),
     Row(
         "lightly_er/loss/ntx_ent_er_loss.py",

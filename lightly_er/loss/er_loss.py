@@ -16,15 +16,17 @@ from lightly_er.loss._base import (
     ERComponents,
     SphereERLossMixin,
     Support,
+    discrete_memory,
+)
+from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
+from lightly_er.loss._terms import (
     check_er_arguments,
     check_gather_distributed,
     check_view_pair,
-    discrete_memory,
     log_softmax_float32,
     marginal_entropy,
     normalize_rows,
 )
-from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
 from lightly_er.utils.checks import check_choice, check_positive
 from lightly_er.utils.dist import gather_rows
 

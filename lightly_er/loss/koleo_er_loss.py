@@ -12,12 +12,14 @@ from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimato
 from lightly_er.loss._base import (
     ERComponents,
     SphereERLossMixin,
-    check_er_arguments,
-    check_gather_distributed,
     log_norm_of,
-    normalize_rows,
 )
 from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
+from lightly_er.loss._terms import (
+    check_er_arguments,
+    check_gather_distributed,
+    normalize_rows,
+)
 from lightly_er.utils.checks import check_matrix, check_positive, check_real
 from lightly_er.utils.dist import gather_rows
 

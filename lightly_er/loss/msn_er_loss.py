@@ -16,6 +16,8 @@ from lightly_er.functional._discrete import discrete_reconstruction
 from lightly_er.loss._base import (
     DiscreteERLossMixin,
     ERComponents,
+)
+from lightly_er.loss._terms import (
     check_gather_distributed,
     log_softmax_float32,
     marginal_distribution,

@@ -14,11 +14,13 @@ from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
     SphereERLossMixin,
+)
+from lightly_er.loss._kappa import resolve_kappa
+from lightly_er.loss._terms import (
     check_er_arguments,
     check_view_pair,
     normalize_rows,
 )
-from lightly_er.loss._kappa import resolve_kappa
 from lightly_er.utils.checks import check_bool
 from lightly_er.utils.dist import gather_rows
 

@@ -14,6 +14,8 @@ from lightly_er.functional._discrete import cross_view_reconstruction
 from lightly_er.loss._base import (
     DiscreteERLossMixin,
     ERComponents,
+)
+from lightly_er.loss._terms import (
     check_er_arguments,
     check_gather_distributed,
     log_softmax_float32,

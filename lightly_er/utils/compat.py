@@ -83,8 +83,7 @@ def assume_constant_result(function: _F) -> _F:
 
     torch.compile then calls the function once while tracing and puts its result
     into the graph as a constant. The decorator only sets a flag on the function;
-    setting it directly saves importing ``torch._dynamo`` (2.6 s of ``import
-    lightly_er``). The function's name must start with an underscore, and callers
+    setting it directly saves importing ``torch._dynamo`` (2.6 s at import). The function's name must start with an underscore, and callers
     bind it under another name: torch 2.0-2.5 store the traced result in the globals
     of the compiled code's module under the function's name (prefixed with "sub"
     when it does not start with a letter), which would replace a function bound
