@@ -125,11 +125,6 @@ class EntropyEstimator:
         size = self.memory_size
         return int(size[0]) if isinstance(size, (tuple, list)) else int(size)
 
-    @property
-    def is_default(self) -> bool:
-        """Whether these are the authors' settings (the default of every loss)."""
-        return self == EntropyEstimator()
-
 
 # The loss keywords that this object replaced (deprecated), and its fields.
 _LEGACY_KEYWORDS = {
