@@ -189,7 +189,7 @@ class ERLoss(SphereERLossMixin, nn.Module):
         log_p0 = log_softmax_float32(out0, self.temperature)
         log_p1 = log_softmax_float32(out1, self.temperature)
         p0, p1 = log_p0.exp(), log_p1.exp()
-        memory = cast(Optional[DiscreteMemory], self.entropy_memory)
+        memory = cast("Optional[DiscreteMemory]", self.entropy_memory)
         if memory is not None:
             # Both views' rows make one marginal with the memory's.
             entropy = marginal_entropy(

@@ -131,12 +131,17 @@ CASES = {
 NAMES = sorted(CASES)
 
 
+# lightly < 1.6's MSNLoss still has the deprecated me_max_weight (an alias of
+# regularization_weight, removed in lightly 1.6); ERMSNLoss follows 1.6.
+_REMOVED_IN_LIGHTLY_1_6 = {"me_max_weight"}
+
+
 def _parameters(fn: Callable[..., Any]) -> List[inspect.Parameter]:
     # Annotations aside: ours are strings (postponed evaluation), lightly's types.
     return [
         p.replace(annotation=inspect.Parameter.empty)
         for p in inspect.signature(fn).parameters.values()
-        if p.name != "self"
+        if p.name != "self" and p.name not in _REMOVED_IN_LIGHTLY_1_6
     ]
 
 
