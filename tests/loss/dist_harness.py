@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, List, Sequence, Tuple
 
+import pytest
 import torch
 from torch import Tensor, nn
 from torch import distributed as torch_dist
@@ -39,6 +40,9 @@ def _flatten(args: Sequence[Any]) -> List[Tensor]:
     for a in args:
         out.extend(a if isinstance(a, (list, tuple)) else [a])
     return out
+
+
+_TORCH = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
 
 
 def _leaf(t: Tensor) -> Tensor:
@@ -76,6 +80,10 @@ def run_distributed_and_single(
     The distributed grads are the per-process chunk gradients divided by world_size and
     concatenated back in rank order, so they compare one to one with the single grads.
     """
+    if _TORCH < (2, 3):
+        # torch 2.1's gloo group hangs in these two-process runs (seen in the
+        # minimum-versions job, 2026-12-07); the main job runs them on current torch.
+        pytest.skip("two-process gloo runs need torch >= 2.3")
     with tempfile.TemporaryDirectory() as out_dir:
         mp.spawn(
             _worker,
