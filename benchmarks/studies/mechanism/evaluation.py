@@ -86,9 +86,15 @@ def evaluate(
     probe_iterations: int = 100,
     probe_l2: float = 1e-4,
 ) -> Tuple[float, float]:
-    """(kNN top-1, probe top-1 or NaN) of a backbone."""
+    """(kNN top-1, probe top-1 or NaN) of a backbone.
+
+    Raises:
+        FloatingPointError: The features contain NaN or Inf (a diverged run).
+    """
     bank_f = features(backbone, bank)
     test_f = features(backbone, test)
+    if not (bool(torch.isfinite(bank_f).all()) and bool(torch.isfinite(test_f).all())):
+        raise FloatingPointError("the backbone's features contain NaN or Inf")
     knn = knn_top1(bank_f, bank_labels, test_f, test_labels, k, t)
     accuracy = (
         linear_probe(

@@ -67,6 +67,10 @@ ENGINE = "mechanism"
 LOSS_KEYS = ("train_loss", "train_entropy", "train_reconstruction")
 
 
+class Diverged(Exception):
+    """A training loss or the features became NaN or Inf; the run stops there."""
+
+
 class Interrupted(Exception):
     """Raised by a test hook to stop a run as a kill would (tests only)."""
 
@@ -255,6 +259,11 @@ def label_of(final: float, untrained_knn: float, collapse: float, learn: float) 
     return "no gain"
 
 
+def chance(labels: torch.Tensor) -> float:
+    """Top-1 of always answering the most frequent label: a diverged run's score."""
+    return float(torch.bincount(labels).max()) / len(labels)
+
+
 def first_below(
     steps: List[int], knn: List[float], untrained_knn: float, c: float
 ) -> Optional[int]:
@@ -276,6 +285,7 @@ def new_state() -> Dict[str, Any]:
             "train_reconstruction": [],
         },
         "final_probe": None,
+        "diverged_step": None,
         "heads": {},
         "timing": {"wall_s": 0.0, "cpu_s": 0.0, "resumes": 0},
     }
@@ -316,6 +326,8 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
     def snapshot(step: int, losses: Dict[str, List[float]]) -> None:
         model.eval()
         outputs = head_outputs(model, ev.held_out)
+        if not all(bool(torch.isfinite(v).all()) for v in outputs.values()):
+            raise Diverged(f"{run_id}: NaN or Inf head outputs at step {step}")
         if step == 0:
             # Built first after seeding: the untrained network of the seed, exactly.
             if not torch.equal(outputs["backbone"], reference):
@@ -369,20 +381,35 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
             raise Interrupted(f"{run_id} stopped at step {step}")
         views = batch_views(stream, step, spec.batch, normalize)
         optimizer.zero_grad(set_to_none=True)
-        loss = training_loss(model, views, step)
-        loss.backward()  # type: ignore[no-untyped-call]
-        optimizer.step()
-        scheduler.step()
-        steps_done += 1
-        losses["train_loss"].append(float(loss.detach()))
-        components = getattr(model.criterion, "last_components", None)
-        if components is not None:
-            losses["train_entropy"].append(float(components.entropy))
-            losses["train_reconstruction"].append(float(components.reconstruction))
-        if step + 1 in schedule:
-            snapshot(step + 1, losses)
-            checkpoint()
-            losses = {k: [] for k in losses}
+        try:
+            loss = training_loss(model, views, step)
+            if not math.isfinite(float(loss.detach())):
+                raise Diverged(f"{run_id}: loss {float(loss.detach())}")
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimizer.step()
+            scheduler.step()
+            steps_done += 1
+            losses["train_loss"].append(float(loss.detach()))
+            components = getattr(model.criterion, "last_components", None)
+            if components is not None:
+                losses["train_entropy"].append(float(components.entropy))
+                losses["train_reconstruction"].append(
+                    float(components.reconstruction)
+                )
+            if step + 1 in schedule:
+                snapshot(step + 1, losses)
+                checkpoint()
+                losses = {k: [] for k in losses}
+        except (Diverged, FloatingPointError, ValueError) as error:
+            # lightly-er's losses raise ValueError on a non-finite value (they check
+            # the first calls after they are built); any other ValueError is a bug.
+            if isinstance(error, ValueError) and "not finite" not in str(error):
+                raise
+            # Divergence rule (rescue registration, changes after registration):
+            # the run stops at the step whose loss or features are NaN or Inf and
+            # scores a network without information (chance kNN and probe).
+            state["diverged_step"] = step + 1
+            break
     return _finish(env, spec, state, base, loss_description(model))
 
 
@@ -399,7 +426,10 @@ def _finish(
     corpus.merge_run(
         log_dir, run_id, evals["step"], ev.held_out_index, ev.held_out_labels.numpy()
     )
-    final = evals["knn_top1"][-1]
+    diverged = state.get("diverged_step")
+    final = evals["knn_top1"][-1] if diverged is None else chance(ev.test_labels)
+    if diverged is not None:
+        state["final_probe"] = final
     record: Dict[str, Any] = {
         "spec": spec.to_dict(),
         "method": spec.method,
@@ -409,9 +439,12 @@ def _finish(
         "untrained_probe": base["probe"],
         "final_knn": final,
         "best_knn": max(v for v in evals["knn_top1"] if not math.isnan(v)),
+        "diverged_step": diverged,
         "final_probe": state["final_probe"],
         "gain": final - base["knn"],
-        "label": label_of(final, base["knn"], c.collapse_margin, c.learn_margin),
+        "label": "diverged"
+        if diverged is not None
+        else label_of(final, base["knn"], c.collapse_margin, c.learn_margin),
         "first_below_step": first_below(
             evals["step"], evals["knn_top1"], base["knn"], c.collapse_margin
         ),

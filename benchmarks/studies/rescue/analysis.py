@@ -153,6 +153,9 @@ class Results:
         self.heads = dict(heads)
         self.records: Dict[Key, Dict[int, Mapping[str, Any]]] = {}
         for r in records:
+            if r.get("diverged_step") is not None:
+                # A diverged run's outputs carry no information about the input.
+                self.heads[r["run_id"]] = {"collapsed": True, "mode": "diverged"}
             spec = r["spec"]
             key = (spec["arm"], treatment_of(spec["weight"], spec.get("term")))
             self.records.setdefault(key, {})[spec["seed"]] = r

@@ -242,6 +242,15 @@ def write_report(log_dir: Path, config: RescueConfig) -> str:
         f"comparison's Holm level. c = {e.collapse_margin}, fails-to-learn line "
         f"+{config.fail_margin}, cost margin δ = {e.noninferiority_margin}.\n",
     ]
+    diverged = sorted(
+        f"{r['run_id']} (step {r['diverged_step']})"
+        for r in records
+        if r.get("diverged_step") is not None
+    )
+    parts.append(
+        f"Diverged runs (NaN or Inf; scored at chance, head counted collapsed): "
+        f"{len(diverged)}" + (": " + ", ".join(diverged) if diverged else "") + ".\n"
+    )
     if len(records) < total:
         parts.append("**Interim report**: not every run has finished; the registered "
                      "analysis is the one over all runs.\n")  # fmt: skip

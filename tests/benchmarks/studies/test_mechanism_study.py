@@ -10,7 +10,7 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 
-from benchmarks.studies.mechanism import cli, config, corpus, report
+from benchmarks.studies.mechanism import cli, config, corpus, report, runner
 from benchmarks.studies.mechanism.config import RunSpec, Task, preset
 from benchmarks.studies.mechanism.runner import Env, Interrupted, checkpoint_path
 from benchmarks.studies.mechanism.schedule import execute
@@ -286,6 +286,36 @@ def test_resume_after_an_interruption_gives_the_same_record(
     assert set(ca) == set(cb)
     for key in ca:
         np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)
+
+
+@pytest.mark.parametrize("at_step", [2, 5])
+def test_a_run_that_diverges_stops_and_scores_chance(
+    fashion: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_step: int
+) -> None:
+    cfg = config.StudyConfig(
+        "diverge", 6, batch=16, small_batch=4, large_batch=64, evaluations=3,
+        seeds=(0,), small_seeds=(0,), train_size=None, test_size=None,
+        bank_size=200, held_out=32, probe_iterations=10,
+    )  # fmt: skip
+    spec = RunSpec("byol", 0.0, 16, 6, 0)
+    tasks = [Task("stream", spec.method, 0), Task("untrained", seed=0), Task("run", spec=spec)]
+    real = runner.training_loss
+
+    def nan_from(model: Any, views: Any, step: int) -> Any:
+        loss = real(model, views, step)
+        return loss * float("nan") if step + 1 >= at_step else loss
+
+    monkeypatch.setattr(runner, "training_loss", nan_from)
+    execute(tasks, cfg, tmp_path, fashion, workers=1)
+    record = json.loads((tmp_path / "records" / f"{spec.run_id}.json").read_text())
+    assert record["diverged_step"] == at_step
+    assert record["label"] == "diverged"
+    assert record["final_knn"] == record["final_probe"]
+    assert 0.0 < record["final_knn"] <= 0.5  # the most frequent test label's share
+    assert record["gain"] == pytest.approx(record["final_knn"] - record["untrained_knn"])
+    # snapshots stop before the step that diverged; the corpus keeps them
+    assert all(step < at_step for step in record["evals"]["step"])
+    assert not checkpoint_path(tmp_path, spec.run_id).exists()
 
 
 def test_a_worker_stops_when_its_main_process_is_gone(tmp_path: Path) -> None:
