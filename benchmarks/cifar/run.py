@@ -49,12 +49,12 @@ from benchmarks.common.code import (
     read_started,
     write_started,
 )
+from benchmarks.common.er_options import er_variant
 from benchmarks.common.history import EpochHistory
 from benchmarks.common.records import RunResult
 from benchmarks.common.resume import AppendingCSVLogger, RunClock
 from lightly_er.functional import collapse_score, effective_rank
-from lightly_er.loss._kappa import entropy_settings
-from lightly_er.monitoring import EntropyMeter
+from lightly_er.monitoring import EntropyMeter, entropy_settings
 
 HELDOUT_SIZE = 256
 """Evaluation images on which the per-epoch entropy metrics are measured."""
@@ -324,6 +324,7 @@ def run_one(spec: RunSpec, config: SweepConfig, data: ImageArrays) -> RunResult:
         raise RuntimeError(f"run {spec.run_id} recorded no kNN accuracy")
     settings = run_settings(config, data, model, len(ssl.dataset), precision, cuda)  # type: ignore[arg-type]
     settings["meter"] = meter.settings()
+    settings["er_variant"] = er_variant(model.criterion)
     if started is not None and not started.same_code(code):
         # Resumed across a change of code (--allow-code-change): both are named.
         settings["started_with_code"] = started.to_dict()

@@ -23,6 +23,7 @@ from lightly_er.utils.io import write_atomic
 TABLE_COLUMNS: Tuple[str, ...] = (
     "Model",
     "Objective",
+    "ER Variant",
     "Batch Size",
     "EMA",
     "Epochs",
@@ -38,8 +39,9 @@ TABLE_COLUMNS: Tuple[str, ...] = (
     "Peak GPU Memory",
     "Code",
 )
-"""lightly's columns (best kNN as its "KNN Test Accuracy") plus the ER ones, and the
-code commit of the row's runs."""
+"""lightly's columns (best kNN as its "KNN Test Accuracy") plus the ER ones (with
+which variant of the ER loss the row runs, read from the run's loss), and the code
+commit of the row's runs."""
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
@@ -100,6 +102,8 @@ def aggregate(results: Iterable[RunResult]) -> List[Dict[str, Any]]:
             {
                 "Model": model,
                 "Objective": "ER" if objective == "er" else "original",
+                # Records written before the column existed do not say.
+                "ER Variant": first.settings.get("er_variant", "not recorded"),
                 "Batch Size": batch_size,
                 "EMA": "-" if ema is None else f"{ema:g}",
                 "Epochs": epochs,

@@ -65,4 +65,31 @@ def er_loss_kwargs(
     return kwargs
 
 
-__all__ = ["ESTIMATORS", "er_loss_kwargs"]
+def er_variant(criterion: Any) -> str:
+    """Which variant of its ER loss a run trains, read from the loss itself.
+
+    Args:
+        criterion: The run's loss (an original lightly loss or an ER loss).
+
+    Returns:
+        ``"-"`` for a loss without an entropy term; for DINO-ER and SwAV-ER whether
+        the parent's device is kept or removed (the paper's variant); for BYOL-ER and
+        SimSiam-ER which input is the prediction; ``"term added"`` otherwise.
+
+    Examples:
+        >>> from lightly_er.loss import ERDINOLoss
+        >>> er_variant(ERDINOLoss(centering=False))
+        'paper: centering off'
+    """
+    if not hasattr(criterion, "entropy_weight"):
+        return "-"
+    if hasattr(criterion, "centering"):
+        return "centering kept" if criterion.centering else "paper: centering off"
+    if hasattr(criterion, "use_sinkhorn"):
+        return "Sinkhorn kept" if criterion.use_sinkhorn else "paper: Sinkhorn off"
+    if hasattr(criterion, "prediction"):
+        return f"prediction {criterion.prediction}"
+    return "term added"
+
+
+__all__ = ["ESTIMATORS", "er_loss_kwargs", "er_variant"]

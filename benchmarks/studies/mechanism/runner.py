@@ -393,9 +393,7 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
             components = getattr(model.criterion, "last_components", None)
             if components is not None:
                 losses["train_entropy"].append(float(components.entropy))
-                losses["train_reconstruction"].append(
-                    float(components.reconstruction)
-                )
+                losses["train_reconstruction"].append(float(components.reconstruction))
             if step + 1 in schedule:
                 snapshot(step + 1, losses)
                 checkpoint()

@@ -195,3 +195,7 @@ def test_er_twins_are_the_papers_variants_by_name(
     model = _build(method)
     assert seen[switch] is False
     assert getattr(model.criterion, switch) is False
+    # the results table's "ER Variant" column reads the same loss
+    from benchmarks.common.er_options import er_variant
+
+    assert er_variant(model.criterion).startswith("paper:")

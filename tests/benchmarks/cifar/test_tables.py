@@ -118,3 +118,20 @@ def test_sweep_series_never_averages_over_the_other_axis() -> None:
     assert set(only) == {"original", "ER"}
     final = sweep_series(rows, "BYOL", "batch_size", value="final")
     assert final["original ema=0.99"][1] == pytest.approx([0.50, 0.35])
+
+
+def test_er_variant_column_reads_the_run_record() -> None:
+    er = sweep_record("dino_er", 32, 0, 0.75)
+    er.model, er.settings = "DINO", {"er_variant": "paper: centering off"}
+    old = sweep_record("swav_er", 32, 0, 0.70)  # written before the column existed
+    old.model, old.settings = "SwAV", {}
+    original = sweep_record("dino", 32, 0, 0.72)
+    original.model, original.settings = "DINO", {"er_variant": "-"}
+    rows = {
+        (r["Model"], r["Objective"]): r["ER Variant"]
+        for r in aggregate([er, old, original])
+    }
+    assert rows[("DINO", "ER")] == "paper: centering off"
+    assert rows[("DINO", "original")] == "-"
+    assert rows[("SwAV", "ER")] == "not recorded"
+    assert "| ER Variant |" in markdown_table(aggregate([er]))

@@ -298,7 +298,11 @@ def test_a_run_that_diverges_stops_and_scores_chance(
         bank_size=200, held_out=32, probe_iterations=10,
     )  # fmt: skip
     spec = RunSpec("byol", 0.0, 16, 6, 0)
-    tasks = [Task("stream", spec.method, 0), Task("untrained", seed=0), Task("run", spec=spec)]
+    tasks = [
+        Task("stream", spec.method, 0),
+        Task("untrained", seed=0),
+        Task("run", spec=spec),
+    ]
     real = runner.training_loss
 
     def nan_from(model: Any, views: Any, step: int) -> Any:
@@ -312,7 +316,9 @@ def test_a_run_that_diverges_stops_and_scores_chance(
     assert record["label"] == "diverged"
     assert record["final_knn"] == record["final_probe"]
     assert 0.0 < record["final_knn"] <= 0.5  # the most frequent test label's share
-    assert record["gain"] == pytest.approx(record["final_knn"] - record["untrained_knn"])
+    assert record["gain"] == pytest.approx(
+        record["final_knn"] - record["untrained_knn"]
+    )
     # snapshots stop before the step that diverged; the corpus keeps them
     assert all(step < at_step for step in record["evals"]["step"])
     assert not checkpoint_path(tmp_path, spec.run_id).exists()
