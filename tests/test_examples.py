@@ -56,7 +56,9 @@ import torch
 import torch.utils.data
 import torchvision
 from PIL import Image
+from torch.nn import functional as F
 
+from lightly_er.functional import discrete_entropy, min_sphere_entropy, sphere_entropy
 from lightly_er.loss import (
     ERDINOLoss,
     ERMSNLoss,
@@ -343,17 +345,31 @@ OFFLINE_LOSSES: Dict[str, Any] = {
 }
 OFFLINE_MAX_ENTROPY = {"byol": math.log(497), "dino": math.log(256)}
 """At most log N for the 497 held-out digits on the sphere; log K on K prototypes."""
-RESULT_LINE = re.compile(
-    rf"^(before|after) training: kNN accuracy {NUMBER}, entropy {NUMBER} nats$",
-    flags=re.MULTILINE,
+KNN_LINE = re.compile(
+    rf"^kNN accuracy (before|after) training {NUMBER}$", flags=re.MULTILINE
 )
-FINAL_LOSS_LINE = re.compile(rf"^final loss {NUMBER}$", flags=re.MULTILINE)
 MIN_KNN_ACCURACY = 0.85
-"""Measured after 3 epochs (2-core CPU, 2026-12-07): 0.932 (BYOL-ER), 0.928
+"""Measured after 3 epochs (2-core CPU, 2026-12-07): 0.934 (BYOL-ER), 0.928
 (DINO-ER); 0.930 before training, for both (a random MLP on digits); chance is 0.1."""
 MIN_ENTROPY_GAIN = 0.5
-"""Measured after 3 epochs: +3.61 nats (BYOL-ER, 0.06 -> 3.68), +0.97 (DINO-ER,
-4.39 -> 5.36)."""
+"""The entropy of the held-out outputs (BYOL: the prediction on the sphere, nats above
+a collapsed batch; DINO: the student's mean prediction over the prototypes), computed
+here: see test_offline_example_learns for the values measured."""
+
+
+@torch.no_grad()
+def _held_out_entropy(method: str, model: Any, images: torch.Tensor) -> float:
+    model.eval()
+    x = images[1300:]
+    if method == "byol":
+        p = F.normalize(model.prediction_head(model.projection_head(model.backbone(x))))
+        kappa = model.criterion.kappa
+        value = sphere_entropy(p, kappa) - min_sphere_entropy(p.shape[1], kappa)
+    else:
+        logits = model.student_head(model.backbone(x)) / model.criterion.student_temp
+        value = discrete_entropy(F.softmax(logits, dim=1))
+    model.train()
+    return float(value)
 
 
 @pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning")
@@ -365,6 +381,8 @@ def test_offline_example_learns(
     capsys: pytest.CaptureFixture[str],
     one_thread: None,
 ) -> None:
+    """Measured after 3 epochs (2-core CPU, 2026-12-07): held-out entropy 0.06 ->
+    3.66 nats (BYOL-ER), 4.39 -> 5.36 (DINO-ER)."""
     pytest.importorskip("sklearn")
     method = script.split("/")[1].split("_")[0]
     log_dir = tmp_path / "logs"
@@ -374,21 +392,25 @@ def test_offline_example_learns(
     namespace = runpy.run_path(str(EXAMPLES / script), run_name="__main__")
     out = capsys.readouterr().out
 
-    criterion = namespace["model"].criterion
-    assert type(criterion) is OFFLINE_LOSSES[method]
+    model, images = namespace["model"], namespace["images"]
+    assert type(model.criterion) is OFFLINE_LOSSES[method]
     if method == "dino":
-        assert criterion.centering is True
+        assert model.criterion.centering is True
     trainer = namespace["trainer"]
     assert trainer.state.finished and trainer.global_step == OFFLINE_STEPS
-    final_loss = FINAL_LOSS_LINE.findall(out)
-    assert len(final_loss) == 1 and _finite(final_loss[0]), out
-    results = {stage: (float(a), float(h)) for stage, a, h in RESULT_LINE.findall(out)}
-    assert set(results) == {"before", "after"}, out
-    for accuracy, entropy in results.values():
-        assert 0.0 <= accuracy <= 1.0
-        assert -1e-3 <= entropy <= OFFLINE_MAX_ENTROPY[method] + 1e-3
-    assert results["after"][0] >= MIN_KNN_ACCURACY, out
-    assert results["after"][1] >= results["before"][1] + MIN_ENTROPY_GAIN, out
+    assert model.training and model.backbone.training  # the kNN gives the mode back
+    knn = {stage: float(a) for stage, a in KNN_LINE.findall(out)}
+    assert set(knn) == {"before", "after"}, out
+    assert all(0.0 <= a <= 1.0 for a in knn.values())
+    assert knn["after"] >= MIN_KNN_ACCURACY, out
+    # The script's untrained model is the one seed 0 builds.
+    torch.manual_seed(0)
+    untrained = namespace[method.upper()]()
+    before = _held_out_entropy(method, untrained, images)
+    after = _held_out_entropy(method, model, images)
+    for value in (before, after):
+        assert -1e-3 <= value <= OFFLINE_MAX_ENTROPY[method] + 1e-3
+    assert after >= before + MIN_ENTROPY_GAIN, (before, after)
 
     # The monitor measured the heads during training and wrote its CSV.
     with open(log_dir / EntropyMonitor.CSV_NAME, newline="", encoding="utf-8") as f:
