@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -16,6 +17,7 @@ import pytest
 
 from benchmarks.studies.mechanism import config, corpus, runner
 from benchmarks.studies.mechanism.config import RunSpec, Task, preset
+from benchmarks.studies.mechanism.models import training_loss
 from benchmarks.studies.mechanism.runner import Env, Interrupted, checkpoint_path
 from benchmarks.studies.mechanism.schedule import execute, status_line
 from tests.benchmarks.studies.mechanism_data import fake_fashion_mnist
@@ -36,7 +38,7 @@ def test_registered_plan_counts_and_order() -> None:
     sizes = [(name, sum(t.kind == "run" for t in block)) for name, block in blocks]
     assert [n for _, n in sizes] == [0, 54, 30, 54, 36, 18]
     # every run's stream and untrained evaluation come before it
-    seen = set()
+    seen: set[str] = set()
     for task in tasks:
         assert set(task.depends) <= seen
         seen.add(task.key)
@@ -223,7 +225,7 @@ def test_a_run_that_diverges_stops_and_scores_chance(
         Task("untrained", seed=0),
         Task("run", spec=spec),
     ]
-    real = runner.training_loss
+    real = training_loss
 
     def nan_from(model: Any, views: Any, step: int) -> Any:
         loss = real(model, views, step)
@@ -260,7 +262,7 @@ def test_eta_follows_the_rate_of_the_last_tasks(
     cfg = preset("smoke")
     tasks = config.all_tasks(cfg)
     clock = [1000.0]
-    monkeypatch.setattr(schedule.time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "time", lambda: clock[0])
     progress = schedule.Progress(tasks, [], cfg, tmp_path, 2, open(os.devnull, "w"))
     total = progress.remaining_cost
     # a slow start (100 s per task), then 10 s per task: once the window of the last
