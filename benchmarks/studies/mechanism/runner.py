@@ -75,9 +75,6 @@ class Interrupted(Exception):
     """Raised by a test hook to stop a run as a kill would (tests only)."""
 
 
-# ---------------------------------------------------------------------------------------
-# Paths
-# ---------------------------------------------------------------------------------------
 def stream_path(log_dir: Path, method: str, seed: int) -> Path:
     return log_dir / "streams" / f"{method}_seed{seed}.npy"
 
@@ -103,9 +100,6 @@ def started_code_path(log_dir: Path, run_id: str) -> Path:
     return log_dir / "checkpoints" / f"{run_id}.code.json"
 
 
-# ---------------------------------------------------------------------------------------
-# The worker's environment
-# ---------------------------------------------------------------------------------------
 @dataclass
 class Env:
     """What every task of a worker process needs, loaded once per process."""
@@ -165,9 +159,6 @@ def versions() -> Dict[str, str]:
     }
 
 
-# ---------------------------------------------------------------------------------------
-# View streams and untrained evaluations
-# ---------------------------------------------------------------------------------------
 def make_stream(env: Env, method: str, seed: int) -> Dict[str, float]:
     """Writes the view stream of (method, seed) unless it is there."""
     path = stream_path(env.log_dir, method, seed)
@@ -213,9 +204,6 @@ def untrained(env: Env, seed: int) -> Dict[str, Any]:
     return result
 
 
-# ---------------------------------------------------------------------------------------
-# A run
-# ---------------------------------------------------------------------------------------
 def _rng_state() -> Dict[str, Any]:
     return {
         "python": random.getstate(),
