@@ -64,7 +64,7 @@ OnCollapse = Literal["warn", "stop"]
 ON_COLLAPSE: Tuple[str, ...] = ("warn", "stop")
 DEFAULT_COLLAPSE_THRESHOLD = 0.5
 """The collapse-score threshold of the earlier default alarm, calibrated at N = 256
-(collapse_calibration.py); off by default since the rules per family replaced it."""
+(docs/reading_the_numbers.md); off by default since the rules per family replaced it."""
 
 
 class EntropyMonitor(Callback):

@@ -1,10 +1,11 @@
-"""The mechanism study (issue 22): does the entropy term itself prevent collapse?
+"""The mechanism study's engine (issue 22), on which the rescue study runs.
 
-Pre-registered in ``benchmarks/studies/mechanism_preregistration.md``. Run it with
-``python benchmarks/studies/mechanism.py --preset mechanism --log-dir DIR``. Modules
-by concern: :mod:`.config` (arms, runs, order), :mod:`.data` (Fashion-MNIST, view
-streams), :mod:`.models` (the arms' interventions), :mod:`.evaluation` (kNN,
-probe), :mod:`.runner` (one run, resumable), :mod:`.corpus` (the collapse corpus),
-:mod:`.schedule` (worker processes, progress), :mod:`.analysis` (hypotheses and
-verdicts), :mod:`.plots`, :mod:`.report`, :mod:`.pilot`, :mod:`.cli`.
+Pre-registered in ``benchmarks/studies/mechanism_preregistration.md``; its report is
+in ``benchmarks/studies/results/mechanism_2026-12-02/``. The study's own command,
+analysis and report were archived (``benchmarks/studies/ARCHIVE.md``). Modules by
+concern: :mod:`.config` (arms, runs, order), :mod:`.data` (Fashion-MNIST, view
+streams), :mod:`.models` (the arms' interventions), :mod:`.terms` (the added
+regularizers), :mod:`.evaluation` (kNN, probe), :mod:`.runner` (one run,
+resumable), :mod:`.corpus` (the collapse corpus), :mod:`.schedule` (worker
+processes, progress).
 """

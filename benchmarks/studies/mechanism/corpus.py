@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence
+from typing import Any, Dict, Mapping, Sequence
 
 import numpy as np
 
@@ -167,81 +167,3 @@ def read_index(corpus: Path) -> Dict[str, Any]:
     if document.get("format") != FORMAT or document.get("version") != VERSION:
         raise ValueError(f"{corpus / 'index.json'} is not a {FORMAT} version {VERSION}")
     return document
-
-
-SAMPLE_ARMS: Dict[str, str] = {
-    "byol": "byol-nopred",
-    "simsiam": "simsiam-nosg",
-    "dino": "dino-nocenter",
-    "swav": "swav-nosinkhorn",
-    "simclr": "simclr-er",
-}
-"""The device-removed arm of each method in the committed sample."""
-SAMPLE_IMAGES = 8
-"""Held-out images in the committed sample (the first of the held-out batch)."""
-SAMPLE_LIMIT = 5_000_000
-"""The committed sample's size limit in bytes."""
-
-
-def write_sample(
-    corpus: Path, out: Path, images: int = SAMPLE_IMAGES, limit: int = SAMPLE_LIMIT
-) -> List[str]:
-    """Writes the committed sample: per method, the first seed's w = 0 and w = 1 runs
-    of its device-removed arm (batch 128), the first ``images`` held-out images,
-    every snapshot; the same format. Returns the run ids.
-
-    Raises:
-        FileNotFoundError: If the corpus or one of the runs is missing.
-        ValueError: If the sample would exceed ``limit`` bytes.
-    """
-    index = read_index(corpus)
-    runs = index["runs"]
-    chosen = []
-    for arm in SAMPLE_ARMS.values():
-        candidates = [
-            r for r in runs if r["arm"] == arm and r["entropy_weight"] in (0.0, 1.0)
-        ]
-        if not candidates:
-            raise FileNotFoundError(f"no run of {arm} in {corpus}")
-        # The first seed with both weights at one setting (the reference batch:
-        # the device-removed arms run nowhere else).
-        settings = sorted(
-            {(r["seed"], r["batch_size"], r["steps"]) for r in candidates}
-        )
-        for seed, batch, steps in settings:
-            pair = [
-                [
-                    r
-                    for r in candidates
-                    if (r["seed"], r["batch_size"], r["steps"]) == (seed, batch, steps)
-                    and r["entropy_weight"] == weight
-                ]
-                for weight in (0.0, 1.0)
-            ]
-            if all(len(p) == 1 for p in pair):
-                chosen += [p[0] for p in pair]
-                break
-        else:
-            raise FileNotFoundError(f"no seed of {arm} has both weights in {corpus}")
-    out.mkdir(parents=True, exist_ok=True)
-    total = 0
-    for run in chosen:
-        arrays = load_run(corpus / run["file"])
-        per_image = {"image_index", "label"}
-        sample = {
-            k: (v[:images] if k in per_image else v[:, :images] if v.ndim == 3 else v)
-            for k, v in arrays.items()
-        }
-        _save_npz(out / run["file"], sample)
-        total += (out / run["file"]).stat().st_size
-    document = dict(index)
-    document["held_out"] = dict(index["held_out"], size=images)
-    document["runs"] = chosen
-    document["sample_of"] = (
-        "the full corpus: python benchmarks/studies/mechanism.py --preset mechanism"
-    )
-    write_index(out / "index.json", document)
-    total += (out / "index.json").stat().st_size
-    if total > limit:
-        raise ValueError(f"the sample holds {total} bytes, over the limit of {limit}")
-    return [r["run_id"] for r in chosen]

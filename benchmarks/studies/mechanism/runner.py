@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import lightly
 import numpy as np
@@ -75,9 +75,6 @@ class Interrupted(Exception):
     """Raised by a test hook to stop a run as a kill would (tests only)."""
 
 
-# ---------------------------------------------------------------------------------------
-# Paths
-# ---------------------------------------------------------------------------------------
 def stream_path(log_dir: Path, method: str, seed: int) -> Path:
     return log_dir / "streams" / f"{method}_seed{seed}.npy"
 
@@ -103,9 +100,6 @@ def started_code_path(log_dir: Path, run_id: str) -> Path:
     return log_dir / "checkpoints" / f"{run_id}.code.json"
 
 
-# ---------------------------------------------------------------------------------------
-# The worker's environment
-# ---------------------------------------------------------------------------------------
 @dataclass
 class Env:
     """What every task of a worker process needs, loaded once per process."""
@@ -165,9 +159,6 @@ def versions() -> Dict[str, str]:
     }
 
 
-# ---------------------------------------------------------------------------------------
-# View streams and untrained evaluations
-# ---------------------------------------------------------------------------------------
 def make_stream(env: Env, method: str, seed: int) -> Dict[str, float]:
     """Writes the view stream of (method, seed) unless it is there."""
     path = stream_path(env.log_dir, method, seed)
@@ -213,9 +204,6 @@ def untrained(env: Env, seed: int) -> Dict[str, Any]:
     return result
 
 
-# ---------------------------------------------------------------------------------------
-# A run
-# ---------------------------------------------------------------------------------------
 def _rng_state() -> Dict[str, Any]:
     return {
         "python": random.getstate(),
@@ -291,6 +279,49 @@ def new_state() -> Dict[str, Any]:
     }
 
 
+def _resume(
+    env: Env, run_id: str, model: Any, optimizer: Any, scheduler: Any
+) -> Dict[str, Any]:
+    """The run's state: its checkpoint's (model, optimizer, scheduler and random
+    state restored in place), or a new one after naming the code it starts with."""
+    ckpt = checkpoint_path(env.log_dir, run_id)
+    if not ckpt.exists():
+        write_started(started_code_path(env.log_dir, run_id), env.run_code)
+        return new_state()
+    state: Dict[str, Any] = torch.load(ckpt, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    _set_rng_state(state["rng"])
+    state["timing"]["resumes"] += 1
+    return state
+
+
+def _scores(
+    env: Env,
+    spec: RunSpec,
+    model: Any,
+    step: int,
+    base: Dict[str, Any],
+    state: Dict[str, Any],
+) -> Tuple[float, float]:
+    """kNN top-1 and probe accuracy at a snapshot: the untrained network's at step
+    0, NaN at a snapshot without kNN; the last step's probe goes into ``state``."""
+    c, ev = env.config, env.eval
+    if step == 0:
+        return base["knn"], base["probe"]
+    if c.knn_every is not None and step % c.knn_every and step != spec.steps:
+        return math.nan, math.nan  # a snapshot without kNN
+    last = step == spec.steps
+    knn, probe = evaluate(
+        model.backbone, ev.bank, ev.bank_labels, ev.test, ev.test_labels,
+        c.knn_k, c.knn_t, last, c.probe_iterations, c.probe_l2,
+    )  # fmt: skip
+    if last:
+        state["final_probe"] = probe
+    return knn, probe
+
+
 def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
     """Trains one run to its end (resuming from its checkpoint) and returns its record."""
     log_dir, c, ev = env.log_dir, env.config, env.eval
@@ -311,40 +342,19 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
     model = build_model(spec, num_classes=int(ev.test_labels.max()) + 1)
     optimizer, scheduler = optimiser(model)
     ckpt = checkpoint_path(log_dir, run_id)
-    state: Dict[str, Any]
-    if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        state["timing"]["resumes"] += 1
-    else:
-        write_started(started_code_path(log_dir, run_id), env.run_code)
-        state = new_state()
+    state = _resume(env, run_id, model, optimizer, scheduler)
 
     def snapshot(step: int, losses: Dict[str, List[float]]) -> None:
         model.eval()
         outputs = head_outputs(model, ev.held_out)
         if not all(bool(torch.isfinite(v).all()) for v in outputs.values()):
             raise Diverged(f"{run_id}: NaN or Inf head outputs at step {step}")
-        if step == 0:
-            # Built first after seeding: the untrained network of the seed, exactly.
-            if not torch.equal(outputs["backbone"], reference):
-                raise RuntimeError(
-                    f"{run_id}: step-0 backbone differs from the seed's untrained network"
-                )
-            knn, probe = base["knn"], base["probe"]
-        elif c.knn_every is not None and step % c.knn_every and step != spec.steps:
-            knn, probe = math.nan, math.nan  # a snapshot without kNN
-        else:
-            last = step == spec.steps
-            knn, probe = evaluate(
-                model.backbone, ev.bank, ev.bank_labels, ev.test, ev.test_labels,
-                c.knn_k, c.knn_t, last, c.probe_iterations, c.probe_l2,
-            )  # fmt: skip
-            if last:
-                state["final_probe"] = probe
+        # Built first after seeding: at step 0, the untrained network of the seed.
+        if step == 0 and not torch.equal(outputs["backbone"], reference):
+            raise RuntimeError(
+                f"{run_id}: step-0 backbone differs from the seed's untrained network"
+            )
+        knn, probe = _scores(env, spec, model, step, base, state)
         model.train()
         scalars = {"knn_top1": knn, **{k: _mean(losses.get(k, [])) for k in LOSS_KEYS}}
         corpus.write_snapshot(log_dir, run_id, step, outputs, scalars)

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from pathlib import Path
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, TextIO, Tuple
 
+from benchmarks.common.cli import UsageError
 from benchmarks.common.code import (
     CodeVersion,
     check_resume,
@@ -326,3 +327,21 @@ def execute(
                     if task.kind == "run" and on_run_done is not None:
                         on_run_done()
     return progress.failed
+
+
+def status_line(log_dir: Path) -> str:
+    """One line from ``DIR/status.json``: tasks done, running, failed and the ETA.
+
+    Raises:
+        UsageError: If ``log_dir`` holds no study status.
+    """
+    path = log_dir / "status.json"
+    if not path.exists():
+        raise UsageError(f"no study status in {log_dir}")
+    s = json.loads(path.read_text())
+    eta = int(s["eta_s"])
+    return (
+        f"{s['done']}/{s['total']} tasks done, running: {', '.join(s['running']) or '-'}; "
+        f"failed: {len(s['failed'])}; ETA {eta // 3600}h{eta % 3600 // 60:02d}m "
+        f"(updated {s['updated']}); last: {s['last']}"
+    )

@@ -145,7 +145,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.log_dir is None:
             raise UsageError("--log-dir is required (except with --power)")
         if args.status:
-            from benchmarks.studies.mechanism.cli import status_line
+            from benchmarks.studies.mechanism.schedule import status_line
 
             print(status_line(args.log_dir))
             return

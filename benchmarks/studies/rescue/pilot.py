@@ -17,15 +17,20 @@ directory, in one process with one thread (the machine is shared):
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
+
 from benchmarks.common.tables import markdown_table
+from benchmarks.studies.mechanism import corpus
 from benchmarks.studies.mechanism.config import ARMS, RunSpec, Task, eval_steps
 from benchmarks.studies.mechanism.config import stream_samples as engine_samples
-from benchmarks.studies.mechanism.pilot import time_evaluation
+from benchmarks.studies.mechanism.evaluation import features, knn_top1, linear_probe
+from benchmarks.studies.mechanism.models import build_model, head_outputs, optimiser
 from benchmarks.studies.mechanism.runner import (
     Env,
     make_stream,
@@ -52,6 +57,49 @@ CONTROLS: Tuple[Tuple[str, int], ...] = (
     ("byol-nopred-ema0", 1),
 )
 """(removal, index into ``pilot_seeds``) of the control runs, at w = 0."""
+
+
+def time_evaluation(
+    env: Env, arm: str, weight: Optional[float], seed: int
+) -> Dict[str, Any]:
+    """CPU seconds of one kNN evaluation, one snapshot (heads, corpus file and
+    checkpoint) and one probe, on the arm's model."""
+    c, ev = env.config, env.eval
+    spec = RunSpec(arm, weight, c.batch, 10_000, seed)
+    model = build_model(spec, 10)
+    optimizer, scheduler = optimiser(model)
+    start = time.process_time()
+    bank_f = features(model.backbone, ev.bank)
+    test_f = features(model.backbone, ev.test)
+    knn_top1(bank_f, ev.bank_labels, test_f, ev.test_labels, c.knn_k, c.knn_t)
+    knn_s = time.process_time() - start
+    start = time.process_time()
+    model.eval()
+    outputs = head_outputs(model, ev.held_out)
+    model.train()
+    corpus.write_snapshot(env.log_dir / "timing", f"{arm}_w{weight}", 0, outputs, {})
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+        },
+        buffer,
+    )
+    snapshot_s = time.process_time() - start
+    start = time.process_time()
+    linear_probe(
+        bank_f, ev.bank_labels, test_f, ev.test_labels, c.probe_iterations, c.probe_l2
+    )
+    probe_s = time.process_time() - start
+    return {
+        "arm": arm,
+        "weight": weight,
+        "knn_s": knn_s,
+        "snapshot_s": snapshot_s,
+        "probe_s": probe_s,
+    }
 
 
 def projection(config: RescueConfig, pilot: Dict[str, Any]) -> Dict[str, Any]:

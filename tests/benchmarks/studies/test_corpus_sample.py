@@ -1,7 +1,8 @@
 """The committed sample of the mechanism study's collapse corpus, read back.
 
 The sample (``tests/benchmarks/data/corpus_sample``) was cut from the real study
-with ``python benchmarks/studies/mechanism.py --log-dir DIR --corpus-sample OUT``.
+with ``python benchmarks/studies/mechanism.py --log-dir DIR --corpus-sample OUT``
+(archived since; benchmarks/studies/ARCHIVE.md gives the commit to run it at).
 These tests hold it to the registered format and to the registered outcome
 definitions, recomputed here from the arrays rather than trusted from the index.
 """

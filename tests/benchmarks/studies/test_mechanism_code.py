@@ -1,5 +1,4 @@
-"""The mechanism study's resume rule and its report's code section, on crafted
-records (nothing is trained)."""
+"""The mechanism engine's resume rule, on crafted records (nothing is trained)."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import pytest
 from benchmarks.common.code import CodeChanged, CodeVersion, write_started
 from benchmarks.common.records import RunRecord
 from benchmarks.studies.mechanism.config import RunSpec, Task
-from benchmarks.studies.mechanism.report import code_section
 from benchmarks.studies.mechanism.runner import (
     checkpoint_path,
     record_path,
@@ -47,21 +45,6 @@ def test_records_before_the_code_was_named_stop_it_too(tmp_path: Path) -> None:
     record_path(tmp_path, DONE.run_id).write_text('{"run_id": "x", "final_knn": 1}')
     with pytest.raises(CodeChanged, match="no commit recorded"):
         check_code(TASKS, tmp_path, A)
-
-
-def test_the_report_says_which_runs_used_which_commit() -> None:
-    same = [
-        {"run_id": "r1", "code": A.to_dict()},
-        {"run_id": "r2", "code": A.to_dict()},
-    ]
-    assert code_section(same) == "Every finished run (2): aaaaaaa.\n"
-    mixed = same + [{"run_id": "r3", "code": B.to_dict()}, {"run_id": "r4"}]
-    assert code_section(mixed).splitlines()[2:] == [
-        "- aaaaaaa (2 runs): r1, r2",
-        "- bbbbbbb (1 runs): r3",
-        "- no commit recorded (made before run records named their code) (1 runs): r4",
-    ]
-    assert code_section([]) == "No finished run.\n"
 
 
 def test_the_study_run_id_and_record_keep_their_format() -> None:
