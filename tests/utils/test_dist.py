@@ -68,6 +68,9 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         }
         torch.save(result, Path(out_dir) / f"{rank}.pt")
     finally:
+        # Both ranks reach the teardown before either destroys its group: at torch
+        # 2.3 (gloo) a rank whose peer had already exited hung in the destroy.
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
