@@ -10,10 +10,11 @@ method that a subclass may override.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Literal, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+from typing_extensions import Literal
 
 from lightly_er.functional import log_vmf_normalizer
 from lightly_er.functional._special import log_vmf_normalizer_constant

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal, Tuple
+from typing import Tuple
 
 import torch
 from lightly.loss.negative_cosine_similarity import NegativeCosineSimilarity
 from torch import Tensor
+from typing_extensions import Literal
 
 from lightly_er.functional._sphere import relative_vmf_reconstruction
 from lightly_er.loss._base import (
