@@ -39,7 +39,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 CHECKS = ("format", "lint", "codespell", "mypy", "tests", "docs", "python-floor")
 PYTHON_DIRS = ("benchmarks", "docs", "examples", "lightly", "tests")
 OLDEST_PYTHON = "3.7"  # lightly's CI: Python 3.7 and 3.12
-DEFAULT_BRANCH = "er-objectives"
+DEFAULT_BRANCH = "er/swav-er"  # the last pull request; pass --branch for each
 BASE_KEY = "erbase"
 
 

@@ -1,52 +1,44 @@
-"""Writes the ER objectives into a lightly checkout and exports them as a patch series.
+"""Writes the ER pull requests into a lightly checkout, one stacked branch each.
 
-    python upstream/make_patch.py --lightly PATH --out DIR [--revision REV]
-        [--branch NAME] [--force]
+    python upstream/make_patch.py --lightly PATH --out DIR [--revision REV] [--force]
 
-Creates branch NAME (default ``er-objectives``) at REV (default: the checkout's
-HEAD) in the lightly checkout at PATH, writes the files of upstream/manifest.py
-there (our library files transformed by upstream/transform.py, the tests and docs
-page of upstream/files/ as they are), edits lightly's exports, API pages and table
-of contents, formats everything with the checkout's own ruff settings, commits one
-commit per group of the manifest, and writes the series with ``git format-patch``
-(with a cover letter carrying the description and the release note) into DIR.
-Run it with the interpreter of lightly's development environment, so that the
-ruff it formats with is lightly's (docs/contributing_upstream.md).
+For each pull request of upstream/manifest.py, in order, creates branch
+``er/<key>`` on the previous one (the first on REV, default the checkout's HEAD),
+copies its files (the one rewrite: manifest.MODULE_MAP's module paths), adds its
+exports to lightly/loss/__init__.py, formats with the checkout's own ruff settings,
+commits (subject = the title, body = the description) and writes the patch with
+``git format-patch`` into DIR/<nn>-<key>/. The author is the checkout's git
+identity (``git config user.name``/``user.email``); nothing is made up.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from upstream import manifest  # noqa: E402
-from upstream.transform import SOURCE_PACKAGE, module_name, transform  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_BRANCH = "er-objectives"
-BASE_KEY = "erbase"  # git config branch.<name>.erbase: the revision the series is on
+BRANCH_PREFIX = "er/"
+BASE_KEY = "erbase"  # git config branch.<name>.erbase: the revision it is on
 
 
 class PatchError(RuntimeError):
     """The series cannot be made (the message says why)."""
 
 
-def git(repo: Path, *args: str, env: Optional[Dict[str, str]] = None) -> str:
+def git(repo: Path, *args: str) -> str:
     result = subprocess.run(
-        ["git", "-C", str(repo), *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
+        ["git", "-C", str(repo), *args], capture_output=True, text=True
     )
     if result.returncode != 0:
         raise PatchError(f"git {' '.join(args)}: {result.stderr.strip()}")
@@ -64,90 +56,57 @@ def tool(name: str) -> str:
     return found
 
 
-def _loss_rows() -> List[manifest.Row]:
-    return [
-        r for r in manifest.FILES if r.exports and r.target.startswith("lightly/loss/")
-    ]
+_DOTTED = re.compile(r"\blightly_er(?:\.\w+)*")
+_LEFTOVER = re.compile(r"lightly_er|lightly-er|docs/\w+\.md")
 
 
-def edit_loss_init(lightly: Path) -> str:
-    """lightly/loss/__init__.py with the manifest's exports imported (ruff sorts)."""
-    path = lightly / "lightly/loss/__init__.py"
-    text = path.read_text(encoding="utf-8")
+def map_module(dotted: str) -> str:
+    """``lightly_er.a.b.C`` -> its lightly path by manifest.MODULE_MAP's longest prefix.
+
+    Raises:
+        PatchError: If no prefix of ``dotted`` is in the map.
+    """
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        if prefix in manifest.MODULE_MAP:
+            return ".".join([manifest.MODULE_MAP[prefix], *parts[end:]])
+    raise PatchError(f"{dotted} is not in manifest.MODULE_MAP")
+
+
+def copy_text(source: str) -> str:
+    """The text of ``source`` (a path in this repository) as it goes into lightly.
+
+    Raises:
+        PatchError: Naming file and line, if the file names a lightly-er module
+            that the map does not move, or anything else of lightly-er.
+    """
+    text = (REPO_ROOT / source).read_text(encoding="utf-8")
+    out: List[str] = []
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        try:
+            line = _DOTTED.sub(lambda m: map_module(m.group(0)), line)
+        except PatchError as error:
+            raise PatchError(f"{source}:{number}: {error}") from None
+        leftover = _LEFTOVER.search(line)
+        if leftover:
+            raise PatchError(
+                f"{source}:{number}: '{leftover.group(0)}' has no lightly "
+                "counterpart: fix the source file"
+            )
+        out.append(line)
+    return "".join(out)
+
+
+def edit_loss_init(text: str, exports: Sequence[Sequence[str]]) -> str:
+    """lightly/loss/__init__.py with one import per export (ruff sorts them)."""
     tree = ast.parse(text)
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     if not imports:
         raise PatchError("lightly/loss/__init__.py has no imports to add to")
     end = max(n.end_lineno or n.lineno for n in imports)
     lines = text.splitlines(keepends=True)
-    added = [
-        f"from {module_name(r.target)} import {', '.join(r.exports)}\n"
-        for r in _loss_rows()
-    ]
-    lines[end:end] = added
-    return "".join(lines)
-
-
-def _classes(row: manifest.Row) -> List[str]:
-    return [name for name in row.exports if name[:1].isupper()]
-
-
-def edit_loss_rst(text: str) -> str:
-    """docs/source/lightly.loss.rst with an autoclass entry per exported ER class.
-
-    Each entry goes after the last entry whose dotted name sorts before it, so the
-    page keeps its order (by module).
-    """
-    blocks = re.split(r"\n(?=\.\. autoclass:: )", text.rstrip("\n") + "\n")
-    for row in _loss_rows():
-        module = module_name(row.target)
-        private = module.rsplit(".", 1)[1].startswith("_")
-        for name in _classes(row):
-            # A type from a private module (ERComponents) is documented through the
-            # package, by its docstring alone: its fields are listed there already.
-            path = f"lightly.loss.{name}" if private else f"{module}.{name}"
-            entry = f".. autoclass:: {path}\n" + ("" if private else "   :members:\n")
-            position = len(blocks)
-            for index, block in enumerate(blocks):
-                match = re.match(r"\.\. autoclass:: (\S+)", block)
-                if match and match.group(1).lower() > path.lower():
-                    position = index
-                    break
-            if position == len(blocks):
-                blocks.append(entry)
-            else:
-                blocks.insert(position, entry)
-    return "\n".join(block.rstrip("\n") + "\n" for block in blocks)
-
-
-def edit_utils_rst(text: str) -> str:
-    """docs/source/lightly.utils.rst with a section per module of manifest.UTILS_API."""
-    sections = "".join(
-        f"\n{title}\n{'-' * max(len(title), 15)}\n.. automodule:: {module}\n   :members:\n"
-        for title, module in manifest.UTILS_API
-    )
-    return text.rstrip("\n") + "\n" + sections
-
-
-def edit_index_rst(text: str) -> str:
-    """docs/source/index.rst with the docs page last in the manifest's toctree."""
-    lines = text.splitlines(keepends=True)
-    caption = f":caption: {manifest.DOCS_TOCTREE_CAPTION}"
-    starts = [i for i, line in enumerate(lines) if line.strip() == caption]
-    if not starts:
-        raise PatchError(f"docs/source/index.rst has no toctree with '{caption}'")
-    index = last = starts[0]
-    indent = "   "
-    for j in range(index + 1, len(lines)):
-        stripped = lines[j].strip()
-        if not stripped:
-            continue
-        if not lines[j].startswith(" "):
-            break
-        if not stripped.startswith(":"):
-            last = j
-            indent = lines[j][: len(lines[j]) - len(lines[j].lstrip())]
-    lines.insert(last + 1, f"{indent}{manifest.DOCS_PAGE}\n")
+    lines[end:end] = [f"from {module} import {name}\n" for module, name in exports]
     return "".join(lines)
 
 
@@ -222,42 +181,33 @@ def edit_debug_py(text: str) -> str:
     return "".join(lines)
 
 
-EDITS = {
-    "lightly/utils/debug.py": ("typing", edit_debug_py),
-    "lightly/loss/__init__.py": ("loss", None),
-    "docs/source/lightly.loss.rst": ("docs", edit_loss_rst),
-    "docs/source/lightly.utils.rst": ("docs", edit_utils_rst),
-    "docs/source/index.rst": ("docs", edit_index_rst),
-}
+def edit_mypy_exclude(text: str) -> str:
+    """pyproject.toml without debug.py in mypy's exclude (unchanged if absent)."""
+    return text.replace(manifest.DEBUG_EXCLUDE_LINE, "")
 
 
-def write_group(lightly: Path, group: str) -> List[str]:
-    """Writes the files of one commit; returns their paths relative to lightly."""
+def write_pull_request(lightly: Path, pr: manifest.PullRequest) -> List[str]:
+    """Writes one pull request's files and edits; returns the paths touched."""
     written = []
-    for row in manifest.FILES:
-        if row.commit != group:
-            continue
-        source = REPO_ROOT / row.source
-        if row.source.startswith(SOURCE_PACKAGE + "/"):
-            text = transform(source, lightly, ["lightly.loss"], REPO_ROOT)
-        else:
-            text = source.read_text(encoding="utf-8")
-        target = lightly / row.target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        written.append(row.target)
-    for path, (edit_group, edit) in EDITS.items():
-        if edit_group != group:
-            continue
-        target = lightly / path
-        if not target.exists():
-            raise PatchError(f"{path} is not in the checkout: is it lightly's?")
-        if edit is None:
-            text = edit_loss_init(lightly)
-        else:
-            text = edit(target.read_text(encoding="utf-8"))
-        target.write_text(text, encoding="utf-8")
-        written.append(path)
+    for source, target in pr.files:
+        path = lightly / target
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(copy_text(source), encoding="utf-8")
+        written.append(target)
+    edits: Dict[str, Callable[[str], str]] = {}
+    if pr.exports:
+        edits["lightly/loss/__init__.py"] = lambda t: edit_loss_init(t, pr.exports)
+    if pr.key == "debug-typing":
+        edits["lightly/utils/debug.py"] = edit_debug_py
+        edits["pyproject.toml"] = edit_mypy_exclude
+    for target, edit in edits.items():
+        path = lightly / target
+        if not path.exists():
+            raise PatchError(f"{target} is not in the checkout: is it lightly's?")
+        new = edit(path.read_text(encoding="utf-8"))
+        if new != path.read_text(encoding="utf-8"):
+            path.write_text(new, encoding="utf-8")
+            written.append(target)
     return written
 
 
@@ -276,119 +226,96 @@ def format_files(lightly: Path, paths: Sequence[str]) -> None:
 
 
 def make_patch(
-    lightly: Path,
-    out: Path,
-    revision: str = "HEAD",
-    branch: str = DEFAULT_BRANCH,
-    force: bool = False,
-    author: str = "lightly-er developers <dev@lightly-er>",
-    date: Optional[str] = None,
-) -> List[Path]:
-    """Makes the branch and the series; returns the patch files, cover letter first."""
+    lightly: Path, out: Path, revision: str = "HEAD", force: bool = False
+) -> Dict[str, List[Path]]:
+    """Makes the stacked branches and their patches; returns key -> patch files."""
     lightly = lightly.resolve()
     if not (lightly / "lightly" / "loss" / "__init__.py").exists():
         raise PatchError(f"{lightly} is not a lightly checkout (no lightly/loss)")
     if git(lightly, "status", "--porcelain", "--untracked-files=no"):
         raise PatchError(f"{lightly} has uncommitted changes: commit or stash them")
+    for setting in ("user.name", "user.email"):
+        if subprocess.run(
+            ["git", "-C", str(lightly), "config", setting], capture_output=True
+        ).returncode:
+            raise PatchError(f"git config {setting} is not set in {lightly}")
     base = git(lightly, "rev-parse", "--verify", f"{revision}^{{commit}}")
-    exists = (
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(lightly),
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                f"refs/heads/{branch}",
-            ],
-            capture_output=True,
-        ).returncode
-        == 0
-    )
-    if exists and not force:
-        raise PatchError(
-            f"branch {branch} exists in {lightly} (pass --force to remake it)"
+    out.mkdir(parents=True, exist_ok=True)
+    series: Dict[str, List[Path]] = {}
+    previous = base
+    for number, pr in enumerate(manifest.PULL_REQUESTS, start=1):
+        branch = BRANCH_PREFIX + pr.key
+        exists = (
+            subprocess.run(
+                [
+                    "git",
+                    "-C",
+                    str(lightly),
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    f"refs/heads/{branch}",
+                ],
+                capture_output=True,
+            ).returncode
+            == 0
         )
-    git(lightly, "checkout", "--quiet", "-B" if force else "-b", branch, base)
-    name, email = re.fullmatch(r"(.*) <(.*)>", author).groups()  # type: ignore[union-attr]
-    env = {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-    if date:
-        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    allowed = {row.target for row in manifest.FILES} | set(manifest.EDITED)
-    for group, message in manifest.COMMITS.items():
-        paths = write_group(lightly, group)
+        if exists and not force:
+            raise PatchError(f"branch {branch} exists (pass --force to remake it)")
+        git(lightly, "checkout", "--quiet", "-B", branch, previous)
+        paths = write_pull_request(lightly, pr)
         format_files(lightly, paths)
         touched = set(git(lightly, "diff", "--name-only", "HEAD").splitlines())
         touched |= set(
             git(lightly, "ls-files", "--others", "--exclude-standard").splitlines()
         )
-        stray = sorted(p for p in touched if p not in allowed)
+        stray = sorted(touched - set(paths))
         if stray:
             raise PatchError(
-                f"the {group} commit would touch files outside the manifest: {stray}"
+                f"{pr.key} would touch files outside the manifest: {stray}"
             )
         git(lightly, "add", "--", *paths)
-        git(lightly, "commit", "--quiet", "--no-verify", "-m", message, env=env)
-    git(lightly, "config", f"branch.{branch}.description", manifest.COVER_LETTER)
-    git(lightly, "config", f"branch.{branch}.{BASE_KEY}", base)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.patch"):
-        old.unlink()
-    listing = git(
-        lightly,
-        "format-patch",
-        "--cover-letter",
-        "--cover-from-description=subject",
-        "-o",
-        str(out.resolve()),
-        f"{base}..{branch}",
-        env=env,
-    )
-    return [Path(line) for line in listing.splitlines()]
+        git(
+            lightly,
+            "commit",
+            "--quiet",
+            "--no-verify",
+            "-m",
+            f"{pr.title}\n\n{pr.description}",
+        )
+        git(lightly, "config", f"branch.{branch}.{BASE_KEY}", previous)
+        folder = out / f"{number:02d}-{pr.key}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        listing = git(
+            lightly,
+            "format-patch",
+            "-o",
+            str(folder.resolve()),
+            f"{previous}..{branch}",
+        )
+        series[pr.key] = [Path(line) for line in listing.splitlines()]
+        previous = git(lightly, "rev-parse", branch)
+    return series
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--lightly", type=Path, required=True, help="lightly checkout")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the series")
-    parser.add_argument(
-        "--revision", default="HEAD", help="lightly revision to start from"
-    )
-    parser.add_argument("--branch", default=DEFAULT_BRANCH, help="branch to create")
-    parser.add_argument(
-        "--force", action="store_true", help="remake an existing branch"
-    )
-    parser.add_argument("--author", default="lightly-er developers <dev@lightly-er>")
-    parser.add_argument("--date", default=None, help="commit date (git's formats)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for patches")
+    parser.add_argument("--revision", default="HEAD", help="lightly revision")
+    parser.add_argument("--force", action="store_true", help="remake the branches")
     args = parser.parse_args(argv)
     try:
-        patches = make_patch(
-            args.lightly,
-            args.out,
-            args.revision,
-            args.branch,
-            args.force,
-            args.author,
-            args.date,
-        )
-    except (PatchError, ValueError) as error:
+        series = make_patch(args.lightly, args.out, args.revision, args.force)
+    except PatchError as error:
         print(f"make_patch: {error}", file=sys.stderr)
         return 1
-    base = git(args.lightly, "config", f"branch.{args.branch}.{BASE_KEY}")
-    files = git(args.lightly, "diff", "--stat=100", f"{base}..{args.branch}")
-    print(files)
-    for patch in patches:
-        print(patch)
-    print(
-        f"make_patch: {len(patches) - 1} commits on {args.branch} "
-        f"(from {base[:8]}) written to {args.out}"
-    )
+    for key, patches in series.items():
+        branch = BRANCH_PREFIX + key
+        base = git(args.lightly, "config", f"branch.{branch}.{BASE_KEY}")
+        stat = git(args.lightly, "diff", "--shortstat", f"{base}..{branch}")
+        print(f"{branch}: {stat}; {', '.join(str(p) for p in patches)}")
     return 0
 
 

@@ -115,6 +115,8 @@ def build_lightly_tree(path: Path) -> Path:
         '[project]\nname = "lightly"\n\n[tool.ruff]\n' + ruff
     )
     git(path, "init", "--quiet", "--initial-branch=master")
+    git(path, "config", "user.name", IDENTITY["GIT_AUTHOR_NAME"])
+    git(path, "config", "user.email", IDENTITY["GIT_AUTHOR_EMAIL"])
     git(path, "add", ".")
     git(path, "commit", "--quiet", "-m", "lightly stand-in")
     return path

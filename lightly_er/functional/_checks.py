@@ -9,10 +9,11 @@ inputs themselves (the losses) skip them with ``validate=False``.
 from __future__ import annotations
 
 import math
-from typing import Literal, Union
+from typing import Union
 
 import torch
 from torch import Tensor
+from typing_extensions import Literal
 
 from lightly_er.utils.checks import check_matrix
 from lightly_er.utils.compat import is_compiling

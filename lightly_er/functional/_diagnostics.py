@@ -44,7 +44,6 @@ def collapse_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tenso
     mean cosine of 0.98) as the spread batch it is. The first factor makes the score
     scale-aware: variation far below ``resolution`` (a root-mean-square angle of
     about 0.03 rad at the default) counts as collapse, not as a spread batch.
-    docs/reading_the_numbers.md has the calibration.
 
     - [0] Garrido et al., RankMe, ICML 2023, https://arxiv.org/abs/2210.02885
 
@@ -110,8 +109,7 @@ def participation_ratio(z: Tensor) -> Tensor:
     by their unbiased U-statistics over distinct rows (translation invariant, no
     distributional assumption), so a rank-k population reads about k at any N >= 32
     (relative spread about 6% at N = 32, 3% at N = 64 for k <= 128; the estimate is
-    a ratio, unbiased only to first order). docs/reading_the_numbers.md compares it
-    with RankMe and the collapse score.
+    a ratio, unbiased only to first order).
 
     - [0] Gao et al., A theory of multineuronal dimensionality, dynamics and
       measurement, bioRxiv 2017, https://doi.org/10.1101/214262
@@ -171,7 +169,7 @@ def dimension_score(z: Tensor, resolution: float = _COLLAPSE_RESOLUTION) -> Tens
     far below ``resolution`` as collapse; unlike it, the ceiling is d, not
     min(N - 1, d), so a rank-k population reads the same at N = 64 as at N = 1024.
     It sees how many directions the outputs use, not whether they carry
-    information about the input (docs/reading_the_numbers.md).
+    information about the input.
 
     Args:
         z:

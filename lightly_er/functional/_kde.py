@@ -24,10 +24,11 @@ softmax of each row times a per-row factor of the estimator. The gradient of kap
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Protocol, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
+from typing_extensions import Protocol
 
 KDE_ESTIMATORS = ("plugin", "joe", "renyi2")
 

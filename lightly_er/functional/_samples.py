@@ -20,10 +20,11 @@ dispatch in ``_sphere`` adds log C_d(kappa) where a caller wants the relative fo
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Protocol, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
+from typing_extensions import Protocol
 
 from lightly_er.functional._special import (
     digamma,

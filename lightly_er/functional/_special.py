@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import List, Protocol, Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor
+from typing_extensions import Protocol
 
 from lightly_er.functional._checks import Kappa, as_kappa_tensor, check_dim
 from lightly_er.utils.checks import check_real

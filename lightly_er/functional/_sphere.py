@@ -71,8 +71,7 @@ def sphere_entropy(
       N - 1), shifted to be exact for the uniform distribution:
       H = log|S^{d-1}| + 1/2 logdet(d Sigma + 0.05 I) (:func:`logdet_sphere_entropy`).
 
-    docs/objectives.md gives the constants, the limits and which published objective
-    each turns ER into. Without leave_one_out the kernel estimates lie in
+    Without leave_one_out the kernel estimates lie in
     [H_min, H_min + log N], H_min = -log C_d(kappa) - kappa
     (:func:`min_sphere_entropy`); N identical points give H_min.
 

@@ -1,42 +1,33 @@
 """Pieces shared by the ER loss modules: the components, the recording, the checks.
 
-The math is :mod:`lightly_er.functional`'s; what lives here is how a loss module
-combines it: gathering across processes, the constant log C_d(kappa) added once,
-the NaN/Inf check of the first calls, and the single-sample warning.
+The math is in :mod:`lightly_er.functional`; what lives here is how a loss module
+combines it: the constant log C_d(kappa) added once, the NaN/Inf check of the first
+calls, and the single-sample warning. The mixins implement the authors' settings
+(the plug-in kernel estimate with the self-term kept, a fixed kappa); each step is a
+method that a subclass may override.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import (
-    Any,
-    Dict,
-    Literal,
-    NamedTuple,
-    Optional,
-    Tuple,
-    Union,
-)
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
+from typing_extensions import Literal
 
-from lightly_er.experimental._learnable_kappa import LearnableKappa
-from lightly_er.experimental._memory import DiscreteMemory, SphereMemory
-from lightly_er.experimental.estimator import EntropyEstimator
 from lightly_er.functional import log_vmf_normalizer
-from lightly_er.functional._checks import SphereEstimator
 from lightly_er.functional._special import log_vmf_normalizer_constant
 from lightly_er.functional._sphere import relative_sphere_entropy
-from lightly_er.utils.checks import (
-    check_int,
-)
+from lightly_er.loss._terms import marginal_entropy
 from lightly_er.utils.compat import is_compiling
 
 Support = Literal["sphere", "discrete"]
+ValidateMode = Literal["first", "always", "never"]
+KappaLike = Union[float, Tensor]
 
 FIRST_CALLS_CHECKED = 10
-"""With ``validate="first"``, the number of calls whose loss is checked for NaN/Inf."""
+"""The number of first calls whose loss is checked for NaN/Inf."""
 
 
 class ERComponents(NamedTuple):
@@ -62,14 +53,12 @@ class ERLossMixin:
     """Combines the terms of an ER loss, checks it, and keeps them for logging.
 
     Every ER loss states its support (``"sphere"`` or ``"discrete"``) and answers
-    :meth:`entropy_settings`, so meters, monitors and benchmarks ask the loss how
-    its entropy is measured instead of keeping a table of losses.
+    :meth:`entropy_settings`, so code that measures the entropy of a model's outputs
+    asks the loss how instead of keeping a table of losses.
 
     Attributes:
         support:
             Where the loss's entropy lives: the unit sphere or a discrete support.
-        estimator:
-            The :class:`lightly_er.experimental.EntropyEstimator` in use.
         entropy_weight:
             Weight of the entropy term.
         last_components:
@@ -79,11 +68,10 @@ class ERLossMixin:
         last_bound:
             DINO-ER and SwAV-ER: a lower bound on the mutual information of the
             last call, detached (their entropy + reconstruction is a surrogate,
-            not a bound; docs/objectives.md). None for the other losses.
+            not a bound). None for the other losses.
     """
 
     support: Support
-    estimator: EntropyEstimator
     entropy_weight: float
     last_components: Optional[ERComponents] = None
     last_bound: Optional[Tensor] = None
@@ -91,12 +79,8 @@ class ERLossMixin:
     _calls_checked: int = 0
     _warned_single_sample: bool = False
 
-    def _init_estimator(self, estimator: EntropyEstimator) -> None:
-        self.estimator = estimator
-        self._calls_checked = 0
-
     def entropy_settings(self) -> Dict[str, Any]:
-        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+        """How this loss's entropy is measured.
 
         Returns:
             ``{"support": "sphere", "kappa": ..., "estimator": ...}`` or
@@ -104,7 +88,14 @@ class ERLossMixin:
         """
         raise NotImplementedError
 
-    # -- combining the terms --------------------------------------------------------
+    def _validate_mode(self) -> ValidateMode:
+        """When the loss is checked for NaN/Inf: the first calls."""
+        return "first"
+
+    def _nan_hint(self) -> str:
+        """The end of the NaN/Inf error message."""
+        return ""
+
     def _record(
         self,
         entropy: Tensor,
@@ -118,7 +109,7 @@ class ERLossMixin:
         With ``log_norm`` = log C_d(kappa) (the sphere losses), the terms come
         without their constants: entropy + log_norm and reconstruction -
         reconstruction_log_norm (the same constant unless the kernel and the
-        reconstruction have their own kappa). A learned kappa's constants are
+        reconstruction have their own kappa). A tensor kappa's constants are
         tensors, with the exact gradient of log C_d.
         """
         loss = -(entropy_weight * entropy + reconstruction)
@@ -147,9 +138,7 @@ class ERLossMixin:
                 raise ValueError(
                     f"the ER loss is not finite (entropy {entropy.item():.4g}, "
                     f"reconstruction {reconstruction.item():.4g}): the model outputs "
-                    "contain NaN or Inf (pass estimator=EntropyEstimator("
-                    "validate='never') to keep training through such steps, as "
-                    "lightly's losses do)"
+                    f"contain NaN or Inf{self._nan_hint()}"
                 )
         components = ERComponents(loss, entropy, reconstruction)
         self.last_components = ERComponents(*(t.detach() for t in components))
@@ -157,7 +146,7 @@ class ERLossMixin:
 
     def _due_for_check(self) -> bool:
         # The check reads the loss on the host: a sync the compiled graph must not have.
-        validate = self.estimator.validate
+        validate = self._validate_mode()
         if validate == "never" or is_compiling():
             return False
         if validate == "always":
@@ -180,146 +169,77 @@ class ERLossMixin:
 
 
 class SphereERLossMixin(ERLossMixin):
-    """The ER machinery of the losses on the unit sphere.
+    """The ER machinery of the losses on the unit sphere, at a fixed kappa.
 
-    Their concentration(s), possibly learnable, and the optional entropy memory are
-    set by :meth:`_init_sphere`.
-
-    Attributes:
-        learned_kappa, learned_density_kappa:
-            With ``EntropyEstimator(learn_kappa=True)``, the learnable
-            concentrations (parameters), else None.
-        entropy_memory:
-            With ``EntropyEstimator(memory_size=...)``, the memory of earlier rows
-            (extra centers of the entropy estimate), else None.
+    The entropy is the plug-in vMF kernel-density estimate with the self-term kept,
+    as in the authors' reference code. Call :meth:`_init_sphere` after the module's
+    own ``__init__``.
     """
 
     support: Support = "sphere"
     _kappa_value: float
-    _density_kappa_value: Optional[float]
-    learned_kappa: Optional[LearnableKappa]
-    learned_density_kappa: Optional[LearnableKappa]
-    entropy_memory: Optional[SphereMemory]
 
-    def _init_sphere(self, kappa: float, estimator: EntropyEstimator) -> None:
-        """Sets the estimator, kappa (and density_kappa), learnable or not, and memory.
-
-        Call after the module's own ``__init__``.
-        """
-        self._init_estimator(estimator)
-        density_kappa = estimator.density_kappa
+    def _init_sphere(self, kappa: float) -> None:
+        """Sets kappa and resets the NaN/Inf check."""
         self._kappa_value = float(kappa)
-        self._density_kappa_value = (
-            None if density_kappa is None else float(density_kappa)
-        )
-        self.learned_kappa = None
-        self.learned_density_kappa = None
-        if estimator.learn_kappa:
-            bounds = estimator.kappa_bounds
-            self.learned_kappa = LearnableKappa(self._kappa_value, bounds)
-            if self._density_kappa_value is not None:
-                self.learned_density_kappa = LearnableKappa(
-                    self._density_kappa_value, bounds
-                )
-        self.entropy_memory = sphere_memory(estimator.memory_size)
+        self._calls_checked = 0
+
+    def _estimator_name(self) -> str:
+        """The name of the sphere entropy estimator."""
+        return "plugin"
 
     def entropy_settings(self) -> Dict[str, Any]:
-        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+        """How this loss's entropy is measured.
 
         Returns:
             ``{"support": "sphere", "kappa": ..., "estimator": ...}``: the kernel's
-            concentration (the current value of a learned one) and the estimator's
-            name.
+            concentration and the estimator's name.
         """
         return {
             "support": "sphere",
             "kappa": self.density_kappa,
-            "estimator": self.estimator.name,
+            "estimator": self._estimator_name(),
         }
 
     @property
     def kappa(self) -> float:
-        """The reconstruction's concentration (and the kernel's, unless separate).
-
-        Its current value when learned (a host sync: read it to log, not per step).
-        """
-        if self.learned_kappa is not None:
-            return float(self.learned_kappa().detach())
+        """The concentration of the reconstruction density and of the kernel."""
         return self._kappa_value
 
     @kappa.setter
     def kappa(self, value: float) -> None:
-        if self.learned_kappa is not None:
-            raise AttributeError("kappa is learned; it cannot be set")
         self._kappa_value = float(value)
 
     @property
     def density_kappa(self) -> float:
         """The kernel density's concentration: the one the entropy is measured at."""
-        if self._density_kappa_value is None:
-            return self.kappa
-        if self.learned_density_kappa is not None:
-            return float(self.learned_density_kappa().detach())
-        return self._density_kappa_value
+        return self.kappa
 
     def _kappas(self) -> Tuple[KappaLike, KappaLike]:
-        """(kernel kappa, reconstruction kappa): Python floats, or tensors if learned.
-
-        A separately learned kernel kappa is detached here: the ER objective would
-        drive it to its lower bound (the kernel estimate grows as the kernels
-        widen); :meth:`_density_kappa_term` trains it instead.
-        """
-        reconstruction: KappaLike = self._kappa_value
-        if self.learned_kappa is not None:
-            reconstruction = self.learned_kappa()
-        if self._density_kappa_value is None:
-            return reconstruction, reconstruction
-        if self.learned_density_kappa is not None:
-            return self.learned_density_kappa().detach(), reconstruction
-        return self._density_kappa_value, reconstruction
+        """(kernel kappa, reconstruction kappa)."""
+        return self._kappa_value, self._kappa_value
 
     def _sphere_entropy(
         self, z: Tensor, extra_support: Optional[Tensor] = None
     ) -> Tensor:
-        """The entropy of the (gathered) rows z + log C_d(kernel kappa), with memory.
+        """The entropy of the (gathered) rows z + log C_d(kappa).
 
-        The entropy memory's rows, if any, are extra centers. A batch of one sample
-        without extra centers has only its own kernel: every estimator then gives
-        the kernel estimate H_min, constant (knn has no neighbor, and
-        leave-one-out no other sample); this warns once per loss. On S^0 (dim 1)
-        knn falls back to the plug-in kernel estimate.
+        ``extra_support`` rows (a memory bank) are extra kernel centers. A batch of
+        one sample without extra centers has only its own kernel: the estimate is
+        then the constant H_min, and this warns once per loss.
         """
-        kappa = self._kappas()[0]
-        name: SphereEstimator = self.estimator.name
-        leave_one_out = self.estimator.leave_one_out
-        extra_valid: Optional[Tensor] = None
-        if self.entropy_memory is not None and extra_support is None:
-            extra_support, extra_valid = self.entropy_memory.centers(z)
-        centers = z.shape[0] + (0 if extra_support is None else extra_support.shape[0])
-        # Python ints from the shapes: deciding costs no host sync.
-        if centers == 1:
+        if z.shape[0] + (0 if extra_support is None else extra_support.shape[0]) == 1:
             self._warn_single_sample()
-            name, leave_one_out = "plugin", False
-        elif name == "knn" and z.shape[1] == 1:
-            # S^0 (two points) has no nearest-neighbor balls: the kernel estimate.
-            name = "plugin"
-        elif extra_valid is not None and z.shape[0] == 1:
-            # The memory may still be empty: keep the sample's own kernel.
-            leave_one_out = False
         return relative_sphere_entropy(
             z,
-            kappa,
-            estimator=name,
-            leave_one_out=leave_one_out,
+            self._kappas()[0],
+            estimator="plugin",
             extra_support=extra_support,
             validate=False,
-            extra_valid=extra_valid,
         )
 
     def _remember(self, rows: Tensor, entropy: Tensor) -> None:
-        """Stages rows for the entropy memory; they join it after the backward."""
-        if self.entropy_memory is not None:
-            self.entropy_memory.stage(rows, entropy)
+        """Called with the rows of each entropy term; nothing to keep here."""
 
     def _sphere_record(
         self,
@@ -328,75 +248,50 @@ class SphereERLossMixin(ERLossMixin):
         dim: int,
         rows: Optional[Tensor] = None,
     ) -> ERComponents:
-        """_record for the sphere losses: their constants, and a learned kernel kappa.
+        """_record with the sphere losses' constants log C_d(kappa).
 
         ``entropy`` and ``reconstruction`` come from :meth:`_sphere_entropy` and
-        :func:`relative_vmf_reconstruction` at :meth:`_kappas`. With a separately
-        learned kernel kappa, ``rows`` (the rows of the entropy) give it its
-        gradient: that of the leave-one-out likelihood of the detached rows, added
-        as a term of value 0.
+        :func:`lightly_er.functional._sphere.relative_vmf_reconstruction` at
+        :meth:`_kappas`; ``rows`` are the rows of the entropy.
         """
         kernel, recon = self._kappas()
-        components = self._record(
+        return self._record(
             entropy,
             reconstruction,
             self.entropy_weight,
             log_norm_of(dim, kernel),
             log_norm_of(dim, recon),
         )
-        if self.learned_density_kappa is None or rows is None or rows.shape[0] < 2:
-            return components
-        term = self._density_kappa_term(rows)
-        return components._replace(loss=components.loss + (term - term.detach()))
-
-    def _density_kappa_term(self, rows: Tensor) -> Tensor:
-        """The leave-one-out entropy of the detached rows at the learned kernel kappa.
-
-        Minimizing it is maximum likelihood (leave-one-out) for the bandwidth; its
-        gradient reaches only the kernel kappa.
-        """
-        assert self.learned_density_kappa is not None
-        kappa = self.learned_density_kappa()
-        rows = rows.detach()
-        relative = relative_sphere_entropy(
-            rows, kappa, estimator="joe", leave_one_out=True, validate=False
-        )
-        term = relative - log_vmf_normalizer(rows.shape[1], kappa).to(relative.dtype)
-        scale = self.loss_scale
-        return term / scale if scale != 1.0 else term
 
 
 class DiscreteERLossMixin(ERLossMixin):
-    """The ER machinery of the losses on a discrete support (prototypes).
-
-    Attributes:
-        entropy_memory:
-            With ``EntropyEstimator(memory_size=...)``, the probability rows of
-            earlier batches that join the marginal of the entropy term, else None.
-    """
+    """The ER machinery of the losses on a discrete support (prototypes)."""
 
     support: Support = "discrete"
-    entropy_memory: Optional[DiscreteMemory]
+    gather_distributed: bool
 
-    def _init_discrete(self, estimator: EntropyEstimator) -> None:
-        self._init_estimator(estimator)
-        self.entropy_memory = discrete_memory(estimator.memory_rows)
+    def _init_discrete(self) -> None:
+        """Resets the NaN/Inf check; call after the module's own ``__init__``."""
+        self._calls_checked = 0
+
+    def _marginal_entropy(
+        self, log_p: Sequence[Tensor], extra_p: Optional[Tensor] = None
+    ) -> Tensor:
+        """The entropy of the marginal of the rows exp(log_p) (and extra_p)."""
+        return marginal_entropy(log_p, self.gather_distributed, extra_p)
 
     def _temperature(self) -> float:
         """The softmax temperature of the predictions whose entropy is the term."""
         raise NotImplementedError
 
     def entropy_settings(self) -> Dict[str, Any]:
-        """How this loss's entropy is measured, as EntropyMeter's keyword arguments.
+        """How this loss's entropy is measured.
 
         Returns:
             ``{"support": "discrete", "temperature": ...}``: the temperature of the
             softmax whose marginal entropy is the term.
         """
         return {"support": "discrete", "temperature": float(self._temperature())}
-
-
-KappaLike = Union[float, Tensor]
 
 
 def log_norm_of(dim: int, kappa: KappaLike) -> KappaLike:
@@ -408,25 +303,6 @@ def log_norm_of(dim: int, kappa: KappaLike) -> KappaLike:
 
 def _as_dtype(value: KappaLike, like: Tensor) -> KappaLike:
     return value.to(like.dtype) if isinstance(value, Tensor) else value
-
-
-def sphere_memory(size: Union[int, Tuple[int, int]]) -> Optional[SphereMemory]:
-    """The entropy memory of a sphere loss: None for 0, else its buffers.
-
-    Args:
-        size: Rows to keep, or a (rows, dim) pair to allocate it now (then a
-            compiled loss needs no recompilation when it first fills). Checked by
-            :class:`lightly_er.experimental.EntropyEstimator`.
-    """
-    if isinstance(size, tuple):
-        return SphereMemory(int(size[0]), int(size[1]))
-    return SphereMemory(int(size)) if size > 0 else None
-
-
-def discrete_memory(size: int) -> Optional[DiscreteMemory]:
-    """The entropy memory of a discrete loss: None for 0, else its buffers."""
-    check_int(size, "entropy_memory_size", 0)
-    return DiscreteMemory(int(size)) if size > 0 else None
 
 
 __all__ = [

@@ -21,15 +21,12 @@ from lightly.loss import (
     SwaVLoss,
 )
 
+from lightly_er.loss._terms import DEFAULT_KAPPA, resolve_kappa
 from lightly_er.utils.checks import (
     check_choice,
     check_estimator,
     check_positive,
-    check_real,
 )
-
-DEFAULT_KAPPA = 10.0
-"""kappa where the parent loss has no (positive) temperature: the authors' default."""
 
 DEFAULT_ESTIMATOR = "plugin"
 """The sphere entropy estimator of the authors' reference code."""
@@ -37,59 +34,6 @@ DEFAULT_ESTIMATOR = "plugin"
 DEFAULT_TEMPERATURE = 0.1
 """Softmax temperature of discrete logits when none is known: DINO's student's and
 SwAV's prediction temperature."""
-
-
-def resolve_kappa(
-    kappa: Optional[float] = None, temperature: Optional[float] = None
-) -> float:
-    """The kappa of an ER objective: the one rule of lightly-er.
-
-    An explicit ``kappa`` wins. Otherwise kappa = 1 / temperature, where the lightly
-    parent has a positive temperature (NT-Xent: the vMF reconstruction is then on
-    the parent's logit scale). Otherwise the authors' reference value, 10: for a
-    parent without a temperature (negative cosine similarity, ``ERLoss``), and for a
-    non-positive temperature, which lightly's NTXentLoss accepts but which gives no
-    concentration; that case warns, as the loss then differs from the parent's scale.
-    docs/kappa.md explains the choice.
-
-    Args:
-        kappa:
-            An explicit concentration, > 0, or None.
-        temperature:
-            The parent loss's temperature (NT-Xent's), or None if it has none.
-
-    Returns:
-        kappa, a Python float > 0.
-
-    Raises:
-        TypeError: If kappa or temperature is not a real number.
-        ValueError: If kappa is not positive and finite, or temperature not finite.
-
-    Examples:
-        >>> from lightly_er.monitoring import resolve_kappa
-        >>> resolve_kappa(temperature=0.5)
-        2.0
-        >>> resolve_kappa(kappa=4.0, temperature=0.5)
-        4.0
-        >>> resolve_kappa()
-        10.0
-    """
-    if kappa is not None:
-        check_positive(kappa, "kappa")
-        return float(kappa)
-    if temperature is None:
-        return DEFAULT_KAPPA
-    check_real(temperature, "temperature")
-    if temperature > 0:
-        return 1.0 / float(temperature)
-    warnings.warn(
-        f"kappa cannot be 1 / temperature for temperature={temperature}: using the "
-        f"authors' default kappa = {DEFAULT_KAPPA:g} (pass kappa= to choose; "
-        "docs/kappa.md)",
-        UserWarning,
-        stacklevel=2,
-    )
-    return DEFAULT_KAPPA
 
 
 def default_kappa(temperature: Optional[float] = None) -> float:

@@ -1,31 +1,85 @@
 """The argument checks and batch terms that the ER losses share.
 
-The math is :mod:`lightly_er.functional`'s; these helpers combine it over a batch:
-numerically safe softmaxes, the rows' normalization, and the marginal distribution
-of the discrete losses gathered across processes (with an optional memory).
+The math is in :mod:`lightly_er.functional`; these helpers combine it over a batch:
+kappa's default, numerically safe softmaxes, the rows' normalization, and the
+marginal distribution of the discrete losses gathered across processes.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+import warnings
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch import distributed as torch_dist
 
-from lightly_er.experimental._memory import DiscreteMemory
 from lightly_er.functional import discrete_entropy
 from lightly_er.functional._checks import at_least_float32
 from lightly_er.functional._discrete import mean_distribution
-from lightly_er.loss._kappa import resolve_kappa
 from lightly_er.utils.checks import (
     check_bool,
     check_matrix,
+    check_positive,
     check_real,
     check_same_shape,
 )
-from lightly_er.utils.dist import gather_rows, gather_rows_no_grad
+from lightly_er.utils.dist import gather_rows
+
+DEFAULT_KAPPA = 10.0
+"""kappa where the parent loss has no (positive) temperature: the authors' default."""
+
+
+def resolve_kappa(
+    kappa: Optional[float] = None, temperature: Optional[float] = None
+) -> float:
+    """The kappa of an ER objective: the one rule of the ER losses.
+
+    An explicit ``kappa`` wins. Otherwise kappa = 1 / temperature, where the lightly
+    parent has a positive temperature (NT-Xent: the vMF reconstruction is then on
+    the parent's logit scale). Otherwise the authors' reference value, 10: for a
+    parent without a temperature (negative cosine similarity), and for a
+    non-positive temperature, which lightly's NTXentLoss accepts but which gives no
+    concentration; that case warns, as the loss then differs from the parent's scale.
+
+    Args:
+        kappa:
+            An explicit concentration, > 0, or None.
+        temperature:
+            The parent loss's temperature (NT-Xent's), or None if it has none.
+
+    Returns:
+        kappa, a Python float > 0.
+
+    Raises:
+        TypeError: If kappa or temperature is not a real number.
+        ValueError: If kappa is not positive and finite, or temperature not finite.
+
+    Examples:
+        >>> from lightly_er.loss._terms import resolve_kappa
+        >>> resolve_kappa(temperature=0.5)
+        2.0
+        >>> resolve_kappa(kappa=4.0, temperature=0.5)
+        4.0
+        >>> resolve_kappa()
+        10.0
+    """
+    if kappa is not None:
+        check_positive(kappa, "kappa")
+        return float(kappa)
+    if temperature is None:
+        return DEFAULT_KAPPA
+    check_real(temperature, "temperature")
+    if temperature > 0:
+        return 1.0 / float(temperature)
+    warnings.warn(
+        f"kappa cannot be 1 / temperature for temperature={temperature}: using the "
+        f"authors' default kappa = {DEFAULT_KAPPA:g} (pass kappa= to choose)",
+        UserWarning,
+        stacklevel=2,
+    )
+    return DEFAULT_KAPPA
 
 
 def check_er_arguments(kappa: Optional[float], entropy_weight: float) -> None:
@@ -86,7 +140,6 @@ def marginal_entropy(
     log_p: Sequence[Tensor],
     gather_distributed: bool,
     extra_p: Optional[Tensor] = None,
-    memory: Optional[DiscreteMemory] = None,
 ) -> Tensor:
     """Entropy of the mean of the rows exp(log_p) (and extra_p), gathered if asked.
 
@@ -94,57 +147,14 @@ def marginal_entropy(
     (:func:`lightly_er.functional._discrete.mean_distribution`); with
     gather_distributed the rows of all processes are gathered (with gradient) and
     :func:`lightly_er.functional.discrete_entropy` takes their mean, which is the
-    mean over the global batch when all processes hold as many rows. With an
-    entropy ``memory`` the rows it holds join the mean, and this call's rows of
-    log_p (not extra_p) are staged for it (they join after the backward).
+    mean over the global batch when all processes hold as many rows.
     """
-    if memory is None:
-        # One row of K per process is gathered, not the N x K rows: the mean of the
-        # means is the global marginal when every process holds as many rows.
-        mean = gather_rows(
-            mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
-        )
-        return discrete_entropy(mean, validate=False)
-    marginal, staged = marginal_distribution(log_p, gather_distributed, extra_p, memory)
-    entropy = discrete_entropy(marginal.unsqueeze(0), validate=False)
-    memory.stage(*staged, entropy)
-    return entropy
-
-
-def marginal_distribution(
-    log_p: Sequence[Tensor],
-    gather_distributed: bool,
-    extra_p: Optional[Tensor] = None,
-    memory: Optional[DiscreteMemory] = None,
-) -> Tuple[Tensor, Tuple[Tensor, int]]:
-    """The marginal row (K,) of :func:`marginal_entropy`, and what to stage.
-
-    Returns:
-        (marginal, (row sum, row count) of this call's log_p rows over all
-        processes): the caller stages the latter in the memory with its output.
-    """
+    # One row of K per process is gathered, not the N x K rows: the mean of the
+    # means is the global marginal when every process holds as many rows.
     mean = gather_rows(
         mean_distribution(log_p, extra_p).unsqueeze(0), gather_distributed
     )
-    own = sum(view.shape[0] for view in log_p)
-    rows = own + (0 if extra_p is None else extra_p.shape[0])
-    total = mean.sum(dim=0) * rows
-    count = rows * mean.shape[0]
-    stored, stored_count = (None, None) if memory is None else memory.totals(total)
-    if stored is None or stored_count is None:
-        marginal = total / count
-    else:
-        marginal = (total + stored) / (stored_count + count)
-    batch = total.detach()
-    if extra_p is not None:
-        with torch.no_grad():
-            # Only this call's own rows are remembered (not the queue's).
-            sums = torch.stack([view.exp().sum(dim=0) for view in log_p]).sum(dim=0)
-            sums = sums.unsqueeze(0)
-            if gather_distributed:
-                sums = gather_rows_no_grad(sums)
-            batch = sums.sum(dim=0)
-    return marginal, (batch, own * mean.shape[0])
+    return discrete_entropy(mean, validate=False)
 
 
 def target_entropy(p_target: Sequence[Tensor], gather_distributed: bool) -> Tensor:
@@ -152,7 +162,7 @@ def target_entropy(p_target: Sequence[Tensor], gather_distributed: bool) -> Tens
 
     With the reconstruction E[log q(T | X')] of the same targets it forms the
     Barber-Agakov lower bound I(T; X') >= H(T) + E[log q(T | X')] that DINO-ER and
-    SwAV-ER report as ``last_bound`` (docs/objectives.md).
+    SwAV-ER report as ``last_bound``.
     """
     with torch.no_grad():
         mean = torch.stack([p.mean(dim=0) for p in p_target]).mean(dim=0)
@@ -161,6 +171,8 @@ def target_entropy(p_target: Sequence[Tensor], gather_distributed: bool) -> Tens
 
 
 __all__ = [
+    "DEFAULT_KAPPA",
+    "resolve_kappa",
     "check_er_arguments",
     "check_gather_distributed",
     "log_softmax_float32",
@@ -168,6 +180,5 @@ __all__ = [
     "check_view_pair",
     "normalize_rows",
     "marginal_entropy",
-    "marginal_distribution",
     "target_entropy",
 ]

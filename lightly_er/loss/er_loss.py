@@ -9,22 +9,21 @@ import torch
 from torch import Tensor, nn
 
 from lightly_er.experimental._memory import DiscreteMemory
+from lightly_er.experimental._mixins import (
+    SphereEstimatorMixin,
+    discrete_memory,
+    marginal_distribution,
+)
 from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional import discrete_entropy, discrete_reconstruction
 from lightly_er.functional._sphere import relative_vmf_reconstruction
-from lightly_er.loss._base import (
-    ERComponents,
-    SphereERLossMixin,
-    Support,
-    discrete_memory,
-)
+from lightly_er.loss._base import ERComponents, Support
 from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
 from lightly_er.loss._terms import (
     check_er_arguments,
     check_gather_distributed,
     check_view_pair,
     log_softmax_float32,
-    marginal_entropy,
     normalize_rows,
 )
 from lightly_er.utils.checks import check_choice, check_positive
@@ -33,7 +32,7 @@ from lightly_er.utils.dist import gather_rows
 _SUPPORTS: Tuple[str, ...] = ("sphere", "discrete")
 
 
-class ERLoss(SphereERLossMixin, nn.Module):
+class ERLoss(SphereEstimatorMixin, nn.Module):
     """Entropy and reconstruction (ER) loss between two views of the same inputs.
 
     Maximizes the ER lower bound [0] on the mutual information between the
@@ -123,7 +122,8 @@ class ERLoss(SphereERLossMixin, nn.Module):
         discrete = support == "discrete"
         # The discrete support's memory holds probability rows (below), not vectors.
         sphere = replace(resolved, memory_size=0) if discrete else resolved
-        self._init_sphere(resolve_kappa(kappa), sphere)
+        self._init_sphere(resolve_kappa(kappa))
+        self._init_estimator(sphere)
         self.estimator = resolved
         if discrete:
             # The same attribute as on the sphere, so checkpoints keep their keys;
@@ -192,9 +192,11 @@ class ERLoss(SphereERLossMixin, nn.Module):
         memory = cast("Optional[DiscreteMemory]", self.entropy_memory)
         if memory is not None:
             # Both views' rows make one marginal with the memory's.
-            entropy = marginal_entropy(
+            marginal, staged = marginal_distribution(
                 [log_p0, log_p1], self.gather_distributed, memory=memory
             )
+            entropy = discrete_entropy(marginal.unsqueeze(0), validate=False)
+            memory.stage(*staged, entropy)
             reconstruction = 0.5 * (
                 discrete_reconstruction(p1, log_p0, log_input=True, validate=False)
                 + discrete_reconstruction(p0, log_p1, log_input=True, validate=False)

@@ -8,10 +8,10 @@ import torch
 from lightly.loss import KoLeoLoss
 from torch import Tensor
 
+from lightly_er.experimental._mixins import SphereEstimatorMixin
 from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.loss._base import (
     ERComponents,
-    SphereERLossMixin,
     log_norm_of,
 )
 from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
@@ -24,7 +24,7 @@ from lightly_er.utils.checks import check_matrix, check_positive, check_real
 from lightly_er.utils.dist import gather_rows
 
 
-class ERKoLeoLoss(SphereERLossMixin, KoLeoLoss):
+class ERKoLeoLoss(SphereEstimatorMixin, KoLeoLoss):
     """DINOv2's KoLeo regularizer as the entropy term of ER [0, 1, 2].
 
     KoLeo [1] is -mean_i log r_i, with r_i the distance from an L2-normalized
@@ -104,7 +104,8 @@ class ERKoLeoLoss(SphereERLossMixin, KoLeoLoss):
         super().__init__(p=p, eps=eps)
         self.entropy_weight = float(entropy_weight)
         self.gather_distributed = gather_distributed
-        self._init_sphere(resolve_kappa(kappa), resolved)
+        self._init_sphere(resolve_kappa(kappa))
+        self._init_estimator(resolved)
 
     def forward(self, x: Tensor) -> Tensor:
         """Returns -entropy_weight * H(x) / (d - 1).

@@ -10,23 +10,23 @@ from lightly.loss.msn_loss import sharpen, sinkhorn
 from torch import Tensor
 from torch.nn import functional as F
 
+from lightly_er.experimental._mixins import (
+    DiscreteEstimatorMixin,
+    marginal_distribution,
+)
 from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional import discrete_entropy
 from lightly_er.functional._discrete import discrete_reconstruction
-from lightly_er.loss._base import (
-    DiscreteERLossMixin,
-    ERComponents,
-)
+from lightly_er.loss._base import ERComponents
 from lightly_er.loss._terms import (
     check_gather_distributed,
     log_softmax_float32,
-    marginal_distribution,
     softmax_float32,
 )
 from lightly_er.utils.checks import check_matrix, check_positive, check_real
 
 
-class MSNTerms(DiscreteERLossMixin):
+class MSNTerms(DiscreteEstimatorMixin):
     """The terms of MSN-ER and PMSN-ER, shared: the forward of both losses.
 
     A subclass sets ``temperature``, ``sinkhorn_iterations``,
@@ -51,7 +51,8 @@ class MSNTerms(DiscreteERLossMixin):
             )
         check_gather_distributed(self.gather_distributed)
         name = type(self).__name__
-        self._init_discrete(
+        self._init_discrete()
+        self._init_estimator(
             resolve_estimator(estimator, deprecated, name, discrete=True)
         )
 

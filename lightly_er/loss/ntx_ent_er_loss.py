@@ -4,51 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
-import torch
-from lightly.loss import NTXentLoss
-from torch import Tensor
-from torch.nn import functional as F
-
+from lightly_er.experimental._mixins import SphereEstimatorMixin
 from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
-from lightly_er.functional._sphere import relative_vmf_reconstruction
-from lightly_er.loss._base import (
-    ERComponents,
-    SphereERLossMixin,
-)
-from lightly_er.loss._kappa import resolve_kappa
-from lightly_er.loss._terms import (
-    check_er_arguments,
-    check_view_pair,
-    normalize_rows,
-)
-from lightly_er.utils.checks import check_bool
-from lightly_er.utils.dist import gather_rows
+from lightly_er.loss._core import ntx_ent_er_loss as _core
 
 
-class ERNTXentLoss(SphereERLossMixin, NTXentLoss):
+class ERNTXentLoss(SphereEstimatorMixin, _core.ERNTXentLoss):
     """ER version of the contrastive NT-Xent loss: SimCLR-ER, and MoCo-ER with a bank.
 
-    Replaces the InfoNCE objective of SimCLR [1] and MoCo [2] by the ER bound [0]
-    I(Z0; Z1) >= H(Z1) + E[log q(Z1 | Z0)] on the L2-normalized outputs, and returns
-    ``loss = -(entropy_weight * entropy + reconstruction)`` in nats:
-
-    - reconstruction = log C_d(kappa) + kappa * mean_i cos(z0_i, z1_i), the vMF
-      log-likelihood of one view given the other. ``kappa`` defaults to
-      1 / temperature, which puts it on NT-Xent's logit scale: its gradient is that
-      of NT-Xent's positive term.
-    - entropy = the vMF kernel-density estimate of each view's entropy over the
-      (gathered) batch, averaged over the two views (SimCLR-ER). With
-      ``memory_bank_size > 0`` (MoCo-ER) it is the entropy of the queries with the
-      bank's keys as extra kernel centers; the bank is read and updated as by
-      NTXentLoss. InfoNCE's denominator is such an entropy estimate up to
-      constants; docs/objectives.md derives it and lists the choices made here.
-
-    Like NTXentLoss it accepts a batch of 1 (without a bank its entropy is the
-    constant H_min; this warns once) and embeddings of dimension 1.
-
-    - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
-    - [1] SimCLR, 2020, https://arxiv.org/abs/2002.05709
-    - [2] MoCo, 2020, https://arxiv.org/abs/1911.05722
+    The loss of :mod:`lightly_er.loss._core.ntx_ent_er_loss` (what goes to lightly)
+    with one more argument, ``estimator``, for the research options.
+    docs/objectives.md derives the objective and lists the choices made here.
 
     Args:
         temperature:
@@ -67,10 +33,6 @@ class ERNTXentLoss(SphereERLossMixin, NTXentLoss):
             The :class:`lightly_er.experimental.EntropyEstimator` with research
             options, or None for the authors' plug-in estimate.
 
-    Attributes:
-        last_components:
-            The detached :class:`ERComponents` of the last call.
-
     Raises:
         ValueError: If kappa is not positive, entropy_weight is negative, or an
             entropy memory is asked for beside a memory bank.
@@ -78,15 +40,10 @@ class ERNTXentLoss(SphereERLossMixin, NTXentLoss):
 
     Examples:
         >>> import torch
+        >>> from lightly_er.experimental import EntropyEstimator
         >>> from lightly_er.loss import ERNTXentLoss
-        >>> loss_fn = ERNTXentLoss(temperature=0.1)  # SimCLR-ER, kappa = 10
-        >>> out0, out1 = torch.randn(32, 128), torch.randn(32, 128)
-        >>> loss = loss_fn(out0, out1)
-        >>>
-        >>> # MoCo-ER: queries with gradient, keys from the momentum encoder
-        >>> loss_fn = ERNTXentLoss(temperature=0.1, memory_bank_size=(4096, 128))
-        >>> queries = torch.randn(32, 128, requires_grad=True)
-        >>> loss = loss_fn(queries, torch.randn(32, 128))
+        >>> loss_fn = ERNTXentLoss(estimator=EntropyEstimator(name="joe"))
+        >>> loss = loss_fn(torch.randn(32, 128), torch.randn(32, 128))
     """
 
     def __init__(
@@ -100,83 +57,20 @@ class ERNTXentLoss(SphereERLossMixin, NTXentLoss):
         estimator: Optional[EntropyEstimator] = None,
         **deprecated: Any,
     ) -> None:
-        check_bool(gather_distributed, "gather_distributed")
-        # The parent checks the temperature, the bank size and that torch.distributed
-        # is available (lightly's tests count that call: it must happen once).
         super().__init__(
             temperature=temperature,
             memory_bank_size=memory_bank_size,
             gather_distributed=gather_distributed,
+            kappa=kappa,
+            entropy_weight=entropy_weight,
         )
-        check_er_arguments(kappa, entropy_weight)
-        resolved = resolve_estimator(estimator, deprecated, "ERNTXentLoss")
-        self.entropy_weight = float(entropy_weight)
-        self._init_sphere(resolve_kappa(kappa, temperature=temperature), resolved)
+        self._init_estimator(resolve_estimator(estimator, deprecated, "ERNTXentLoss"))
         if self.entropy_memory is not None and self.memory_bank.size[0] > 0:
             raise ValueError(
                 "EntropyEstimator(memory_size=...) and memory_bank_size both keep "
                 "past samples for the entropy: MoCo-ER's bank is its entropy memory; "
                 "use one"
             )
-
-    def forward(self, out0: Tensor, out1: Tensor) -> Tensor:
-        """Returns the ER loss -(entropy_weight * entropy + reconstruction).
-
-        Args:
-            out0:
-                Output projections of the first views (MoCo: the queries).
-                Shape: (batch_size, embedding_size)
-            out1:
-                Output projections of the second views (MoCo: the keys).
-                Shape: (batch_size, embedding_size)
-
-        Returns:
-            The loss, a scalar tensor.
-        """
-        return self.forward_components(out0, out1).loss
-
-    def forward_components(self, out0: Tensor, out1: Tensor) -> ERComponents:
-        """Returns the loss and its entropy and reconstruction terms.
-
-        Updates the memory bank, if any, as :meth:`forward` does.
-
-        Args:
-            out0:
-                Output projections of the first views (MoCo: the queries).
-            out1:
-                Output projections of the second views (MoCo: the keys).
-
-        Returns:
-            :class:`ERComponents` (loss, entropy, reconstruction), with gradients.
-        """
-        check_view_pair(out0, "out0", out1, "out1")
-        z0 = normalize_rows(out0)
-        z1 = normalize_rows(out1)
-        # negatives: (dim, bank_size), read before this batch's keys are enqueued.
-        # As in the parent, the bank is updated only in training (queries with grad).
-        z1, negatives = self.memory_bank.forward(z1, update=out0.requires_grad)
-        z0_all = gather_rows(z0, self.gather_distributed)
-        rows = z0_all
-        if negatives is None:
-            # SimCLR: both views train, so both views' entropies count.
-            z1_all = gather_rows(z1, self.gather_distributed)
-            entropy = 0.5 * (
-                self._sphere_entropy(z0_all) + self._sphere_entropy(z1_all)
-            )
-            rows = torch.cat([z0_all, z1_all])
-            self._remember(rows, entropy)
-        else:
-            # MoCo: the keys have no gradient; the bank's keys are further kernel
-            # centers for the queries' density, as they are InfoNCE's negatives.
-            # Normalized again: lightly's bank starts as random normal vectors.
-            bank = F.normalize(negatives.T.detach().to(z0.device), dim=1)
-            entropy = self._sphere_entropy(z0_all, bank)
-        # validate=False: the inputs were just normalized here; the loss itself is
-        # checked for NaN/Inf in _record instead (no host sync per input).
-        reconstruction = relative_vmf_reconstruction(
-            z1, z0, self._kappas()[1], validate=False
-        )
-        return self._sphere_record(entropy, reconstruction, z0.shape[1], rows)
 
 
 __all__ = ["ERNTXentLoss"]

@@ -18,7 +18,7 @@ SPHERE_ESTIMATORS: Tuple[str, ...] = ("joe", "plugin", "knn", "renyi2", "logdet"
 """The entropy estimators of :func:`lightly_er.functional.sphere_entropy`: the vMF
 kernel density (``"plugin"``, ``"joe"``), Kozachenko-Leonenko nearest neighbors
 (``"knn"``), the Renyi-2 entropy of the kernel density (``"renyi2"``) and the Gaussian
-log-determinant (``"logdet"``); docs/objectives.md says what each one equals."""
+log-determinant (``"logdet"``)."""
 
 
 def check_real(value: Any, name: str) -> None:

@@ -1,40 +1,43 @@
 """The patch generator on a lightly-shaped tree that the test builds itself.
 
 CI cannot reach lightly's repository, so the tree is the installed lightly package
-plus stubs at lightly's paths (tests/, docs/source/, pyproject.toml with lightly's
-ruff settings). The series must apply with ``git am`` to a fresh clone, touch only
-the manifest's paths, change no identifier, leave no British spelling, and its
-tests and docstring examples must pass against the installed lightly.
+plus stubs at lightly's paths (upstream/stub_tree.py). For every pull request of
+the series: its patch applies with ``git am`` on a fresh clone on top of the ones
+before it, it touches only its manifest paths, its files are copies (nothing but
+the module map changes), nothing of lightly-er or its research options is sent,
+and lightly's ruff settings and the series' tests pass.
 """
 
 from __future__ import annotations
 
 import ast
-import io
-import os
 import subprocess
 import sys
-import tokenize
 from pathlib import Path
 from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
-from upstream import manifest, spelling, transform
-from upstream.make_patch import PatchError, make_patch
+from upstream import manifest
+from upstream.make_patch import (
+    BRANCH_PREFIX,
+    PatchError,
+    copy_text,
+    make_patch,
+    map_module,
+)
 from upstream.stub_tree import build_lightly_tree, git
 
 ROOT = Path(__file__).resolve().parents[2]
-# Names the typing module gained in Python 3.8 (lightly's CI runs 3.7).
-TYPING_SINCE_38 = {"Final", "Literal", "Protocol", "TypedDict", "final"}
+KEYS = [pr.key for pr in manifest.PULL_REQUESTS]
 
 
 class Series(NamedTuple):
     tree: Path
     fresh: Path
-    patches: List[Path]
     base: str
-    changed: List[str]
+    patches: Dict[str, List[Path]]
+    changed: Dict[str, List[str]]  # key -> paths the pull request changes
 
 
 @pytest.fixture(scope="module")
@@ -42,98 +45,169 @@ def series(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Series]:
     tmp = tmp_path_factory.mktemp("upstream")
     tree = build_lightly_tree(tmp / "lightly")
     base = git(tree, "rev-parse", "HEAD")
-    patches = make_patch(
-        tree,
-        tmp / "series",
-        author="test <test@example.com>",
-        date="2026-01-01T00:00:00Z",
-    )
-    # A fresh clone at the base revision, with the series applied by git am.
+    patches = make_patch(tree, tmp / "series")
+    # A fresh clone at the base, each pull request applied by git am in order.
     fresh = tmp / "fresh"
     subprocess.run(["git", "clone", "--quiet", str(tree), str(fresh)], check=True)
+    git(fresh, "config", "user.name", "test")
+    git(fresh, "config", "user.email", "test@example.com")
     git(fresh, "checkout", "--quiet", "-b", "review", base)
-    git(fresh, "am", "--quiet", *[str(p) for p in patches[1:]])
-    changed = git(fresh, "diff", "--name-only", f"{base}..HEAD").splitlines()
-    yield Series(tree, fresh, patches, base, changed)
+    changed = {}
+    for key in KEYS:
+        before = git(fresh, "rev-parse", "HEAD")
+        git(fresh, "am", "--quiet", *[str(p) for p in patches[key]])
+        changed[key] = git(fresh, "diff", "--name-only", f"{before}..HEAD").split()
+    yield Series(tree, fresh, base, patches, changed)
 
 
-def test_series_is_one_commit_per_group_with_a_cover_letter(series: Series) -> None:
-    names = [p.name for p in series.patches]
-    assert names[0] == "0000-cover-letter.patch"
-    assert len(names) == 1 + len(manifest.COMMITS)
+def test_one_patch_per_pull_request_titled_as_the_manifest(series: Series) -> None:
+    assert list(series.patches) == KEYS
+    assert all(len(p) == 1 for p in series.patches.values())
     subjects = git(series.fresh, "log", "--format=%s", f"{series.base}..HEAD")
-    expected = [m.split("\n")[0] for m in manifest.COMMITS.values()]
-    assert subjects.splitlines() == expected[::-1]
-    cover = series.patches[0].read_text()
-    assert "Add entropy and reconstruction (ER) objectives" in cover
-    assert manifest.RELEASE_NOTE.split(",")[0] in cover
+    assert subjects.splitlines() == [pr.title for pr in manifest.PULL_REQUESTS][::-1]
+    for pr in manifest.PULL_REQUESTS:
+        text = series.patches[pr.key][0].read_text()
+        assert "arxiv.org/abs/2307.10907" in text and "## Tests" in text
 
 
-def test_git_am_gives_the_generators_tree(series: Series) -> None:
-    assert git(series.fresh, "rev-parse", "HEAD^{tree}") == git(
-        series.tree, "rev-parse", "er-objectives^{tree}"
+@pytest.mark.parametrize("key", KEYS)
+def test_git_am_gives_each_branch(series: Series, key: str) -> None:
+    # The clone after pull request `key` has the tree of the generator's branch.
+    index = KEYS.index(key)
+    commit = git(series.fresh, "rev-list", "--reverse", f"{series.base}..HEAD")
+    commit = commit.splitlines()[index]
+    assert git(series.fresh, "rev-parse", f"{commit}^{{tree}}") == git(
+        series.tree, "rev-parse", f"{BRANCH_PREFIX}{key}^{{tree}}"
     )
 
 
-def test_only_the_manifests_paths_change(series: Series) -> None:
-    allowed = {row.target for row in manifest.FILES} | set(manifest.EDITED)
-    assert set(series.changed) == allowed
+@pytest.mark.parametrize("pr", manifest.PULL_REQUESTS, ids=KEYS)
+def test_each_pull_request_touches_only_its_paths(
+    series: Series, pr: manifest.PullRequest
+) -> None:
+    allowed = {target for _, target in pr.files}
+    if pr.exports:
+        allowed.add("lightly/loss/__init__.py")
+    if pr.key == "debug-typing":
+        allowed |= {"lightly/utils/debug.py", "pyproject.toml"}
+    assert set(series.changed[pr.key]) <= allowed
+    assert {target for _, target in pr.files} <= set(series.changed[pr.key])
 
 
-def _prose(text: str) -> str:
-    """Comments and string literals of Python source."""
-    return "\n".join(
-        token.string
-        for token in tokenize.generate_tokens(io.StringIO(text).readline)
-        if token.type in (tokenize.COMMENT, tokenize.STRING)
+@pytest.mark.parametrize("pr", manifest.PULL_REQUESTS, ids=KEYS)
+def test_files_are_copies_up_to_the_module_map(
+    series: Series, pr: manifest.PullRequest
+) -> None:
+    for source, target in pr.files:
+        ours = (ROOT / source).read_text()
+        theirs = (series.fresh / target).read_text()
+        assert "lightly_er" not in theirs and "experimental" not in theirs, target
+        # Same statements once the module paths are mapped (ruff may re-sort
+        # the imports and rewrap lines).
+        assert _statements(theirs) == _statements(copy_text(source)), target
+        if "import" not in ours:
+            assert theirs == ours
+
+
+def _statements(text: str) -> List[str]:
+    """The module's statements other than imports and docstrings.
+
+    lightly's ruff sorts and merges imports and formats docstring examples.
+    """
+    tree = ast.parse(text)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body.pop(0)
+    body = tree.body
+    return [
+        ast.dump(node)
+        for node in body
+        if not isinstance(node, (ast.Import, ast.ImportFrom))
+    ]
+
+
+def test_no_research_option_is_sent(series: Series) -> None:
+    sent = " ".join(
+        (series.fresh / path).read_text()
+        for paths in series.changed.values()
+        for path in paths
+        if path.startswith("lightly/loss/")
+    )
+    for option in ("learn_kappa", "memory_size", "EntropyEstimator", "estimator: "):
+        assert option not in sent
+
+
+def test_module_map_and_copy_refuse_what_lightly_lacks(tmp_path: Path) -> None:
+    assert map_module("lightly_er.loss._core.dino_er_loss.ERDINOLoss") == (
+        "lightly.loss.dino_er_loss.ERDINOLoss"
+    )
+    assert map_module("lightly_er.functional._sphere") == (
+        "lightly.utils.entropy_reconstruction._sphere"
+    )
+    with pytest.raises(PatchError, match="MODULE_MAP"):
+        map_module("lightly_er.experimental.EntropyEstimator")
+    with pytest.raises(PatchError, match="lightly_er/loss/ntx_ent_er_loss.py:7"):
+        copy_text("lightly_er/loss/ntx_ent_er_loss.py")  # the research class
+
+
+def test_series_tests_pass_against_installed_lightly(series: Series) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/loss",
+            "tests/utils",
+        ],
+        cwd=series.fresh,
+        env={
+            "PYTHONPATH": str(series.fresh),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_lightly_ruff_settings_pass(series: Series) -> None:
+    python = [p for ps in series.changed.values() for p in ps if p.endswith(".py")]
+    ruff = str(Path(sys.executable).parent / "ruff")
+    for command in (["check"], ["format", "--check"]):
+        result = subprocess.run(
+            [ruff, *command, *python], cwd=series.fresh, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_debug_py_is_typed_in_its_own_first_pull_request(series: Series) -> None:
+    path = "lightly/utils/debug.py"
+    assert series.changed["debug-typing"] == [path]
+    before = git(series.fresh, "show", f"{series.base}:{path}")
+    after = (series.fresh / path).read_text()
+    assert _untyped_defs(before) and _untyped_plt_fallbacks(before)
+    assert _untyped_defs(after) == [] and _untyped_plt_fallbacks(after) == []
+    assert ast.dump(_without_annotations(after)) == ast.dump(
+        _without_annotations(before)
     )
 
 
-def test_no_british_spelling_remains(series: Series) -> None:
-    found: Dict[str, List[str]] = {}
-    for path in series.changed:
-        text = (series.fresh / path).read_text()
-        words = spelling.british_words(_prose(text) if path.endswith(".py") else text)
-        if words:
-            found[path] = words
-    assert found == {}
-
-
-def test_no_identifier_changed(series: Series) -> None:
-    for row in manifest.FILES:
-        if not row.source.startswith("lightly_er/"):
-            continue
-        ours = (ROOT / row.source).read_text()
-        theirs = (series.fresh / row.target).read_text()
-        assert transform.names_outside_imports(
-            theirs
-        ) == transform.names_outside_imports(ours), row.target
-
-
-def test_no_lightly_er_left(series: Series) -> None:
-    for path in series.changed:
-        text = (series.fresh / path).read_text()
-        assert "lightly_er" not in text and "lightly-er" not in text, path
-
-
-def test_no_typing_name_newer_than_lightlys_python(series: Series) -> None:
-    for path in series.changed:
-        if not path.endswith(".py"):
-            continue
-        for node in ast.walk(ast.parse((series.fresh / path).read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "typing":
-                names = {alias.name for alias in node.names}
-                assert not names & TYPING_SINCE_38, (path, node.lineno)
-
-
-def test_typing_backports_are_split_off() -> None:
-    text = "from typing import Dict, Literal as L, Protocol\n\nx: L['a']\n"
-    resolver = transform.Resolver({})
-    rewritten = transform.rewrite_imports(text, resolver, {}, [])
-    assert rewritten == (
-        "from typing import Dict\n"
-        "from typing_extensions import Literal as L, Protocol\n\nx: L['a']\n"
-    )
+def test_refuses_existing_branches(series: Series) -> None:
+    git(series.tree, "checkout", "--quiet", "master")
+    with pytest.raises(PatchError, match="exists"):
+        make_patch(series.tree, series.tree.parent / "again")
 
 
 def _untyped_defs(text: str) -> List[str]:
@@ -159,25 +233,6 @@ def _untyped_plt_fallbacks(text: str) -> List[int]:
     ]
 
 
-def test_debug_py_is_typed_in_its_own_first_commit(series: Series) -> None:
-    # The meter imports lightly.utils.debug, so lightly's mypy checks that module
-    # (excluded in its config) and rejects its 4 untyped spots.
-    path = "lightly/utils/debug.py"
-    before = git(series.fresh, "show", f"{series.base}:{path}")
-    after = (series.fresh / path).read_text()
-    assert _untyped_defs(before) and _untyped_plt_fallbacks(before)  # the stand-in's
-    assert _untyped_defs(after) == []
-    assert _untyped_plt_fallbacks(after) == []
-    first = git(series.fresh, "rev-list", "--reverse", f"{series.base}..HEAD")
-    first = first.splitlines()[0]
-    assert git(series.fresh, "show", "--name-only", "--format=", first) == path
-    assert "from matplotlib.figure import Figure" in after  # the return's type
-    # Only annotations: the same statements once they are stripped.
-    assert ast.dump(_without_annotations(after)) == ast.dump(
-        _without_annotations(before)
-    )
-
-
 def _without_annotations(text: str) -> ast.Module:
     tree = ast.parse(text)
     body = []
@@ -188,10 +243,10 @@ def _without_annotations(text: str) -> ast.Module:
             continue
         body.append(node)
     tree.body = body
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            node.returns = None
-            for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs:
+    for item in ast.walk(tree):
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            item.returns = None
+            for arg in item.args.posonlyargs + item.args.args + item.args.kwonlyargs:
                 arg.annotation = None
     return tree
 
@@ -236,113 +291,6 @@ def test_debug_py_edit_fails_loudly_on_unexpected_text() -> None:
         edit_debug_py(DEBUG_PY.replace("\n):\n", "\n) -> None:\n"))
     with pytest.raises(PatchError, match="debug.py"):
         edit_debug_py(edited)  # typed already (say, by lightly): no second edit
-
-
-def test_exports_and_docs_entries(series: Series) -> None:
-    init = (series.fresh / "lightly/loss/__init__.py").read_text()
-    assert "from lightly.loss.er_loss import ERLoss\n" in init
-    loss_rst = (series.fresh / "docs/source/lightly.loss.rst").read_text()
-    assert loss_rst.index("dino_er_loss.ERDINOLoss") < loss_rst.index(
-        "dino_loss.DINOLoss"
-    )
-    assert loss_rst.index("ntx_ent_er_loss") < loss_rst.index("ntx_ent_loss.NTXentLoss")
-    index = (series.fresh / "docs/source/index.rst").read_text()
-    advanced = index.index(":caption: Advanced")
-    assert index.index(manifest.DOCS_PAGE) > advanced
-    assert index.index(manifest.DOCS_PAGE) < index.index(":caption: Python API")
-    utils_rst = (series.fresh / "docs/source/lightly.utils.rst").read_text()
-    assert ".. automodule:: lightly.utils.entropy_reconstruction" in utils_rst
-
-
-def test_generated_tests_and_examples_pass_against_installed_lightly(
-    series: Series,
-) -> None:
-    library = [
-        p for p in series.changed if p.startswith("lightly/") and p.endswith(".py")
-    ]
-    tests = [p for p in series.changed if p.startswith("tests/")]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--import-mode=importlib",
-            "--doctest-modules",
-            "-o",
-            "doctest_optionflags=ELLIPSIS NORMALIZE_WHITESPACE",
-            *library,
-            *tests,
-        ],
-        cwd=series.fresh,
-        env={**os.environ, "PYTHONPATH": str(series.fresh), "MPLBACKEND": "Agg"},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout
-
-
-def test_lightly_ruff_settings_pass(series: Series) -> None:
-    # The stand-in's pyproject.toml holds lightly's ruff settings (pydocstyle rules
-    # that no formatter fixes: a broken docstring line would fail D209 here).
-    python = [p for p in series.changed if p.endswith(".py")]
-    ruff = str(Path(sys.executable).parent / "ruff")
-    for command in (["check"], ["format", "--check"]):
-        result = subprocess.run(
-            [ruff, *command, *python], cwd=series.fresh, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_refuses_an_existing_branch(series: Series) -> None:
-    git(series.tree, "checkout", "--quiet", "master")
-    with pytest.raises(PatchError, match="exists"):
-        make_patch(series.tree, series.tree.parent / "again")
-
-
-def test_unmapped_import_names_the_manifest(tmp_path: Path) -> None:
-    source = tmp_path / "lightly_er" / "loss" / "x_er_loss.py"
-    source.parent.mkdir(parents=True)
-    source.write_text("from lightly_er.benchmarks_only import thing\n")
-    with pytest.raises(transform.TransformError, match="manifest"):
-        transform.transform(source, tmp_path, ["lightly.loss"], tmp_path)
-
-
-def test_americanize_keeps_identifiers_and_capitals() -> None:
-    text = "Normalises the centred rows; see num_centres and .normalise(x)."
-    assert spelling.americanize(text) == (
-        "Normalizes the centered rows; see num_centres and .normalise(x)."
-    )
-    assert spelling.british_words("the behaviour of the optimiser") == [
-        "behaviour",
-        "optimiser",
-    ]
-    assert spelling.british_words("a flavour of string and docstring") == ["flavour"]
-
-
-def test_lengthened_prose_lines_are_broken_and_others_kept() -> None:
-    # A docstring token as tokenize gives it: from its quotes, indented by before.
-    original = '"""Short.\n\n    See docs/objectives.md for the choices.\n    """'
-    long_line = "    See " + "word " * 20 + "end."
-    docstring = '"""Short.\n\n' + long_line + "\n    >>> " + "x" * 90 + '\n    """'
-    wrapped = transform._wrap_lengthened(original, docstring, "    ")
-    lines = wrapped.splitlines()
-    assert all(len(line) <= 88 for line in lines if ">>>" not in line)
-    assert any(">>> " + "x" * 90 in line for line in lines)  # code is never broken
-    assert " ".join(w for line in lines[2:-2] for w in line.split()) == " ".join(
-        long_line.split()
-    )
-    # A line that was long in our file already is left as it is.
-    assert transform._wrap_lengthened(docstring, docstring, "    ") == docstring
-    # Nor is a docstring's summary line, however long the rewrite made it.
-    summary = '"""' + "word " * 20 + '"""'
-    assert transform._wrap_lengthened("", summary, "    ") == summary
-    # A message (not a docstring) is never broken.
-    message = '"' + "word " * 30 + '"'
-    assert transform._wrap_lengthened("", message, "    raise ValueError(") == message
 
 
 def test_check_patch_reads_pytest_and_the_series(tmp_path: Path) -> None:
