@@ -19,10 +19,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 100
-# benchmarks/ on 2026-12-07 after the archiving of issue 30 and the alarm-validation
-# package (13,968 lines). Lower it as benchmarks/ shrinks; the rule itself is
+# benchmarks/ on 2026-12-07 after the archiving of issue 30, the alarm-validation
+# package and the slimming of the ImageNet and CIFAR machinery (13,793 lines).
+# Lower it as benchmarks/ shrinks; the rule itself is
 # test_benchmarks_no_larger_than_the_library.
-CEILING = 14_000
+CEILING = 13_800
 
 
 def python_files(folder: str) -> List[Path]:
@@ -100,7 +101,7 @@ def test_benchmarks_do_not_grow_past_the_ceiling() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="issue 30 item 5 is not met yet: benchmarks/ is 13,445 lines against the "
+    reason="issue 30 item 5 is not met yet: benchmarks/ is 13,793 lines against the "
     "library's 8,474 (2026-12-07); remove this mark when it passes",
 )
 def test_benchmarks_no_larger_than_the_library() -> None:

@@ -108,8 +108,10 @@ class SSLMethod(ObjectiveSwitch, BenchmarkModule):
         return out
 
     def objective_output(self, x: Tensor) -> Tensor:
-        """The output whose entropy the ER objective estimates (eval use)."""
-        raise NotImplementedError
+        """The output whose entropy the ER objective estimates (eval use): the
+        module's output, unless a method says otherwise."""
+        out: Tensor = self(x)
+        return out
 
     def log_loss(self, loss: Tensor, batch_size: int) -> None:
         """Logs the loss (as lightly) and an ER loss's terms in nats."""
@@ -157,10 +159,6 @@ class SimCLR(SSLMethod):
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.projection_head(self.features(x))
-        return out
-
-    def objective_output(self, x: Tensor) -> Tensor:
-        out: Tensor = self(x)
         return out
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
@@ -222,10 +220,6 @@ class MoCo(_MomentumMethod):
         out: Tensor = self.projection_head(self.features(x))
         return out
 
-    def objective_output(self, x: Tensor) -> Tensor:
-        out: Tensor = self(x)
-        return out
-
     def _step(self, x0: Tensor, x1: Tensor) -> Tuple[Tensor, Tensor]:
         x1, shuffle = model_utils.batch_shuffle(x1, distributed=self.gather_distributed)
         query = self(x0)
@@ -277,10 +271,6 @@ class BYOL(_MomentumMethod):
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.prediction_head(self.projection_head(self.features(x)))
-        return out
-
-    def objective_output(self, x: Tensor) -> Tensor:
-        out: Tensor = self(x)
         return out
 
     def forward_momentum(self, x: Tensor) -> Tensor:
@@ -399,10 +389,6 @@ class DINO(SSLMethod):
         out: Tensor = self.head(self.features(x))
         return out
 
-    def objective_output(self, x: Tensor) -> Tensor:
-        out: Tensor = self(x)
-        return out
-
     def forward_teacher(self, x: Tensor) -> Tensor:
         y = self.teacher_backbone(x).flatten(start_dim=1)
         out: Tensor = self.teacher_head(y)
@@ -452,10 +438,6 @@ class SwAV(SSLMethod):
         z = self.projection_head(self.features(x))
         z = nn.functional.normalize(z, dim=1, p=2)
         out: Tensor = self.prototypes(z)
-        return out
-
-    def objective_output(self, x: Tensor) -> Tensor:
-        out: Tensor = self(x)
         return out
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -19,11 +19,10 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
+    Collection,
     Dict,
-    Iterable,
     Mapping,
     Optional,
-    Protocol,
     Sequence,
     Tuple,
     Type,
@@ -48,19 +47,6 @@ from ._flags import (
 
 if TYPE_CHECKING:
     from ._method import SSLMethod
-
-IMAGE_EXTENSIONS = (
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".ppm",
-    ".bmp",
-    ".pgm",
-    ".tif",
-    ".tiff",
-    ".webp",
-)
-"""The files torchvision's ImageFolder (and so lightly's LightlyDataset) reads."""
 
 
 def precisions() -> Tuple[str, ...]:
@@ -108,31 +94,6 @@ def any_image_size(backbone: str, image_size: int) -> Optional[str]:
     return None
 
 
-class ParserSpec(Protocol):
-    """What :func:`build_parser` reads of a benchmark."""
-
-    @property
-    def title(self) -> str: ...
-
-    @property
-    def methods(self) -> Iterable[str]: ...
-
-    @property
-    def backbones(self) -> Tuple[str, ...]: ...
-
-    @property
-    def knn_t(self) -> float: ...
-
-    @property
-    def finetune_epochs(self) -> int: ...
-
-    @property
-    def eval_methods(self) -> Tuple[str, ...]: ...
-
-    @property
-    def sphere_methods(self) -> Tuple[str, ...]: ...
-
-
 @dataclass(frozen=True)
 class CommandLine:
     """What the command line of one benchmark offers: names and lightly's defaults.
@@ -150,7 +111,7 @@ class CommandLine:
     """
 
     title: str
-    methods: Tuple[str, ...]
+    methods: Collection[str]
     backbones: Tuple[str, ...]
     knn_t: float
     finetune_epochs: int
@@ -158,22 +119,16 @@ class CommandLine:
     sphere_methods: Tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Benchmark:
-    """What sets one benchmark (ResNet-50, ViT) apart from the other.
+@dataclass(frozen=True, kw_only=True)
+class Benchmark(CommandLine):
+    """A benchmark's command line with the modules that run it (ResNet-50, ViT).
 
     Attributes:
-        title: Shown by ``--help``.
-        methods: ``--methods`` choices (see :func:`method_specs`).
-        backbones: ``--backbone`` choices, lightly's first.
-        knn_t: lightly's default kNN temperature.
-        finetune_epochs: lightly's fine-tuning epochs.
+        methods: ``--methods`` choices with their modules (see :func:`method_specs`).
+        backbones: ``--backbone`` choices, lightly's first (the modules' list).
         linear_eval: ``(model, config, log_dir, epochs, eval_method) -> metrics``.
         finetune_eval: As ``linear_eval``.
         knn_eval: ``(model, config, log_dir, knn_k, knn_t) -> metrics``.
-        eval_methods: ``--eval-method`` choices, lightly's default first (none: no
-            such flag).
-        sphere_methods: As :class:`CommandLine`'s.
         collate_fn: Collate function of the pretraining loader (None: PyTorch's).
         pretrain_sanity_steps: ``num_sanity_val_steps`` of pretraining (None:
             Lightning's default).
@@ -181,25 +136,28 @@ class Benchmark:
             (it then draws a seed).
         check_image_size: Returns an error message for a crop size the backbone
             cannot take, or None.
+
+    The other attributes are :class:`CommandLine`'s.
     """
 
-    title: str
     methods: Mapping[str, MethodSpec]
-    backbones: Tuple[str, ...]
-    knn_t: float
-    finetune_epochs: int
     linear_eval: EvalFunction
     finetune_eval: EvalFunction
     knn_eval: EvalFunction
-    eval_methods: Tuple[str, ...] = ()
-    sphere_methods: Tuple[str, ...] = ()
     collate_fn: Optional[Callable[[Any], Any]] = None
     pretrain_sanity_steps: Optional[int] = None
     seed_without_flag: bool = False
     check_image_size: Callable[[str, int], Optional[str]] = any_image_size
 
 
-def build_parser(bench: ParserSpec) -> OneLineErrorParser:
+def with_modules(command_line: CommandLine, **modules: Any) -> Benchmark:
+    """The benchmark of a command line: its fields, replaced or completed by
+    ``modules`` (the :class:`Benchmark` attributes that need the methods' modules).
+    """
+    return Benchmark(**{**vars(command_line), **modules})
+
+
+def build_parser(bench: CommandLine) -> OneLineErrorParser:
     """lightly's flags with lightly's defaults, then the options of lightly-er.
 
     ``--help`` shows every default. A bad argument is one line ``error: <message>``
@@ -216,7 +174,7 @@ def build_parser(bench: ParserSpec) -> OneLineErrorParser:
     return parser
 
 
-def check_args(bench: ParserSpec, args: argparse.Namespace) -> None:
+def check_args(bench: CommandLine, args: argparse.Namespace) -> None:
     """Exits with one line for the first bad value, before anything is written.
 
     It needs no torch; what needs the methods' modules (the crop size of a ViT, the
@@ -313,7 +271,7 @@ def check_args(bench: ParserSpec, args: argparse.Namespace) -> None:
         )
 
 
-def check_sphere_options(bench: ParserSpec, args: argparse.Namespace) -> None:
+def check_sphere_options(bench: CommandLine, args: argparse.Namespace) -> None:
     """``--kappa`` and ``--estimator`` need an ER method on the sphere among the
     chosen ones: given without one, they would change nothing (one line, exit 2)."""
     chosen = [m for m in args.methods or bench.methods if m.endswith("_er")]
@@ -335,10 +293,13 @@ def count_classes(directory: Path) -> int:
 
 def count_images(directory: Path, cap: float = math.inf) -> int:
     """Images of an ImageFolder tree (as torchvision finds them), counted up to cap."""
+    # The files torchvision's ImageFolder (and so lightly's LightlyDataset) reads.
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     count = 0
     for folder in sorted(p for p in directory.iterdir() if p.is_dir()):
         for _, _, files in os.walk(folder, followlinks=True):
-            count += sum(1 for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
+            count += sum(1 for f in files if f.lower().endswith(IMG_EXTENSIONS))
             if count >= cap:
                 return count
     return count

@@ -167,6 +167,21 @@ def make_loader(
     )
 
 
+def eval_loader(
+    directory: Path, config: RunConfig, persistent: bool = True
+) -> DataLoader[Any]:
+    """A loader of an ImageFolder tree with the evaluation transform, in order."""
+    transform = eval_transform(config.image_size)
+    return make_loader(
+        directory,
+        transform,
+        config,
+        shuffle=False,
+        drop_last=False,
+        persistent=persistent,
+    )
+
+
 def make_loggers(log_dir: Path, name: str) -> List[Logger]:
     """lightly's TensorBoard logger and a CSV logger, both in ``log_dir/name``.
 
@@ -189,6 +204,19 @@ def warmup_steps(trainer: Trainer, warmup_epochs: float) -> int:
     total = int(trainer.estimated_stepping_batches)
     epochs = trainer.max_epochs or 1
     return min(int(trainer.estimated_stepping_batches / epochs * warmup_epochs), total)
+
+
+def make_classifier(
+    cls: Callable[..., LightningModule], model: Any, config: RunConfig
+) -> Any:
+    """An evaluation classifier of lightly's (or a subclass) on the model's features,
+    whose size the model's online classifier gives."""
+    return cls(
+        model=model,
+        batch_size_per_device=config.batch_size_per_device,
+        feature_dim=model.online_classifier.feature_dim,
+        num_classes=config.num_classes,
+    )
 
 
 def fit_classifier(
@@ -236,14 +264,7 @@ def fit_classifier(
             drop_last=True,
             persistent=True,
         ),
-        val_dataloaders=make_loader(
-            config.val_dir,
-            eval_transform(config.image_size),
-            config,
-            shuffle=False,
-            drop_last=False,
-            persistent=True,
-        ),
+        val_dataloaders=eval_loader(config.val_dir, config),
     )
     metrics = best_metrics(metric_callback, ["val_top"])
     for name, value in metrics.items():

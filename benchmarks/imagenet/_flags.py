@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from benchmarks.common.er_options import ESTIMATORS
 
 if TYPE_CHECKING:
-    from ._cli import ParserSpec
+    from ._cli import CommandLine
 
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
@@ -27,7 +27,7 @@ def parse_limit(value: str) -> float | int:
     return int(number) if number.is_integer() and "." not in value else number
 
 
-def add_lightly_flags(parser: argparse.ArgumentParser, bench: ParserSpec) -> None:
+def add_lightly_flags(parser: argparse.ArgumentParser, bench: CommandLine) -> None:
     """lightly's ``main.py`` flags, in its order (lightly gives no help texts; these
     are ours)."""
     add = parser.add_argument
@@ -120,7 +120,7 @@ def add_lightly_flags(parser: argparse.ArgumentParser, bench: ParserSpec) -> Non
     )
 
 
-def add_er_options(parser: argparse.ArgumentParser, bench: ParserSpec) -> None:
+def add_er_options(parser: argparse.ArgumentParser, bench: CommandLine) -> None:
     """lightly-er's options; their defaults are lightly's run."""
     add = parser.add_argument
     add(
@@ -183,7 +183,7 @@ def add_er_options(parser: argparse.ArgumentParser, bench: ParserSpec) -> None:
     )
 
 
-def add_loss_options(parser: argparse.ArgumentParser, bench: ParserSpec) -> None:
+def add_loss_options(parser: argparse.ArgumentParser, bench: CommandLine) -> None:
     """The ER losses' options (as ``benchmarks/cifar10.py``'s) and the resume rule's
     switch. Left out, each ER loss keeps its own default."""
     add = parser.add_argument

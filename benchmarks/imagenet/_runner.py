@@ -32,7 +32,7 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import torch
 from lightly.utils.benchmarking import MetricCallback
@@ -60,10 +60,10 @@ from benchmarks.common.records import RunRecord, save_json
 from lightly_er.monitoring import EntropyMonitor
 from lightly_er.utils import global_rank
 
-from ._cli import Benchmark, build_parser, check_args, check_knn_bank
+from ._cli import Benchmark, check_knn_bank
 from ._common import (
     RunConfig,
-    eval_transform,
+    eval_loader,
     make_loader,
     make_loggers,
     metrics_table,
@@ -179,35 +179,20 @@ def pretrain(
         SimCLR, the best online kNN accuracies.
     """
     print_rank_zero(f"Running pretraining for {method}...")
-    size = config.image_size
     train_loader = make_loader(
         config.train_dir,
-        bench.methods[method].transform(size),
+        bench.methods[method].transform(config.image_size),
         config,
         shuffle=True,
         drop_last=True,
         persistent=True,
         collate_fn=bench.collate_fn,
     )
-    val_loader = make_loader(
-        config.val_dir,
-        eval_transform(size),
-        config,
-        shuffle=False,
-        drop_last=False,
-        persistent=True,
-    )
+    val_loader = eval_loader(config.val_dir, config)
     val_loaders: Any = val_loader
     if takes_online_knn(model):
         # The kNN bank: the training images with the evaluation transform.
-        knn_train_loader = make_loader(
-            config.train_dir,
-            eval_transform(size),
-            config,
-            shuffle=False,
-            drop_last=False,
-            persistent=True,
-        )
+        knn_train_loader = eval_loader(config.train_dir, config)
         val_loaders = [knn_train_loader, val_loader]
         print_rank_zero("Running the online kNN classifier at every validation.")
 
@@ -281,7 +266,7 @@ def run_method(
     config: RunConfig,
     run_dir: Path,
 ) -> Dict[str, float]:
-    """Pretrains and evaluates one method; returns its results (see :func:`main`)."""
+    """Pretrains and evaluates one method; returns its results (see :func:`run`)."""
     print_rank_zero(f"Logging to {run_dir}")
     model: Any = build_model(
         bench,
@@ -414,22 +399,9 @@ def check_checkpoint_code(args: argparse.Namespace, code: CodeVersion) -> None:
     check_resume({str(args.ckpt_path): started}, code, args.allow_code_change)
 
 
-def main(
-    bench: Benchmark, argv: Optional[Sequence[str]] = None
-) -> Dict[str, Dict[str, float]]:
-    """Runs the benchmark; returns ``{method: {"<stage>/<metric>": best value}}``.
-
-    Args:
-        bench: The benchmark.
-        argv: Command-line arguments (default: ``sys.argv[1:]``).
-    """
-    args = build_parser(bench).parse_args(argv)
-    check_args(bench, args)
-    return run(bench, args)
-
-
 def run(bench: Benchmark, args: argparse.Namespace) -> Dict[str, Dict[str, float]]:
-    """Runs the benchmark with parsed and checked arguments (:func:`main`)."""
+    """Runs the benchmark with parsed and checked arguments; returns ``{method:
+    {"<stage>/<metric>": best value}}``."""
     check_run(bench, args)
     code = current_code(ignore=[args.log_dir])
     try:

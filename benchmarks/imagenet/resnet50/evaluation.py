@@ -30,9 +30,9 @@ from benchmarks.common.history import best_metrics
 
 from .._common import (
     RunConfig,
-    eval_transform,
+    eval_loader,
     fit_classifier,
-    make_loader,
+    make_classifier,
     make_loggers,
     train_transform,
 )
@@ -58,16 +58,8 @@ def knn_eval(
         ``val_knn_top1`` and ``val_knn_top5``, in [0, 1].
     """
     print_rank_zero("Running KNN evaluation...")
-    transform = eval_transform(config.image_size)
     loaders = [
-        make_loader(
-            directory,
-            transform,
-            config,
-            shuffle=False,
-            drop_last=False,
-            persistent=False,
-        )
+        eval_loader(directory, config, persistent=False)
         for directory in (config.train_dir, config.val_dir)
     ]
     classifier = KNNClassifier(
@@ -117,20 +109,9 @@ def linear_eval(
     Returns:
         The best ``val_top1`` and ``val_top5`` over the epochs, in [0, 1].
     """
-    classifier = LinearClassifier(
-        model=model,
-        batch_size_per_device=config.batch_size_per_device,
-        feature_dim=model.online_classifier.feature_dim,
-        num_classes=config.num_classes,
-    )
-    return fit_classifier(
-        classifier,
-        config,
-        log_dir,
-        "linear_eval",
-        epochs,
-        train_transform(config.image_size),
-    )
+    classifier = make_classifier(LinearClassifier, model, config)
+    images = train_transform(config.image_size)
+    return fit_classifier(classifier, config, log_dir, "linear_eval", epochs, images)
 
 
 def finetune_eval(
@@ -152,17 +133,6 @@ def finetune_eval(
     Returns:
         The best ``val_top1`` and ``val_top5`` over the epochs, in [0, 1].
     """
-    classifier = FinetuneClassifier(
-        model=model,
-        batch_size_per_device=config.batch_size_per_device,
-        feature_dim=model.online_classifier.feature_dim,
-        num_classes=config.num_classes,
-    )
-    return fit_classifier(
-        classifier,
-        config,
-        log_dir,
-        "finetune_eval",
-        epochs,
-        train_transform(config.image_size),
-    )
+    classifier = make_classifier(FinetuneClassifier, model, config)
+    images = train_transform(config.image_size)
+    return fit_classifier(classifier, config, log_dir, "finetune_eval", epochs, images)

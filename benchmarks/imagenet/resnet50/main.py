@@ -61,22 +61,18 @@ def benchmark() -> _cli.Benchmark:
     from . import byol, dino, evaluation, mocov2, simclr, swav
     from ._base import BACKBONES
 
-    methods = _cli.method_specs(
-        {
-            "simclr": (simclr.SimCLR, simclr.transform),
-            "mocov2": (mocov2.MoCoV2, mocov2.transform),
-            "byol": (byol.BYOL, byol.transform),
-            "dino": (dino.DINO, dino.transform),
-            "swav": (swav.SwAV, swav.transform),
-        }
-    )
-    return _cli.Benchmark(
-        title=COMMAND_LINE.title,
-        methods=methods,
+    return _cli.with_modules(
+        COMMAND_LINE,
+        methods=_cli.method_specs(
+            {
+                "simclr": (simclr.SimCLR, simclr.transform),
+                "mocov2": (mocov2.MoCoV2, mocov2.transform),
+                "byol": (byol.BYOL, byol.transform),
+                "dino": (dino.DINO, dino.transform),
+                "swav": (swav.SwAV, swav.transform),
+            }
+        ),
         backbones=BACKBONES,
-        knn_t=COMMAND_LINE.knn_t,
-        finetune_epochs=COMMAND_LINE.finetune_epochs,
-        sphere_methods=COMMAND_LINE.sphere_methods,
         linear_eval=evaluation.linear_eval,
         finetune_eval=evaluation.finetune_eval,
         knn_eval=evaluation.knn_eval,
@@ -98,36 +94,15 @@ def build_parser() -> OneLineErrorParser:
     return _cli.build_parser(COMMAND_LINE)
 
 
-def build_model(
-    method: str,
-    batch_size_per_device: int,
-    num_classes: int,
-    backbone: str = "resnet50",
-    ema: Optional[float] = None,
-    knn_k: int = 200,
-    knn_t: float = 0.1,
-    kappa: Optional[float] = None,
-    entropy_weight: Optional[float] = None,
-    estimator: Optional[str] = None,
-) -> SSLMethod:
-    """The module of a method, as :func:`main` builds it (``kappa``,
-    ``entropy_weight``, ``estimator``: ``--kappa``, ``--entropy-weight``,
-    ``--estimator``; None: the ER loss's own)."""
+def build_model(method: str, *args: Any, **kwargs: Any) -> SSLMethod:
+    """The module of a method, as :func:`main` builds it; the arguments after the
+    method are :func:`benchmarks.imagenet._runner.build_model`'s
+    (``batch_size_per_device``, ``num_classes``, ``backbone``, ``ema``, ``knn_k``,
+    ``knn_t``; ``kappa``, ``entropy_weight``, ``estimator``: ``--kappa``,
+    ``--entropy-weight``, ``--estimator``; None: the ER loss's own)."""
     from .. import _runner
 
-    return _runner.build_model(
-        benchmark(),
-        method,
-        batch_size_per_device=batch_size_per_device,
-        num_classes=num_classes,
-        backbone=backbone,
-        ema=ema,
-        knn_k=knn_k,
-        knn_t=knn_t,
-        kappa=kappa,
-        entropy_weight=entropy_weight,
-        estimator=estimator,
-    )
+    return _runner.build_model(benchmark(), method, *args, **kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:

@@ -53,17 +53,20 @@ VIT_BACKBONES: Dict[str, int] = {
 and ``vit_test``, a one-block ViT (width 32, 2 heads, 8-pixel patches) for tests."""
 
 
-def build_vit(name: str, drop_path_rate: Optional[float] = None) -> VisionTransformer:
+def build_vit(
+    name: str, drop_path_rate: Optional[float] = None, **kwargs: Any
+) -> VisionTransformer:
     """A randomly initialized timm ViT that takes any multiple of its patch size.
 
     Args:
         name: A key of :data:`VIT_BACKBONES`.
         drop_path_rate: Stochastic depth rate (None: timm's default, 0).
+        **kwargs: More arguments of timm's ``VisionTransformer`` (DINOv2's).
 
     Raises:
         ValueError: If the name is unknown.
     """
-    kwargs: Dict[str, Any] = {"dynamic_img_size": True}
+    kwargs["dynamic_img_size"] = True
     if drop_path_rate is not None:
         kwargs["drop_path_rate"] = drop_path_rate
     vit: VisionTransformer

@@ -44,11 +44,6 @@ from lightly.models.utils import (
 from lightly.transforms.dino_transform import DINOTransform
 from lightly.utils.optim import update_param_groups
 from lightly.utils.scheduler import cosine_schedule, linear_warmup_schedule
-from timm.models.vision_transformer import (
-    VisionTransformer,
-    vit_small_patch16_224,
-    vit_tiny_patch16_224,
-)
 from torch import Tensor, nn
 from torch.optim import AdamW, Optimizer
 
@@ -58,42 +53,13 @@ from lightly_er.monitoring import EntropyMeter
 
 from .._dino import dino_transform
 from .._method import SSLMethod
-from .dino import VIT_BACKBONES
+from .dino import build_vit
 
 STUDENT_DROP_PATH_RATE = 0.1
 KOLEO_WEIGHT = 0.1
 LAYER_DECAY = 0.9
 MIN_LR = 1e-6
 GRADIENT_CLIP = 3.0
-
-
-def build_dinov2_vit(name: str) -> VisionTransformer:
-    """A randomly initialized timm ViT as lightly's DINOv2 builds it.
-
-    Learned position embeddings, any crop size, layer scale 1e-5. ``vit_test`` is
-    the one-block test ViT of :data:`benchmarks.imagenet.vitb16.dino.VIT_BACKBONES`.
-
-    Raises:
-        ValueError: If the name is unknown.
-    """
-    kwargs: Dict[str, Any] = {
-        "pos_embed": "learn",
-        "dynamic_img_size": True,
-        "init_values": 1e-5,
-    }
-    if name == "vit_small_patch16_224":
-        vit: VisionTransformer = vit_small_patch16_224(**kwargs)
-        return vit
-    if name == "vit_tiny_patch16_224":
-        vit = vit_tiny_patch16_224(**kwargs)
-        return vit
-    if name == "vit_test":
-        return VisionTransformer(
-            patch_size=8, embed_dim=32, depth=1, num_heads=2, **kwargs
-        )
-    raise ValueError(
-        f"unknown backbone {name!r}; choose from {', '.join(VIT_BACKBONES)}"
-    )
 
 
 def _freeze(module: nn.Module) -> None:
@@ -140,7 +106,8 @@ class DINOv2(SSLMethod):
         self.save_hyperparameters()
         # Built in lightly's order: the same random numbers give the same weights.
         self.backbone = MaskedVisionTransformerTIMM(
-            vit=build_dinov2_vit(backbone),
+            # lightly's DINOv2 ViT: learned position embeddings, layer scale 1e-5.
+            vit=build_vit(backbone, pos_embed="learn", init_values=1e-5),
             antialias=False,
             pos_embed_initialization="skip",
         )

@@ -36,7 +36,13 @@ from torch import Tensor
 from torch.nn import BatchNorm1d, Linear, Module, Sequential
 from torch.optim import AdamW
 
-from .._common import RunConfig, fit_classifier, train_transform, warmup_steps
+from .._common import (
+    RunConfig,
+    fit_classifier,
+    make_classifier,
+    train_transform,
+    warmup_steps,
+)
 
 EVAL_METHODS = ("mae", "simclr")
 """``--eval-method`` choices, lightly's default first."""
@@ -218,20 +224,9 @@ def linear_eval(
     """
     cls = LinearClassifierMAE if eval_method == "mae" else LinearClassifier
     print_rank_zero(f"Using the {eval_method or 'simclr'} linear classifier.")
-    classifier = cls(
-        model=model,
-        batch_size_per_device=config.batch_size_per_device,
-        feature_dim=model.online_classifier.feature_dim,
-        num_classes=config.num_classes,
-    )
-    return fit_classifier(
-        classifier,
-        config,
-        log_dir,
-        "linear_eval",
-        epochs,
-        train_transform(config.image_size),
-    )
+    classifier = make_classifier(cls, model, config)
+    images = train_transform(config.image_size)
+    return fit_classifier(classifier, config, log_dir, "linear_eval", epochs, images)
 
 
 def finetune_eval(
@@ -263,12 +258,7 @@ def finetune_eval(
         images = train_transform(config.image_size)
         cls = FinetuneClassifier
     print_rank_zero(f"Using the {eval_method or 'simclr'} fine-tuning classifier.")
-    classifier = cls(
-        model=model,
-        batch_size_per_device=config.batch_size_per_device,
-        feature_dim=model.online_classifier.feature_dim,
-        num_classes=config.num_classes,
-    )
+    classifier = make_classifier(cls, model, config)
     return fit_classifier(classifier, config, log_dir, "finetune_eval", epochs, images)
 
 

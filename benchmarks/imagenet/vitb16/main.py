@@ -65,8 +65,8 @@ def benchmark() -> _cli.Benchmark:
     from ..resnet50.evaluation import knn_eval
     from . import dino, dinov2, evaluation
 
-    return _cli.Benchmark(
-        title=COMMAND_LINE.title,
+    return _cli.with_modules(
+        COMMAND_LINE,
         methods=_cli.method_specs(
             {
                 "dino": (dino.DINO, dino.transform),
@@ -74,9 +74,6 @@ def benchmark() -> _cli.Benchmark:
             }
         ),
         backbones=tuple(dino.VIT_BACKBONES),
-        knn_t=COMMAND_LINE.knn_t,
-        finetune_epochs=COMMAND_LINE.finetune_epochs,
-        sphere_methods=COMMAND_LINE.sphere_methods,
         linear_eval=evaluation.linear_eval,
         finetune_eval=evaluation.finetune_eval,
         knn_eval=knn_eval,
@@ -103,27 +100,14 @@ def build_parser() -> OneLineErrorParser:
     return _cli.build_parser(COMMAND_LINE)
 
 
-def build_model(
-    method: str,
-    batch_size_per_device: int,
-    num_classes: int,
-    backbone: str = "vit_small_patch16_224",
-    ema: Optional[float] = None,
-    entropy_weight: Optional[float] = None,
-) -> SSLMethod:
-    """The module of a method, as :func:`main` builds it (``entropy_weight``:
-    ``--entropy-weight``; None: the ER losses' own)."""
+def build_model(method: str, *args: Any, **kwargs: Any) -> SSLMethod:
+    """The module of a method, as :func:`main` builds it; the arguments after the
+    method are :func:`benchmarks.imagenet._runner.build_model`'s (``batch_size_per_device``,
+    ``num_classes``, ``backbone``, ``ema``, ``entropy_weight``: ``--entropy-weight``;
+    None: the ER losses' own)."""
     from .. import _runner
 
-    return _runner.build_model(
-        benchmark(),
-        method,
-        batch_size_per_device=batch_size_per_device,
-        num_classes=num_classes,
-        backbone=backbone,
-        ema=ema,
-        entropy_weight=entropy_weight,
-    )
+    return _runner.build_model(benchmark(), method, *args, **kwargs)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
