@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 100
 # benchmarks/ on 2026-12-07 after the archiving of issue 30 and the alarm-validation
-# package (13,968 lines). Lower it as benchmarks/ shrinks; the rule itself is
+# package (13,968 lines), plus the alarm study's engine additions and generator
+# (issue 33, about 400 lines). Lower it as benchmarks/ shrinks; the rule itself is
 # test_benchmarks_no_larger_than_the_library.
-CEILING = 14_000
+CEILING = 14_400
 
 
 def python_files(folder: str) -> List[Path]:
