@@ -77,6 +77,13 @@ class Watch:
     outputs: List[Tensor] = field(default_factory=list)
 
     @property
+    def backbone(self) -> bool:
+        """Whether it is named like a backbone or a backbone's EMA copy (alarm rules
+        on heads skip it)."""
+        last = self.name.rsplit(".", 1)[-1]
+        return (student_base(last) or last) in CONVENTIONAL_BACKBONES
+
+    @property
     def short_name(self) -> str:
         """A short progress-bar name, e.g. ``pred.dim`` for the prediction head."""
         last = self.name.rsplit(".", 1)[-1]

@@ -416,7 +416,8 @@ class EntropyMonitor(Callback):
             )
 
     def _check(self, watch: Watch, metrics: Dict[str, float]) -> None:
-        flag = self._tracker.check(watch.name, watch.meter.support, watch.role, metrics)
+        w = watch
+        flag = self._tracker.check(w.name, w.meter.support, w.role, metrics, w.backbone)
         if flag is None:
             return
         alarm = CollapseAlarm(
@@ -424,12 +425,7 @@ class EntropyMonitor(Callback):
         )
         self.alarms.append(alarm)
         message = alarm_message(
-            flag,
-            watch.name,
-            watch.role,
-            alarm.step,
-            self.patience,
-            self.every_n_steps,
+            flag, watch.name, watch.role, alarm.step, self.patience, self.every_n_steps
         )
         if self.on_collapse == "stop":
             message += " Stopping training (on_collapse='stop')."

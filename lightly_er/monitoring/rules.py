@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Tuple
 
 from lightly_er.utils.checks import check_int, check_real
 
 Role = str
 ROLES: Tuple[Role, ...] = ("student", "teacher")
 """A student is trained; a teacher (an EMA copy, a target network) is only observed."""
+RuleModules = Literal["heads", "all"]
+RULE_MODULES: Tuple[str, ...] = ("heads", "all")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class AlarmRule:
         roles:
             Whether it applies to trained modules (``"student"``), observed ones
             (``"teacher"``) or both.
+        modules:
+            ``"heads"`` (default): the rule skips the modules the monitor takes for
+            backbones (``backbone``, ``student_backbone`` and their EMA copies),
+            whose features an alarm does not judge; ``"all"``: it reads them too.
         validated:
             Whether the rule passed a validation against a ground truth of
             collapse (docs/monitoring.md has the table); the alarm message says
@@ -44,6 +50,8 @@ class AlarmRule:
         >>> rule = AlarmRule("dimension_score", 0.2, "sphere")
         >>> rule.flags({"dimension_score": 0.1}), rule.flags({"dimension_score": 0.5})
         (True, False)
+        >>> rule.applies("sphere", "student", backbone=True)
+        False
     """
 
     metric: str
@@ -51,6 +59,7 @@ class AlarmRule:
     support: str
     roles: Tuple[Role, ...] = ROLES
     validated: bool = False
+    modules: RuleModules = "heads"
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
@@ -66,9 +75,14 @@ class AlarmRule:
             raise TypeError(
                 f"validated must be a bool, got {type(self.validated).__name__}"
             )
+        if self.modules not in RULE_MODULES:
+            raise ValueError(f"modules must be 'heads' or 'all', got {self.modules!r}")
 
-    def applies(self, support: str, role: Role) -> bool:
-        """Whether the rule reads modules of this support and role."""
+    def applies(self, support: str, role: Role, backbone: bool = False) -> bool:
+        """Whether the rule reads modules of this support and role (and a backbone,
+        if ``backbone``)."""
+        if backbone and self.modules == "heads":
+            return False
         return support == self.support and role in self.roles
 
     def flags(self, metrics: Mapping[str, float]) -> bool:
@@ -81,9 +95,9 @@ DEFAULT_RULES: Tuple[AlarmRule, ...] = (
     AlarmRule("dimension_score", 0.25, "sphere"),
     AlarmRule("normalized_mutual_information", 0.05, "discrete"),
 )
-"""One rule per family. Not validated: replayed on the collapse corpora of
-2026-12-02 they catch the collapses but fire on many healthy runs
-(docs/monitoring.md has the table)."""
+"""One rule per family, on heads (not backbones). Not validated: replayed on the
+collapse corpora of 2026-12-02 they catch the collapses but fire on many healthy
+runs (docs/monitoring.md has the table)."""
 
 DEFAULT_PATIENCE = 3
 DEFAULT_EVERY_N_STEPS = 50
@@ -218,11 +232,15 @@ class AlarmTracker:
         self.streaks: Dict[str, int] = {}
 
     def flagged(
-        self, support: str, role: Role, metrics: Mapping[str, float]
+        self,
+        support: str,
+        role: Role,
+        metrics: Mapping[str, float],
+        backbone: bool = False,
     ) -> Optional[Flag]:
         """The first rule (in order) that flags these metrics, as a Flag, or None."""
         for rule in self.rules:
-            if rule.applies(support, role) and rule.flags(metrics):
+            if rule.applies(support, role, backbone) and rule.flags(metrics):
                 return Flag(
                     rule.metric,
                     metrics[rule.metric],
@@ -232,10 +250,18 @@ class AlarmTracker:
         return None
 
     def check(
-        self, module: str, support: str, role: Role, metrics: Mapping[str, float]
+        self,
+        module: str,
+        support: str,
+        role: Role,
+        metrics: Mapping[str, float],
+        backbone: bool = False,
     ) -> Optional[Flag]:
-        """Updates the module's streak; returns the Flag when it reaches patience."""
-        flag = self.flagged(support, role, metrics)
+        """Updates the module's streak; returns the Flag when it reaches patience.
+
+        ``backbone``: the module is a backbone (rules on heads only skip it).
+        """
+        flag = self.flagged(support, role, metrics, backbone)
         if flag is None:
             self.streaks[module] = 0
             return None

@@ -148,3 +148,25 @@ def test_rules_module_imports_no_torch_or_lightning() -> None:
     assert imports and not any(
         "torch" in line or "lightning" in line for line in imports
     )
+
+
+def test_rules_read_heads_unless_told_to_read_backbones() -> None:
+    low = {"dimension_score": 0.1}
+    heads = AlarmRule("dimension_score", 0.2, "sphere")
+    everything = AlarmRule("dimension_score", 0.2, "sphere", modules="all")
+    assert heads.modules == "heads" and all(r.modules == "heads" for r in DEFAULT_RULES)
+    assert heads.applies("sphere", "student")
+    assert not heads.applies("sphere", "student", backbone=True)
+    assert everything.applies("sphere", "teacher", backbone=True)
+    tracker = AlarmTracker([heads], patience=1)
+    assert tracker.check("backbone", "sphere", "student", low, backbone=True) is None
+    assert tracker.streaks["backbone"] == 0
+    assert tracker.check("head", "sphere", "student", low) == Flag(
+        "dimension_score", 0.1, 0.2
+    )
+    both = AlarmTracker([heads, everything], patience=1)
+    assert both.check("backbone", "sphere", "student", low, backbone=True) == Flag(
+        "dimension_score", 0.1, 0.2
+    )
+    with pytest.raises(ValueError, match="modules must be 'heads' or 'all'"):
+        AlarmRule("dimension_score", 0.2, "sphere", modules="backbones")  # type: ignore[arg-type]

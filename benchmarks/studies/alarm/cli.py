@@ -2,6 +2,8 @@
 
 Replays every run of the frozen plan found in the corpora (more than one
 ``--corpus`` may be given) and writes ``report.md`` and ``results.json`` to --out.
+``python benchmarks/studies/alarm.py generate --log-dir DIR`` makes the new corpus
+(:mod:`benchmarks.studies.alarm.generate`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -66,6 +69,11 @@ def report(results: Sequence[RunResult], skipped: Sequence[str]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["generate"]:
+        from benchmarks.studies.alarm import generate
+
+        return generate.main(argv[1:])
     p = OneLineErrorParser(prog="benchmarks/studies/alarm.py", description=__doc__)
     p.add_argument("--corpus", type=Path, action="append", required=True)
     p.add_argument("--records", type=Path, action="append", default=[])

@@ -55,6 +55,13 @@ ARMS: Dict[str, Arm] = {
         ),
         Arm("simsiam", "simsiam", W01, None, "intact (w = 0: lightly's SimSiam)"),
         Arm("simsiam-nosg", "simsiam", W01, None, "no stop-gradient"),
+        Arm(
+            "simsiam-nosg-nopred",
+            "simsiam",
+            W01,
+            None,
+            "no predictor, no stop-gradient (alarm study)",
+        ),
         Arm("dino", "dino", W01, 0.99, "centering on (w = 0: lightly's DINO)"),
         Arm("dino-nocenter", "dino", W01, 0.99, "centering off (w = 1: DINO-ER)"),
         Arm("dino-ema0", "dino", W01, 0.0, "centering on, EMA 0"),
@@ -84,6 +91,26 @@ ARMS: Dict[str, Arm] = {
         ),
     )
 }
+
+WIDE = "-wide"
+"""The suffix of an arm on the wide backbone (the alarm study's shifted setting)."""
+WIDE_OF: Tuple[str, ...] = (
+    "dino-ema0", "dino-nocenter-ema0", "byol-nopred-ema0", "simsiam-nosg-nopred",
+    "swav-nosinkhorn", "byol", "simsiam", "dino", "swav",
+)  # fmt: skip
+"""The arms that have a ``-wide`` twin: the same arm with ``s2``'s convolutions
+twice as wide (64, 128, 256 channels; 256 features into the heads)."""
+ARMS.update(
+    (a + WIDE, dataclasses.replace(ARMS[a], id=a + WIDE,
+                                   description=ARMS[a].description + "; s2 x2 wide"))
+    for a in WIDE_OF
+)  # fmt: skip
+
+
+def is_wide(arm: str) -> bool:
+    """Whether the arm runs on the wide backbone (its id ends with ``-wide``)."""
+    return arm.endswith(WIDE)
+
 
 HEADLINE_ARMS: Tuple[str, ...] = (
     "byol-nopred",
@@ -347,19 +374,23 @@ def stream_samples(config: StudyConfig) -> int:
 
 @dataclass(frozen=True)
 class Task:
-    """One unit of work: a view stream, an untrained evaluation or a run."""
+    """One unit of work: a view stream, an untrained evaluation or a run.
+
+    ``wide``: an untrained evaluation of the wide backbone (:func:`is_wide`).
+    """
 
     kind: str  # "stream", "untrained", "run"
     method: str = ""
     seed: int = 0
     spec: Optional[RunSpec] = None
+    wide: bool = False
 
     @property
     def key(self) -> str:
         if self.kind == "stream":
             return f"stream {self.method} seed {self.seed}"
         if self.kind == "untrained":
-            return f"untrained seed {self.seed}"
+            return f"untrained seed {self.seed}" + (" wide" if self.wide else "")
         assert self.spec is not None
         return self.spec.run_id
 
@@ -370,7 +401,7 @@ class Task:
         assert self.spec is not None
         return (
             Task("stream", self.spec.method, self.spec.seed).key,
-            Task("untrained", seed=self.spec.seed).key,
+            Task("untrained", seed=self.spec.seed, wide=is_wide(self.spec.arm)).key,
         )
 
 

@@ -9,7 +9,9 @@ Format version 1, as ``benchmarks/studies/mechanism_preregistration.md`` fixes i
 
 A ``<run_id>.npz`` holds ``step`` (T,), ``knn_top1``, ``train_loss``,
 ``train_entropy``, ``train_reconstruction`` (T,), ``image_index`` and ``label``
-(N,), and per head a float16 array (T, N, d) (``center``: float32 (T, 2048)). A
+(N,), and per head a float16 array (T, N, d) (``center``: float32 (T, 2048)),
+and, where the study keeps it, ``backbone_views`` (2, N, d) of the last snapshot
+(:mod:`benchmarks.studies.mechanism.views`; a partial ``<key>.npy`` until then). A
 head with a finite value beyond float16's range (65504: a collapsed head's outputs
 in eval mode can be) is kept in float32 instead, so that no value is written as inf;
 readers convert every head to float32.
@@ -80,6 +82,14 @@ def write_snapshot(
     _save_npz(partial_path(log_dir, run_id, step), arrays)
 
 
+def write_extra(log_dir: Path, run_id: str, key: str, value: Any) -> None:
+    """Writes an array kept once per run (not per snapshot), atomically."""
+    array = value.detach().float().cpu().numpy() if hasattr(value, "detach") else value
+    path = partial_path(log_dir, run_id, 0).with_name(f"{key}.npy")
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, head_array(key, array))
+
+
 def merge_run(
     log_dir: Path,
     run_id: str,
@@ -98,6 +108,8 @@ def merge_run(
         arrays[key] = np.stack([s[key] for s in snapshots])
     arrays["image_index"] = np.asarray(image_index, dtype=np.int64)
     arrays["label"] = np.asarray(labels, dtype=np.int64)
+    for extra in sorted(partial_path(log_dir, run_id, 0).parent.glob("*.npy")):
+        arrays[extra.stem] = np.load(extra)
     path = corpus_dir(log_dir) / f"{run_id}.npz"
     _save_npz(path, arrays)
     shutil.rmtree(corpus_dir(log_dir) / "partial" / run_id, ignore_errors=True)

@@ -6,7 +6,7 @@ here under its old name).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -106,4 +106,36 @@ def evaluate(
     return knn, accuracy
 
 
-__all__ = ["CHUNK", "evaluate", "features", "knn_top1", "linear_probe"]
+def label_of(final: float, untrained_knn: float, collapse: float, learn: float) -> str:
+    """collapsed (below untrained - c), learned (at least untrained + 0.02), no gain."""
+    if final < untrained_knn - collapse:
+        return "collapsed"
+    if final >= untrained_knn + learn:
+        return "learned"
+    return "no gain"
+
+
+def chance(labels: torch.Tensor) -> float:
+    """Top-1 of always answering the most frequent label: a diverged run's score."""
+    return float(torch.bincount(labels).max()) / len(labels)
+
+
+def first_below(
+    steps: List[int], knn: List[float], untrained_knn: float, c: float
+) -> Optional[int]:
+    for step, value in zip(steps, knn, strict=True):
+        if value < untrained_knn - c:
+            return step
+    return None
+
+
+__all__ = [
+    "CHUNK",
+    "chance",
+    "evaluate",
+    "features",
+    "first_below",
+    "knn_top1",
+    "label_of",
+    "linear_probe",
+]

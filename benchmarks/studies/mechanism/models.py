@@ -23,7 +23,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from benchmarks.cifar.methods import BYOL, DINO, SimCLR, SimSiam, SSLMethod, SwAV
 from benchmarks.studies.mechanism import terms
-from benchmarks.studies.mechanism.config import ARMS, RunSpec
+from benchmarks.studies.mechanism.config import ARMS, WIDE, RunSpec, is_wide
 from lightly_er.functional import uniformity
 from lightly_er.loss import ERNegativeCosineSimilarity
 from lightly_er.models.modules import ERBYOLProjectionHead
@@ -38,11 +38,15 @@ class S2Backbone(nn.Sequential):
 
     28 -> 14 -> 7 -> 4 px, batch norm and ReLU after each, global average
     pooling: 128 features. The sweep's ``small`` CNN with a stride-2 first layer.
+
+    Args:
+        features: The last convolution's channels (the features); the others are
+            a quarter and a half of it. 256 is the wide backbone (64, 128, 256).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, features: int = FEATURE_DIM) -> None:
         layers: List[nn.Module] = []
-        channels = [3, 32, 64, FEATURE_DIM]
+        channels = [3, features // 4, features // 2, features]
         for c_in, c_out in zip(channels, channels[1:], strict=False):
             layers += [
                 nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
@@ -53,10 +57,16 @@ class S2Backbone(nn.Sequential):
         super().__init__(*layers)
 
 
-def build_backbone(seed: int) -> nn.Module:
+def feature_dim(wide: bool = False) -> int:
+    """The backbone's features: 128, or 256 on the wide backbone."""
+    return 2 * FEATURE_DIM if wide else FEATURE_DIM
+
+
+def build_backbone(seed: int, wide: bool = False) -> nn.Module:
     """The seed's backbone: built first after ``torch.manual_seed(seed)``."""
     torch.manual_seed(seed)
-    return S2Backbone().to(memory_format=torch.channels_last)
+    backbone = S2Backbone(feature_dim(wide))
+    return backbone.to(memory_format=torch.channels_last)
 
 
 class BYOLNoPredictor(BYOL):
@@ -120,10 +130,43 @@ class SimSiamNoStopGradient(SimSiam):
         return z, p
 
 
+class SimSiamNoPredictorNoStopGradient(SimSiam):
+    """SimSiam without its prediction head and without stop-gradient.
+
+    The loss is 0.5 (L(z0, z1) + L(z1, z0)) on the two views' projections, both
+    carrying gradient (the alarm study's ``simsiam-nosg-nopred``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # SimSiam's constructor without the prediction head (none is built).
+        super(SimSiam, self).__init__(*args, **kwargs)
+        self.projection_head = heads.ProjectionHead(
+            [
+                (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
+                (2048, 2048, nn.BatchNorm1d(2048), None),
+            ]
+        )
+        self.criterion = self.make_loss(
+            NegativeCosineSimilarity,
+            ERNegativeCosineSimilarity,
+            er_only={"prediction": "both"},
+        )
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+        z = self.projection_head(self.features(x))
+        return z, z
+
+    def objective_output(self, x: Tensor) -> Tensor:
+        out: Tensor = self(x)[0]
+        return out
+
+
 def model_recipe(
     arm_id: str, weight: Optional[float]
 ) -> Tuple[Type[SSLMethod], str, Dict[str, Any]]:
-    """(module class, objective, ER loss keyword arguments) of an arm at a weight."""
+    """(module class, objective, ER loss keyword arguments) of an arm at a weight
+    (a ``-wide`` arm's are its narrow twin's)."""
+    arm_id = arm_id.removesuffix(WIDE)
     arm = ARMS[arm_id]
     er: Dict[str, Any] = {} if weight is None else {"entropy_weight": float(weight)}
     if arm.method == "byol":
@@ -137,6 +180,8 @@ def model_recipe(
         if arm_id == "simsiam-nosg":
             # Both inputs carry gradient: both entropies, as the registered runs had.
             return SimSiamNoStopGradient, "er", {**er, "prediction": "both"}
+        if arm_id == "simsiam-nosg-nopred":
+            return SimSiamNoPredictorNoStopGradient, "er", er
         return SimSiam, "er", er
     if arm.method == "dino":
         er["centering"] = "nocenter" not in arm_id
@@ -159,12 +204,12 @@ def build_model(spec: RunSpec, num_classes: int = 10) -> SSLMethod:
     gets that comparator term hooked to its head (:func:`terms.attach_term`), after
     the model is built, so that its weights are those of the arm without it.
     """
-    backbone = build_backbone(spec.seed)
+    backbone = build_backbone(spec.seed, is_wide(spec.arm))
     cls, objective, er_kwargs = model_recipe(spec.arm, spec.weight)
     ema = spec.ema
     model = cls(
         backbone,
-        FEATURE_DIM,
+        feature_dim(is_wide(spec.arm)),
         None,  # type: ignore[arg-type]  # no kNN loader: the study evaluates itself
         num_classes,
         max_epochs=spec.steps,
@@ -210,7 +255,8 @@ def head_outputs(model: SSLMethod, x: Tensor) -> Dict[str, Tensor]:
         )
     elif isinstance(model, SimSiam):
         out["projection"] = model.projection_head(b)
-        out["prediction"] = model.prediction_head(out["projection"])
+        if hasattr(model, "prediction_head"):
+            out["prediction"] = model.prediction_head(out["projection"])
     else:
         out["projection"] = cast(nn.Module, model.projection_head)(b)
     return out

@@ -39,6 +39,7 @@ from benchmarks.studies.mechanism.config import (
     RunSpec,
     StudyConfig,
     eval_steps,
+    is_wide,
     stream_samples,
 )
 from benchmarks.studies.mechanism.data import (
@@ -51,7 +52,13 @@ from benchmarks.studies.mechanism.data import (
     load_grey,
     open_stream,
 )
-from benchmarks.studies.mechanism.evaluation import evaluate, features
+from benchmarks.studies.mechanism.evaluation import (
+    chance,
+    evaluate,
+    features,
+    first_below,
+    label_of,
+)
 from benchmarks.studies.mechanism.models import (
     build_backbone,
     build_model,
@@ -60,6 +67,7 @@ from benchmarks.studies.mechanism.models import (
     optimiser,
     training_loss,
 )
+from benchmarks.studies.mechanism.views import backbone_views
 from lightly_er.utils.io import atomic_path, write_atomic
 
 ENGINE = "mechanism"
@@ -79,12 +87,12 @@ def stream_path(log_dir: Path, method: str, seed: int) -> Path:
     return log_dir / "streams" / f"{method}_seed{seed}.npy"
 
 
-def untrained_path(log_dir: Path, seed: int) -> Path:
-    return log_dir / "untrained" / f"seed{seed}.json"
+def untrained_path(log_dir: Path, seed: int, wide: bool = False) -> Path:
+    return log_dir / "untrained" / f"seed{seed}{'_wide' if wide else ''}.json"
 
 
-def untrained_features_path(log_dir: Path, seed: int) -> Path:
-    return log_dir / "untrained" / f"seed{seed}_held_out.npy"
+def untrained_features_path(log_dir: Path, seed: int, wide: bool = False) -> Path:
+    return log_dir / "untrained" / f"seed{seed}{'_wide' if wide else ''}_held_out.npy"
 
 
 def record_path(log_dir: Path, run_id: str) -> Path:
@@ -113,6 +121,8 @@ class Env:
     """Tests: raise :class:`Interrupted` after this many steps of a run."""
     code: Optional[CodeVersion] = None
     """The code of the study's process (None: read from the checkout when needed)."""
+    backbone_views: bool = False
+    """Keep ``backbone_views`` at a run's last snapshot (:mod:`.views`)."""
     _data: Optional[GreyData] = field(default=None, repr=False)
     _eval: Optional[EvalData] = field(default=None, repr=False)
 
@@ -175,22 +185,22 @@ def make_stream(env: Env, method: str, seed: int) -> Dict[str, float]:
     return {"cpu_s": time.process_time() - cpu, "samples": float(samples)}
 
 
-def untrained(env: Env, seed: int) -> Dict[str, Any]:
+def untrained(env: Env, seed: int, wide: bool = False) -> Dict[str, Any]:
     """kNN and probe of the seed's backbone before training, and its held-out features."""
-    path = untrained_path(env.log_dir, seed)
+    path = untrained_path(env.log_dir, seed, wide)
     if path.exists():
         result: Dict[str, Any] = json.loads(path.read_text())
         return result
     c, ev = env.config, env.eval
     cpu = time.process_time()
-    backbone = build_backbone(seed)
+    backbone = build_backbone(seed, wide)
     knn, probe = evaluate(
         backbone, ev.bank, ev.bank_labels, ev.test, ev.test_labels, c.knn_k, c.knn_t,
         True, c.probe_iterations, c.probe_l2,
     )  # fmt: skip
     held_out = features(backbone, ev.held_out).numpy()
     with (
-        atomic_path(untrained_features_path(env.log_dir, seed)) as tmp,
+        atomic_path(untrained_features_path(env.log_dir, seed, wide)) as tmp,
         open(tmp, "wb") as f,
     ):
         np.save(f, held_out)
@@ -238,40 +248,11 @@ def _mean(values: List[float]) -> float:
     return math.fsum(values) / len(values) if values else float("nan")
 
 
-def label_of(final: float, untrained_knn: float, collapse: float, learn: float) -> str:
-    """collapsed (below untrained - c), learned (at least untrained + 0.02), no gain."""
-    if final < untrained_knn - collapse:
-        return "collapsed"
-    if final >= untrained_knn + learn:
-        return "learned"
-    return "no gain"
-
-
-def chance(labels: torch.Tensor) -> float:
-    """Top-1 of always answering the most frequent label: a diverged run's score."""
-    return float(torch.bincount(labels).max()) / len(labels)
-
-
-def first_below(
-    steps: List[int], knn: List[float], untrained_knn: float, c: float
-) -> Optional[int]:
-    for step, value in zip(steps, knn, strict=True):
-        if value < untrained_knn - c:
-            return step
-    return None
-
-
 def new_state() -> Dict[str, Any]:
     """The state of a run before its first step (what its checkpoints hold)."""
     return {
         "step": 0,
-        "evals": {
-            "step": [],
-            "knn_top1": [],
-            "train_loss": [],
-            "train_entropy": [],
-            "train_reconstruction": [],
-        },
+        "evals": {k: [] for k in ("step", "knn_top1", *LOSS_KEYS)},
         "final_probe": None,
         "diverged_step": None,
         "heads": {},
@@ -331,8 +312,9 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
         finished: Dict[str, Any] = json.loads(done.read_text())
         return finished
     wall, cpu = time.time(), time.process_time()
-    base = untrained(env, spec.seed)
-    reference = torch.from_numpy(np.load(untrained_features_path(log_dir, spec.seed)))
+    base = untrained(env, spec.seed, is_wide(spec.arm))
+    reference_path = untrained_features_path(log_dir, spec.seed, is_wide(spec.arm))
+    reference = torch.from_numpy(np.load(reference_path))
     stream = open_stream(
         stream_path(log_dir, spec.method, spec.seed), spec.batch * spec.steps
     )
@@ -355,6 +337,8 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
                 f"{run_id}: step-0 backbone differs from the seed's untrained network"
             )
         knn, probe = _scores(env, spec, model, step, base, state)
+        if env.backbone_views and step == spec.steps:
+            backbone_views(env.data.test, ev, spec, model, log_dir)
         model.train()
         scalars = {"knn_top1": knn, **{k: _mean(losses.get(k, [])) for k in LOSS_KEYS}}
         corpus.write_snapshot(log_dir, run_id, step, outputs, scalars)
@@ -477,14 +461,19 @@ def _finish(
 
 
 def run_task(
-    env: Env, kind: str, method: str, seed: int, spec: Optional[RunSpec]
+    env: Env,
+    kind: str,
+    method: str,
+    seed: int,
+    spec: Optional[RunSpec],
+    wide: bool = False,
 ) -> Dict[str, Any]:
     """Does one task; returns what the progress line reports."""
     wall, cpu = time.time(), time.process_time()
     if kind == "stream":
         make_stream(env, method, seed)
     elif kind == "untrained":
-        untrained(env, seed)
+        untrained(env, seed, wide)
     else:
         assert spec is not None
         train_run(env, spec)

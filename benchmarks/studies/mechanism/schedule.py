@@ -86,7 +86,7 @@ def is_done(task: Task, log_dir: Path, config: StudyConfig) -> bool:
             stream_path(log_dir, task.method, task.seed), stream_samples(config)
         )
     if task.kind == "untrained":
-        return untrained_path(log_dir, task.seed).exists()
+        return untrained_path(log_dir, task.seed, task.wide).exists()
     assert task.spec is not None
     return record_path(log_dir, task.spec.run_id).exists()
 
@@ -134,15 +134,17 @@ def _init_worker(
     log_dir: Path,
     data_dir: Optional[Path],
     code: Optional[CodeVersion] = None,
+    backbone_views: bool = False,
 ) -> None:
     global _ENV
     setup_process()
-    _ENV = Env(config, log_dir, data_dir, parent=os.getppid(), code=code)
+    _ENV = Env(config, log_dir, data_dir, parent=os.getppid(), code=code,
+               backbone_views=backbone_views)  # fmt: skip
 
 
 def _work(task: Task) -> Dict[str, Any]:
     assert _ENV is not None
-    return run_task(_ENV, task.kind, task.method, task.seed, task.spec)
+    return run_task(_ENV, task.kind, task.method, task.seed, task.spec, task.wide)
 
 
 def _fmt(seconds: float) -> str:
@@ -241,13 +243,15 @@ def execute(
     out: Optional[TextIO] = None,
     env: Optional[Env] = None,
     allow_code_change: bool = False,
+    backbone_views: bool = False,
 ) -> List[str]:
     """Does the unfinished tasks in order; returns the keys of failed tasks.
 
     ``workers`` <= 1 runs them in this process (``env`` may then be given, e.g.
     with a test's interruption hook); otherwise on that many spawned processes.
     First the resume rule (:func:`check_code`): runs finished or started with other
-    code stop the study unless ``allow_code_change``.
+    code stop the study unless ``allow_code_change``. ``backbone_views``: every run
+    keeps two augmented views' features at its end (:mod:`.views`).
     """
     out = out if out is not None else sys.stdout
     code = env.run_code if env is not None else current_code(ignore=[log_dir])
@@ -272,7 +276,9 @@ def execute(
         return any(d in failed_keys for d in task.depends)
 
     if workers <= 1:
-        local = env or Env(config, log_dir, data_dir, code=code)
+        local = env or Env(
+            config, log_dir, data_dir, code=code, backbone_views=backbone_views
+        )
         setup_process()
         for task in pending:
             if blocked(task):
@@ -280,7 +286,8 @@ def execute(
                 progress.update(task, None, "a task it needs failed")
                 continue
             progress.running = [task.key]
-            result = run_task(local, task.kind, task.method, task.seed, task.spec)
+            args = (task.kind, task.method, task.seed, task.spec, task.wide)
+            result = run_task(local, *args)
             done_keys.add(task.key)
             progress.update(task, result)
             if task.kind == "run" and on_run_done is not None:
@@ -293,7 +300,7 @@ def execute(
         max_workers=workers,
         mp_context=context,
         initializer=_init_worker,
-        initargs=(config, log_dir, data_dir, code),
+        initargs=(config, log_dir, data_dir, code, backbone_views),
     ) as pool:
         while pending or in_flight:
             for task in list(pending):
