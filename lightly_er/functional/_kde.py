@@ -39,8 +39,9 @@ class _KernelContext(Protocol):
     kappa: float
     n: int
     has_extra: bool
+    extra_grad: bool
+    kappa_grad: bool
     saved_tensors: Tuple[Any, ...]
-    needs_input_grad: Tuple[bool, ...]
 
     def save_for_backward(self, *tensors: Optional[Tensor]) -> None: ...
 
@@ -100,6 +101,10 @@ class _KernelEntropy(torch.autograd.Function):
         ctx.kappa = kappa
         ctx.n = n
         ctx.has_extra = extra is not None
+        # Read here, not from ctx.needs_input_grad in backward: torch 2.3's dynamo
+        # cannot trace that attribute (a graph break, and no fullgraph compile).
+        ctx.extra_grad = extra is not None and extra.requires_grad
+        ctx.kappa_grad = kappa_tensor is not None and kappa_tensor.requires_grad
         return value
 
     @staticmethod
@@ -122,7 +127,7 @@ class _KernelEntropy(torch.autograd.Function):
         kappa = ctx.kappa if kappa_tensor is None else kappa_tensor.detach().to(z.dtype)
         grad_z = pulled if pushed_extra is None else pulled + pushed_extra
         grad_kappa: Optional[Tensor] = None
-        if kappa_tensor is not None and ctx.needs_input_grad[2]:
+        if kappa_tensor is not None and ctx.kappa_grad:
             # d/dkappa sum_ij C_ij kappa z_i.c_j = sum_ij C_ij z_i.c_j, from the
             # products already made: the symmetrized own block counts pairs twice.
             total = 0.5 * (z * pulled).sum()
@@ -130,7 +135,7 @@ class _KernelEntropy(torch.autograd.Function):
                 total = total + (z * pushed_extra).sum()
             grad_kappa = total.to(kappa_tensor.dtype).reshape(kappa_tensor.shape)
         grad_extra: Optional[Tensor] = None
-        if ctx.has_extra and ctx.needs_input_grad[1]:
+        if ctx.has_extra and ctx.extra_grad:
             grad_extra = kappa * torch.mm(coefficients[:, n:].T, z)
         return (kappa * grad_z, grad_extra, grad_kappa, None, None, None, None)
 

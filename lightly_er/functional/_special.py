@@ -64,8 +64,7 @@ _DEBYE_POLYNOMIALS = _debye_polynomials(_DEBYE_TERMS)
 
 
 @lru_cache(maxsize=256)
-def _debye_series_coefficients(order: float) -> Tuple[float, ...]:
-    """Coefficients b_j of sum_k u_k(t) / nu^k = sum_j b_j t^j for a fixed order nu."""
+def _cached_debye_series_coefficients(order: float) -> Tuple[float, ...]:
     degree = max(len(p) for p in _DEBYE_POLYNOMIALS)
     coefficients = [Fraction(0)] * degree
     inverse_order = Fraction(1) / Fraction(order)
@@ -76,6 +75,19 @@ def _debye_series_coefficients(order: float) -> Tuple[float, ...]:
     return tuple(float(c) for c in coefficients)
 
 
+@assume_constant_result
+def _debye_series_coefficients(order: float) -> Tuple[float, ...]:
+    """Coefficients b_j of sum_k u_k(t) / nu^k = sum_j b_j t^j for a fixed order nu.
+
+    A constant for torch.compile: torch 2.3's dynamo cannot trace the exact
+    rational arithmetic (``fractions.Fraction``) and broke the graph there.
+    """
+    return _cached_debye_series_coefficients(order)
+
+
+debye_series_coefficients = _debye_series_coefficients  # see assume_constant_result
+
+
 def _log_iv_debye(order: float, x: Tensor) -> Tensor:
     """log I_order(x) from the Debye expansion; x is float64, order >= 20."""
     z = x / order
@@ -83,7 +95,7 @@ def _log_iv_debye(order: float, x: Tensor) -> Tensor:
     t = 1.0 / s
     eta = s + torch.log(z) - torch.log1p(s)
     series = torch.zeros_like(t)
-    for c in reversed(_debye_series_coefficients(order)):
+    for c in reversed(debye_series_coefficients(order)):
         series = series * t + c
     return (
         order * eta
