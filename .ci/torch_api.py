@@ -37,6 +37,7 @@ NAMESPACES = (
     "torch.optim",
     "torch.optim.lr_scheduler",
     "torch.special",
+    "torch.testing",
     "torch.utils",
     "torch.utils.data",
     "torch.utils.hooks",

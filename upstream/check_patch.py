@@ -18,7 +18,12 @@ default this one) and the checkout first on the import path:
   warning that names a page or module of the series fails it;
 - ``python-floor``: lightly's CI also runs its tests on Python 3.7, which cannot be
   installed here; vermin (if installed beside the interpreter or on PATH) finds the
-  oldest Python the series' files need instead.
+  oldest Python the series' files need instead;
+- ``torch-floor``: every torch name and Tensor method the series' Python files use
+  exists in the oldest torch whose API list this repository holds
+  (tests/data/torch_api_floor.txt, read by tests/test_torch_api.py). That list is
+  torch 2.1.0, lightly-er's floor; lightly's minimal-dependency job installs torch
+  1.10, for which no wheel exists for Python 3.11, so its API cannot be listed here.
 
 The last line is a one-line summary.
 """
@@ -36,7 +41,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
-CHECKS = ("format", "lint", "codespell", "mypy", "tests", "docs", "python-floor")
+CHECKS = (
+    "format",
+    "lint",
+    "codespell",
+    "mypy",
+    "tests",
+    "docs",
+    "python-floor",
+    "torch-floor",
+)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON_DIRS = ("benchmarks", "docs", "examples", "lightly", "tests")
 OLDEST_PYTHON = "3.7"  # lightly's CI: Python 3.7 and 3.12
 DEFAULT_BRANCH = "er/swav-er"  # the last pull request; pass --branch for each
@@ -287,6 +302,25 @@ class Checker:
             "python-floor", "FAIL" if code else "ok", f"Python {OLDEST_PYTHON}: {found}"
         )
 
+    def torch_floor(self) -> Result:
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
+        from tests import test_torch_api as api
+
+        floor = api.read_floor(api.FLOOR_FILE.read_text(encoding="utf-8"))
+        python_files = [f for f in self.files if f.endswith(".py")]
+        problems: List[str] = []
+        for path in python_files:
+            source = (self.lightly / path).read_text(encoding="utf-8")
+            problems += api.floor_violations(source, floor, path)
+        for problem in problems:
+            print(f"torch-floor: {problem}")
+        summary = (
+            f"torch {floor.version}: {len(problems)} names missing in "
+            f"{len(python_files)} files"
+        )
+        return Result("torch-floor", "FAIL" if problems else "ok", summary)
+
 
 def _last(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
@@ -368,6 +402,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "tests": lambda: checker.tests(baseline=not args.no_baseline),
         "docs": checker.docs,
         "python-floor": checker.python_floor,
+        "torch-floor": checker.torch_floor,
     }
     results: List[Result] = []
     for name in CHECKS:

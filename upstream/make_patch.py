@@ -19,13 +19,14 @@ import re
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from upstream import manifest  # noqa: E402
+from upstream import examples, manifest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BRANCH_PREFIX = "er/"
@@ -194,7 +195,11 @@ def write_pull_request(lightly: Path, pr: manifest.PullRequest) -> List[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(copy_text(source), encoding="utf-8")
         written.append(target)
+    written += write_examples(lightly, pr)
     edits: Dict[str, Callable[[str], str]] = {}
+    if pr.examples:
+        edits[examples.MODELS_RST] = partial(_each, examples.edit_models_rst, pr)
+        edits[examples.LOSS_RST] = partial(_each, examples.edit_loss_rst, pr)
     if pr.exports:
         edits["lightly/loss/__init__.py"] = lambda t: edit_loss_init(t, pr.exports)
     if pr.key == "debug-typing":
@@ -204,10 +209,47 @@ def write_pull_request(lightly: Path, pr: manifest.PullRequest) -> List[str]:
         path = lightly / target
         if not path.exists():
             raise PatchError(f"{target} is not in the checkout: is it lightly's?")
-        new = edit(path.read_text(encoding="utf-8"))
+        try:
+            new = edit(path.read_text(encoding="utf-8"))
+        except examples.ExampleError as error:
+            raise PatchError(str(error)) from None
         if new != path.read_text(encoding="utf-8"):
             path.write_text(new, encoding="utf-8")
             written.append(target)
+    return written
+
+
+def _each(
+    edit: Callable[[str, examples.Example], str], pr: manifest.PullRequest, text: str
+) -> str:
+    """``text`` with ``edit`` applied for each of the pull request's examples."""
+    for example in pr.examples:
+        text = edit(text, example)
+    return text
+
+
+def write_examples(lightly: Path, pr: manifest.PullRequest) -> List[str]:
+    """Writes the pull request's example scripts and docs pages; returns the paths.
+
+    Raises:
+        PatchError: If lightly lacks a parent example or names no parent class.
+    """
+    written = []
+    for example in pr.examples:
+        for layout in examples.LAYOUTS:
+            parent = lightly / examples.example_path(layout, example.method, False)
+            if not parent.exists():
+                raise PatchError(f"{parent} is not in the checkout: is it lightly's?")
+            try:
+                text = examples.derive_example(parent.read_text(), example, layout)
+            except examples.ExampleError as error:
+                raise PatchError(str(error)) from None
+            target = examples.example_path(layout, example.method, True)
+            (lightly / target).write_text(text, encoding="utf-8")
+            written.append(target)
+        page = examples.page_path(example)
+        (lightly / page).write_text(examples.docs_page(example), encoding="utf-8")
+        written.append(page)
     return written
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple, Tuple
 
+from upstream.examples import Example
+
 _ER = "lightly.utils.entropy_reconstruction"
 
 # lightly-er module -> lightly module. The longest matching prefix wins.
@@ -30,17 +32,46 @@ MODULE_MAP: Dict[str, str] = {
     "lightly_er.loss": "lightly.loss",
 }
 
+# The estimator modules SimCLR-ER and the later losses call. Not sent: the
+# functional package's own __init__ (lightly gets upstream/files' one, which exports
+# only what is sent) and the label-free diagnostics (_diagnostics, _prototypes:
+# RankMe, LiDAR, effective rank, prototype usage), which no loss calls.
 _FUNCTIONAL = (
-    "__init__",
     "_checks",
-    "_diagnostics",
     "_discrete",
     "_kde",
-    "_prototypes",
     "_samples",
     "_special",
     "_sphere",
 )
+
+
+_DOCS = (
+    "[x] Examples in examples/{pytorch,pytorch_lightning,pytorch_lightning_distributed}\n"
+    "  (lightly's example of the parent method, the loss class swapped), a page in\n"
+    "  docs/source/examples and the class in docs/source/lightly.loss.rst.\n"
+    "  Notebooks not regenerated (make generate-example-notebooks)."
+)
+
+
+def _example(
+    method: str, title: str, parent: str, er_class: str, module: str, note: str
+) -> Example:
+    parent_module = {
+        "NTXentLoss": "ntx_ent_loss",
+        "NegativeCosineSimilarity": "negative_cosine_similarity",
+        "DINOLoss": "dino_loss",
+        "SwaVLoss": "swav_loss",
+    }[parent]
+    return Example(
+        method,
+        title,
+        parent,
+        er_class,
+        f"lightly.loss.{module}",
+        f"lightly.loss.{parent_module}",
+        note,
+    )
 
 
 class PullRequest(NamedTuple):
@@ -53,6 +84,9 @@ class PullRequest(NamedTuple):
         exports: Names the pull request adds to ``lightly/loss/__init__.py``, as
             (module in lightly, name) pairs.
         description: The pull request's description (lightly's template).
+        examples: The methods whose examples (lightly's three layouts, the parent
+            class swapped) and docs page the pull request adds
+            (upstream/examples.py).
     """
 
     key: str
@@ -60,9 +94,10 @@ class PullRequest(NamedTuple):
     files: Tuple[Tuple[str, str], ...]
     exports: Tuple[Tuple[str, str], ...]
     description: str
+    examples: Tuple[Example, ...] = ()
 
 
-def _template(what: str, tests: str) -> str:
+def _template(what: str, tests: str, docs: str = _DOCS) -> str:
     """A description in the shape of lightly's PR_template_minimal.md."""
     return (
         "## Description\n"
@@ -72,7 +107,7 @@ def _template(what: str, tests: str) -> str:
         "https://arxiv.org/abs/2307.10907\n\n"
         "## Documentation\n"
         "- [x] Docstrings with Args/Raises/Examples on every public class.\n"
-        "- [ ] Docs page and examples: not in this pull request yet.\n\n"
+        f"- {docs}\n\n"
         "## Tests\n"
         f"- [x] {tests}\n"
     )
@@ -82,7 +117,7 @@ def _loss(name: str) -> Tuple[str, str]:
     return (f"lightly_er/loss/_core/{name}.py", f"lightly/loss/{name}.py")
 
 
-def _test(path: str) -> Tuple[str, str]:
+def _written(path: str) -> Tuple[str, str]:
     return (f"upstream/files/{path}", path)
 
 
@@ -99,6 +134,7 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "exclude list. No change in behavior. Independent of the rest of the\n"
             "series; reviewed first because it is the smallest.",
             "make type-check; tests/utils/test_debug.py unchanged and passing.",
+            docs="[ ] No docs or examples: typing only, no change in behavior.",
         ),
     ),
     PullRequest(
@@ -112,14 +148,15 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
                 )
                 for m in _FUNCTIONAL
             ),
+            _written("lightly/utils/entropy_reconstruction/__init__.py"),
             ("lightly_er/utils/checks.py", "lightly/utils/er_checks.py"),
             ("lightly_er/utils/dist.py", "lightly/utils/er_dist.py"),
             ("lightly_er/utils/compat.py", "lightly/utils/er_compat.py"),
             ("lightly_er/loss/_base.py", "lightly/loss/_er_base.py"),
             ("lightly_er/loss/_terms.py", "lightly/loss/_er_terms.py"),
             _loss("ntx_ent_er_loss"),
-            _test("tests/utils/test_entropy_reconstruction.py"),
-            _test("tests/loss/test_ntx_ent_er_loss.py"),
+            _written("tests/utils/test_entropy_reconstruction.py"),
+            _written("tests/loss/test_ntx_ent_er_loss.py"),
         ),
         exports=(
             ("lightly.loss._er_base", "ERComponents"),
@@ -135,7 +172,22 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "(lightly.utils.er_checks) and a gather with gradient\n"
             "(lightly.utils.er_dist).",
             "tests/utils/test_entropy_reconstruction.py (NumPy float64 references,\n"
-            "closed forms) and tests/loss/test_ntx_ent_er_loss.py.",
+            "closed forms) and tests/loss/test_ntx_ent_er_loss.py, with a DDP-marked\n"
+            "  test of gather_distributed (make test-distributed).",
+        ),
+        examples=(
+            _example(
+                "simclr",
+                "SimCLR-ER",
+                "NTXentLoss",
+                "ERNTXentLoss",
+                "ntx_ent_er_loss",
+                "kappa, the concentration of the von Mises-Fisher densities, is\n"
+                "1 / temperature, so the reconstruction term is NTXentLoss's positive\n"
+                "term; the entropy of the batch replaces its negatives. The\n"
+                "distributed example gathers the batch for the entropy\n"
+                "(``gather_distributed=True``), as NTXentLoss gathers its negatives.",
+            ),
         ),
     ),
     PullRequest(
@@ -143,7 +195,7 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
         title="feat(loss): add ERNegativeCosineSimilarity (BYOL-ER, SimSiam-ER)",
         files=(
             _loss("negative_cosine_similarity_er"),
-            _test("tests/loss/test_negative_cosine_similarity_er.py"),
+            _written("tests/loss/test_negative_cosine_similarity_er.py"),
         ),
         exports=(
             (
@@ -158,11 +210,27 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "an argument, so the value does not depend on requires_grad).",
             "tests/loss/test_negative_cosine_similarity_er.py.",
         ),
+        examples=(
+            _example(
+                "byol",
+                "BYOL-ER",
+                "NegativeCosineSimilarity",
+                "ERNegativeCosineSimilarity",
+                "negative_cosine_similarity_er",
+                "The loss adds the entropy of the predictions to the cosine\n"
+                "similarity, and divides the sum by kappa so that the learning rate\n"
+                'of the example stays right. With the default ``prediction="both"``\n'
+                "the entropy is the mean over both inputs; BYOL's\n"
+                '``criterion(p, z)`` order is ``prediction="x0"``. The distributed\n'
+                "example, as lightly's, does not gather, so the entropy is over each\n"
+                "GPU's batch (``gather_distributed=True`` gathers it).",
+            ),
+        ),
     ),
     PullRequest(
         key="dino-er",
         title="feat(loss): add ERDINOLoss (DINO-ER)",
-        files=(_loss("dino_er_loss"), _test("tests/loss/test_dino_er_loss.py")),
+        files=(_loss("dino_er_loss"), _written("tests/loss/test_dino_er_loss.py")),
         exports=(("lightly.loss.dino_er_loss", "ERDINOLoss"),),
         description=_template(
             "Adds ERDINOLoss: DINOLoss plus the entropy of the student's marginal\n"
@@ -170,17 +238,43 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "paper's variant); at entropy_weight=0 the loss equals DINOLoss.",
             "tests/loss/test_dino_er_loss.py.",
         ),
+        examples=(
+            _example(
+                "dino",
+                "DINO-ER",
+                "DINOLoss",
+                "ERDINOLoss",
+                "dino_er_loss",
+                "The teacher is still centered and sharpened, as in DINO; the loss\n"
+                "adds the entropy of the student's mean prediction. The paper's\n"
+                "DINO-ER, the entropy term in place of centering, is\n"
+                "``ERDINOLoss(..., centering=False)``.",
+            ),
+        ),
     ),
     PullRequest(
         key="swav-er",
         title="feat(loss): add ERSwaVLoss (SwAV-ER)",
-        files=(_loss("swav_er_loss"), _test("tests/loss/test_swav_er_loss.py")),
+        files=(_loss("swav_er_loss"), _written("tests/loss/test_swav_er_loss.py")),
         exports=(("lightly.loss.swav_er_loss", "ERSwaVLoss"),),
         description=_template(
             "Adds ERSwaVLoss: SwaVLoss plus the entropy of the marginal prediction.\n"
             "Sinkhorn stays on by default (use_sinkhorn=False is the paper's\n"
             "variant); at entropy_weight=0 the loss equals SwaVLoss.",
             "tests/loss/test_swav_er_loss.py.",
+        ),
+        examples=(
+            _example(
+                "swav",
+                "SwAV-ER",
+                "SwaVLoss",
+                "ERSwaVLoss",
+                "swav_er_loss",
+                "The codes still come from Sinkhorn-Knopp, as in SwAV; the loss adds\n"
+                "the entropy of the mean prediction over the high-resolution crops.\n"
+                "The paper's SwAV-ER, the entropy term in place of Sinkhorn, is\n"
+                "``ERSwaVLoss(use_sinkhorn=False)``.",
+            ),
         ),
     ),
 )

@@ -54,6 +54,9 @@ lightly.loss
 .. autoclass:: lightly.loss.dino_loss.DINOLoss
    :members:
 
+.. autoclass:: lightly.loss.negative_cosine_similarity.NegativeCosineSimilarity
+   :members:
+
 .. autoclass:: lightly.loss.ntx_ent_loss.NTXentLoss
    :members:
 
@@ -71,6 +74,74 @@ lightly.utils
 ---------------
 .. automodule:: lightly.utils.dist
    :members:
+"""
+
+
+MODELS_RST = """\
+Models
+======
+
+.. toctree::
+    :maxdepth: 1
+
+    byol.rst
+    dino.rst
+    simclr.rst
+    swav.rst
+"""
+
+# Stand-ins for lightly's example scripts: the loss class where lightly's has it.
+EXAMPLE_LOSSES = {
+    "simclr": "NTXentLoss",
+    "byol": "NegativeCosineSimilarity",
+    "dino": "DINOLoss",
+    "swav": "SwaVLoss",
+}
+
+# Stand-ins for lightly's DDP test pool (tests/ddp_helpers.py and the session hooks
+# of tests/conftest.py), with the same names: a gloo group in a spawned pool.
+DDP_HELPERS = """\
+import os
+
+import torch
+
+USE_PYTEST_POOL = os.getenv("USE_PYTEST_POOL", "0") == "1"
+NUM_PROCESSES = 2
+
+
+def setup_ddp(rank: int, world_size: int) -> None:
+    os.environ["MASTER_ADDR"] = "localhost"
+    os.environ["MASTER_PORT"] = os.getenv("STUB_DDP_PORT", "8089")
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world_size)
+
+
+def teardown_ddp(rank: int, world_size: int) -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+"""
+
+CONFTEST = """\
+import pytest
+import torch.multiprocessing as mp
+
+from tests.ddp_helpers import NUM_PROCESSES, USE_PYTEST_POOL, setup_ddp, teardown_ddp
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "DDP: runs on the gloo process pool")
+
+
+def pytest_sessionstart():
+    if USE_PYTEST_POOL:
+        pytest.pool = mp.get_context("spawn").Pool(processes=NUM_PROCESSES)
+        pytest.pool.starmap(setup_ddp, [(r, NUM_PROCESSES) for r in range(2)])
+
+
+def pytest_sessionfinish():
+    if USE_PYTEST_POOL:
+        pytest.pool.starmap(teardown_ddp, [(r, NUM_PROCESSES) for r in range(2)])
+        pytest.pool.close()
+        pytest.pool.join()
 """
 
 
@@ -102,8 +173,17 @@ def build_lightly_tree(path: Path) -> Path:
     (path / "tests" / "loss" / "test_placeholder.py").write_text(
         "def test_placeholder() -> None:\n    pass\n"
     )
+    (path / "tests" / "ddp_helpers.py").write_text(DDP_HELPERS)
+    (path / "tests" / "conftest.py").write_text(CONFTEST)
+    for layout in ("pytorch", "pytorch_lightning", "pytorch_lightning_distributed"):
+        (path / "examples" / layout).mkdir(parents=True)
+        for method, loss in EXAMPLE_LOSSES.items():
+            (path / "examples" / layout / f"{method}.py").write_text(
+                f"from lightly.loss import {loss}\n\ncriterion = {loss}()\n"
+            )
     docs = path / "docs" / "source"
-    docs.mkdir(parents=True)
+    (docs / "examples").mkdir(parents=True)
+    (docs / "examples" / "models.rst").write_text(MODELS_RST)
     (docs / "index.rst").write_text(INDEX_RST)
     (docs / "lightly.loss.rst").write_text(LOSS_RST)
     (docs / "lightly.utils.rst").write_text(UTILS_RST)
@@ -112,7 +192,8 @@ def build_lightly_tree(path: Path) -> Path:
         "[format]", "[tool.ruff.format]"
     )
     (path / "pyproject.toml").write_text(
-        '[project]\nname = "lightly"\n\n[tool.ruff]\n' + ruff
+        '[project]\nname = "lightly"\n\n[tool.pytest.ini_options]\n'
+        'addopts = "--import-mode=importlib"\n\n[tool.ruff]\n' + ruff
     )
     git(path, "init", "--quiet", "--initial-branch=master")
     git(path, "config", "user.name", IDENTITY["GIT_AUTHOR_NAME"])

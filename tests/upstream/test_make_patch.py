@@ -11,6 +11,8 @@ and lightly's ruff settings and the series' tests pass.
 from __future__ import annotations
 
 import ast
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
-from upstream import manifest
+from upstream import examples, manifest
 from upstream.make_patch import (
     BRANCH_PREFIX,
     PatchError,
@@ -85,13 +87,91 @@ def test_git_am_gives_each_branch(series: Series, key: str) -> None:
 def test_each_pull_request_touches_only_its_paths(
     series: Series, pr: manifest.PullRequest
 ) -> None:
-    allowed = {target for _, target in pr.files}
+    allowed = {target for _, target in pr.files} | set(_example_paths(pr))
+    if pr.examples:
+        allowed |= {examples.MODELS_RST, examples.LOSS_RST}
     if pr.exports:
         allowed.add("lightly/loss/__init__.py")
     if pr.key == "debug-typing":
         allowed |= {"lightly/utils/debug.py", "pyproject.toml"}
     assert set(series.changed[pr.key]) <= allowed
     assert {target for _, target in pr.files} <= set(series.changed[pr.key])
+    assert set(_example_paths(pr)) <= set(series.changed[pr.key])
+
+
+def _example_paths(pr: manifest.PullRequest) -> List[str]:
+    paths = []
+    for example in pr.examples:
+        paths += [examples.example_path(lay, example.method, True) for lay in LAYOUTS]
+        paths.append(examples.page_path(example))
+    return paths
+
+
+LAYOUTS = examples.LAYOUTS
+METHOD_PRS = [pr for pr in manifest.PULL_REQUESTS if pr.key != "debug-typing"]
+
+
+@pytest.mark.parametrize("pr", METHOD_PRS, ids=[pr.key for pr in METHOD_PRS])
+def test_each_method_has_examples_in_three_layouts_and_a_docs_page(
+    series: Series, pr: manifest.PullRequest
+) -> None:
+    assert pr.examples
+    for example in pr.examples:
+        for layout in LAYOUTS:
+            parent = series.fresh / examples.example_path(layout, example.method, False)
+            ours = series.fresh / examples.example_path(layout, example.method, True)
+            text = ours.read_text()
+            # lightly's script with only the class swapped (and a comment header).
+            body = "\n".join(
+                line for line in text.splitlines() if not line.startswith("#")
+            )
+            assert (
+                body.strip()
+                == parent.read_text().replace(example.parent, example.er_class).strip()
+            )
+            assert f"import {example.er_class}" in text
+            compile(text, str(ours), "exec")
+        page = (series.fresh / examples.page_path(example)).read_text()
+        includes = re.findall(r"literalinclude:: \.\./\.\./\.\./(\S+)", page)
+        assert includes == [
+            examples.example_path(layout, example.method, True) for layout in LAYOUTS
+        ]
+        assert "arxiv.org/abs/2307.10907" in page
+        models = (series.fresh / examples.MODELS_RST).read_text()
+        assert f"    {example.method}_er.rst\n" in models
+        api = (series.fresh / examples.LOSS_RST).read_text()
+        assert (
+            f".. autoclass:: {example.er_module}.{example.er_class}\n   :members:"
+            in api
+        )
+
+
+def test_example_edits_fail_loudly_on_unexpected_text() -> None:
+    example = manifest.PULL_REQUESTS[1].examples[0]
+    with pytest.raises(examples.ExampleError, match="does not name NTXentLoss"):
+        examples.derive_example("criterion = Other()\n", example, "pytorch")
+    with pytest.raises(examples.ExampleError, match="simclr.rst"):
+        examples.edit_models_rst("   byol.rst\n", example)
+    with pytest.raises(examples.ExampleError, match="NTXentLoss"):
+        examples.edit_loss_rst(".. autoclass:: x.Y\n   :members:\n", example)
+
+
+def test_lightly_gets_only_the_estimators_that_the_losses_call() -> None:
+    import lightly_er.functional as functional
+
+    init = "upstream/files/lightly/utils/entropy_reconstruction/__init__.py"
+    sent = ast.literal_eval(
+        next(
+            node.value
+            for node in ast.parse((ROOT / init).read_text()).body
+            if isinstance(node, ast.Assign)
+            and getattr(node.targets[0], "id", "") == "__all__"
+        )
+    )
+    assert set(sent) <= set(functional.__all__)
+    targets = {target for pr in manifest.PULL_REQUESTS for _, target in pr.files}
+    for module in ("_diagnostics", "_prototypes"):
+        assert f"lightly/utils/entropy_reconstruction/{module}.py" not in targets
 
 
 @pytest.mark.parametrize("pr", manifest.PULL_REQUESTS, ids=KEYS)
@@ -180,6 +260,27 @@ def test_series_tests_pass_against_installed_lightly(series: Series) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_series_ddp_tests_pass_on_a_gloo_pool(series: Series) -> None:
+    # lightly's `make test-distributed`: the DDP-marked tests on a 2-process pool.
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "DDP"]
+        + ["tests/loss", "tests/utils"],
+        cwd=series.fresh,
+        env={
+            "PYTHONPATH": str(series.fresh),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+            "USE_PYTEST_POOL": "1",
+            "STUB_DDP_PORT": str(20000 + os.getpid() % 20000),
+        },
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    passed = re.search(r"(\d+) passed", result.stdout)
+    assert passed is not None and int(passed.group(1)) >= 1, result.stdout[-2000:]
 
 
 def test_lightly_ruff_settings_pass(series: Series) -> None:

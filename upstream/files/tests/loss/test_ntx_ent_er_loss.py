@@ -8,6 +8,7 @@ from torch.nn.functional import normalize
 
 from lightly.loss import ERNTXentLoss, NTXentLoss
 from lightly.utils.entropy_reconstruction import log_vmf_normalizer
+from tests.ddp_helpers import NUM_PROCESSES, USE_PYTEST_POOL
 
 
 def _reference_entropy(z: Tensor, kappa: float, bank: Optional[Tensor]) -> Tensor:
@@ -48,6 +49,18 @@ def _views(batch_size: int, dim: int, seed: int) -> Tuple[Tensor, Tensor]:
     out0 = torch.randn(batch_size, dim, generator=generator, dtype=torch.float64)
     out1 = torch.randn(batch_size, dim, generator=generator, dtype=torch.float64)
     return out0, out1
+
+
+def _gather_worker(
+    rank: int, world_size: int, out0: Tensor, out1: Tensor
+) -> Tuple[Tensor, Tensor]:
+    """The loss and the gradient of this rank's rows, each rank holding a slice."""
+    rows = slice(rank * len(out0) // world_size, (rank + 1) * len(out0) // world_size)
+    local0 = out0[rows].clone().requires_grad_(True)
+    loss = ERNTXentLoss(gather_distributed=True)(local0, out1[rows])
+    loss.backward()
+    assert local0.grad is not None
+    return loss.detach(), local0.grad
 
 
 class TestERNTXentLoss:
@@ -101,3 +114,27 @@ class TestERNTXentLoss:
     def test_invalid_kappa_raises(self) -> None:
         with pytest.raises(ValueError, match="kappa"):
             ERNTXentLoss(kappa=-1.0)
+
+    @pytest.mark.DDP
+    @pytest.mark.skipif(not USE_PYTEST_POOL, reason="DDP pool is not available")
+    def test__gather_distributed_matches_one_process_with_the_whole_batch(
+        self,
+    ) -> None:
+        # Each rank holds its slice of one batch. The entropy is over the gathered
+        # batch and the reconstruction over the rank's rows, so the ranks' mean loss
+        # is the loss of one process holding the whole batch; DDP divides the
+        # summed gradient of the gather by the world size, which gives that
+        # process's gradient.
+        out0, out1 = _views(batch_size=16, dim=8, seed=4)
+        results = pytest.pool.starmap(  # type: ignore[attr-defined]
+            _gather_worker,
+            [(rank, NUM_PROCESSES, out0, out1) for rank in range(NUM_PROCESSES)],
+        )
+        whole0 = out0.clone().requires_grad_(True)
+        loss = ERNTXentLoss()(whole0, out1)
+        loss.backward()
+        assert whole0.grad is not None
+        mean_loss = sum(rank_loss for rank_loss, _ in results) / NUM_PROCESSES
+        assert mean_loss.item() == pytest.approx(loss.item(), rel=1e-9)
+        grads = torch.cat([grad for _, grad in results]) / NUM_PROCESSES
+        assert torch.allclose(grads, whole0.grad, rtol=1e-7, atol=1e-12)

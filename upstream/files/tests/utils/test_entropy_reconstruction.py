@@ -46,6 +46,8 @@ def _reference_sphere_entropy(
     log_density = _reference_log_density(z, support, kappa)
     if estimator == "joe":
         return float(-log_density.mean())
+    if estimator == "renyi2":
+        return float(-torch.logsumexp(log_density, dim=0) + math.log(len(z)))
     weights = torch.softmax(log_density, dim=0)
     return float(-(weights * log_density).sum())
 
@@ -97,6 +99,58 @@ class TestSphereEntropy:
         z = _unit_rows(n=12, dim=dim, seed=0)
         value = er.sphere_entropy(z, kappa=kappa, estimator=estimator)  # type: ignore[arg-type]
         expected = _reference_sphere_entropy(z, kappa, estimator, support=z)
+        assert value.item() == pytest.approx(expected, rel=1e-10)
+
+    def test_renyi2_equal_to_reference(self) -> None:
+        z = _unit_rows(n=12, dim=3, seed=0)
+        value = er.sphere_entropy(z, kappa=4.0, estimator="renyi2")
+        expected = _reference_sphere_entropy(z, 4.0, "renyi2", support=z)
+        assert value.item() == pytest.approx(expected, rel=1e-10)
+
+    @pytest.mark.parametrize("estimator", ["plugin", "joe"])
+    def test_leave_one_out_equal_to_reference(self, estimator: str) -> None:
+        # Without the self-term: the kernel sum runs over j != i, divided by N - 1.
+        z = _unit_rows(n=12, dim=3, seed=0)
+        kappa = 4.0
+        log_norm = _reference_log_vmf_normalizer(3, kappa)
+        log_density = []
+        for i in range(12):
+            terms = [kappa * float(z[i] @ z[j]) for j in range(12) if j != i]
+            log_density.append(
+                log_norm + float(np.logaddexp.reduce(terms)) - math.log(11)
+            )
+        reference = torch.tensor(log_density, dtype=torch.float64)
+        if estimator == "joe":
+            expected = float(-reference.mean())
+        else:
+            expected = float(-(torch.softmax(reference, dim=0) * reference).sum())
+        value = er.sphere_entropy(
+            z,
+            kappa=kappa,
+            estimator=estimator,  # type: ignore[arg-type]
+            leave_one_out=True,
+        )
+        assert value.item() == pytest.approx(expected, rel=1e-10)
+
+    def test_knn_equal_to_reference(self) -> None:
+        # Kozachenko-Leonenko on S^2 with chordal distances: psi(N) - psi(1)
+        # + log(pi) + 2 mean_i log r_i, r_i the distance to the nearest other row.
+        n = 12
+        z = _unit_rows(n=n, dim=3, seed=0).numpy()
+        distance = np.sqrt(((z[:, None] - z[None]) ** 2).sum(axis=-1))
+        np.fill_diagonal(distance, np.inf)
+        harmonic = sum(1.0 / j for j in range(1, n))  # psi(N) - psi(1)
+        expected = harmonic + math.log(math.pi) + 2.0 * np.log(distance.min(1)).mean()
+        for kappa in (1.0, 10.0):  # the estimate has no kernel
+            value = er.sphere_entropy(torch.from_numpy(z), kappa, estimator="knn")
+            assert value.item() == pytest.approx(expected, rel=1e-10)
+
+    def test_logdet_equal_to_reference(self) -> None:
+        # log|S^2| + 1/2 logdet(3 Sigma + 0.05 I), Sigma the unbiased covariance.
+        z = _unit_rows(n=12, dim=3, seed=0).numpy()
+        _, logdet = np.linalg.slogdet(3.0 * np.cov(z.T) + 0.05 * np.eye(3))
+        expected = math.log(4.0 * math.pi) + 0.5 * logdet
+        value = er.sphere_entropy(torch.from_numpy(z), 1.0, estimator="logdet")
         assert value.item() == pytest.approx(expected, rel=1e-10)
 
     def test_extra_support(self) -> None:
@@ -156,22 +210,3 @@ class TestDiscrete:
         expected = float((target * log_pred).sum() / 6)
         value = er.discrete_reconstruction(target, log_pred, log_input=True)
         assert value.item() == pytest.approx(expected, rel=1e-12)
-
-
-class TestDiagnostics:
-    def test_effective_rank_of_k_equal_directions(self) -> None:
-        z = torch.zeros(9, 6, dtype=torch.float64)
-        for i in range(9):
-            z[i, i % 3] = 1.0
-        assert er.effective_rank(z).item() == pytest.approx(3.0, rel=1e-5)
-
-    def test_alignment_and_uniformity(self) -> None:
-        z = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
-        assert er.alignment(z, -z).item() == pytest.approx(4.0)
-        assert er.uniformity(z, t=2.0).item() == pytest.approx(-8.0)
-
-    def test_collapse_score(self) -> None:
-        collapsed = er.collapse_score(torch.ones(32, 8)).item()
-        assert collapsed == pytest.approx(0.0, abs=1e-6)
-        spread = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
-        assert er.collapse_score(spread).item() > 0.9
