@@ -55,7 +55,13 @@ _DOCS = (
 
 
 def _example(
-    method: str, title: str, parent: str, er_class: str, module: str, note: str
+    method: str,
+    title: str,
+    parent: str,
+    er_class: str,
+    module: str,
+    note: str,
+    arguments: str = "",
 ) -> Example:
     parent_module = {
         "NTXentLoss": "ntx_ent_loss",
@@ -71,6 +77,7 @@ def _example(
         f"lightly.loss.{module}",
         f"lightly.loss.{parent_module}",
         note,
+        arguments,
     )
 
 
@@ -219,11 +226,14 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
                 "negative_cosine_similarity_er",
                 "The loss adds the entropy of the predictions to the cosine\n"
                 "similarity, and divides the sum by kappa so that the learning rate\n"
-                'of the example stays right. With the default ``prediction="both"``\n'
-                "the entropy is the mean over both inputs; BYOL's\n"
-                '``criterion(p, z)`` order is ``prediction="x0"``. The distributed\n'
-                "example, as lightly's, does not gather, so the entropy is over each\n"
-                "GPU's batch (``gather_distributed=True`` gathers it).",
+                "of the example stays right. The examples pass\n"
+                '``prediction="x0"``: BYOL calls ``criterion(p, z)``, so the first\n'
+                "input is the prediction whose entropy is the term (the default,\n"
+                '``"both"``, averages the entropies of both inputs; SimSiam\'s\n'
+                '``criterion(z, p)`` order is ``"x1"``). The distributed example,\n'
+                "as lightly's, does not gather, so the entropy is over each GPU's\n"
+                "batch (``gather_distributed=True`` gathers it).",
+                arguments='prediction="x0"',
             ),
         ),
     ),
