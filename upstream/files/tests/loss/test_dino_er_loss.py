@@ -69,6 +69,7 @@ def _gather_worker(
     rank = torch.distributed.get_rank()
     world_size = torch.distributed.get_world_size()
     losses, grads = _run_steps(criterion, steps, rank, world_size)
+    assert criterion.last_bound is not None
     return rank, losses, grads, criterion.center, criterion.last_bound
 
 

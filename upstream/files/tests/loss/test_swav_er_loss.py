@@ -153,6 +153,7 @@ class TestERSwaVLoss:
         )
         whole = copy.deepcopy(criterion)
         whole_loss = whole(high, low)
+        assert whole.last_components is not None
         entropy = whole.last_components.entropy
         for rank, rank_loss, _ in results:
             local_high = [_rows(h, rank, NUM_PROCESSES) for h in high]
