@@ -142,8 +142,9 @@ def docs_page(example: Example) -> str:
         "the entropy of the embeddings plus how\nwell one view reconstructs the "
         f"other. The examples below are lightly's\n{example.method} examples with "
         f"one change, {example.parent} replaced by\n:class:`{example.er_class} "
-        f"<{example.er_module}.{example.er_class}>`, which takes the same "
-        "constructor arguments\nand the same inputs.\n\n"
+        f"<{example.er_module}.{example.er_class}>`"
+        + (f" (with ``{example.arguments}``)" if example.arguments else "")
+        + ", which takes the same constructor arguments\nand the same inputs.\n\n"
         f"{example.note}\n\n"
         "Reference:\n"
         "    `The Role of Entropy and Reconstruction in Multi-View Self-Supervised "

@@ -142,6 +142,8 @@ def test_each_method_has_examples_in_three_layouts_and_a_docs_page(
             examples.example_path(layout, example.method, True) for layout in LAYOUTS
         ]
         assert "arxiv.org/abs/2307.10907" in page
+        if example.arguments:
+            assert f"(with ``{example.arguments}``)" in page
         models = (series.fresh / examples.MODELS_RST).read_text()
         assert f"    {example.method}_er.rst\n" in models
         api = (series.fresh / examples.LOSS_RST).read_text()
