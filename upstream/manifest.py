@@ -214,8 +214,10 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERNegativeCosineSimilarity, the ER version of the loss of BYOL and\n"
             "SimSiam: the parent's arguments plus kappa, entropy_weight,\n"
             "gather_distributed and prediction (which input is the prediction:\n"
-            "an argument, so the value does not depend on requires_grad).",
-            "tests/loss/test_negative_cosine_similarity_er.py.",
+            "an argument, so the value does not depend on requires_grad). The BYOL\n"
+            'examples pass prediction="x0" (BYOL calls criterion(p, z)).',
+            "tests/loss/test_negative_cosine_similarity_er.py, with a DDP-marked\n"
+            "  test of gather_distributed (make test-distributed).",
         ),
         examples=(
             _example(
@@ -246,7 +248,9 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERDINOLoss: DINOLoss plus the entropy of the student's marginal\n"
             "prediction. Centering stays on by default (centering=False is the\n"
             "paper's variant); at entropy_weight=0 the loss equals DINOLoss.",
-            "tests/loss/test_dino_er_loss.py.",
+            "tests/loss/test_dino_er_loss.py, with a DDP-marked test of\n"
+            "  gather_distributed (make test-distributed; the center is the global\n"
+            "  batch's through DINOLoss's own all-reduce).",
         ),
         examples=(
             _example(
@@ -271,7 +275,9 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERSwaVLoss: SwaVLoss plus the entropy of the marginal prediction.\n"
             "Sinkhorn stays on by default (use_sinkhorn=False is the paper's\n"
             "variant); at entropy_weight=0 the loss equals SwaVLoss.",
-            "tests/loss/test_swav_er_loss.py.",
+            "tests/loss/test_swav_er_loss.py, with DDP-marked tests of\n"
+            "  gather_distributed (make test-distributed): it gathers the entropy\n"
+            "  term; Sinkhorn keeps SwaVLoss's own sinkhorn_gather_distributed.",
         ),
         examples=(
             _example(
