@@ -1,7 +1,7 @@
 """Runs lightly's own checks on the branch make_patch.py made; exit 0 when all pass.
 
     python upstream/check_patch.py --lightly PATH [--python PY] [--branch NAME]
-        [--base REV] [--skip CHECK ...]
+        [--base REV] [--skip CHECK ...] [--mypy-cache DIR]
 
 The checks are lightly's (its Makefile, pyproject.toml, pre-commit hooks and CI),
 run with the interpreter of lightly's development environment (``--python``, by
@@ -66,9 +66,15 @@ class Result(NamedTuple):
 
 class Checker:
     def __init__(
-        self, lightly: Path, python: Path, base: str, files: List[str]
+        self,
+        lightly: Path,
+        python: Path,
+        base: str,
+        files: List[str],
+        mypy_cache: Optional[Path] = None,
     ) -> None:
         self.lightly = lightly
+        self.mypy_cache = mypy_cache
         self.python = python
         self.base = base
         self.files = files
@@ -142,7 +148,10 @@ class Checker:
         """mypy lightly tests in root: its errors as (file, line, message)."""
         mypy = self.tool("mypy")
         assert mypy is not None
-        with tempfile.TemporaryDirectory() as cache:
+        with tempfile.TemporaryDirectory() as tmp:
+            # A kept cache makes a rerun check only what changed (mypy matches a
+            # module moved to another tree by its hash); the default is a cold run.
+            cache = str(self.mypy_cache or tmp)
             env = dict(self.env, PYTHONPATH=str(root))
             print(f"$ mypy lightly tests  (in {root})", flush=True)
             result = subprocess.run(
@@ -383,6 +392,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         action="store_true",
         help="count every mypy error and test failure against the series",
     )
+    parser.add_argument(
+        "--mypy-cache",
+        type=Path,
+        default=None,
+        help="mypy cache folder kept between runs (default: a fresh one per run)",
+    )
     args = parser.parse_args(argv)
     lightly = args.lightly.resolve()
     python = Path(os.path.abspath(args.python))  # keep a venv's bin, not its target
@@ -393,7 +408,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         git(lightly, "checkout", "--quiet", args.branch)
     base = args.base or git(lightly, "config", f"branch.{args.branch}.{BASE_KEY}")
     files = git(lightly, "diff", "--name-only", f"{base}..{args.branch}").splitlines()
-    checker = Checker(lightly, python, base, files)
+    checker = Checker(lightly, python, base, files, mypy_cache=args.mypy_cache)
     runs: Dict[str, object] = {
         "format": checker.format,
         "lint": checker.lint,

@@ -5,9 +5,11 @@ For each :class:`manifest.Example` of a pull request the generator writes
 - ``examples/<layout>/<method>_er.py`` for each of lightly's three layouts: lightly's
   ``examples/<layout>/<method>.py`` from the checkout with the parent loss class
   swapped for the ER class (every whole-word occurrence, so the import and the
-  constructor call) and a three-line header. Nothing else changes: the example
-  shows that the swap is the whole change, and it follows lightly's example when
-  lightly edits it;
+  constructor call) and a three-line header. Where the swap needs an argument to
+  behave as the docs page says (BYOL's ``criterion(p, z)`` order is
+  ``prediction="x0"``), the constructor call also gets :attr:`Example.arguments`.
+  Nothing else changes: the example shows that the swap is the whole change, and it
+  follows lightly's example when lightly edits it;
 - ``docs/source/examples/<method>_er.rst``: a page in the shape of lightly's method
   pages, including the three scripts, listed in ``docs/source/examples/models.rst``'s
   toctree after the parent's page;
@@ -44,6 +46,8 @@ class Example(NamedTuple):
         er_module: The lightly module of the ER class (for the API entry).
         parent_module: The lightly module of the parent (the API entry goes after).
         note: What the swap keeps and changes, one paragraph of reStructuredText.
+        arguments: Keyword arguments written into every constructor call of the
+            ER class (``'prediction="x0"'``), or empty.
     """
 
     method: str
@@ -53,6 +57,7 @@ class Example(NamedTuple):
     er_module: str
     parent_module: str
     note: str
+    arguments: str = ""
 
 
 def example_path(layout: str, method: str, er: bool) -> str:
@@ -67,23 +72,46 @@ def derive_example(text: str, example: Example, layout: str) -> str:
     """lightly's example script with the parent class swapped for the ER class.
 
     Raises:
-        ExampleError: If the script does not name the parent class.
+        ExampleError: If the script does not name the parent class, or does not
+            call it where the example has arguments to pass.
     """
+    source = example_path(layout, example.method, False)
     pattern = re.compile(rf"\b{re.escape(example.parent)}\b")
     swapped, count = pattern.subn(example.er_class, text)
     if count == 0:
         raise ExampleError(
-            f"{example_path(layout, example.method, False)} does not name "
-            f"{example.parent}: has lightly changed the example?"
+            f"{source} does not name {example.parent}: has lightly changed the example?"
+        )
+    last_line = "# Nothing else differs from the parent's example.\n\n"
+    if example.arguments:
+        swapped = _add_arguments(swapped, example, source)
+        last_line = (
+            f"# The one other change: {example.er_class}({example.arguments}).\n\n"
         )
     header = (
         f"# {example.title}: lightly's {example.method} example with "
         f"{example.parent} replaced by\n"
         f"# {example.er_class} (entropy and reconstruction objective, "
         "https://arxiv.org/abs/2307.10907).\n"
-        "# Nothing else differs from the parent's example.\n\n"
     )
-    return header + swapped
+    return header + last_line + swapped
+
+
+def _add_arguments(text: str, example: Example, source: str) -> str:
+    """text with example.arguments first in every call of the ER class."""
+    call = re.compile(rf"\b{re.escape(example.er_class)}\((\s*\))?")
+
+    def with_arguments(match: re.Match[str]) -> str:
+        rest = ")" if match.group(1) else ", "
+        return f"{example.er_class}({example.arguments}{rest}"
+
+    text, calls = call.subn(with_arguments, text)
+    if calls == 0:
+        raise ExampleError(
+            f"{source} does not call {example.parent}(...): has lightly changed the "
+            "example?"
+        )
+    return text
 
 
 _TAB = """\
@@ -114,8 +142,9 @@ def docs_page(example: Example) -> str:
         "the entropy of the embeddings plus how\nwell one view reconstructs the "
         f"other. The examples below are lightly's\n{example.method} examples with "
         f"one change, {example.parent} replaced by\n:class:`{example.er_class} "
-        f"<{example.er_module}.{example.er_class}>`, which takes the same "
-        "constructor arguments\nand the same inputs.\n\n"
+        f"<{example.er_module}.{example.er_class}>`"
+        + (f" (with ``{example.arguments}``)" if example.arguments else "")
+        + ", which takes the same constructor arguments\nand the same inputs.\n\n"
         f"{example.note}\n\n"
         "Reference:\n"
         "    `The Role of Entropy and Reconstruction in Multi-View Self-Supervised "

@@ -55,7 +55,13 @@ _DOCS = (
 
 
 def _example(
-    method: str, title: str, parent: str, er_class: str, module: str, note: str
+    method: str,
+    title: str,
+    parent: str,
+    er_class: str,
+    module: str,
+    note: str,
+    arguments: str = "",
 ) -> Example:
     parent_module = {
         "NTXentLoss": "ntx_ent_loss",
@@ -71,6 +77,7 @@ def _example(
         f"lightly.loss.{module}",
         f"lightly.loss.{parent_module}",
         note,
+        arguments,
     )
 
 
@@ -207,8 +214,10 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERNegativeCosineSimilarity, the ER version of the loss of BYOL and\n"
             "SimSiam: the parent's arguments plus kappa, entropy_weight,\n"
             "gather_distributed and prediction (which input is the prediction:\n"
-            "an argument, so the value does not depend on requires_grad).",
-            "tests/loss/test_negative_cosine_similarity_er.py.",
+            "an argument, so the value does not depend on requires_grad). The BYOL\n"
+            'examples pass prediction="x0" (BYOL calls criterion(p, z)).',
+            "tests/loss/test_negative_cosine_similarity_er.py, with a DDP-marked\n"
+            "  test of gather_distributed (make test-distributed).",
         ),
         examples=(
             _example(
@@ -219,11 +228,14 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
                 "negative_cosine_similarity_er",
                 "The loss adds the entropy of the predictions to the cosine\n"
                 "similarity, and divides the sum by kappa so that the learning rate\n"
-                'of the example stays right. With the default ``prediction="both"``\n'
-                "the entropy is the mean over both inputs; BYOL's\n"
-                '``criterion(p, z)`` order is ``prediction="x0"``. The distributed\n'
-                "example, as lightly's, does not gather, so the entropy is over each\n"
-                "GPU's batch (``gather_distributed=True`` gathers it).",
+                "of the example stays right. The examples pass\n"
+                '``prediction="x0"``: BYOL calls ``criterion(p, z)``, so the first\n'
+                "input is the prediction whose entropy is the term (the default,\n"
+                '``"both"``, averages the entropies of both inputs; SimSiam\'s\n'
+                '``criterion(z, p)`` order is ``"x1"``). The distributed example,\n'
+                "as lightly's, does not gather, so the entropy is over each GPU's\n"
+                "batch (``gather_distributed=True`` gathers it).",
+                arguments='prediction="x0"',
             ),
         ),
     ),
@@ -236,7 +248,9 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERDINOLoss: DINOLoss plus the entropy of the student's marginal\n"
             "prediction. Centering stays on by default (centering=False is the\n"
             "paper's variant); at entropy_weight=0 the loss equals DINOLoss.",
-            "tests/loss/test_dino_er_loss.py.",
+            "tests/loss/test_dino_er_loss.py, with a DDP-marked test of\n"
+            "  gather_distributed (make test-distributed; the center is the global\n"
+            "  batch's through DINOLoss's own all-reduce).",
         ),
         examples=(
             _example(
@@ -261,7 +275,9 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERSwaVLoss: SwaVLoss plus the entropy of the marginal prediction.\n"
             "Sinkhorn stays on by default (use_sinkhorn=False is the paper's\n"
             "variant); at entropy_weight=0 the loss equals SwaVLoss.",
-            "tests/loss/test_swav_er_loss.py.",
+            "tests/loss/test_swav_er_loss.py, with DDP-marked tests of\n"
+            "  gather_distributed (make test-distributed): it gathers the entropy\n"
+            "  term; Sinkhorn keeps SwaVLoss's own sinkhorn_gather_distributed.",
         ),
         examples=(
             _example(

@@ -1,4 +1,10 @@
-"""Gathering rows across processes: with gradient for losses, without for meters."""
+"""Gathering rows across processes: with gradient for losses, without for meters.
+
+Built on :mod:`lightly.utils.dist` (its ``gather`` and ``world_size``; the rank is
+its ``rank``), which this module does not duplicate. It adds only what lightly
+lacks: a gather that returns x itself when not asked to or not distributed, and a
+gather without gradient of unequal row counts.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,6 @@ import torch
 from lightly.utils import dist
 from torch import Tensor
 from torch import distributed as torch_dist
-
-
-def global_rank() -> int:
-    """This process's rank in the default process group (0 when not distributed)."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        return int(torch_dist.get_rank())
-    return 0
 
 
 def gather_rows(x: Tensor, gather_distributed: bool) -> Tensor:

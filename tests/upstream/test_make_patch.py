@@ -121,14 +121,19 @@ def test_each_method_has_examples_in_three_layouts_and_a_docs_page(
             parent = series.fresh / examples.example_path(layout, example.method, False)
             ours = series.fresh / examples.example_path(layout, example.method, True)
             text = ours.read_text()
-            # lightly's script with only the class swapped (and a comment header).
+            # lightly's script with only the class swapped (and a comment header),
+            # and the example's arguments in the constructor call.
             body = "\n".join(
                 line for line in text.splitlines() if not line.startswith("#")
             )
-            assert (
-                body.strip()
-                == parent.read_text().replace(example.parent, example.er_class).strip()
+            expected = re.sub(
+                rf"\b{example.parent}\b", example.er_class, parent.read_text()
             )
+            if example.arguments:
+                call = f"{example.er_class}({example.arguments})"
+                expected = expected.replace(f"{example.er_class}()", call)
+                assert call in text
+            assert body.strip() == expected.strip()
             assert f"import {example.er_class}" in text
             compile(text, str(ours), "exec")
         page = (series.fresh / examples.page_path(example)).read_text()
@@ -137,6 +142,8 @@ def test_each_method_has_examples_in_three_layouts_and_a_docs_page(
             examples.example_path(layout, example.method, True) for layout in LAYOUTS
         ]
         assert "arxiv.org/abs/2307.10907" in page
+        if example.arguments:
+            assert f"(with ``{example.arguments}``)" in page
         models = (series.fresh / examples.MODELS_RST).read_text()
         assert f"    {example.method}_er.rst\n" in models
         api = (series.fresh / examples.LOSS_RST).read_text()
@@ -150,6 +157,19 @@ def test_example_edits_fail_loudly_on_unexpected_text() -> None:
     example = manifest.PULL_REQUESTS[1].examples[0]
     with pytest.raises(examples.ExampleError, match="does not name NTXentLoss"):
         examples.derive_example("criterion = Other()\n", example, "pytorch")
+    byol = manifest.PULL_REQUESTS[2].examples[0]
+    assert byol.arguments == 'prediction="x0"'
+    with pytest.raises(examples.ExampleError, match="does not call"):
+        examples.derive_example(
+            "from lightly.loss import NegativeCosineSimilarity\n", byol, "pytorch"
+        )
+    derived = examples.derive_example(
+        "c = NegativeCosineSimilarity()\nd = NegativeCosineSimilarity(dim=1)\n",
+        byol,
+        "pytorch",
+    )
+    assert 'c = ERNegativeCosineSimilarity(prediction="x0")\n' in derived
+    assert 'd = ERNegativeCosineSimilarity(prediction="x0", dim=1)\n' in derived
     with pytest.raises(examples.ExampleError, match="simclr.rst"):
         examples.edit_models_rst("   byol.rst\n", example)
     with pytest.raises(examples.ExampleError, match="NTXentLoss"):
@@ -265,7 +285,7 @@ def test_series_tests_pass_against_installed_lightly(series: Series) -> None:
 def test_series_ddp_tests_pass_on_a_gloo_pool(series: Series) -> None:
     # lightly's `make test-distributed`: the DDP-marked tests on a 2-process pool.
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "DDP"]
+        [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "-m", "DDP"]
         + ["tests/loss", "tests/utils"],
         cwd=series.fresh,
         env={
@@ -279,8 +299,12 @@ def test_series_ddp_tests_pass_on_a_gloo_pool(series: Series) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Every loss of the series has its gather_distributed test on the pool.
+    losses = ("ntx_ent_er_loss", "negative_cosine_similarity_er", "dino_er_loss")
+    for loss in (*losses, "swav_er_loss"):
+        assert re.search(rf"test_{loss}\.py::\S+ PASSED", result.stdout), loss
     passed = re.search(r"(\d+) passed", result.stdout)
-    assert passed is not None and int(passed.group(1)) >= 1, result.stdout[-2000:]
+    assert passed is not None and int(passed.group(1)) >= 8, result.stdout[-2000:]
 
 
 def test_lightly_ruff_settings_pass(series: Series) -> None:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any, Dict
 
 import torch
+from lightly.utils import dist
 from torch import Tensor
 from torch import distributed as torch_dist
 from torch import multiprocessing as mp
 
-from lightly_er.utils.dist import gather_rows, gather_rows_no_grad, global_rank
+import lightly_er.utils
+from lightly_er.utils.dist import gather_rows, gather_rows_no_grad
 
 WORLD_SIZE = 2
 # Rows held by each rank: unequal, and an empty batch on one rank.
@@ -58,7 +60,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         gathered = gather_rows(mine, gather_distributed=True)
         torch.autograd.backward((gathered * data["weights"]).sum())
         result: Dict[str, Any] = {
-            "rank": global_rank(),
+            "rank": dist.rank(),
             "unequal": unequal,
             "unequal_requires_grad": unequal.requires_grad,
             "empty": empty,
@@ -101,4 +103,9 @@ def test_one_process_is_the_identity() -> None:
     assert gather_rows_no_grad(x) is x
     assert gather_rows(x, gather_distributed=True) is x
     assert gather_rows(x, gather_distributed=False) is x
-    assert global_rank() == 0
+    assert dist.rank() == 0
+
+
+def test_global_rank_is_lightlys_rank() -> None:
+    # No second implementation of the rank: lightly_er.utils re-exports lightly's.
+    assert lightly_er.utils.global_rank is dist.rank

@@ -1,5 +1,6 @@
+import copy
 import math
-from typing import Tuple
+from typing import List, Tuple
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from torch.nn.functional import normalize
 
 from lightly.loss import ERNegativeCosineSimilarity, NegativeCosineSimilarity
 from lightly.utils.entropy_reconstruction import log_vmf_normalizer
+from tests.ddp_helpers import NUM_PROCESSES, USE_PYTEST_POOL
 
 
 def _reference_loss(
@@ -33,6 +35,24 @@ def _prediction_and_target(seed: int) -> Tuple[Tensor, Tensor]:
     p = torch.randn(8, 6, generator=generator, dtype=torch.float64)
     z = torch.randn(8, 6, generator=generator, dtype=torch.float64)
     return p.requires_grad_(True), z
+
+
+def _gather_worker(
+    criterion: ERNegativeCosineSimilarity, x0: Tensor, x1: Tensor
+) -> Tuple[int, Tensor, List[Tensor]]:
+    """This rank's loss and the gradients of its rows, each rank holding a slice."""
+    rank = torch.distributed.get_rank()
+    world_size = torch.distributed.get_world_size()
+    rows = slice(rank * len(x0) // world_size, (rank + 1) * len(x0) // world_size)
+    local = [
+        x0[rows].clone().requires_grad_(True),
+        x1[rows].clone().requires_grad_(True),
+    ]
+    loss = criterion(*local)
+    loss.backward()
+    grads = [x.grad for x in local]
+    assert grads[0] is not None and grads[1] is not None
+    return rank, loss.detach(), [grads[0], grads[1]]
 
 
 class TestERNegativeCosineSimilarity:
@@ -73,3 +93,36 @@ class TestERNegativeCosineSimilarity:
         x0.grad = None
         NegativeCosineSimilarity()(x0, x1).backward()
         torch.testing.assert_close(grad_er, x0.grad)
+
+    @pytest.mark.DDP
+    @pytest.mark.skipif(not USE_PYTEST_POOL, reason="DDP pool is not available")
+    @pytest.mark.parametrize("prediction", ["x0", "both"])
+    def test__gather_distributed_matches_one_process_with_the_whole_batch(
+        self, prediction: str
+    ) -> None:
+        # The entropy is over the gathered predictions (both inputs with "both"),
+        # the reconstruction over the rank's rows: the ranks' mean loss is the loss
+        # of one process holding the whole batch, and each rank's gradient divided
+        # by the world size is that process's gradient of its rows.
+        generator = torch.Generator().manual_seed(5)
+        x0 = torch.randn(16, 8, generator=generator, dtype=torch.float64)
+        x1 = torch.randn(16, 8, generator=generator, dtype=torch.float64)
+        criterion = ERNegativeCosineSimilarity(
+            gather_distributed=True,
+            prediction="x0" if prediction == "x0" else "both",
+        )
+        results = sorted(
+            pytest.pool.starmap(  # type: ignore[attr-defined]
+                _gather_worker, [(criterion, x0, x1)] * NUM_PROCESSES
+            ),
+            key=lambda result: result[0],
+        )
+        whole = [x0.clone().requires_grad_(True), x1.clone().requires_grad_(True)]
+        loss = copy.deepcopy(criterion)(*whole)
+        loss.backward()
+        mean_loss = sum(rank_loss for _, rank_loss, _ in results) / NUM_PROCESSES
+        assert mean_loss.item() == pytest.approx(loss.item(), rel=1e-9)
+        for i, x in enumerate(whole):
+            grads = torch.cat([grad[i] for _, _, grad in results]) / NUM_PROCESSES
+            assert x.grad is not None
+            torch.testing.assert_close(grads, x.grad, rtol=1e-7, atol=1e-12)
