@@ -140,8 +140,8 @@ def aggregate(results: Iterable[RunResult]) -> List[Dict[str, Any]]:
 
 def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
     """The rows as a Markdown table with lightly's columns plus the ER ones."""
-    # Model and objective are text; every other column is a number.
-    align = "ll" + "r" * (len(TABLE_COLUMNS) - 2)
+    # Model, objective and ER variant are text; every other column is a number.
+    align = "lll" + "r" * (len(TABLE_COLUMNS) - 3)
     return write_markdown(
         TABLE_COLUMNS, ([row[c] for c in TABLE_COLUMNS] for row in rows), align
     )
@@ -150,6 +150,7 @@ def markdown_table(rows: Sequence[Dict[str, Any]]) -> str:
 CSV_COLUMNS: Tuple[str, ...] = (
     "model",
     "objective",
+    "er_variant",
     "dataset",
     "batch_size",
     "ema",
@@ -178,6 +179,7 @@ def csv_table(rows: Sequence[Dict[str, Any]]) -> str:
             [
                 row["Model"],
                 row["Objective"],
+                "" if row["ER Variant"] == "-" else row["ER Variant"],
                 row["dataset"],
                 row["Batch Size"],
                 "" if row["ema"] is None else row["ema"],

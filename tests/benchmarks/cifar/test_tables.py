@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cifar.plots import plot_curves, plot_sweep, sweep_series
-from benchmarks.cifar.tables import aggregate, markdown_table, write_tables
+from benchmarks.cifar.tables import aggregate, csv_table, markdown_table, write_tables
 from tests.benchmarks.records import sweep_record
 
 
@@ -135,3 +135,5 @@ def test_er_variant_column_reads_the_run_record() -> None:
     assert rows[("DINO", "original")] == "-"
     assert rows[("SwAV", "ER")] == "not recorded"
     assert "| ER Variant |" in markdown_table(aggregate([er]))
+    (line,) = csv.DictReader(io.StringIO(csv_table(aggregate([er]))))
+    assert line["er_variant"] == "paper: centering off"
