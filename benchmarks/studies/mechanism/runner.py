@@ -75,10 +75,6 @@ ENGINE = "mechanism"
 LOSS_KEYS = ("train_loss", "train_entropy", "train_reconstruction")
 
 
-class Diverged(Exception):
-    """A training loss or the features became NaN or Inf; the run stops there."""
-
-
 class Interrupted(Exception):
     """Raised by a test hook to stop a run as a kill would (tests only)."""
 
@@ -330,7 +326,7 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
         model.eval()
         outputs = head_outputs(model, ev.held_out)
         if not all(bool(torch.isfinite(v).all()) for v in outputs.values()):
-            raise Diverged(f"{run_id}: NaN or Inf head outputs at step {step}")
+            raise FloatingPointError(f"{run_id}: NaN or Inf head outputs at {step}")
         # Built first after seeding: at step 0, the untrained network of the seed.
         if step == 0 and not torch.equal(outputs["backbone"], reference):
             raise RuntimeError(
@@ -377,13 +373,14 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         try:
             loss = training_loss(model, views, step)
-            if not math.isfinite(float(loss.detach())):
-                raise Diverged(f"{run_id}: loss {float(loss.detach())}")
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{run_id}: loss {value}")
             loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             scheduler.step()
             steps_done += 1
-            losses["train_loss"].append(float(loss.detach()))
+            losses["train_loss"].append(value)
             components = getattr(model.criterion, "last_components", None)
             if components is not None:
                 losses["train_entropy"].append(float(components.entropy))
@@ -392,7 +389,7 @@ def train_run(env: Env, spec: RunSpec) -> Dict[str, Any]:
                 snapshot(step + 1, losses)
                 checkpoint()
                 losses = {k: [] for k in losses}
-        except (Diverged, FloatingPointError, ValueError) as error:
+        except (FloatingPointError, ValueError) as error:
             # lightly-er's losses raise ValueError on a non-finite value (they check
             # the first calls after they are built); any other ValueError is a bug.
             if isinstance(error, ValueError) and "not finite" not in str(error):
