@@ -306,18 +306,23 @@ class SimSiam(SSLMethod):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prediction_head = heads.SimSiamPredictionHead(2048, 512, 2048)
-        self.projection_head = heads.ProjectionHead(
-            [
-                (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
-                (2048, 2048, nn.BatchNorm1d(2048), None),
-            ]
-        )
+        self.projection_head = self.build_projection_head()
         # SimSiam calls criterion(z, p): the entropy term is the prediction's, x1.
         self.criterion = self.make_loss(
             NegativeCosineSimilarity,
             ERNegativeCosineSimilarity,
             er_only={"prediction": "x1"},
         )
+
+    def build_projection_head(self) -> nn.Module:
+        """lightly's SimSiam projection head of the CIFAR-10 benchmark."""
+        head: nn.Module = heads.ProjectionHead(
+            [
+                (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
+                (2048, 2048, nn.BatchNorm1d(2048), None),
+            ]
+        )
+        return head
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         z = self.projection_head(self.features(x))

@@ -140,12 +140,7 @@ class SimSiamNoPredictorNoStopGradient(SimSiam):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # SimSiam's constructor without the prediction head (none is built).
         super(SimSiam, self).__init__(*args, **kwargs)
-        self.projection_head = heads.ProjectionHead(
-            [
-                (self.feature_dim, 2048, nn.BatchNorm1d(2048), nn.ReLU(inplace=True)),
-                (2048, 2048, nn.BatchNorm1d(2048), None),
-            ]
-        )
+        self.projection_head = self.build_projection_head()
         self.criterion = self.make_loss(
             NegativeCosineSimilarity,
             ERNegativeCosineSimilarity,

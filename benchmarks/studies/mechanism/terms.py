@@ -106,7 +106,7 @@ def term_input(model: nn.Module) -> nn.Module:
         prediction = getattr(model, "prediction_head", None)  # none: BYOL-nopred
         if isinstance(prediction, nn.Module):
             return prediction
-        return cast(nn.Module, model.projection_head)
+        return model.projection_head
     raise TypeError(f"no comparator term for a {type(model).__name__} model")
 
 
