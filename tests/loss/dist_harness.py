@@ -10,8 +10,6 @@ the mean of the per-process losses must equal the single-process loss.
 
 from __future__ import annotations
 
-import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, List, Sequence, Tuple
@@ -19,16 +17,10 @@ from typing import Any, Callable, List, Sequence, Tuple
 import pytest
 import torch
 from torch import Tensor, nn
-from torch import distributed as torch_dist
-from torch import multiprocessing as mp
+
+from tests.processes import free_port, init_group, leave_group, run_workers, save_result
 
 LossFactory = Callable[..., nn.Module]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _map(fn: Callable[[Tensor], Any], args: Sequence[Any]) -> List[Any]:
@@ -57,22 +49,13 @@ def _worker(
     args: Sequence[Any],
     out_dir: str,
 ) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    torch_dist.init_process_group("gloo", rank=rank, world_size=world_size)
-    try:
-        local = _map(lambda t: _leaf(t.chunk(world_size)[rank]), args)
-        loss = factory(gather_distributed=True)(*local)
-        loss.backward()
-        grads = [t.grad for t in _flatten(local)]
-        torch.save(
-            {"loss": loss.detach(), "grads": grads}, Path(out_dir) / f"{rank}.pt"
-        )
-    finally:
-        # Both ranks reach the teardown before either destroys its group: at torch
-        # 2.3 (gloo) a rank whose peer had already exited hung in the destroy.
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    init_group(rank, world_size, port)
+    local = _map(lambda t: _leaf(t.chunk(world_size)[rank]), args)
+    loss = factory(gather_distributed=True)(*local)
+    loss.backward()
+    grads = [t.grad for t in _flatten(local)]
+    save_result({"loss": loss.detach(), "grads": grads}, out_dir, rank)
+    leave_group()
 
 
 def run_distributed_and_single(
@@ -88,11 +71,11 @@ def run_distributed_and_single(
         # minimum-versions job, 2026-12-07); the main job runs them on current torch.
         pytest.skip("two-process gloo runs need torch >= 2.3")
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(
+        run_workers(
             _worker,
-            args=(world_size, _free_port(), factory, args, out_dir),
-            nprocs=world_size,
-            join=True,
+            (world_size, free_port(), factory, args, out_dir),
+            world_size,
+            out_dir,
         )
         results = [torch.load(Path(out_dir) / f"{r}.pt") for r in range(world_size)]
     dist_loss = torch.stack([r["loss"].reshape(()) for r in results]).mean()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Dict
@@ -12,21 +10,15 @@ import torch
 from lightly.utils import dist
 from torch import Tensor
 from torch import distributed as torch_dist
-from torch import multiprocessing as mp
 
 import lightly_er.utils
 from lightly_er.utils.dist import gather_rows, gather_rows_no_grad
+from tests.processes import free_port, init_group, leave_group, run_workers, save_result
 
 WORLD_SIZE = 2
 # Rows held by each rank: unequal, and an empty batch on one rank.
 UNEQUAL = (5, 2)
 EMPTY = (0, 3)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _data() -> Dict[str, Tensor]:
@@ -46,39 +38,32 @@ def _rows(x: Tensor, sizes: tuple[int, int], rank: int) -> Tensor:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
-    torch_dist.init_process_group("gloo", rank=rank, world_size=WORLD_SIZE)
-    try:
-        data = _data()
-        local = _rows(data["unequal"], UNEQUAL, rank).clone().requires_grad_(True)
-        unequal = gather_rows_no_grad(local)
-        empty = gather_rows_no_grad(_rows(data["empty"], EMPTY, rank))
-        # With gradient: equal rows, every process computes the same loss.
-        mine = _rows(data["equal"], (3, 3), rank).clone().requires_grad_(True)
-        gathered = gather_rows(mine, gather_distributed=True)
-        torch.autograd.backward((gathered * data["weights"]).sum())
-        result: Dict[str, Any] = {
-            "rank": dist.rank(),
-            "unequal": unequal,
-            "unequal_requires_grad": unequal.requires_grad,
-            "empty": empty,
-            "gathered": gathered.detach(),
-            "grad": mine.grad,
-            "not_gathered": gather_rows(mine, gather_distributed=False) is mine,
-        }
-        torch.save(result, Path(out_dir) / f"{rank}.pt")
-    finally:
-        # Both ranks reach the teardown before either destroys its group: at torch
-        # 2.3 (gloo) a rank whose peer had already exited hung in the destroy.
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    init_group(rank, WORLD_SIZE, port)
+    data = _data()
+    local = _rows(data["unequal"], UNEQUAL, rank).clone().requires_grad_(True)
+    unequal = gather_rows_no_grad(local)
+    empty = gather_rows_no_grad(_rows(data["empty"], EMPTY, rank))
+    # With gradient: equal rows, every process computes the same loss.
+    mine = _rows(data["equal"], (3, 3), rank).clone().requires_grad_(True)
+    gathered = gather_rows(mine, gather_distributed=True)
+    torch.autograd.backward((gathered * data["weights"]).sum())
+    result: Dict[str, Any] = {
+        "rank": dist.rank(),
+        "unequal": unequal,
+        "unequal_requires_grad": unequal.requires_grad,
+        "empty": empty,
+        "gathered": gathered.detach(),
+        "grad": mine.grad,
+        "not_gathered": gather_rows(mine, gather_distributed=False) is mine,
+    }
+    save_result(result, out_dir, rank)
+    leave_group()
 
 
 def test_gathers_across_two_processes() -> None:
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD_SIZE, join=True)
+        run_workers(_worker, (free_port(), out_dir), WORLD_SIZE, out_dir)
         results = [torch.load(Path(out_dir) / f"{r}.pt") for r in range(WORLD_SIZE)]
     data = _data()
     for rank, result in enumerate(results):

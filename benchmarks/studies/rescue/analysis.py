@@ -226,13 +226,23 @@ def _comparisons(results: Results, config: RescueConfig) -> List[Comparison]:
     return out
 
 
-def analyse(results: Results, config: RescueConfig) -> List[Comparison]:
+def analyse(
+    results: Results, config: RescueConfig, complete: bool = True
+) -> List[Comparison]:
     """Every registered comparison, evaluated family by family, with the numbers
-    reported beside (probe gain at the same level, head collapses)."""
+    reported beside (probe gain at the same level, head collapses).
+
+    With ``complete=False`` (not every registered run has finished) the intervals
+    are computed but no comparison gets a verdict: the registration decides on all
+    runs, so an interim reading states none.
+    """
     comparisons = _comparisons(results, config)
     for family, size in family_sizes(config).items():
         members = [x for x in comparisons if x.family == family]
         evaluate_family(members, size, config)
+        if not complete:
+            for x in members:
+                x.verdict = verdicts.INTERIM
     for x in comparisons:
         if x.role == COST:
             continue
@@ -270,7 +280,9 @@ def rescues(comparisons: Sequence[Comparison]) -> List[Rescue]:
         mode = FAILURE_MODE[x.arm]
         control = controls[(x.arm, CONTROL_OF[mode])]
         failure = verdicts.BELOW_UNTRAINED if mode == BELOW else verdicts.FAILS_TO_LEARN
-        if verdicts.MISSING in (control.verdict, x.verdict):
+        if verdicts.INTERIM in (control.verdict, x.verdict):
+            verdict = verdicts.INTERIM
+        elif verdicts.MISSING in (control.verdict, x.verdict):
             verdict = verdicts.MISSING
         else:
             verdict = verdicts.rescue(control.verdict, failure, x.verdict)
@@ -304,6 +316,7 @@ SUMMARY_ORDER = (
     stats.INCONCLUSIVE,
     "no failure to rescue",
     verdicts.MISSING,
+    verdicts.INTERIM,
 )
 
 

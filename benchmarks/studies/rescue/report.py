@@ -229,10 +229,10 @@ def write_report(log_dir: Path, config: RescueConfig) -> str:
         if reading is not None:
             heads[r["run_id"]] = reading
     results = Results(records, untrained, heads)
-    comparisons = analysis.analyse(results, config)
+    total = len(run_specs(config))
+    comparisons = analysis.analyse(results, config, complete=len(records) >= total)
     timings = load_timings(log_dir, config)
     sizes = analysis.family_sizes(config)
-    total = len(run_specs(config))
     e = config.engine
     parts = [
         f"# Rescue study: report ({config.name} preset, {e.steps} steps)\n",
@@ -252,8 +252,9 @@ def write_report(log_dir: Path, config: RescueConfig) -> str:
         f"{len(diverged)}" + (": " + ", ".join(diverged) if diverged else "") + ".\n"
     )
     if len(records) < total:
-        parts.append("**Interim report**: not every run has finished; the registered "
-                     "analysis is the one over all runs.\n")  # fmt: skip
+        parts.append("**Interim report**: not every run has finished. The intervals "
+                     "are descriptive; no verdict is read before the registered "
+                     "analysis over all runs.\n")  # fmt: skip
     primary = [x for x in comparisons if x.family == "primary"]
     secondary = [x for x in comparisons if x.family.startswith("secondary")]
     costs = [x for x in comparisons if x.role == COST]

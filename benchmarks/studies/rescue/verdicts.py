@@ -32,6 +32,7 @@ NO_GAIN_HEAD_SPREAD = "does not learn (head not collapsed in every seed)"
 RESCUES = "rescues"
 DOES_NOT_RESCUE = "does not rescue"
 MISSING = "missing (fewer than 2 seeds)"
+INTERIM = "no verdict (interim: not every run has finished)"
 
 
 def threshold_p(values: Sequence[float], threshold: float) -> float:

@@ -187,3 +187,26 @@ def test_verdict_lines_and_summary(comparisons: List[Comparison]) -> None:
         "Rescue verdicts: primary: 5 rescues, 3 does not rescue, 2 inconclusive; "
         "secondary: 5 no failure to rescue."
     )
+
+
+def test_an_interim_reading_states_no_verdict(
+    comparisons: List[Comparison],
+) -> None:
+    config = preset("smoke")
+    results = analysis.Results(
+        rescue_data.records(config), rescue_data.UNTRAINED, rescue_data.heads(config)
+    )
+    interim = analysis.analyse(results, config, complete=False)
+    assert {x.verdict for x in interim} == {verdicts.INTERIM}
+    # The same numbers as the complete reading: only the words are withheld.
+    assert [(x.p, x.level, str(x.interval)) for x in interim] == [
+        (x.p, x.level, str(x.interval)) for x in comparisons
+    ]
+    assert {r.verdict for r in analysis.rescues(interim)} == {verdicts.INTERIM}
+    lines = analysis.verdict_lines(interim, config)
+    words = (verdicts.RESCUES, verdicts.LEARNS, verdicts.BELOW_UNTRAINED, "collapses")
+    assert not any(f"| {w} |" in line for line in lines for w in words)
+    assert analysis.summary_line(interim) == (
+        f"Rescue verdicts: primary: 10 {verdicts.INTERIM}; "
+        f"secondary: 5 {verdicts.INTERIM}."
+    )
