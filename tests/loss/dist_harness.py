@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from tests.processes import free_port, init_group, leave_group, run_workers, save_result
+from tests.processes import init_group, leave_group, run_workers, save_result
 
 LossFactory = Callable[..., nn.Module]
 
@@ -43,8 +43,8 @@ def _leaf(t: Tensor) -> Tensor:
 
 def _worker(
     rank: int,
-    world_size: int,
     port: int,
+    world_size: int,
     factory: LossFactory,
     args: Sequence[Any],
     out_dir: str,
@@ -71,12 +71,7 @@ def run_distributed_and_single(
         # minimum-versions job, 2026-12-07); the main job runs them on current torch.
         pytest.skip("two-process gloo runs need torch >= 2.3")
     with tempfile.TemporaryDirectory() as out_dir:
-        run_workers(
-            _worker,
-            (world_size, free_port(), factory, args, out_dir),
-            world_size,
-            out_dir,
-        )
+        run_workers(_worker, (world_size, factory, args, out_dir), world_size, out_dir)
         results = [torch.load(Path(out_dir) / f"{r}.pt") for r in range(world_size)]
     dist_loss = torch.stack([r["loss"].reshape(()) for r in results]).mean()
     dist_grads = [

@@ -13,7 +13,7 @@ from torch import distributed as torch_dist
 
 import lightly_er.utils
 from lightly_er.utils.dist import gather_rows, gather_rows_no_grad
-from tests.processes import free_port, init_group, leave_group, run_workers, save_result
+from tests.processes import init_group, leave_group, run_workers, save_result
 
 WORLD_SIZE = 2
 # Rows held by each rank: unequal, and an empty batch on one rank.
@@ -63,7 +63,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 
 def test_gathers_across_two_processes() -> None:
     with tempfile.TemporaryDirectory() as out_dir:
-        run_workers(_worker, (free_port(), out_dir), WORLD_SIZE, out_dir)
+        run_workers(_worker, (out_dir,), WORLD_SIZE, out_dir)
         results = [torch.load(Path(out_dir) / f"{r}.pt") for r in range(WORLD_SIZE)]
     data = _data()
     for rank, result in enumerate(results):
