@@ -345,12 +345,6 @@ OFFLINE_LOSSES: Dict[str, Any] = {
 }
 OFFLINE_MAX_ENTROPY = {"byol": math.log(497), "dino": math.log(256)}
 """At most log N for the 497 held-out digits on the sphere; log K on K prototypes."""
-KNN_LINE = re.compile(
-    rf"^kNN accuracy (before|after) training {NUMBER}$", flags=re.MULTILINE
-)
-MIN_KNN_ACCURACY = 0.85
-"""Measured after 3 epochs (2-core CPU, 2026-12-07): 0.934 (BYOL-ER), 0.928
-(DINO-ER); 0.930 before training, for both (a random MLP on digits); chance is 0.1."""
 MIN_ENTROPY_GAIN = 0.5
 """The entropy of the held-out outputs (BYOL: the prediction on the sphere, nats above
 a collapsed batch; DINO: the student's mean prediction over the prototypes), computed
@@ -378,7 +372,6 @@ def test_offline_example_learns(
     script: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
     one_thread: None,
 ) -> None:
     """Measured after 3 epochs (2-core CPU, 2026-12-07): held-out entropy 0.06 ->
@@ -390,7 +383,6 @@ def test_offline_example_learns(
     monkeypatch.setattr(sys, "argv", argv)
     monkeypatch.chdir(tmp_path)
     namespace = runpy.run_path(str(EXAMPLES / script), run_name="__main__")
-    out = capsys.readouterr().out
 
     model, images = namespace["model"], namespace["images"]
     assert type(model.criterion) is OFFLINE_LOSSES[method]
@@ -398,11 +390,6 @@ def test_offline_example_learns(
         assert model.criterion.centering is True
     trainer = namespace["trainer"]
     assert trainer.state.finished and trainer.global_step == OFFLINE_STEPS
-    assert model.training and model.backbone.training  # the kNN gives the mode back
-    knn = {stage: float(a) for stage, a in KNN_LINE.findall(out)}
-    assert set(knn) == {"before", "after"}, out
-    assert all(0.0 <= a <= 1.0 for a in knn.values())
-    assert knn["after"] >= MIN_KNN_ACCURACY, out
     # The script's untrained model is the one seed 0 builds.
     torch.manual_seed(0)
     untrained = namespace[method.upper()]()
