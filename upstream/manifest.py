@@ -23,7 +23,7 @@ _ER = "lightly.utils.entropy_reconstruction"
 # lightly-er module -> lightly module. The longest matching prefix wins.
 MODULE_MAP: Dict[str, str] = {
     "lightly_er.functional": _ER,
-    "lightly_er.utils.checks": "lightly.utils.er_checks",
+    "lightly_er.utils._arguments": "lightly.utils.er_checks",
     "lightly_er.utils.dist": "lightly.utils.er_dist",
     "lightly_er.utils.compat": "lightly.utils.er_compat",
     "lightly_er.loss._base": "lightly.loss._er_base",
@@ -32,17 +32,20 @@ MODULE_MAP: Dict[str, str] = {
     "lightly_er.loss": "lightly.loss",
 }
 
-# The estimator modules SimCLR-ER and the later losses call. Not sent: the
-# functional package's own __init__ (lightly gets upstream/files' one, which exports
-# only what is sent) and the label-free diagnostics (_diagnostics, _prototypes:
-# RankMe, LiDAR, effective rank, prototype usage), which no loss calls.
+# The estimator modules SimCLR-ER and the later losses call: the plug-in vMF kernel
+# entropy (the authors' settings, the self-term kept), the vMF reconstruction, the
+# discrete terms, the log-normalizer and the input checks. Not sent: the functional
+# package's own __init__ (lightly gets upstream/files' one, which exports only what
+# is sent); the research estimators of lightly_er.experimental (_sphere: the
+# ``estimator`` choice; _kernel_estimators: joe, renyi2, leave-one-out, a memory's
+# mask; _samples: knn, logdet); and the label-free diagnostics (_diagnostics,
+# _prototypes: RankMe, LiDAR, effective rank, prototype usage), which no loss calls.
 _FUNCTIONAL = (
     "_checks",
     "_discrete",
     "_kde",
-    "_samples",
     "_special",
-    "_sphere",
+    "_vmf",
 )
 
 
@@ -156,7 +159,7 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
                 for m in _FUNCTIONAL
             ),
             _written("lightly/utils/entropy_reconstruction/__init__.py"),
-            ("lightly_er/utils/checks.py", "lightly/utils/er_checks.py"),
+            ("lightly_er/utils/_arguments.py", "lightly/utils/er_checks.py"),
             ("lightly_er/utils/dist.py", "lightly/utils/er_dist.py"),
             ("lightly_er/utils/compat.py", "lightly/utils/er_compat.py"),
             ("lightly_er/loss/_base.py", "lightly/loss/_er_base.py"),
@@ -173,8 +176,8 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
             "Adds ERNTXentLoss, a drop-in subclass of NTXentLoss that optimizes the\n"
             "entropy-and-reconstruction (ER) bound instead of InfoNCE: the same\n"
             "constructor arguments plus kappa and entropy_weight, the same forward.\n"
-            "The estimators it uses (vMF kernel-density entropy, vMF reconstruction,\n"
-            "the exact log-normalizer) are pure functions in\n"
+            "The estimators it uses (the plug-in vMF kernel-density entropy, the vMF\n"
+            "reconstruction, the exact log-normalizer) are pure functions in\n"
             "lightly.utils.entropy_reconstruction, with their argument checks\n"
             "(lightly.utils.er_checks) and a gather with gradient\n"
             "(lightly.utils.er_dist).",

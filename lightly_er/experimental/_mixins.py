@@ -18,9 +18,8 @@ from lightly_er.experimental._learnable_kappa import LearnableKappa
 from lightly_er.experimental._memory import DiscreteMemory, SphereMemory
 from lightly_er.experimental.estimator import EntropyEstimator
 from lightly_er.functional import discrete_entropy, log_vmf_normalizer
-from lightly_er.functional._checks import SphereEstimator
 from lightly_er.functional._discrete import mean_distribution
-from lightly_er.functional._sphere import relative_sphere_entropy
+from lightly_er.functional._sphere import SphereEstimator, relative_sphere_entropy
 from lightly_er.loss._base import (
     DiscreteERLossMixin,
     ERComponents,

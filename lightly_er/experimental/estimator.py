@@ -14,7 +14,7 @@ import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any, Dict, Literal, Mapping, Optional, Tuple, Union
 
-from lightly_er.functional._checks import SphereEstimator
+from lightly_er.functional._sphere import SphereEstimator
 from lightly_er.utils.checks import (
     check_bool,
     check_choice,

@@ -12,17 +12,19 @@ an entropy term and a reconstruction term. Every function returns nats, and high
 better: ER = entropy + reconstruction.
 
 The implementation is split by concern into private modules: ``_special`` (Bessel
-and vMF-normalizer numerics), ``_sphere`` and ``_discrete`` (the ER terms on the
-sphere and on a discrete support), ``_diagnostics`` (label-free monitors of
-embeddings), ``_prototypes`` (label-free monitors of prototype assignments) and
-``_checks`` (input checks). Import from here.
+and vMF-normalizer numerics), ``_vmf`` and ``_kde`` (the plug-in vMF kernel entropy
+and the vMF reconstruction, the authors' settings), ``_discrete`` (the ER terms on a
+discrete support), ``_sphere`` (the ``estimator`` choice of the sphere entropy),
+``_kernel_estimators`` and ``_samples`` (the other estimators: joe, Renyi-2,
+leave-one-out, nearest neighbors, log-determinant), ``_diagnostics`` (label-free
+monitors of embeddings), ``_prototypes`` (label-free monitors of prototype
+assignments) and ``_checks`` (input checks). Import from here.
 
 - [0] Rodriguez-Galvez et al., The Role of Entropy and Reconstruction in Multi-View
   Self-Supervised Learning, ICML 2023, https://arxiv.org/abs/2307.10907
 """
 
 from lightly_er.functional._checks import Kappa as Kappa
-from lightly_er.functional._checks import SphereEstimator as SphereEstimator
 from lightly_er.functional._diagnostics import (
     alignment,
     collapse_score,
@@ -38,18 +40,15 @@ from lightly_er.functional._prototypes import (
     prototype_mutual_information,
     prototype_usage,
 )
-from lightly_er.functional._special import (
-    log_bessel_iv,
-    log_sphere_area,
-    log_vmf_normalizer,
-)
+from lightly_er.functional._samples import log_sphere_area
+from lightly_er.functional._special import log_bessel_iv, log_vmf_normalizer
+from lightly_er.functional._sphere import SphereEstimator as SphereEstimator
 from lightly_er.functional._sphere import (
     knn_sphere_entropy,
     logdet_sphere_entropy,
-    min_sphere_entropy,
     sphere_entropy,
-    vmf_reconstruction,
 )
+from lightly_er.functional._vmf import min_sphere_entropy, vmf_reconstruction
 
 __all__ = [
     "log_bessel_iv",

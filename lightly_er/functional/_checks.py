@@ -13,20 +13,17 @@ from typing import Union
 
 import torch
 from torch import Tensor
-from typing_extensions import Literal
 
-from lightly_er.utils.checks import check_matrix
+from lightly_er.utils._arguments import check_matrix
 from lightly_er.utils.compat import is_compiling
 
 Kappa = Union[Tensor, float]
 """A concentration: a Python number (fixed) or a tensor (possibly learnable)."""
 
-SphereEstimator = Literal["joe", "plugin", "knn", "renyi2", "logdet"]
-
 
 def at_least_float32(x: Tensor) -> Tensor:
     """x in float32 if it is in half precision, else x itself."""
-    # The log-sum-exps and SVDs of the estimators lose too much in 16 bits.
+    # Log-sum-exps and matrix factorizations lose too much in 16 bits.
     if x.dtype in (torch.float16, torch.bfloat16):
         return x.float()
     return x

@@ -1,7 +1,10 @@
 """Sample-based sphere entropy estimators without a kernel: nearest neighbors, log-det.
 
-Private. Both return the estimate H in nats *without* any kernel constant; the
-dispatch in ``_sphere`` adds log C_d(kappa) where a caller wants the relative form.
+Private, and a research option (the upstream series does not send it). Both return
+the estimate H in nats *without* any kernel constant; the dispatch in ``_sphere``
+adds log C_d(kappa) where a caller wants the relative form. Their constants are
+here too: ``log_sphere_area`` (public, re-exported by :mod:`lightly_er.functional`),
+the unit ball's log-volume and digamma, as Python doubles.
 
 - ``knn_entropy``: Kozachenko-Leonenko with chordal balls on S^{d-1},
   H = psi(n) - psi(k) + log V_{d-1} + (d - 1) mean_i log r_i, where r_i is the
@@ -26,11 +29,62 @@ import torch
 from torch import Tensor
 from typing_extensions import Protocol
 
-from lightly_er.functional._special import (
-    digamma,
-    log_sphere_area,
-    log_unit_ball_volume,
-)
+from lightly_er.functional._checks import check_dim
+
+
+# ---------------------------------------------------------------------------------------
+# Constants of the sample-based estimators, as Python doubles (no tensor, no graph).
+# ---------------------------------------------------------------------------------------
+def log_sphere_area(dim: int) -> float:
+    """``log |S^(dim-1)| = log(2 pi^(dim/2) / Gamma(dim/2))``, the uniform's entropy.
+
+    The surface measure of the unit sphere in R^dim: 2 (two points) on S^0, 2 pi on
+    the circle, 4 pi on S^2. It is the largest entropy a distribution on the sphere
+    can have.
+
+    Args:
+        dim:
+            Dimension d >= 1 of the ambient space.
+
+    Returns:
+        The log-area in nats, a Python float.
+
+    Raises:
+        TypeError: If dim is not an int.
+        ValueError: If dim < 1.
+
+    Examples:
+        >>> import math
+        >>> from lightly_er.functional import log_sphere_area
+        >>> abs(log_sphere_area(3) - math.log(4 * math.pi)) < 1e-12
+        True
+    """
+    check_dim(dim)
+    return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)
+
+
+def log_unit_ball_volume(dim: int) -> float:
+    """log of the volume of the unit ball in R^dim, pi^(dim/2) / Gamma(dim/2 + 1)."""
+    return 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim + 1.0)
+
+
+def digamma(x: float) -> float:
+    """The digamma function psi(x) for x > 0, to about 1e-15 (recurrence + series)."""
+    if not x > 0:
+        raise ValueError(f"digamma needs x > 0, got {x}")
+    result = 0.0
+    # psi(x) = psi(x + 1) - 1 / x moves x to where the asymptotic series converges.
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    inv2 = 1.0 / (x * x)
+    # DLMF 5.11.2: log x - 1/(2x) - sum_k B_2k / (2k x^2k).
+    series = inv2 * (
+        1.0 / 12
+        - inv2 * (1.0 / 120 - inv2 * (1.0 / 252 - inv2 * (1.0 / 240 - inv2 / 132)))
+    )
+    return result + math.log(x) - 0.5 / x - series
+
 
 KNN_EPS = 1e-8
 """Added to the squared distance as eps^2 (KoLeo's eps): a duplicate has log r =

@@ -16,7 +16,7 @@ from torch import Tensor
 from typing_extensions import Protocol
 
 from lightly_er.functional._checks import Kappa, as_kappa_tensor, check_dim
-from lightly_er.utils.checks import check_real
+from lightly_er.utils._arguments import check_real
 from lightly_er.utils.compat import assume_constant_result
 
 # ---------------------------------------------------------------------------------------
@@ -299,57 +299,3 @@ def _log_vmf_normalizer_constant(dim: int, kappa: float) -> float:
 # Called under a name other than its own: torch.compile before 2.6 stores the
 # constant under the function's own name in the compiled module's globals.
 log_vmf_normalizer_constant = _log_vmf_normalizer_constant
-
-
-# ---------------------------------------------------------------------------------------
-# Constants of the sample-based estimators, as Python doubles (no tensor, no graph).
-# ---------------------------------------------------------------------------------------
-def log_sphere_area(dim: int) -> float:
-    """``log |S^(dim-1)| = log(2 pi^(dim/2) / Gamma(dim/2))``, the uniform's entropy.
-
-    The surface measure of the unit sphere in R^dim: 2 (two points) on S^0, 2 pi on
-    the circle, 4 pi on S^2. It is the largest entropy a distribution on the sphere
-    can have.
-
-    Args:
-        dim:
-            Dimension d >= 1 of the ambient space.
-
-    Returns:
-        The log-area in nats, a Python float.
-
-    Raises:
-        TypeError: If dim is not an int.
-        ValueError: If dim < 1.
-
-    Examples:
-        >>> import math
-        >>> from lightly_er.functional import log_sphere_area
-        >>> abs(log_sphere_area(3) - math.log(4 * math.pi)) < 1e-12
-        True
-    """
-    check_dim(dim)
-    return math.log(2.0) + 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim)
-
-
-def log_unit_ball_volume(dim: int) -> float:
-    """log of the volume of the unit ball in R^dim, pi^(dim/2) / Gamma(dim/2 + 1)."""
-    return 0.5 * dim * math.log(math.pi) - math.lgamma(0.5 * dim + 1.0)
-
-
-def digamma(x: float) -> float:
-    """The digamma function psi(x) for x > 0, to about 1e-15 (recurrence + series)."""
-    if not x > 0:
-        raise ValueError(f"digamma needs x > 0, got {x}")
-    result = 0.0
-    # psi(x) = psi(x + 1) - 1 / x moves x to where the asymptotic series converges.
-    while x < 10.0:
-        result -= 1.0 / x
-        x += 1.0
-    inv2 = 1.0 / (x * x)
-    # DLMF 5.11.2: log x - 1/(2x) - sum_k B_2k / (2k x^2k).
-    series = inv2 * (
-        1.0 / 12
-        - inv2 * (1.0 / 120 - inv2 * (1.0 / 252 - inv2 * (1.0 / 240 - inv2 / 132)))
-    )
-    return result + math.log(x) - 0.5 / x - series

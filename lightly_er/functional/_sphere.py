@@ -1,39 +1,32 @@
-"""The ER terms on the unit sphere: the entropy estimators and the vMF reconstruction.
+"""The sphere entropy with its choice of estimator: the kernel and the sample estimators.
 
-Private: the public names are re-exported by :mod:`lightly_er.functional`.
-``relative_sphere_entropy`` and ``relative_vmf_reconstruction`` are the library's
-internal entry points for callers that add the two terms (the losses, the meter):
-they return the terms without the constant log C_d(kappa), which cancels in
+Private: the public names are re-exported by :mod:`lightly_er.functional`. This
+module adds the ``estimator`` choice (and ``leave_one_out``) to the plug-in estimate
+of ``_vmf``: the kernel estimators of ``_kernel_estimators`` (joe, Renyi-2) and the
+sample estimators of ``_samples`` (nearest neighbors, log-determinant), research
+options of lightly-er that the upstream series does not send.
+``relative_sphere_entropy`` is the internal entry point for callers that add the
+entropy to a reconstruction (the research losses, the meter): it returns the
+estimate without the constant log C_d(kappa), which cancels in
 ``entropy + reconstruction`` and would otherwise swamp float32 at large d.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple, Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
+from typing_extensions import Literal
 
-from lightly_er.functional._checks import (
-    Kappa,
-    SphereEstimator,
-    at_least_float32,
-    check_dim,
-    check_sphere,
-    checked_kappa,
-)
-from lightly_er.functional._kde import KDE_ESTIMATORS, kernel_entropy
+from lightly_er.functional._checks import Kappa, at_least_float32, checked_kappa
+from lightly_er.functional._kernel_estimators import KDE_ESTIMATORS, kernel_entropy
 from lightly_er.functional._samples import LOGDET_EPS, knn_entropy, logdet_entropy
-from lightly_er.functional._special import (
-    log_vmf_normalizer,
-    log_vmf_normalizer_constant,
-)
-from lightly_er.utils.checks import (
-    check_estimator,
-    check_int,
-    check_positive,
-    check_same_shape,
-)
+from lightly_er.functional._vmf import check_centers, kappa_in, log_norm
+from lightly_er.utils.checks import check_estimator, check_int, check_positive
+
+SphereEstimator = Literal["joe", "plugin", "knn", "renyi2", "logdet"]
+"""The entropy estimators of :func:`sphere_entropy`."""
 
 
 def sphere_entropy(
@@ -135,9 +128,9 @@ def sphere_entropy(
         z = at_least_float32(z)
         if estimator not in KDE_ESTIMATORS:
             return _sample_entropy(z, estimator, extra_support, None)
-        kappa_z = _kappa_in(checked, z)
+        kappa_z = kappa_in(checked, z)
         relative = kernel_entropy(z, kappa_z, estimator, leave_one_out, extra_support)
-        return relative - _log_norm(z.shape[1], kappa_z)
+        return relative - log_norm(z.shape[1], kappa_z)
 
 
 def relative_sphere_entropy(
@@ -164,13 +157,13 @@ def relative_sphere_entropy(
     )
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = at_least_float32(z)
-        kappa_z = _kappa_in(checked, z)
+        kappa_z = kappa_in(checked, z)
         if estimator in KDE_ESTIMATORS:
             return kernel_entropy(
                 z, kappa_z, estimator, leave_one_out, extra_support, extra_valid
             )
         entropy = _sample_entropy(z, estimator, extra_support, extra_valid)
-        return entropy + _log_norm(z.shape[1], kappa_z)
+        return entropy + log_norm(z.shape[1], kappa_z)
 
 
 def knn_sphere_entropy(
@@ -293,13 +286,6 @@ def _sample_entropy(
     return logdet_entropy(z, LOGDET_EPS, extra_support, extra_valid)
 
 
-def _kappa_in(kappa: Union[float, Tensor], z: Tensor) -> Union[float, Tensor]:
-    """kappa for the kernel: a Python float stays one (fused into the product)."""
-    if isinstance(kappa, Tensor):
-        return kappa.to(device=z.device, dtype=z.dtype)
-    return kappa
-
-
 def _check_entropy_inputs(
     z: Tensor,
     kappa: Kappa,
@@ -310,16 +296,7 @@ def _check_entropy_inputs(
 ) -> Union[float, Tensor]:
     """Checks the arguments of sphere_entropy; returns kappa (a float or a tensor)."""
     check_estimator(estimator)
-    check_sphere(z, "z", min_samples=1, validate=validate)
-    num_centres = z.shape[0]
-    if extra_support is not None:
-        check_sphere(extra_support, "extra_support", min_samples=0, validate=validate)
-        if extra_support.shape[1] != z.shape[1]:
-            raise ValueError(
-                f"extra_support must have the same dim as z, got shape "
-                f"{tuple(extra_support.shape)} for z of shape {tuple(z.shape)}"
-            )
-        num_centres += extra_support.shape[0]
+    num_centres = check_centers(z, extra_support, validate)
     if estimator not in KDE_ESTIMATORS and leave_one_out:
         raise ValueError(
             f"leave_one_out applies to the kernel estimators; {estimator!r} "
@@ -342,124 +319,3 @@ def _check_entropy_inputs(
             f"together), got {num_centres}"
         )
     return checked_kappa(kappa)
-
-
-def _log_norm(dim: int, kappa: Union[float, Tensor]) -> Union[float, Tensor]:
-    """log C_d(kappa): a cached Python float for a number, a tensor (with grad) else."""
-    if isinstance(kappa, Tensor):
-        return log_vmf_normalizer(dim, kappa)
-    return log_vmf_normalizer_constant(dim, float(kappa))
-
-
-def min_sphere_entropy(dim: int, kappa: float) -> float:
-    """The smallest value of :func:`sphere_entropy`: -log C_d(kappa) - kappa.
-
-    It is the estimate for a batch of identical points, and the constant that makes
-    raw sphere entropies hard to read (-137 nats at d = 128, kappa = 10). The gap
-    ``sphere_entropy(z, kappa) - min_sphere_entropy(d, kappa)`` is free of it and lies
-    in [0, log N] for a batch of N (without leave-one-out): 0 for a collapsed batch,
-    log N for points whose kernels do not overlap.
-
-    Args:
-        dim:
-            Dimension d >= 1 of the embeddings.
-        kappa:
-            Concentration of the kernel, a positive float.
-
-    Returns:
-        The minimum in nats, a Python float.
-
-    Raises:
-        TypeError: If dim is not an int or kappa not a real number.
-        ValueError: If dim < 1 or kappa is not positive and finite.
-
-    Examples:
-        >>> from lightly_er.functional import min_sphere_entropy
-        >>> round(min_sphere_entropy(3, 2.0), 6)  # -log(2 / (4 pi sinh 2)) - 2
-        1.126244
-    """
-    check_dim(dim)
-    check_positive(kappa, "kappa")
-    return -log_vmf_normalizer_constant(dim, float(kappa)) - float(kappa)
-
-
-def vmf_reconstruction(
-    z_target: Tensor, z_pred: Tensor, kappa: Kappa, validate: bool = True
-) -> Tensor:
-    """Expected vMF log-likelihood of the targets given the predictions.
-
-    The reconstruction term of ER on the sphere [0]: with q(z2 | z1) the von
-    Mises-Fisher density centered at the prediction z_pred (from view 1) with
-    concentration kappa,
-
-        E[log q(z_target | z_pred)] = log C_d(kappa) + kappa * mean_i z_pred_i^T z_target_i.
-
-    - [0] Rodriguez-Galvez et al., ICML 2023, https://arxiv.org/abs/2307.10907
-
-    Args:
-        z_target:
-            L2-normalized targets, shape (N, d).
-        z_pred:
-            L2-normalized predicted mean directions, shape (N, d).
-        kappa:
-            Concentration, a positive float or a one-element tensor.
-        validate:
-            Check that the inputs are finite and unit-norm (see
-            :func:`sphere_entropy`); types and shapes are always checked.
-
-    Returns:
-        The expected log-likelihood in nats, a scalar tensor.
-
-    Raises:
-        TypeError: If an input is not a floating point tensor.
-        ValueError: If the shapes differ or are not (N, d) with N >= 1 and d >= 1, if an
-            input is not finite or not unit-norm, or kappa is not positive.
-
-    Examples:
-        >>> import torch
-        >>> from torch.nn.functional import normalize
-        >>> from lightly_er.functional import vmf_reconstruction
-        >>> z1 = normalize(torch.randn(256, 128), dim=1)
-        >>> z2 = normalize(z1 + 0.1 * torch.randn(256, 128), dim=1)
-        >>> reconstruction = vmf_reconstruction(z2, z1, kappa=10.0)
-    """
-    checked = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
-    with torch.autocast(device_type=z_target.device.type, enabled=False):
-        z_target, z_pred = _as_working_dtype(z_target, z_pred)
-        kappa_z = _kappa_in(checked, z_target)
-        relative = kappa_z * _mean_cosine(z_target, z_pred)
-        return relative + _log_norm(z_target.shape[1], kappa_z)
-
-
-def relative_vmf_reconstruction(
-    z_target: Tensor, z_pred: Tensor, kappa: Kappa, validate: bool = True
-) -> Tensor:
-    """vmf_reconstruction(...) - log C_d(kappa) = kappa * mean_i z_pred_i^T z_target_i.
-
-    Library-internal (not re-exported); same arguments and checks as
-    :func:`vmf_reconstruction`.
-    """
-    checked = _check_reconstruction_inputs(z_target, z_pred, kappa, validate)
-    with torch.autocast(device_type=z_target.device.type, enabled=False):
-        z_target, z_pred = _as_working_dtype(z_target, z_pred)
-        result: Tensor = _kappa_in(checked, z_target) * _mean_cosine(z_target, z_pred)
-        return result
-
-
-def _check_reconstruction_inputs(
-    z_target: Tensor, z_pred: Tensor, kappa: Kappa, validate: bool
-) -> Union[float, Tensor]:
-    check_sphere(z_target, "z_target", min_samples=1, validate=validate)
-    check_sphere(z_pred, "z_pred", min_samples=1, validate=validate)
-    check_same_shape(z_target, "z_target", z_pred, "z_pred")
-    return checked_kappa(kappa)
-
-
-def _as_working_dtype(z_target: Tensor, z_pred: Tensor) -> Tuple[Tensor, Tensor]:
-    z_target = at_least_float32(z_target)
-    return z_target, at_least_float32(z_pred).to(z_target.dtype)
-
-
-def _mean_cosine(z_target: Tensor, z_pred: Tensor) -> Tensor:
-    # Rows are unit-norm: the row-wise dot product is the cosine.
-    return (z_pred * z_target).sum(dim=1).mean()

@@ -18,7 +18,7 @@ from typing_extensions import Literal
 
 from lightly_er.functional import log_vmf_normalizer
 from lightly_er.functional._special import log_vmf_normalizer_constant
-from lightly_er.functional._sphere import relative_sphere_entropy
+from lightly_er.functional._vmf import relative_sphere_entropy
 from lightly_er.loss._terms import marginal_entropy
 from lightly_er.utils.compat import is_compiling
 
@@ -231,11 +231,7 @@ class SphereERLossMixin(ERLossMixin):
         if z.shape[0] + (0 if extra_support is None else extra_support.shape[0]) == 1:
             self._warn_single_sample()
         return relative_sphere_entropy(
-            z,
-            self._kappas()[0],
-            estimator="plugin",
-            extra_support=extra_support,
-            validate=False,
+            z, self._kappas()[0], extra_support=extra_support, validate=False
         )
 
     def _remember(self, rows: Tensor, entropy: Tensor) -> None:
@@ -251,7 +247,7 @@ class SphereERLossMixin(ERLossMixin):
         """_record with the sphere losses' constants log C_d(kappa).
 
         ``entropy`` and ``reconstruction`` come from :meth:`_sphere_entropy` and
-        :func:`lightly_er.functional._sphere.relative_vmf_reconstruction` at
+        :func:`lightly_er.functional._vmf.relative_vmf_reconstruction` at
         :meth:`_kappas`; ``rows`` are the rows of the entropy.
         """
         kernel, recon = self._kappas()

@@ -16,7 +16,7 @@ from lightly_er.experimental._mixins import (
 )
 from lightly_er.experimental.estimator import EntropyEstimator, resolve_estimator
 from lightly_er.functional import discrete_entropy, discrete_reconstruction
-from lightly_er.functional._sphere import relative_vmf_reconstruction
+from lightly_er.functional._vmf import relative_vmf_reconstruction
 from lightly_er.loss._base import ERComponents, Support
 from lightly_er.loss._kappa import DEFAULT_KAPPA, resolve_kappa
 from lightly_er.loss._terms import (

@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List, NamedTuple
 
 import pytest
 
+from tests.upstream.test_plugin_only import research_mentions
 from upstream import examples, manifest
 from upstream.make_patch import (
     BRANCH_PREFIX,
@@ -242,6 +243,19 @@ def test_no_research_option_is_sent(series: Series) -> None:
     )
     for option in ("learn_kappa", "memory_size", "EntropyEstimator", "estimator: "):
         assert option not in sent
+
+
+def test_no_research_estimator_is_sent(series: Series) -> None:
+    # Every line the series adds (library files, tests, examples, docs pages and
+    # the descriptions): the plug-in estimate only (tests/upstream/test_plugin_only.py).
+    for key, paths in series.patches.items():
+        for path in paths:
+            added = "\n".join(
+                line[1:]
+                for line in path.read_text().splitlines()
+                if line.startswith("+") and not line.startswith("+++")
+            )
+            assert research_mentions(added) == [], key
 
 
 def test_module_map_and_copy_refuse_what_lightly_lacks(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from lightly.loss.negative_cosine_similarity import NegativeCosineSimilarity
 from torch import Tensor
 from typing_extensions import Literal
 
-from lightly_er.functional._sphere import relative_vmf_reconstruction
+from lightly_er.functional._vmf import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
     SphereERLossMixin,
@@ -22,7 +22,7 @@ from lightly_er.loss._terms import (
     normalize_rows,
     resolve_kappa,
 )
-from lightly_er.utils.checks import check_choice, check_int
+from lightly_er.utils._arguments import check_choice, check_int
 from lightly_er.utils.dist import gather_rows
 
 Prediction = Literal["x0", "x1", "both"]

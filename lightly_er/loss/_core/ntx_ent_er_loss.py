@@ -9,7 +9,7 @@ from lightly.loss.ntx_ent_loss import NTXentLoss
 from torch import Tensor
 from torch.nn import functional as F
 
-from lightly_er.functional._sphere import relative_vmf_reconstruction
+from lightly_er.functional._vmf import relative_vmf_reconstruction
 from lightly_er.loss._base import (
     ERComponents,
     SphereERLossMixin,
@@ -20,7 +20,7 @@ from lightly_er.loss._terms import (
     normalize_rows,
     resolve_kappa,
 )
-from lightly_er.utils.checks import check_bool
+from lightly_er.utils._arguments import check_bool
 from lightly_er.utils.dist import gather_rows
 
 

@@ -40,16 +40,20 @@ def _reference_log_density(z: Tensor, support: Tensor, kappa: float) -> Tensor:
     return torch.tensor(values, dtype=torch.float64)
 
 
-def _reference_sphere_entropy(
-    z: Tensor, kappa: float, estimator: str, support: Tensor
-) -> float:
+def _reference_sphere_entropy(z: Tensor, kappa: float, support: Tensor) -> float:
+    """The plug-in estimate: the entropy of the kernel density on the samples."""
     log_density = _reference_log_density(z, support, kappa)
-    if estimator == "joe":
-        return float(-log_density.mean())
-    if estimator == "renyi2":
-        return float(-torch.logsumexp(log_density, dim=0) + math.log(len(z)))
     weights = torch.softmax(log_density, dim=0)
     return float(-(weights * log_density).sum())
+
+
+def _autograd_sphere_entropy(z: Tensor, kappa: Tensor, support: Tensor) -> Tensor:
+    """The plug-in estimate + log C_d(kappa) by plain autograd (no custom backward)."""
+    log_density = torch.logsumexp(kappa * z @ support.T, dim=1) - math.log(
+        support.shape[0]
+    )
+    weights = torch.softmax(log_density, dim=0)
+    return -(weights * log_density).sum()
 
 
 def _unit_rows(n: int, dim: int, seed: int) -> Tensor:
@@ -92,74 +96,39 @@ class TestLogVMFNormalizer:
 
 
 class TestSphereEntropy:
-    @pytest.mark.parametrize("estimator", ["plugin", "joe"])
     @pytest.mark.parametrize("dim", [3, 5])
     @pytest.mark.parametrize("kappa", [1.0, 10.0])
-    def test_equal_to_reference(self, estimator: str, dim: int, kappa: float) -> None:
+    def test_equal_to_reference(self, dim: int, kappa: float) -> None:
         z = _unit_rows(n=12, dim=dim, seed=0)
-        value = er.sphere_entropy(z, kappa=kappa, estimator=estimator)  # type: ignore[arg-type]
-        expected = _reference_sphere_entropy(z, kappa, estimator, support=z)
+        value = er.sphere_entropy(z, kappa=kappa)
+        expected = _reference_sphere_entropy(z, kappa, support=z)
         assert value.item() == pytest.approx(expected, rel=1e-10)
 
-    def test_renyi2_equal_to_reference(self) -> None:
-        z = _unit_rows(n=12, dim=3, seed=0)
-        value = er.sphere_entropy(z, kappa=4.0, estimator="renyi2")
-        expected = _reference_sphere_entropy(z, 4.0, "renyi2", support=z)
-        assert value.item() == pytest.approx(expected, rel=1e-10)
-
-    @pytest.mark.parametrize("estimator", ["plugin", "joe"])
-    def test_leave_one_out_equal_to_reference(self, estimator: str) -> None:
-        # Without the self-term: the kernel sum runs over j != i, divided by N - 1.
-        z = _unit_rows(n=12, dim=3, seed=0)
-        kappa = 4.0
-        log_norm = _reference_log_vmf_normalizer(3, kappa)
-        log_density = []
-        for i in range(12):
-            terms = [kappa * float(z[i] @ z[j]) for j in range(12) if j != i]
-            log_density.append(
-                log_norm + float(np.logaddexp.reduce(terms)) - math.log(11)
-            )
-        reference = torch.tensor(log_density, dtype=torch.float64)
-        if estimator == "joe":
-            expected = float(-reference.mean())
-        else:
-            expected = float(-(torch.softmax(reference, dim=0) * reference).sum())
-        value = er.sphere_entropy(
-            z,
-            kappa=kappa,
-            estimator=estimator,  # type: ignore[arg-type]
-            leave_one_out=True,
-        )
-        assert value.item() == pytest.approx(expected, rel=1e-10)
-
-    def test_knn_equal_to_reference(self) -> None:
-        # Kozachenko-Leonenko on S^2 with chordal distances: psi(N) - psi(1)
-        # + log(pi) + 2 mean_i log r_i, r_i the distance to the nearest other row.
-        n = 12
-        z = _unit_rows(n=n, dim=3, seed=0).numpy()
-        distance = np.sqrt(((z[:, None] - z[None]) ** 2).sum(axis=-1))
-        np.fill_diagonal(distance, np.inf)
-        harmonic = sum(1.0 / j for j in range(1, n))  # psi(N) - psi(1)
-        expected = harmonic + math.log(math.pi) + 2.0 * np.log(distance.min(1)).mean()
-        for kappa in (1.0, 10.0):  # the estimate has no kernel
-            value = er.sphere_entropy(torch.from_numpy(z), kappa, estimator="knn")
-            assert value.item() == pytest.approx(expected, rel=1e-10)
-
-    def test_logdet_equal_to_reference(self) -> None:
-        # log|S^2| + 1/2 logdet(3 Sigma + 0.05 I), Sigma the unbiased covariance.
-        z = _unit_rows(n=12, dim=3, seed=0).numpy()
-        _, logdet = np.linalg.slogdet(3.0 * np.cov(z.T) + 0.05 * np.eye(3))
-        expected = math.log(4.0 * math.pi) + 0.5 * logdet
-        value = er.sphere_entropy(torch.from_numpy(z), 1.0, estimator="logdet")
-        assert value.item() == pytest.approx(expected, rel=1e-10)
+    @pytest.mark.parametrize("with_bank", [False, True])
+    def test_gradients_equal_to_autograd(self, with_bank: bool) -> None:
+        # The fused backward against autograd through logsumexp: the gradients of
+        # the rows, of the bank's rows and of a tensor kappa. The constant
+        # log C_d(kappa) is added to both, so its gradient is left out of the sum.
+        z = _unit_rows(n=9, dim=4, seed=6).requires_grad_(True)
+        bank = _unit_rows(n=5, dim=4, seed=7).requires_grad_(True)
+        kappa = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+        extra = bank if with_bank else None
+        value = er.sphere_entropy(z, kappa, extra_support=extra)
+        inputs = [z, kappa] + ([bank] if with_bank else [])
+        grads = torch.autograd.grad(value, inputs)
+        support = torch.cat([z, bank]) if with_bank else z
+        log_norm = er.log_vmf_normalizer(4, kappa)
+        expected_value = _autograd_sphere_entropy(z, kappa, support) - log_norm
+        expected = torch.autograd.grad(expected_value, inputs)
+        assert value.item() == pytest.approx(expected_value.item(), rel=1e-10)
+        for got, want in zip(grads, expected):
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
     def test_extra_support(self) -> None:
         z = _unit_rows(n=8, dim=3, seed=1)
         bank = _unit_rows(n=5, dim=3, seed=2)
         value = er.sphere_entropy(z, kappa=4.0, extra_support=bank)
-        expected = _reference_sphere_entropy(
-            z, 4.0, "plugin", support=torch.cat([z, bank])
-        )
+        expected = _reference_sphere_entropy(z, 4.0, support=torch.cat([z, bank]))
         assert value.item() == pytest.approx(expected, rel=1e-10)
 
     def test_bounds(self) -> None:

@@ -13,10 +13,9 @@ functions.
 """
 
 from lightly_er.functional._checks import Kappa as Kappa
-from lightly_er.functional._checks import SphereEstimator as SphereEstimator
 from lightly_er.functional._discrete import discrete_entropy, discrete_reconstruction
 from lightly_er.functional._special import log_vmf_normalizer
-from lightly_er.functional._sphere import (
+from lightly_er.functional._vmf import (
     min_sphere_entropy,
     sphere_entropy,
     vmf_reconstruction,
