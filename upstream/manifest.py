@@ -23,7 +23,7 @@ _ER = "lightly.utils.entropy_reconstruction"
 # lightly-er module -> lightly module. The longest matching prefix wins.
 MODULE_MAP: Dict[str, str] = {
     "lightly_er.functional": _ER,
-    "lightly_er.utils._arguments": "lightly.utils.er_checks",
+    "lightly_er.utils._checks": "lightly.utils.er_checks",
     "lightly_er.utils.dist": "lightly.utils.er_dist",
     "lightly_er.utils.compat": "lightly.utils.er_compat",
     "lightly_er.loss._base": "lightly.loss._er_base",
@@ -159,7 +159,7 @@ PULL_REQUESTS: Tuple[PullRequest, ...] = (
                 for m in _FUNCTIONAL
             ),
             _written("lightly/utils/entropy_reconstruction/__init__.py"),
-            ("lightly_er/utils/_arguments.py", "lightly/utils/er_checks.py"),
+            ("lightly_er/utils/_checks.py", "lightly/utils/er_checks.py"),
             ("lightly_er/utils/dist.py", "lightly/utils/er_dist.py"),
             ("lightly_er/utils/compat.py", "lightly/utils/er_compat.py"),
             ("lightly_er/loss/_base.py", "lightly/loss/_er_base.py"),

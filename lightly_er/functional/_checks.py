@@ -14,7 +14,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from lightly_er.utils._arguments import check_matrix
+from lightly_er.utils._checks import check_matrix
 from lightly_er.utils.compat import is_compiling
 
 Kappa = Union[Tensor, float]

@@ -18,7 +18,7 @@ from lightly_er.functional._checks import (
     check_probabilities,
     check_probability_shape,
 )
-from lightly_er.utils._arguments import check_same_shape
+from lightly_er.utils._checks import check_same_shape
 from lightly_er.utils.compat import vecdot
 
 

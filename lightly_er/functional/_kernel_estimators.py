@@ -80,7 +80,9 @@ class _MaskedKernelLogDensity(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: KernelContext, *grad_outputs: Tensor) -> Tuple[Any, ...]:
+    def backward(
+        ctx: KernelContext, *grad_outputs: Tensor
+    ) -> Tuple[Optional[Tensor], ...]:
         # torch's signature: one gradient per output of forward (here one).
         (grad_output,) = grad_outputs
         return (*kernel_backward(ctx, grad_output), None, None, None)

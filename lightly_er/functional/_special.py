@@ -16,7 +16,7 @@ from torch import Tensor
 from typing_extensions import Protocol
 
 from lightly_er.functional._checks import Kappa, as_kappa_tensor, check_dim
-from lightly_er.utils._arguments import check_real
+from lightly_er.utils._checks import check_real
 from lightly_er.utils.compat import assume_constant_result
 
 # ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from lightly_er.functional._special import (
     log_vmf_normalizer,
     log_vmf_normalizer_constant,
 )
-from lightly_er.utils._arguments import check_positive, check_same_shape
+from lightly_er.utils._checks import check_positive, check_same_shape
 
 
 def sphere_entropy(

@@ -18,7 +18,7 @@ from torch import distributed as torch_dist
 from lightly_er.functional import discrete_entropy
 from lightly_er.functional._checks import at_least_float32
 from lightly_er.functional._discrete import mean_distribution
-from lightly_er.utils._arguments import (
+from lightly_er.utils._checks import (
     check_bool,
     check_matrix,
     check_positive,

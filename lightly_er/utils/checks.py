@@ -4,7 +4,7 @@ Each check raises a :class:`TypeError` for a value of the wrong type and a
 :class:`ValueError` for a value out of range, and the message names the argument and
 what was expected. Booleans are not accepted where a number is expected.
 
-The generic checks live in the private ``_arguments`` module (the one that the
+The generic checks live in the private ``_checks`` module (the one that the
 upstream series sends); this module adds the names of the sphere entropy estimators,
 which are lightly-er's research options.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Tuple
 
-from lightly_er.utils._arguments import (
+from lightly_er.utils._checks import (
     check_bool,
     check_choice,
     check_int,

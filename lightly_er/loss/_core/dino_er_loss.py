@@ -21,12 +21,7 @@ from lightly_er.loss._terms import (
     softmax_float32,
     target_entropy,
 )
-from lightly_er.utils._arguments import (
-    check_bool,
-    check_int,
-    check_positive,
-    check_real,
-)
+from lightly_er.utils._checks import check_bool, check_int, check_positive, check_real
 
 
 class ERDINOLoss(DiscreteERLossMixin, DINOLoss):

@@ -22,7 +22,7 @@ from lightly_er.loss._terms import (
     normalize_rows,
     resolve_kappa,
 )
-from lightly_er.utils._arguments import check_choice, check_int
+from lightly_er.utils._checks import check_choice, check_int
 from lightly_er.utils.dist import gather_rows
 
 Prediction = Literal["x0", "x1", "both"]

@@ -20,7 +20,7 @@ from lightly_er.loss._terms import (
     normalize_rows,
     resolve_kappa,
 )
-from lightly_er.utils._arguments import check_bool
+from lightly_er.utils._checks import check_bool
 from lightly_er.utils.dist import gather_rows
 
 

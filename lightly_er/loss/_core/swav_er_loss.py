@@ -20,7 +20,7 @@ from lightly_er.loss._terms import (
     softmax_float32,
     target_entropy,
 )
-from lightly_er.utils._arguments import check_bool, check_int, check_positive
+from lightly_er.utils._checks import check_bool, check_int, check_positive
 
 
 class ERSwaVLoss(DiscreteERLossMixin, SwaVLoss):
